@@ -1,0 +1,1 @@
+"""features/: point-in-time features at decision points, in DuckDB SQL over the lake."""

@@ -1,0 +1,166 @@
+"""The store's schema: every column of both tables, documented in this one place.
+
+Both backends (SQLite, MySQL/MariaDB) and the lake's Parquet schema are generated from these
+definitions, so a column is added here once. ``docs()`` renders the column reference that the
+README links to (``slotml schema --docs``).
+
+Departures from the original design, on purpose: DOUBLE instead of FLOAT (ticks go down to
+0.001; float32 adds noise at the tick grid), ``window_s`` in both keys (several families in one
+store), ``tick_ms`` in the snapshot key (a retried writer can never duplicate a tick), and the
+settlement / measured-vs-official / fee columns (since August 2026 the markets settle on
+Chainlink's 60 s TWAP).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    kind: str  # int | bigint | tinyint | double | bool | str
+    nullable: bool = True
+    doc: str = ""
+    length: int = 0  # VARCHAR length for kind == "str"
+    default: str | None = None  # SQL literal
+
+    @property
+    def mysql_type(self) -> str:
+        return {
+            "int": "INT",
+            "bigint": "BIGINT",
+            "tinyint": "TINYINT",
+            "double": "DOUBLE",
+            "bool": "BOOLEAN",
+            "str": f"VARCHAR({self.length})",
+        }[self.kind]
+
+    @property
+    def sqlite_type(self) -> str:
+        return {"double": "REAL", "str": "TEXT"}.get(self.kind, "INTEGER")
+
+    @property
+    def python_type(self) -> type:
+        return {"double": float, "str": str, "bool": bool}.get(self.kind, int)
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str
+    columns: tuple[Column, ...]
+    unique: tuple[str, ...]
+    indexes: tuple[tuple[str, ...], ...]
+    doc: str
+
+    @property
+    def names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    @property
+    def data_columns(self) -> list[Column]:
+        """Columns a writer supplies (the database assigns id and updated_at)."""
+        return [c for c in self.columns if c.name not in ("id", "updated_at")]
+
+    def column(self, name: str) -> Column:
+        for c in self.columns:
+            if c.name == name:
+                return c
+        raise KeyError(name)
+
+
+_ID = Column("id", "bigint", False, "Surrogate key (AUTO_INCREMENT); tie-break for incremental export.")
+_SYMBOL = Column("symbol", "str", False, "Asset, upper case: BTC, ETH, SOL, XRP.", length=10)
+_WINDOW = Column("window_s", "int", False, "Window length in seconds (900 for the 15m family).", default="900")
+_SLOT = Column("slot_ts", "int", False, "Window start, epoch seconds UTC.")
+_UPDATED = Column(
+    "updated_at", "double", False,
+    "Epoch seconds stamped by the DATABASE at commit (its clock, not the writer's); moves only "
+    "when the row really changes. Incremental export keys on it.",
+)
+
+SNAPSHOTS = Table(
+    name="slot_snapshots",
+    doc="One row per window per snapshot tick (30 s grid); written once, never updated.",
+    columns=(
+        _ID,
+        _SYMBOL,
+        _WINDOW,
+        _SLOT,
+        Column("tick_ms", "bigint", False, "Scheduled grid instant of the capture, epoch ms (all assets share it)."),
+        Column("captured_at", "double", False, "When the snapshot was actually taken, epoch s."),
+        Column("minutes_into_slot", "double", False, "(tick_ms/1000 - slot_ts) / 60."),
+        Column("bid_up", "double", doc="Best bid of the Up token (max of bid levels); NULL if that side is empty or the book is stale/crossed."),
+        Column("ask_up", "double", doc="Best ask of the Up token (min of ask levels); NULL as above."),
+        Column("bid_down", "double", doc="Best bid of the Down token."),
+        Column("ask_down", "double", doc="Best ask of the Down token."),
+        Column("bid_size_up", "double", doc="Size (shares) at the Up best bid."),
+        Column("ask_size_up", "double", doc="Size at the Up best ask."),
+        Column("bid_size_down", "double", doc="Size at the Down best bid."),
+        Column("ask_size_down", "double", doc="Size at the Down best ask."),
+        Column("spread_up", "double", doc="ask_up - bid_up; NULL when either side is missing."),
+        Column("spread_down", "double", doc="ask_down - bid_down."),
+        Column("chainlink_price", "double", doc="Latest Chainlink spot value (live-data `crypto_prices_chainlink`)."),
+        Column("chainlink_twap", "double", doc="Latest Chainlink 60 s TWAP value (`crypto_prices_twap_sixty`)."),
+        Column("dir_move_pct", "double", doc="Signed move of the market's SETTLEMENT series since price_to_beat, percent."),
+        Column("abs_move_pct", "double", doc="abs(dir_move_pct)."),
+        Column("spot_move_pct", "double", doc="Signed move of the spot stream since spot_price_to_beat, percent (what the manual filters use)."),
+        Column("book_age_s", "double", doc="Seconds since the older of the two tokens' last book update at capture."),
+        Column("hour_utc", "tinyint", doc="Hour of tick_ms, UTC."),
+        Column("day_of_week", "tinyint", doc="Weekday of tick_ms, UTC, 0 = Monday."),
+        _UPDATED,
+    ),
+    unique=("symbol", "window_s", "slot_ts", "tick_ms"),
+    indexes=(("symbol", "slot_ts"), ("slot_ts",), ("updated_at",)),
+)
+
+RESOLUTIONS = Table(
+    name="slot_resolutions",
+    doc="One row per window, filled in over time (column by column: a known value is never blanked).",
+    columns=(
+        _ID,
+        _SYMBOL,
+        _WINDOW,
+        _SLOT,
+        Column("end_ts", "int", doc="Window end, epoch s (market's endDate)."),
+        Column("slug", "str", doc="Market slug, e.g. btc-updown-15m-1767200400.", length=80),
+        Column("condition_id", "str", doc="CLOB condition id (0x hex, opaque).", length=66),
+        Column("up_token_id", "str", doc="Up outcome token id (decimal string).", length=80),
+        Column("down_token_id", "str", doc="Down outcome token id (decimal string).", length=80),
+        Column("settlement", "str", doc="Settlement series from the market's metadata: `twap60` or `spot`.", length=8),
+        Column("tick_size", "double", doc="Market tick size at discovery (orderPriceMinTickSize)."),
+        Column("min_order_size", "double", doc="Minimum order size, shares (orderMinSize)."),
+        Column("fee_rate", "double", doc="Fee schedule rate (feeSchedule.rate); 0 when fees are disabled."),
+        Column("fee_exponent", "double", doc="Fee schedule exponent: fee = shares * rate * (p(1-p))^exponent."),
+        Column("fee_taker_only", "bool", doc="Fee charged only to takers."),
+        Column("price_to_beat", "double", doc="Settlement-series observation stamped at the window start, measured by the collector."),
+        Column("spot_price_to_beat", "double", doc="Spot-stream observation stamped at the window start, measured by the collector."),
+        Column("final_price", "double", doc="Settlement-series observation stamped at the window end, measured by the collector."),
+        Column("final_seen_at", "double", doc="Epoch s when the collector first saw final_price."),
+        Column("official_price_to_beat", "double", doc="Gamma eventMetadata.priceToBeat (published after the end)."),
+        Column("official_final_price", "double", doc="Gamma eventMetadata.finalPrice (up to ~22 min after the end)."),
+        Column("resolved_up", "bool", doc="1 = Up won, 0 = Down won, NULL = not resolved yet (from Gamma)."),
+        Column("prev_resolved_up", "bool", doc="resolved_up of the same asset and family's previous window."),
+        Column("resolved_at", "double", doc="Wall time the collector FIRST saw the resolved state (not the venue's close time)."),
+        _UPDATED,
+    ),
+    unique=("symbol", "window_s", "slot_ts"),
+    indexes=(("slot_ts",), ("updated_at",)),
+)
+
+TABLES: dict[str, Table] = {t.name: t for t in (SNAPSHOTS, RESOLUTIONS)}
+
+
+def docs() -> str:
+    """The column reference as Markdown (one place documents every column)."""
+    out: list[str] = []
+    for t in TABLES.values():
+        out.append(f"### `{t.name}`\n\n{t.doc}\n")
+        out.append(f"Unique key: ({', '.join(t.unique)}).\n")
+        out.append("| column | type | null | meaning |\n|---|---|---|---|")
+        for c in t.columns:
+            out.append(f"| `{c.name}` | {c.mysql_type} | {'yes' if c.nullable else 'no'} | {c.doc} |")
+        out.append("")
+    return "\n".join(out)

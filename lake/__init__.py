@@ -1,0 +1,1 @@
+"""lake/: the nightly, incremental, hive-partitioned Parquet mirror of the store."""

@@ -1,0 +1,1 @@
+"""serve/: the scorer and entry gate a trading bot loads (onnxruntime only), replay, read API."""

@@ -1,0 +1,62 @@
+"""The ``slotml`` console script.
+
+Each stage owns its subcommands in its own ``cli.py`` with a ``register(subparsers)`` function
+that only builds argparse parsers (no heavy imports: the work is imported inside the handler),
+so ``slotml --help`` stays instant and a stage never pulls in another's dependencies.
+A handler takes the parsed args and returns an exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from slotml import __version__
+from slotml.errors import UserError
+from slotml.settings import mask_url
+
+# Order = the pipeline's: collect -> export -> features/train -> serve; the sim last.
+STAGE_CLIS = (
+    "slotml.ingest.cli",
+    "slotml.lake.cli",
+    "slotml.features.cli",
+    "slotml.train.cli",
+    "slotml.serve.cli",
+    "slotml.sim.cli",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="slotml",
+        description="Polymarket Up/Down slot collector and entry model (ingest -> lake -> "
+        "features -> train -> serve; sim is the local venue).",
+    )
+    parser.add_argument("--version", action="version", version=f"slotml {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for mod in STAGE_CLIS:
+        importlib.import_module(mod).register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except UserError as e:
+        print(f"slotml {args.command}: error: {mask_url(str(e))}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        logging.getLogger("slotml").info("interrupted")
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""train/: XGBoost + isotonic calibration, exported as one ONNX file with a model card."""
