@@ -1,0 +1,281 @@
+"""The training set in DuckDB SQL: one row per (window, decision point), per ``contract.py``.
+
+Works on any DuckDB connection that has relations named ``slot_snapshots`` and
+``slot_resolutions`` with the columns of ``ingest/schema.py`` (``slotml.lake.connect()`` gives
+views over the lake; tests create tables in memory). Returns a ``pyarrow.Table``.
+
+Everything fitted (the per-asset move volatility behind ``move_z``) comes in as ``stats`` and
+goes into the query as bound parameters, so the same SQL serves any split: fit on training days
+with ``fit_stats``, then build every row with those stats.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from slotml.features.contract import (
+    ASSET_CODES,
+    CONTRACT_VERSION,
+    DEFAULT_LOOKBACK,
+    DEFAULT_POINTS,
+    DEFAULT_TOLERANCE,
+    FEATURES,
+    KEYS,
+    LABELS,
+    metadata,
+)
+
+# The decision row's columns carried through the ASOF join.
+_ROW_COLS = (
+    "dir_move_pct", "spot_move_pct", "bid_up", "ask_up", "bid_down", "ask_down",
+    "bid_size_up", "ask_size_up", "bid_size_down", "ask_size_down",
+)
+
+# ms(frac) of contract.py, in the same IEEE order: floor(frac * window_s * 1000 + 0.5)
+_MS = "CAST(floor({frac} * {w} * CAST(1000 AS DOUBLE) + CAST(0.5 AS DOUBLE)) AS BIGINT)"
+# minutes(ms) of contract.py: 15 * ms / (window_s * 1000)
+_MIN = "(CAST(15 AS DOUBLE) * ({ms}) / ({w} * 1000))"
+
+# One feature = one SQL expression over the joined decision row `r`, lookback row `l`,
+# previous resolution `p`, stats `v` and the grid's decision instant `decision_ms`.
+_FEATURE_SQL: dict[str, str] = {
+    "dir_move_pct": "r.dir_move_pct",
+    "abs_move_pct": "abs(r.dir_move_pct)",
+    "spot_move_pct": "r.spot_move_pct",
+    "minutes_into": _MIN.format(ms="r.tick_ms - r.slot_ts * 1000", w="r.window_s"),
+    "minutes_left": "CAST(15 AS DOUBLE) - " + _MIN.format(ms="r.tick_ms - r.slot_ts * 1000", w="r.window_s"),
+    "bid_up": "r.bid_up",
+    "ask_up": "r.ask_up",
+    "bid_down": "r.bid_down",
+    "ask_down": "r.ask_down",
+    "up_mid": "(r.bid_up + r.ask_up) / 2",
+    "spread_up": "r.ask_up - r.bid_up",
+    "spread_down": "r.ask_down - r.bid_down",
+    "spread_ratio": "(r.ask_up - r.bid_up) / nullif(r.ask_down - r.bid_down, 0)",
+    "imbalance_up": "(r.bid_size_up - r.ask_size_up) / nullif(r.bid_size_up + r.ask_size_up, 0)",
+    "imbalance_down": "(r.bid_size_down - r.ask_size_down) / nullif(r.bid_size_down + r.ask_size_down, 0)",
+    "move_velocity": "(r.dir_move_pct - l.dir_move_pct) / "
+                     + _MIN.format(ms="r.tick_ms - l.tick_ms", w="r.window_s"),
+    "realised_vol": "CASE WHEN r.last_mv_tick > r.first_mv_tick THEN sqrt(r.cum_sq / "
+                    + _MIN.format(ms="r.last_mv_tick - r.first_mv_tick", w="r.window_s") + ") END",
+    "move_z": "CASE WHEN v.sigma > 0 AND (CAST(15 AS DOUBLE) - "
+              + _MIN.format(ms="r.tick_ms - r.slot_ts * 1000", w="r.window_s") + ") > 0 "
+              "THEN r.dir_move_pct / (v.sigma * sqrt(CAST(15 AS DOUBLE) - "
+              + _MIN.format(ms="r.tick_ms - r.slot_ts * 1000", w="r.window_s") + ")) END",
+    "snapshot_count": "r.n_so_far",
+    "hour": "(r.tick_ms // 3600000) % 24",
+    "weekday": "(r.tick_ms // 86400000 + 3) % 7",
+    "asset": "a.code",
+    "prev_up": "CASE WHEN p.resolved_up IS NOT NULL AND p.resolved_at < r.decision_ms / CAST(1000 AS DOUBLE) "
+               "THEN CAST(p.resolved_up AS INTEGER) "
+               "WHEN p.final_price IS NOT NULL AND p.price_to_beat IS NOT NULL "
+               "AND p.final_seen_at < r.decision_ms / CAST(1000 AS DOUBLE) "
+               "THEN CAST(p.final_price >= p.price_to_beat AS INTEGER) END",
+    "prev_known_source": "CASE WHEN p.resolved_up IS NOT NULL AND p.resolved_at < r.decision_ms / CAST(1000 AS DOUBLE) THEN 2 "
+                         "WHEN p.final_price IS NOT NULL AND p.price_to_beat IS NOT NULL "
+                         "AND p.final_seen_at < r.decision_ms / CAST(1000 AS DOUBLE) THEN 1 ELSE 0 END",
+}
+assert tuple(_FEATURE_SQL) == FEATURES, "the SQL must define exactly the contract's features, in order"
+
+
+def _filters(window_s: int | None, symbols: Sequence[str] | None, slot_from: int | None,
+             slot_to: int | None) -> tuple[str, list[Any]]:
+    where, params = ["tick_ms >= CAST(slot_ts AS BIGINT) * 1000"], []
+    if window_s is not None:
+        where.append("window_s = ?")
+        params.append(int(window_s))
+    if symbols:
+        where.append("list_contains(?, symbol)")
+        params.append([str(s) for s in symbols])
+    if slot_from is not None:
+        where.append("slot_ts >= ?")
+        params.append(int(slot_from))
+    if slot_to is not None:
+        where.append("slot_ts < ?")
+        params.append(int(slot_to))
+    return " AND ".join(where), params
+
+
+def training_set_sql(feature_type: str = "FLOAT", resolved_only: bool = False,
+                     where: str = "TRUE") -> str:
+    """The query; parameters, in order: snapshot filter params, points[], tolerance, lookback,
+    stat symbols[], stat sigmas[], default sigma, asset symbols[], asset codes[]."""
+    feats = ",\n    ".join(
+        f"coalesce(CAST({expr} AS {feature_type}), CAST('NaN' AS {feature_type})) AS {name}"
+        for name, expr in _FEATURE_SQL.items()
+    )
+    row_cols = ", ".join(_ROW_COLS)
+    key = "PARTITION BY symbol, window_s, slot_ts ORDER BY tick_ms"
+    return f"""
+WITH snaps AS (
+  SELECT symbol, window_s, CAST(slot_ts AS BIGINT) AS slot_ts, tick_ms, {row_cols}
+  FROM slot_snapshots WHERE {where}
+),
+lagged AS (
+  SELECT *,
+    count(*) OVER (w ROWS UNBOUNDED PRECEDING) AS n_so_far,
+    dir_move_pct - last_value(dir_move_pct IGNORE NULLS)
+        OVER (w ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS d_move,
+    min(CASE WHEN dir_move_pct IS NOT NULL THEN tick_ms END) OVER (w ROWS UNBOUNDED PRECEDING) AS first_mv_tick,
+    max(CASE WHEN dir_move_pct IS NOT NULL THEN tick_ms END) OVER (w ROWS UNBOUNDED PRECEDING) AS last_mv_tick
+  FROM snaps WINDOW w AS ({key})
+),
+rows AS (
+  SELECT * EXCLUDE (d_move),
+    sum(d_move * d_move) OVER (w ROWS UNBOUNDED PRECEDING) AS cum_sq
+  FROM lagged WINDOW w AS ({key})
+),
+grid AS (
+  SELECT w.symbol, w.window_s, w.slot_ts, pt.point,
+    w.slot_ts * 1000 + {_MS.format(frac="pt.point", w="w.window_s")} AS decision_ms
+  FROM (SELECT DISTINCT symbol, window_s, slot_ts FROM snaps) w
+  CROSS JOIN (SELECT unnest(CAST(? AS DOUBLE[])) AS point) pt
+),
+params AS (SELECT CAST(? AS DOUBLE) AS tolerance, CAST(? AS DOUBLE) AS lookback),
+dec AS (
+  SELECT g.point, g.decision_ms, s.*,
+    s.tick_ms - {_MS.format(frac="params.lookback", w="s.window_s")} AS back_ms
+  FROM grid g
+  ASOF JOIN rows s
+    ON s.symbol = g.symbol AND s.window_s = g.window_s AND s.slot_ts = g.slot_ts
+   AND g.decision_ms >= s.tick_ms
+  CROSS JOIN params
+  WHERE g.decision_ms - s.tick_ms <= {_MS.format(frac="params.tolerance", w="g.window_s")}
+),
+vol AS (SELECT unnest(CAST(? AS VARCHAR[])) AS symbol, unnest(CAST(? AS DOUBLE[])) AS sigma),
+assets AS (SELECT unnest(CAST(? AS VARCHAR[])) AS symbol, unnest(CAST(? AS INTEGER[])) AS code),
+default_vol AS (SELECT CAST(? AS DOUBLE) AS sigma)
+SELECT
+    r.symbol, r.window_s, r.slot_ts, r.point, r.tick_ms,
+    r.decision_ms / CAST(1000 AS DOUBLE) AS decision_ts,
+    {feats},
+    CAST(c.resolved_up AS TINYINT) AS resolved_up,
+    CAST(c.final_price >= c.price_to_beat AS TINYINT) AS measured_up
+FROM dec r
+ASOF LEFT JOIN (SELECT symbol, window_s, slot_ts, tick_ms, dir_move_pct FROM snaps) l
+  ON l.symbol = r.symbol AND l.window_s = r.window_s AND l.slot_ts = r.slot_ts
+ AND r.back_ms >= l.tick_ms
+LEFT JOIN slot_resolutions p
+  ON p.symbol = r.symbol AND p.window_s = r.window_s AND p.slot_ts = r.slot_ts - r.window_s
+LEFT JOIN slot_resolutions c
+  ON c.symbol = r.symbol AND c.window_s = r.window_s AND c.slot_ts = r.slot_ts
+LEFT JOIN (SELECT s.symbol, coalesce(vol.sigma, d.sigma) AS sigma
+           FROM (SELECT DISTINCT symbol FROM snaps) s CROSS JOIN default_vol d
+           LEFT JOIN vol ON vol.symbol = s.symbol) v ON v.symbol = r.symbol
+LEFT JOIN assets a ON a.symbol = r.symbol
+{"WHERE c.resolved_up IS NOT NULL" if resolved_only else ""}
+ORDER BY r.slot_ts, r.symbol, r.window_s, r.point
+"""
+
+
+def _stat_params(stats: Mapping[str, Any] | None) -> list[Any]:
+    per = dict((stats or {}).get("move_vol_per_min") or {})
+    default = (stats or {}).get("default_move_vol_per_min")
+    syms = sorted(per)
+    return [syms, [float(per[s]) for s in syms], None if default is None else float(default)]
+
+
+def build_training_set(
+    con: Any,
+    points: Sequence[float] = DEFAULT_POINTS,
+    stats: Mapping[str, Any] | None = None,
+    *,
+    tolerance: float = DEFAULT_TOLERANCE,
+    lookback: float = DEFAULT_LOOKBACK,
+    resolved_only: bool = False,
+    window_s: int | None = None,
+    symbols: Sequence[str] | None = None,
+    slot_from: int | None = None,
+    slot_to: int | None = None,
+    float64: bool = False,
+) -> Any:
+    """The training set as a ``pyarrow.Table``: KEYS, FEATURES (float32; ``float64=True`` for
+    parity checks), LABELS; one row per window and decision point that has a decision row.
+
+    ``stats``: from ``fit_stats`` on training days (None -> ``move_z`` is NaN).
+    ``resolved_only``: keep only windows with an official outcome (the rows train fits on).
+    ``slot_from``/``slot_to``: window starts in [from, to) epoch s; ``window_s``/``symbols``
+    filter the family/assets. Rows come ordered by slot_ts, symbol, window_s, point.
+    """
+    if not points:
+        raise ValueError("no decision points")
+    for f in (*points, tolerance, lookback):
+        if not 0.0 < float(f) < 1.0:
+            raise ValueError(f"fractions of the window must lie in (0, 1), got {f!r}")
+    where, params = _filters(window_s, symbols, slot_from, slot_to)
+    sql = training_set_sql("DOUBLE" if float64 else "FLOAT", resolved_only, where)
+    sym_params = _stat_params(stats)
+    asset_syms = list(ASSET_CODES)
+    # order of ? in the text: filters, points, tolerance, lookback, vol syms, vol sigmas,
+    # asset syms, asset codes, default sigma
+    all_params = [
+        *params, [float(p) for p in points], float(tolerance), float(lookback),
+        sym_params[0], sym_params[1], asset_syms, [ASSET_CODES[s] for s in asset_syms],
+        sym_params[2],
+    ]
+    return con.sql(sql, params=all_params).to_arrow_table()
+
+
+def fit_stats(con: Any, train_filter: str = "TRUE", params: Sequence[Any] = ()) -> dict[str, Any]:
+    """Fit the contract's statistics on the snapshot rows selected by ``train_filter``.
+
+    ``train_filter``: a SQL predicate over ``slot_snapshots`` columns chosen by the caller
+    (e.g. ``"slot_ts < ?"`` with ``params=[cut]``): pass TRAINING days only. Returns a JSON-able
+    dict to store in the model's metadata and pass back to ``build_training_set``:
+    ``move_vol_per_min[symbol]`` = sqrt(sum of squared snapshot-to-snapshot changes of
+    dir_move_pct / sum of the scaled minutes they span), pooled over the asset's windows (the
+    estimator behind ``realised_vol``, over whole windows); ``default_move_vol_per_min`` pools
+    all assets (used for an asset the fit never saw).
+    """
+    sql = f"""
+WITH s AS (
+  SELECT symbol, window_s, slot_ts, tick_ms, dir_move_pct FROM slot_snapshots
+  WHERE tick_ms >= CAST(slot_ts AS BIGINT) * 1000 AND dir_move_pct IS NOT NULL AND ({train_filter})
+),
+d AS (
+  SELECT symbol, window_s, slot_ts,
+    dir_move_pct - lag(dir_move_pct) OVER w AS d,
+    {_MIN.format(ms="tick_ms - lag(tick_ms) OVER w", w="window_s")} AS dt
+  FROM s WINDOW w AS (PARTITION BY symbol, window_s, slot_ts ORDER BY tick_ms)
+)
+SELECT symbol, sum(d * d) AS sq, sum(dt) AS minutes, count(*) AS n,
+       count(DISTINCT (window_s, slot_ts)) AS windows
+FROM d WHERE d IS NOT NULL GROUP BY symbol ORDER BY symbol
+"""
+    rows = con.execute(sql, list(params)).fetchall()
+    per = {sym: math.sqrt(sq / minutes) for sym, sq, minutes, _, _ in rows if minutes and minutes > 0}
+    tot_sq = sum(r[1] for r in rows)
+    tot_min = sum(r[2] for r in rows)
+    return {
+        "contract_version": CONTRACT_VERSION,
+        "move_vol_per_min": per,
+        "default_move_vol_per_min": math.sqrt(tot_sq / tot_min) if tot_min > 0 else None,
+        "fit_increments": {r[0]: int(r[3]) for r in rows},
+        "fit_windows": {r[0]: int(r[4]) for r in rows},
+    }
+
+
+def write_training_set(table: Any, path: str | Path, *, points: Sequence[float] = DEFAULT_POINTS,
+                       tolerance: float = DEFAULT_TOLERANCE, lookback: float = DEFAULT_LOOKBACK,
+                       stats: Mapping[str, Any] | None = None, extra: Mapping[str, Any] | None = None) -> Path:
+    """Write the set to Parquet with the contract and stats in the file's metadata (atomic)."""
+    import pyarrow.parquet as pq
+
+    meta = {**metadata(tuple(points), tolerance, lookback), "stats": dict(stats or {}), **dict(extra or {})}
+    schema_meta = dict(table.schema.metadata or {})
+    schema_meta[b"slotml.features"] = json.dumps(meta).encode()
+    table = table.replace_schema_metadata(schema_meta)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    pq.write_table(table, tmp, compression="zstd")
+    tmp.replace(path)
+    return path
+
+
+__all__ = ["KEYS", "LABELS", "FEATURES", "build_training_set", "fit_stats", "training_set_sql",
+           "write_training_set"]

@@ -1,0 +1,159 @@
+"""THE feature contract: names, order, dtypes and the exact definition of every model input.
+
+Two implementations follow it: the DuckDB SQL in ``features/build.py`` (offline, the training
+set) and serve/'s online builder (live). ``features/reference.py`` is a plain-Python reading of
+this text for one window; tests hold both implementations to it. Change a definition here, in
+the SQL and in the reference together, and bump ``CONTRACT_VERSION`` (models record it).
+
+Terms (every time is derived from integer ``tick_ms`` / ``slot_ts``, never from the wall clock):
+
+- window: one (symbol, window_s, slot_ts); its start is ``S = slot_ts * 1000`` (ms).
+- window rows: the window's ``slot_snapshots`` rows with ``tick_ms >= S``, in ``tick_ms`` order
+  (a row stamped before the window start is not part of it).
+- ``ms(frac) = floor(frac * window_s * 1000.0 + 0.5)``: a fraction of the window in ms,
+  computed in IEEE doubles in that order (Python and DuckDB agree bit for bit).
+- decision point p (a fraction of the window, default 5/15, 7/15, 10/15) -> decision instant
+  ``D = S + ms(p)`` (ms), reported as ``decision_ts = D / 1000`` (s).
+- decision row r: the LAST window row with ``tick_ms <= D`` (an ASOF match, never "nearest"),
+  kept only if ``D - r.tick_ms <= ms(tolerance)`` (default tolerance 1/15 of the window,
+  inclusive). No such row -> no training row for (window, p).
+- rows so far: the window rows with ``tick_ms <= r.tick_ms`` (= those with tick_ms <= D).
+- scaled minute: a window is 15 scaled minutes long whatever its length, so
+  ``minutes(ms) = 15 * ms / (window_s * 1000)``. For 900 s windows this is the real minute; a
+  sim test window of a few seconds maps onto the same 0..15 scale, and one model/statistic
+  applies to both. Velocities and volatilities are per scaled minute.
+- move series: ``dir_move_pct`` of the settlement series (the market's own, see ingest/schema).
+- missing: SQL NULL / float NaN. A missing input makes a feature missing, never 0.
+
+Features (all float32 in this order; NaN = missing; r = decision row):
+
+``dir_move_pct``     r.dir_move_pct.
+``abs_move_pct``     abs(r.dir_move_pct).
+``spot_move_pct``    r.spot_move_pct (spot stream vs spot_price_to_beat: what manual filters use).
+``minutes_into``     minutes(r.tick_ms - S)  (time of the data, not of D).
+``minutes_left``     15 - minutes_into.
+``bid_up`` ``ask_up`` ``bid_down`` ``ask_down``   r's best prices (NULL side -> NaN).
+``up_mid``           (r.bid_up + r.ask_up) / 2: the book's own P(Up); NaN if either is missing.
+``spread_up``        r.ask_up - r.bid_up; ``spread_down`` likewise (NaN if a side is missing).
+``spread_ratio``     spread_up / spread_down; NaN if either is missing or spread_down == 0.
+``imbalance_up``     (bid_size_up - ask_size_up) / (bid_size_up + ask_size_up) of r; NaN if a
+                     size is missing or the sum is 0. ``imbalance_down`` likewise (Down token).
+``move_velocity``    l = the last window row with ``tick_ms <= r.tick_ms - ms(lookback)``
+                     (ASOF; lookback default 2/15 of the window);
+                     (r.dir_move_pct - l.dir_move_pct) / minutes(r.tick_ms - l.tick_ms);
+                     NaN if there is no such l or either move is missing.
+``realised_vol``     m_1..m_k = the non-missing dir_move_pct of the rows so far, at ticks
+                     t_1 < .. < t_k; sqrt(sum_{i=2..k} (m_i - m_{i-1})^2 / minutes(t_k - t_1)):
+                     percent per sqrt(scaled minute), robust to missing snapshots (squared
+                     increments add up over time); NaN if k < 2.
+``move_z``           dir_move_pct / (sigma * sqrt(minutes_left)): the move in units of the
+                     volatility expected over the time left. sigma = the fitted statistic
+                     ``stats["move_vol_per_min"][symbol]`` (else ``stats["default_move_vol_per_min"]``),
+                     same units as realised_vol, fitted by ``build.fit_stats`` on TRAINING days
+                     only and stored in the model's metadata. NaN if no stats, the move is
+                     missing, sigma <= 0 or minutes_left <= 0.
+``snapshot_count``   number of rows so far (including r).
+``hour``             UTC hour of r.tick_ms: (tick_ms // 3_600_000) % 24.
+``weekday``          UTC weekday of r.tick_ms, 0 = Monday: (tick_ms // 86_400_000 + 3) % 7
+                     (1970-01-01 was a Thursday; equals DuckDB ``isodow - 1``, NOT ``dayofweek``
+                     which counts from Sunday).
+``asset``            ``ASSET_CODES[symbol]`` (fixed, not fitted); NaN for an unknown symbol.
+``prev_up``          the previous window (same symbol and window_s, slot_ts - window_s) as KNOWN
+                     AT D, from its slot_resolutions row p: p.resolved_up (1/0) if it is not
+                     NULL and ``p.resolved_at < D / 1000``; else measured
+                     ``1 if p.final_price >= p.price_to_beat else 0`` if final_price,
+                     price_to_beat and final_seen_at are not NULL and ``p.final_seen_at < D / 1000``;
+                     else NaN (also when p does not exist). Official prices are never used: they
+                     are published long after.
+``prev_known_source`` 2 = official, 1 = measured, 0 = unknown (which branch prev_up took).
+
+Non-feature columns of the training set: keys ``symbol, window_s, slot_ts, point`` (the
+fraction), ``tick_ms`` (r's), ``decision_ts``; labels ``resolved_up`` (the target: the window's
+official outcome, 1/0, NULL while unresolved) and ``measured_up`` (final_price >=
+price_to_beat, NULL when either is missing).
+"""
+
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+
+CONTRACT_VERSION = 1
+
+FEATURES: tuple[str, ...] = (
+    "dir_move_pct",
+    "abs_move_pct",
+    "spot_move_pct",
+    "minutes_into",
+    "minutes_left",
+    "bid_up",
+    "ask_up",
+    "bid_down",
+    "ask_down",
+    "up_mid",
+    "spread_up",
+    "spread_down",
+    "spread_ratio",
+    "imbalance_up",
+    "imbalance_down",
+    "move_velocity",
+    "realised_vol",
+    "move_z",
+    "snapshot_count",
+    "hour",
+    "weekday",
+    "asset",
+    "prev_up",
+    "prev_known_source",
+)
+FEATURE_DTYPE = "float32"  # the model's input: one float32 vector in FEATURES order
+
+KEYS: tuple[str, ...] = ("symbol", "window_s", "slot_ts", "point", "tick_ms", "decision_ts")
+LABELS: tuple[str, ...] = ("resolved_up", "measured_up")
+TARGET = "resolved_up"
+
+ASSET_CODES: dict[str, int] = {"BTC": 0, "ETH": 1, "SOL": 2, "XRP": 3}
+
+DEFAULT_POINTS: tuple[float, ...] = (5 / 15, 7 / 15, 10 / 15)
+DEFAULT_TOLERANCE = 1 / 15  # of the window: the decision row may be at most this old
+DEFAULT_LOOKBACK = 2 / 15  # of the window: move_velocity's lookback
+SCALE_MINUTES = 15.0  # a window is 15 scaled minutes long
+
+PREV_OFFICIAL, PREV_MEASURED, PREV_UNKNOWN = 2, 1, 0
+
+
+def frac_ms(frac: float, window_s: int) -> int:
+    """A fraction of the window in ms, exactly as the SQL computes it."""
+    return int(math.floor(frac * window_s * 1000.0 + 0.5))
+
+
+def parse_points(text: str) -> tuple[float, ...]:
+    """``"5/15,7/15,10/15"`` or ``"0.33,0.5"`` -> fractions in (0, 1), sorted, no duplicates."""
+    out: list[float] = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        try:
+            f = float(Fraction(part))
+        except (ValueError, ZeroDivisionError):
+            raise ValueError(f"decision point {part!r} is not a fraction like 5/15 or 0.33") from None
+        if not 0.0 < f < 1.0:
+            raise ValueError(f"decision point {part!r} must lie strictly inside the window (0, 1)")
+        out.append(f)
+    if not out:
+        raise ValueError("no decision points given")
+    return tuple(sorted(set(out)))
+
+
+def metadata(points: tuple[float, ...] = DEFAULT_POINTS, tolerance: float = DEFAULT_TOLERANCE,
+             lookback: float = DEFAULT_LOOKBACK) -> dict:
+    """What a model file must record to be scored under this contract (JSON-able)."""
+    return {
+        "contract_version": CONTRACT_VERSION,
+        "features": list(FEATURES),
+        "feature_dtype": FEATURE_DTYPE,
+        "points": list(points),
+        "tolerance": tolerance,
+        "lookback": lookback,
+        "asset_codes": dict(ASSET_CODES),
+    }
