@@ -1,0 +1,262 @@
+"""Websocket feeds: a reconnect-forever base (``WsFeed``) and the CLOB market channel.
+
+Both venue sockets need the same care: text ``PING`` keepalives (the answer ``PONG`` is not
+JSON), capped exponential backoff with jitter, resubscribing everything on every connection,
+and a data-stall watchdog, because a socket can stay open and answer pings while delivering
+nothing. ``PONG`` does not count as data. The CLOB closes with 1000 "all subscribed assets
+resolved" when every token we follow has settled: that is normal, and the feed waits for new
+tokens instead of reconnecting into it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from slotml.ingest.books import BookStore
+from slotml.ingest.health import Metrics
+
+log = logging.getLogger(__name__)
+
+ALL_RESOLVED = "all subscribed assets resolved"
+RawHook = Callable[[str, str, float], None]
+
+
+class WsFeed:
+    """One websocket, kept open forever. Subclasses say what to send on open and how to eat frames."""
+
+    name = "ws"
+
+    def __init__(self, url: str, metrics: Metrics, ping_interval: float, stall_after: float,
+                 backoff_max: float = 30.0, on_raw: RawHook | None = None) -> None:
+        self.url = url
+        self.metrics = metrics
+        self.ping_interval = ping_interval
+        self.stall_after = stall_after
+        self.backoff_base = 0.25
+        self.backoff_max = backoff_max
+        self.on_raw = on_raw
+        self.connected = False
+        self.connects = 0
+        self.last_message_at: float | None = None  # any frame, PONG included
+        self.last_data_at: float | None = None  # frames with data (the watchdog's clock)
+        self._ws: Any = None
+        self._stop = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task | None = None
+
+    # -- for subclasses ------------------------------------------------------------------
+    def wanted(self) -> bool:
+        """Whether there is anything to subscribe to (else the feed stays closed)."""
+        return True
+
+    async def on_open(self, ws: Any) -> None:  # send subscriptions
+        raise NotImplementedError
+
+    def on_close(self) -> None:
+        """Connection lost: forget state that only the next connection can rebuild."""
+
+    def on_frame(self, text: str, recv_ts: float) -> bool:
+        """Handle one frame; return True if it carried data (resets the stall watchdog)."""
+        raise NotImplementedError
+
+    # -- life cycle ----------------------------------------------------------------------
+    @property
+    def reconnects(self) -> int:
+        return max(0, self.connects - 1)
+
+    def start(self) -> asyncio.Task:
+        self._task = asyncio.create_task(self.run(), name=f"feed-{self.name}")
+        return self._task
+
+    async def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        ws = self._ws
+        if ws is not None:
+            try:
+                await asyncio.wait_for(ws.close(), 2.0)
+            except Exception:  # noqa: BLE001 - closing anyway
+                pass
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except (asyncio.CancelledError, Exception):  # noqa: BLE001
+                pass
+
+    def force_reconnect(self, reason: str) -> None:
+        """Drop the current connection (the run loop reconnects)."""
+        ws = self._ws
+        if ws is not None:
+            log.warning("%s: forcing reconnect (%s)", self.name, reason)
+            asyncio.ensure_future(ws.close(code=4000, reason=reason[:100]))
+
+    async def send(self, payload: dict | str) -> bool:
+        ws = self._ws
+        if ws is None:
+            return False
+        try:
+            await ws.send(payload if isinstance(payload, str) else json.dumps(payload))
+            return True
+        except Exception as e:  # noqa: BLE001 - the run loop notices the dead socket
+            log.info("%s: send failed: %s", self.name, type(e).__name__)
+            return False
+
+    async def run(self) -> None:
+        from websockets.asyncio.client import connect
+        from websockets.exceptions import ConnectionClosed
+
+        attempt = 0
+        while not self._stop.is_set():
+            if not self.wanted():
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            normal_close = False
+            got_data = False
+            try:
+                async with connect(self.url, ping_interval=None, open_timeout=10,
+                                   close_timeout=2, max_size=2**24, max_queue=4096) as ws:
+                    self._ws = ws
+                    self.connected = True
+                    self.connects += 1
+                    if self.connects > 1:
+                        self.metrics.inc("reconnects", stream=self.name)
+                    log.info("%s: connected to %s (connection %d)", self.name, self.url,
+                             self.connects)
+                    self.last_data_at = time.time()
+                    await self.on_open(ws)
+                    pinger = asyncio.create_task(self._pinger(ws))
+                    try:
+                        while True:
+                            left = self.last_data_at + self.stall_after - time.time()
+                            if left <= 0:
+                                self.metrics.inc("stalls", stream=self.name)
+                                log.warning("%s: no data for %.0f s, reconnecting", self.name,
+                                            self.stall_after)
+                                break
+                            try:
+                                msg = await asyncio.wait_for(ws.recv(), timeout=left)
+                            except TimeoutError:
+                                continue
+                            now = time.time()
+                            self.last_message_at = now
+                            if isinstance(msg, bytes):
+                                msg = msg.decode("utf-8", "replace")
+                            if self.on_raw is not None:
+                                self.on_raw(self.name, msg, now)
+                            if self.on_frame(msg, now):
+                                self.last_data_at = now
+                                if not got_data:
+                                    got_data = True
+                                    attempt = 0
+                    finally:
+                        pinger.cancel()
+            except ConnectionClosed as e:
+                rcvd = e.rcvd
+                if rcvd is not None and rcvd.code == 1000 and ALL_RESOLVED in (rcvd.reason or ""):
+                    normal_close = True
+                    self.metrics.inc("closed_all_resolved", stream=self.name)
+                    log.info("%s: server closed: %s", self.name, rcvd.reason)
+                else:
+                    self.metrics.inc("disconnects", stream=self.name)
+                    log.warning("%s: connection closed (%s)", self.name,
+                                f"{rcvd.code} {rcvd.reason}" if rcvd else "no close frame")
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # noqa: BLE001 - any failure: back off and retry, forever
+                self.metrics.inc("connect_errors", stream=self.name, error=type(e).__name__)
+                log.warning("%s: %s: %s", self.name, type(e).__name__, str(e)[:200])
+            finally:
+                self._ws = None
+                if self.connected:
+                    self.connected = False
+                    self.on_close()
+            if self._stop.is_set():
+                break
+            if normal_close:
+                self.on_all_resolved()  # then back off as usual: a repeated close must not spin
+            delay = min(self.backoff_max, self.backoff_base * 2 ** attempt)
+            delay *= 0.5 + random.random() / 2
+            attempt = min(attempt + 1, 20)
+            try:
+                await asyncio.wait_for(self._stop.wait(), timeout=delay)
+            except TimeoutError:
+                pass
+
+    def on_all_resolved(self) -> None:
+        """The venue said every subscribed asset resolved: forget them, wait for new ones."""
+
+    async def _pinger(self, ws: Any) -> None:
+        while True:
+            await asyncio.sleep(self.ping_interval)
+            try:
+                await ws.send("PING")
+            except Exception:  # noqa: BLE001 - the receive loop sees the closed socket
+                return
+
+
+class ClobFeed(WsFeed):
+    """The CLOB market channel for a changing set of tokens, feeding a ``BookStore``."""
+
+    name = "clob"
+
+    def __init__(self, url: str, books: BookStore, metrics: Metrics, ping_interval: float = 10.0,
+                 stall_after: float = 30.0, backoff_max: float = 30.0,
+                 on_raw: RawHook | None = None) -> None:
+        super().__init__(url, metrics, ping_interval, stall_after, backoff_max, on_raw)
+        self.books = books
+        self.tokens: set[str] = set()
+        # After close 1000 "all subscribed assets resolved": tokens to keep following (the
+        # collector keeps those of windows not yet ended; the venue would not close for them).
+        self.keep: Callable[[str], bool] = lambda _token: False
+
+    def wanted(self) -> bool:
+        return bool(self.tokens)
+
+    def add_tokens(self, tokens: Iterable[str]) -> None:
+        new = [t for t in tokens if t not in self.tokens]
+        if not new:
+            return
+        self.tokens.update(new)
+        if self._ws is not None:
+            asyncio.ensure_future(self.send({"operation": "subscribe", "assets_ids": new,
+                                             "custom_feature_enabled": True}))
+        self._wake.set()
+
+    def remove_tokens(self, tokens: Iterable[str]) -> None:
+        gone = [t for t in tokens if t in self.tokens]
+        if not gone:
+            return
+        self.tokens.difference_update(gone)
+        self.books.drop(gone)
+        if self._ws is not None:
+            asyncio.ensure_future(self.send({"operation": "unsubscribe", "assets_ids": gone}))
+
+    async def on_open(self, ws: Any) -> None:
+        self.books.invalidate_all()
+        await ws.send(json.dumps({"type": "market", "assets_ids": sorted(self.tokens),
+                                  "custom_feature_enabled": True}))
+
+    def on_close(self) -> None:
+        self.books.invalidate_all()
+
+    def on_all_resolved(self) -> None:
+        self.books.invalidate_all()
+        gone = {t for t in self.tokens if not self.keep(t)}
+        self.tokens -= gone
+        if self.tokens:
+            self.metrics.inc("close_all_resolved_unexpected", stream=self.name)
+
+    def on_frame(self, text: str, recv_ts: float) -> bool:
+        s = text.strip()
+        if s == "PONG" or not s:
+            return False
+        self.books.apply_frame(s, recv_ts)
+        return True

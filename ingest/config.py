@@ -1,0 +1,108 @@
+"""The collector's typed configuration (``slotml collect``), logged once at start-up.
+
+Precedence: flag > environment variable > default (the real venue's endpoints), so the same
+supervisor program file points at production or at the sim by environment alone.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from slotml.errors import UserError
+from slotml.settings import CommonSettings
+
+REAL_GAMMA_URL = "https://gamma-api.polymarket.com"
+REAL_CLOB_URL = "https://clob.polymarket.com"
+REAL_CLOB_WS_URL = "wss://ws-subscriptions-clob.polymarket.com/ws/market"
+REAL_RTDS_WS_URL = "wss://ws-live-data.polymarket.com"
+
+ENV_URLS = {
+    "gamma_url": ("SLOTML_GAMMA_URL", REAL_GAMMA_URL),
+    "clob_url": ("SLOTML_CLOB_URL", REAL_CLOB_URL),
+    "clob_ws_url": ("SLOTML_CLOB_WS_URL", REAL_CLOB_WS_URL),
+    "rtds_ws_url": ("SLOTML_RTDS_WS_URL", REAL_RTDS_WS_URL),
+}
+DEFAULT_SYMBOLS = ("BTC", "ETH", "SOL", "XRP")
+
+_FAMILY = re.compile(r"^(\d+)([ms])$")
+
+
+def family_seconds(family: str) -> int:
+    """Window length of a family name as the venue spells it: ``15m`` -> 900, ``5s`` -> 5."""
+    m = _FAMILY.match(family.strip())
+    if not m or int(m.group(1)) <= 0:
+        raise UserError(f"--family {family!r}: use a length such as 15m, 5m or 5s")
+    n = int(m.group(1))
+    return n * 60 if m.group(2) == "m" else n
+
+
+@dataclass(frozen=True)
+class CollectorConfig:
+    common: CommonSettings
+    family: str = "15m"
+    symbols: tuple[str, ...] = DEFAULT_SYMBOLS
+    gamma_url: str = REAL_GAMMA_URL
+    clob_url: str = REAL_CLOB_URL
+    clob_ws_url: str = REAL_CLOB_WS_URL
+    rtds_ws_url: str = REAL_RTDS_WS_URL
+    snapshot_interval: float = 30.0
+    discovery_interval: float = 60.0
+    resolution_interval: float = 60.0
+    stale_after: float = 30.0
+    retry_limit: float = 3600.0
+    health_port: int = 9108
+    raw_dir: Path | None = None
+    clob_ping_interval: float = 10.0
+    rtds_ping_interval: float = 5.0
+    http_timeout: float = 10.0
+    backoff_max: float = 30.0
+    max_clock_offset: float = 5.0  # /health answers 503 beyond this (seconds vs venue stamps)
+    lookahead_windows: int = field(default=0)  # 0 = derived from discovery interval
+
+    @property
+    def window_s(self) -> int:
+        return family_seconds(self.family)
+
+    @property
+    def lookahead(self) -> int:
+        """How many windows ahead discovery looks: enough to cover one discovery interval."""
+        if self.lookahead_windows:
+            return self.lookahead_windows
+        return max(3, int(self.discovery_interval // self.window_s) + 2)
+
+
+def _env_or(value: str | None, key: str) -> str:
+    env, default = ENV_URLS[key]
+    return (value or os.environ.get(env) or default).rstrip("/") if key.endswith("_url") else value
+
+
+def config_from_args(args) -> CollectorConfig:  # noqa: ANN001 - argparse.Namespace
+    common = CommonSettings.from_args(args)
+    symbols = tuple(s.strip().upper() for s in (args.symbols or "").split(",") if s.strip())
+    if not symbols:
+        raise UserError("--symbols: name at least one asset, e.g. BTC,ETH")
+    family_seconds(args.family)
+    for name in ("snapshot_interval", "discovery_interval", "resolution_interval", "stale_after"):
+        if getattr(args, name) <= 0:
+            raise UserError(f"--{name.replace('_', '-')} must be positive")
+    if not 0 <= args.health_port <= 65535:
+        raise UserError("--health-port must be 0..65535 (0 turns the endpoint off)")
+    return CollectorConfig(
+        common=common,
+        family=args.family.strip(),
+        symbols=symbols,
+        gamma_url=_env_or(args.gamma_url, "gamma_url"),
+        clob_url=_env_or(args.clob_url, "clob_url"),
+        clob_ws_url=_env_or(args.clob_ws_url, "clob_ws_url"),
+        rtds_ws_url=_env_or(args.rtds_ws_url, "rtds_ws_url"),
+        snapshot_interval=args.snapshot_interval,
+        discovery_interval=args.discovery_interval,
+        resolution_interval=args.resolution_interval,
+        stale_after=args.stale_after,
+        retry_limit=args.retry_limit,
+        health_port=args.health_port,
+        raw_dir=Path(args.raw_dir) if args.raw_dir else None,
+    )

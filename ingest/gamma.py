@@ -1,0 +1,362 @@
+"""Gamma and CLOB REST: slugs, market metadata, resolution state, and one polite HTTP client.
+
+Gamma encodes ``outcomes``, ``outcomePrices`` and ``clobTokenIds`` as JSON *strings*; tokens map
+to outcomes by index of ``outcomes`` (never assumed to be Up first). The settlement series is
+read per market (``resolutionSource`` / ``cryptoMarketConfig``) because the venue switched from
+the Chainlink spot stream to its 60 s TWAP in August 2026. A market counts as resolved only when
+``closed``, ``umaResolutionStatus`` says so and ``outcomePrices`` is exactly one "1" and one "0".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from slotml.ingest.health import Metrics
+
+log = logging.getLogger(__name__)
+
+RETRY_STATUSES = {425, 429, 500, 502, 503, 504}
+
+
+class ParseError(ValueError):
+    """A venue payload that does not have the shape we rely on (counted and skipped)."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+
+
+def slug_for(symbol: str, family: str, start: int) -> str:
+    return f"{symbol.lower()}-updown-{family}-{int(start)}"
+
+
+def candidate_starts(now: float, window_s: int, ahead: int) -> list[int]:
+    """Window starts worth looking up: the one in progress and the next ``ahead``."""
+    cur = int(now // window_s) * window_s
+    return [cur + k * window_s for k in range(0, ahead + 1)]
+
+
+_SLUG = re.compile(r"^([a-z0-9]+)-updown-(\d+[ms])-(\d+)$")
+
+
+def parse_slug(slug: str) -> tuple[str, str, int] | None:
+    m = _SLUG.match(slug or "")
+    return (m.group(1).upper(), m.group(2), int(m.group(3))) if m else None
+
+
+def parse_time(value: Any) -> float | None:
+    """Lenient timestamp: ISO with any precision, ``2026-07-07 21:25:17+00``, epoch s or ms."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, int | float):
+        v = float(value)
+        return v / 1000.0 if v > 1e11 else v
+    s = str(value).strip()
+    if re.fullmatch(r"\d+(\.\d+)?", s):
+        return parse_time(float(s))
+    s = s.replace(" ", "T", 1)
+    if s.endswith("Z"):
+        s = s[:-1] + "+00:00"
+    m = re.search(r"([+-]\d\d)$", s)
+    if m:  # "+00" -> "+00:00"
+        s = s + ":00"
+    m = re.match(r"^(.*T\d\d:\d\d:\d\d)\.(\d+)(.*)$", s)
+    if m:  # fromisoformat wants at most 6 fractional digits
+        s = f"{m.group(1)}.{m.group(2)[:6].ljust(6, '0')}{m.group(3)}"
+    try:
+        dt = datetime.fromisoformat(s)
+    except ValueError:
+        return None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return dt.timestamp()
+
+
+def json_field(obj: dict, key: str) -> Any:
+    """A field that Gamma sends as a JSON-encoded string (or, tolerated, already decoded)."""
+    v = obj.get(key)
+    if isinstance(v, str):
+        if not v.strip():
+            return None
+        try:
+            return json.loads(v)
+        except json.JSONDecodeError as e:
+            raise ParseError("bad_json_field", key) from e
+    return v
+
+
+def _num(v: Any) -> float | None:
+    if v is None or v == "":
+        return None
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return f if f == f else None  # NaN -> None
+
+
+def settlement_rule(market: dict) -> str:
+    """``twap60``, ``twap30`` or ``spot`` from the market's own metadata.
+
+    resolutionSource wins (``...-usd-twap-60s-streams``); then cryptoMarketConfig; then the
+    description; no TWAP mention means the pre-August-2026 spot rule.
+    """
+    src = str(market.get("resolutionSource") or "").lower()
+    m = re.search(r"twap-(\d+)s", src)
+    if m:
+        return f"twap{int(m.group(1))}"
+    cfg = market.get("cryptoMarketConfig")
+    if isinstance(cfg, dict) and cfg.get("twapEnabled"):
+        return f"twap{int(_num(cfg.get('twapLookbackSeconds')) or 60)}"
+    desc = str(market.get("description") or "").lower()
+    if "time-weighted average" in desc or "twap" in desc:
+        return "twap60"
+    return "spot"
+
+
+@dataclass
+class MarketInfo:
+    """What the collector needs to know about one window's market, from Gamma."""
+
+    symbol: str
+    family: str
+    window_s: int
+    slot_ts: int
+    end_ts: int
+    slug: str
+    condition_id: str
+    up_token_id: str
+    down_token_id: str
+    settlement: str
+    tick_size: float | None = None
+    min_order_size: float | None = None
+    fee_rate: float | None = None
+    fee_exponent: float | None = None
+    fee_taker_only: bool | None = None
+    closed: bool = False
+    uma_status: str = ""
+    resolved_up: bool | None = None  # None = not resolved (or a 50/50 split)
+    split: bool = False  # ["0.5","0.5"]
+    official_price_to_beat: float | None = None
+    official_final_price: float | None = None
+    slug_ts: int | None = None  # the epoch in the slug; the caller counts a mismatch with slot_ts
+
+    def resolution_row(self) -> dict[str, Any]:
+        """The static columns of ``slot_resolutions`` known at discovery."""
+        return {
+            "symbol": self.symbol, "window_s": self.window_s, "slot_ts": self.slot_ts,
+            "end_ts": self.end_ts, "slug": self.slug, "condition_id": self.condition_id,
+            "up_token_id": self.up_token_id, "down_token_id": self.down_token_id,
+            "settlement": self.settlement, "tick_size": self.tick_size,
+            "min_order_size": self.min_order_size, "fee_rate": self.fee_rate,
+            "fee_exponent": self.fee_exponent, "fee_taker_only": self.fee_taker_only,
+        }
+
+
+def resolution_state(market: dict) -> tuple[bool | None, bool]:
+    """(resolved_up or None, is_split). Intermediate prices like "0.97" are never a resolution."""
+    if market.get("closed") is not True:
+        return None, False
+    status = str(market.get("umaResolutionStatus") or "").lower()
+    if status not in ("resolved", "settled"):
+        return None, False
+    outcomes = json_field(market, "outcomes")
+    prices = json_field(market, "outcomePrices")
+    if not isinstance(outcomes, list) or not isinstance(prices, list) or len(outcomes) != len(prices):
+        raise ParseError("bad_outcome_prices", str(market.get("outcomePrices"))[:80])
+    vals = [_num(p) for p in prices]
+    if sorted(vals) == [0.0, 1.0]:
+        winner = str(outcomes[vals.index(1.0)]).strip().lower()
+        if winner not in ("up", "down"):
+            raise ParseError("unknown_outcome", winner)
+        return winner == "up", False
+    if vals == [0.5, 0.5]:
+        return None, True
+    return None, False
+
+
+def parse_market(event: dict, family: str, window_s: int) -> MarketInfo:
+    """One Gamma event (``/events/slug/{slug}``) -> MarketInfo. Raises ParseError."""
+    if not isinstance(event, dict):
+        raise ParseError("not_an_object")
+    markets = event.get("markets")
+    if isinstance(markets, list) and markets:
+        market = markets[0]
+        if not isinstance(market, dict):
+            raise ParseError("bad_market")
+    elif "clobTokenIds" in event:  # a /markets/slug answer
+        market = event
+    else:
+        raise ParseError("no_market")
+    slug = str(market.get("slug") or event.get("slug") or "")
+    parsed = parse_slug(slug)
+    if parsed is None:
+        raise ParseError("bad_slug", slug)
+    symbol, fam, slug_ts = parsed
+    start = parse_time(market.get("eventStartTime") or event.get("eventStartTime")
+                       or event.get("startTime"))
+    end = parse_time(market.get("endDate") or event.get("endDate"))
+    if start is None or end is None:
+        raise ParseError("no_window_times", slug)
+    if end <= start:
+        raise ParseError("bad_window_times", slug)
+    outcomes = json_field(market, "outcomes")
+    tokens = json_field(market, "clobTokenIds")
+    if not (isinstance(outcomes, list) and isinstance(tokens, list) and len(outcomes) == 2
+            and len(tokens) == 2):
+        raise ParseError("bad_tokens", slug)
+    names = [str(o).strip().lower() for o in outcomes]
+    if sorted(names) != ["down", "up"]:
+        raise ParseError("unknown_outcome", ",".join(names))
+    up = str(tokens[names.index("up")])
+    down = str(tokens[names.index("down")])
+    cid = str(market.get("conditionId") or "")
+    if not cid:
+        raise ParseError("no_condition_id", slug)
+    fees = market.get("feeSchedule") if isinstance(market.get("feeSchedule"), dict) else {}
+    fees_enabled = market.get("feesEnabled")
+    if fees_enabled is False:
+        fee_rate, fee_exp, taker_only = 0.0, _num(fees.get("exponent")), fees.get("takerOnly")
+    else:
+        fee_rate, fee_exp, taker_only = (_num(fees.get("rate")), _num(fees.get("exponent")),
+                                         fees.get("takerOnly"))
+    resolved_up, split = resolution_state(market)
+    meta = event.get("eventMetadata") if isinstance(event.get("eventMetadata"), dict) else {}
+    return MarketInfo(
+        symbol=symbol,
+        family=fam,
+        window_s=window_s,
+        slot_ts=int(round(start)),
+        end_ts=int(round(end)),
+        slug=slug,
+        condition_id=cid,
+        up_token_id=up,
+        down_token_id=down,
+        settlement=settlement_rule(market),
+        tick_size=_num(market.get("orderPriceMinTickSize")),
+        min_order_size=_num(market.get("orderMinSize")),
+        fee_rate=fee_rate,
+        fee_exponent=fee_exp,
+        fee_taker_only=taker_only if isinstance(taker_only, bool) else None,
+        closed=market.get("closed") is True,
+        uma_status=str(market.get("umaResolutionStatus") or ""),
+        resolved_up=resolved_up,
+        split=split,
+        official_price_to_beat=_num(meta.get("priceToBeat")),
+        official_final_price=_num(meta.get("finalPrice")),
+        slug_ts=slug_ts,
+    )
+
+
+def clob_winner(market: dict) -> bool | None:
+    """CLOB ``GET /markets/{cid}``: True = Up won, False = Down, None = no winner flagged yet."""
+    tokens = market.get("tokens") if isinstance(market, dict) else None
+    if not isinstance(tokens, list):
+        raise ParseError("bad_clob_market")
+    for t in tokens:
+        if isinstance(t, dict) and t.get("winner") is True:
+            o = str(t.get("outcome") or "").strip().lower()
+            if o in ("up", "down"):
+                return o == "up"
+    return None
+
+
+class HttpClient:
+    """One aiohttp session for Gamma and CLOB REST with backoff on 425/429/5xx.
+
+    ``get_json`` returns the decoded body, or None on 404 (a market not listed yet, a settled
+    book). Retry-After (seconds) is honoured; otherwise capped exponential backoff with jitter.
+    Every response body can be handed to ``on_body`` (raw capture).
+    """
+
+    def __init__(self, metrics: Metrics, timeout: float = 10.0, max_attempts: int = 5,
+                 backoff_max: float = 30.0,
+                 on_body: Callable[[str, str, float], None] | None = None) -> None:
+        self.metrics = metrics
+        self.timeout = timeout
+        self.max_attempts = max_attempts
+        self.backoff_max = backoff_max
+        self.on_body = on_body
+        self._session = None
+        self.last_server_date: float | None = None
+        self.clock_offset: float | None = None  # local - server (Date header), seconds
+
+    async def start(self) -> None:
+        import aiohttp
+
+        self._session = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=self.timeout),
+            headers={"User-Agent": "slotml-collector/0.1"},
+        )
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def get_json(self, url: str, api: str = "gamma") -> Any:
+        import aiohttp
+
+        assert self._session is not None, "HttpClient.start() first"
+        delay = 0.5
+        for attempt in range(1, self.max_attempts + 1):
+            wait = None
+            try:
+                async with self._session.get(url) as r:
+                    text = await r.text()
+                    now = time.time()
+                    self.metrics.inc("http_responses", api=api, status=str(r.status))
+                    if self.on_body is not None:
+                        self.on_body(f"{api}:{url}", text, now)
+                    if r.status == 404:
+                        return None
+                    if r.status in RETRY_STATUSES:
+                        wait = _retry_after(r.headers.get("Retry-After"))
+                        log.info("%s %s -> HTTP %d (attempt %d)", api, url, r.status, attempt)
+                    elif r.status >= 400:
+                        self.metrics.inc("http_errors", api=api, reason=f"http_{r.status}")
+                        return None
+                    else:
+                        try:
+                            return json.loads(text)
+                        except json.JSONDecodeError:
+                            self.metrics.inc("http_errors", api=api, reason="bad_json")
+                            return None
+            except (aiohttp.ClientError, TimeoutError) as e:
+                self.metrics.inc("http_errors", api=api, reason=type(e).__name__)
+                log.info("%s %s failed: %s (attempt %d)", api, url, type(e).__name__, attempt)
+            if attempt == self.max_attempts:
+                break
+            if wait is None:
+                wait = min(self.backoff_max, delay) * (0.5 + random.random())
+                delay *= 2
+            self.metrics.inc("http_retries", api=api)
+            await asyncio.sleep(min(wait, self.backoff_max))
+        self.metrics.inc("http_gave_up", api=api)
+        return None
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        t = parse_time(value)
+        if t is None:
+            try:
+                from email.utils import parsedate_to_datetime
+
+                t = parsedate_to_datetime(value).timestamp()
+            except (TypeError, ValueError):
+                return None
+        return max(0.0, t - time.time())

@@ -1,0 +1,213 @@
+"""Chainlink prices: the ``PriceSource`` interface and the live-data relay ("RTDS") behind it.
+
+The venue settles on observations stamped exactly at the window's start and end, so prices are
+kept by their OBSERVATION time (``payload.timestamp``, whole seconds), not by arrival: a late,
+duplicated or out-of-order update lands in its own second and never moves "latest" backwards.
+The relay is subscribed unfiltered (its filtered subscriptions were seen to go silent after the
+backfill) and filtered on ``payload.symbol`` here. The venue announced an authenticated
+successor (PolyBolt); a second source is one more ``PriceSource`` subclass.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any
+
+from slotml.ingest.books import decode_frame
+from slotml.ingest.clob_ws import RawHook, WsFeed
+from slotml.ingest.gamma import ParseError
+from slotml.ingest.health import Metrics
+
+SPOT = "spot"
+TWAP60 = "twap60"
+TOPICS = {"crypto_prices_chainlink": SPOT, "crypto_prices_twap_sixty": TWAP60}
+IGNORED_TOPICS = {"crypto_prices", "crypto_prices_twap_thirty"}
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    value: float
+    obs_ts: float  # epoch s the venue stamped (whole seconds)
+    recv_ts: float  # epoch s we first received it
+
+
+class PriceSeries:
+    """One symbol's one series: observations by stamp (ms), pruned beyond ``retention_s``."""
+
+    __slots__ = ("obs", "latest", "retention_ms")
+
+    def __init__(self, retention_s: float) -> None:
+        self.obs: dict[int, Observation] = {}
+        self.latest: Observation | None = None
+        self.retention_ms = int(retention_s * 1000)
+
+    def add(self, ts_ms: int, value: float, recv_ts: float) -> str | None:
+        """Returns None, or what was odd about it: "duplicate", "conflict", "out_of_order"."""
+        old = self.obs.get(ts_ms)
+        if old is not None:
+            return "duplicate" if old.value == value else "conflict"  # first one wins
+        o = Observation(value, ts_ms / 1000.0, recv_ts)
+        self.obs[ts_ms] = o
+        odd = None
+        if self.latest is None or o.obs_ts > self.latest.obs_ts:
+            self.latest = o
+        else:
+            odd = "out_of_order"
+        if len(self.obs) > 64 and len(self.obs) % 64 == 0:
+            cut = int(self.latest.obs_ts * 1000) - self.retention_ms
+            for k in [k for k in self.obs if k < cut]:
+                del self.obs[k]
+        return odd
+
+    def at(self, ts_s: float) -> Observation | None:
+        return self.obs.get(int(round(ts_s * 1000)))
+
+
+class PriceSource(ABC):
+    """What the collector needs from a price feed (spot and the 60 s TWAP, per asset)."""
+
+    name = "prices"
+
+    @abstractmethod
+    def latest(self, symbol: str, series: str) -> Observation | None: ...
+
+    @abstractmethod
+    def at(self, symbol: str, series: str, ts_s: float) -> Observation | None:
+        """The observation stamped exactly at ``ts_s`` (no interpolation), if seen."""
+
+    @abstractmethod
+    def start(self) -> Any: ...
+
+    @abstractmethod
+    async def stop(self) -> None: ...
+
+    @abstractmethod
+    def status(self) -> dict[str, Any]: ...
+
+
+class PriceBook:
+    """Observations of every (symbol, series), fed from decoded relay messages. Pure state,
+    shared by the live relay and ``slotml rederive``."""
+
+    def __init__(self, symbols: tuple[str, ...], metrics: Metrics, retention_s: float = 3600.0,
+                 stream: str = "rtds") -> None:
+        self.metrics = metrics
+        self.stream = stream
+        self.by_wire = {f"{s.lower()}/usd": s.upper() for s in symbols}
+        self.series: dict[tuple[str, str], PriceSeries] = {
+            (s.upper(), k): PriceSeries(retention_s) for s in symbols for k in (SPOT, TWAP60)}
+        self.last_offset: float | None = None  # receipt - relay publish stamp, seconds
+
+    def apply_frame(self, text: str, recv_ts: float) -> bool:
+        """Decode and apply one relay frame. Returns True if it carried price data."""
+        try:
+            msgs = decode_frame(text)
+        except ParseError as e:
+            self.metrics.inc("frames_rejected", stream=self.stream, reason=e.reason)
+            return False
+        data = False
+        for m in msgs:
+            data = self.apply(m, recv_ts) or data
+        return data
+
+    def apply(self, m: dict[str, Any], recv_ts: float) -> bool:
+        topic = m.get("topic")
+        payload = m.get("payload")
+        if topic is None:
+            if "statusCode" in m or "message" in m or "body" in m:
+                self.metrics.inc("relay_errors", stream=self.stream)
+            else:
+                self.metrics.inc("frames_rejected", stream=self.stream, reason="no_topic")
+            return False
+        series = TOPICS.get(topic)
+        if topic == "crypto_prices" and isinstance(payload, dict) \
+                and "/" in str(payload.get("symbol", "")):
+            series = SPOT  # a chainlink backfill was once seen labelled crypto_prices ("x/usd")
+        elif topic in IGNORED_TOPICS:
+            return True  # Binance / 30 s TWAP: not subscribed by us, harmless
+        if series is None:
+            self.metrics.inc("unknown_event_types", stream=self.stream, type=str(topic)[:40])
+            return False
+        if not isinstance(payload, dict):
+            self.metrics.inc("frames_rejected", stream=self.stream, reason="no_payload")
+            return False
+        try:
+            pub = m.get("timestamp")
+            if isinstance(pub, int | float) and not isinstance(pub, bool):
+                self.last_offset = recv_ts - pub / 1000.0
+            symbol = self.by_wire.get(str(payload.get("symbol", "")).lower())
+            if symbol is None:
+                return True  # another asset (we subscribe unfiltered)
+            ps = self.series[(symbol, series)]
+            points = payload.get("data") if m.get("type") == "subscribe" else [payload]
+            if not isinstance(points, list):
+                raise ParseError("bad_payload", "data")
+            for p in points:
+                ts_ms, value = _point(p)
+                odd = ps.add(ts_ms, value, recv_ts)
+                if odd:
+                    self.metrics.inc("price_anomalies", stream=self.stream, kind=odd)
+        except ParseError as e:
+            self.metrics.inc("frames_rejected", stream=self.stream, reason=e.reason)
+            return False
+        self.metrics.inc("events", stream=self.stream, type=series)
+        return True
+
+    def latest(self, symbol: str, series: str) -> Observation | None:
+        ps = self.series.get((symbol, series))
+        return ps.latest if ps else None
+
+    def at(self, symbol: str, series: str, ts_s: float) -> Observation | None:
+        ps = self.series.get((symbol, series))
+        return ps.at(ts_s) if ps else None
+
+
+def _point(p: Any) -> tuple[int, float]:
+    if not isinstance(p, dict):
+        raise ParseError("bad_payload", "point")
+    ts, v = p.get("timestamp"), p.get("value")
+    if isinstance(ts, bool) or not isinstance(ts, int | float):
+        raise ParseError("bad_payload", "timestamp")
+    if v is None and p.get("full_accuracy_value") is not None:
+        try:
+            v = int(p["full_accuracy_value"]) / 10**18
+        except (TypeError, ValueError) as e:
+            raise ParseError("bad_payload", "full_accuracy_value") from e
+    if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or v <= 0:
+        raise ParseError("bad_payload", "value")
+    return int(ts), float(v)
+
+
+class RtdsRelay(WsFeed, PriceSource):
+    """The live-data relay (``wss://ws-live-data.polymarket.com``), unfiltered, PING every 5 s."""
+
+    name = "rtds"
+
+    def __init__(self, url: str, symbols: tuple[str, ...], metrics: Metrics,
+                 ping_interval: float = 5.0, stall_after: float = 30.0, backoff_max: float = 30.0,
+                 retention_s: float = 3600.0, on_raw: RawHook | None = None) -> None:
+        WsFeed.__init__(self, url, metrics, ping_interval, stall_after, backoff_max, on_raw)
+        self.prices = PriceBook(symbols, metrics, retention_s, stream=self.name)
+
+    async def on_open(self, ws: Any) -> None:
+        await ws.send('{"action": "subscribe", "subscriptions": ['
+                      '{"topic": "crypto_prices_chainlink", "type": "*"}, '
+                      '{"topic": "crypto_prices_twap_sixty", "type": "*"}]}')
+
+    def on_frame(self, text: str, recv_ts: float) -> bool:
+        s = text.strip()
+        if not s or s.upper() == "PONG":
+            return False
+        return self.prices.apply_frame(s, recv_ts)
+
+    def latest(self, symbol: str, series: str) -> Observation | None:
+        return self.prices.latest(symbol, series)
+
+    def at(self, symbol: str, series: str, ts_s: float) -> Observation | None:
+        return self.prices.at(symbol, series, ts_s)
+
+    def status(self) -> dict[str, Any]:
+        return {"connected": self.connected, "reconnects": self.reconnects,
+                "last_message_at": self.last_message_at, "last_data_at": self.last_data_at}

@@ -1,0 +1,154 @@
+"""Order books from the real CLOB frames: max/min tops, updates, empty sides, rejects."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from slotml.ingest.books import BookStore, decode_frame
+from slotml.ingest.gamma import ParseError
+from slotml.ingest.health import Metrics
+from tests.conftest import FIXTURES
+
+FRAMES = (FIXTURES / "ingest" / "clob_market_frames.jsonl").read_text().splitlines()
+INIT_UP = "36058180106267309416569886113196185744009788380740653016655476166674199848738"
+INIT_DOWN = "11354133371126376784835090753308106986806090783788568298339951440339753418311"
+A = "25245433628208476987364023432306599125597948324625578977436890641930158259698"
+B = "20168250870314270898487593595943592687458358996170785976290704639743788087191"
+
+
+def store() -> BookStore:
+    return BookStore(Metrics())
+
+
+def test_initial_dump_array_levels_worst_to_best() -> None:
+    s = store()
+    assert s.apply_frame(FRAMES[0], 100.0) == 2
+    up, down = s.top(INIT_UP), s.top(INIT_DOWN)
+    # levels arrive worst-to-best: the top is the LAST level, found by max/min
+    assert (up.bid, up.bid_size, up.ask, up.ask_size) == (0.07, 100.0, 0.8, 5.0)
+    assert (down.bid, down.bid_size, down.ask, down.ask_size) == (0.2, 5.0, 0.93, 100.0)
+    assert up.updated_at == 100.0
+    assert s.books[INIT_UP].tick_size == 0.01
+
+
+def test_full_depth_book_then_price_change_agrees_with_venue_top() -> None:
+    s = store()
+    s.apply_frame(FRAMES[3], 10.0)
+    assert s.top(A).bid == 0.49 and s.top(A).bid_size == 60.0 and s.top(A).ask == 0.5
+    assert s.apply_frame(FRAMES[1], 11.0) == 1
+    a, b = s.top(A), s.top(B)
+    assert (a.bid, a.bid_size, a.ask, a.ask_size, a.updated_at) == (0.49, 55.0, 0.5, 16.0, 11.0)
+    assert (b.bid, b.ask, b.ask_size) == (0.5, 0.51, 55.0)
+    assert s.metrics.get("top_mismatch") == 0  # our max/min equals the venue's stated top
+    assert s.metrics.get("events", stream="clob", type="price_change") == 1
+
+
+def test_removing_best_level_rescans_and_empty_side_is_none() -> None:
+    s = store()
+    s.apply({"event_type": "book", "asset_id": "t", "timestamp": "1000",
+             "bids": [{"price": "0.3", "size": "1"}, {"price": ".48", "size": "2"}],
+             "asks": [{"price": "0.52", "size": "3"}]}, 1.0)
+    assert s.top("t").bid == 0.48
+
+    def pc(price: str, size: str, side: str) -> dict:
+        return {"event_type": "price_change", "market": "m", "timestamp": "1001",
+                "price_changes": [{"asset_id": "t", "price": price, "size": size, "side": side}]}
+
+    s.apply(pc("0.48", "0", "BUY"), 2.0)
+    assert s.top("t").bid == 0.3 and s.top("t").bid_size == 1.0
+    s.apply(pc("0.52", "0", "SELL"), 3.0)
+    top = s.top("t")
+    assert top.ask is None and top.ask_size is None  # empty side: None, never 0
+    s.apply(pc("0.31", "7", "BUY"), 4.0)
+    s.apply(pc("0.45", "4", "SELL"), 4.0)
+    assert (s.top("t").bid, s.top("t").ask, s.top("t").ask_size) == (0.31, 0.45, 4.0)
+
+
+def test_legacy_price_change_schema() -> None:
+    s = store()
+    s.apply({"event_type": "book", "asset_id": "t", "bids": [], "asks": [], "timestamp": "1"}, 1)
+    s.apply({"event_type": "price_change", "asset_id": "t", "market": "m", "timestamp": "2",
+             "changes": [{"price": "0.4", "side": "SELL", "size": "3300"}]}, 2)
+    assert s.top("t").ask == 0.4 and s.top("t").bid is None
+
+
+def test_price_change_before_book_is_ignored_and_counted() -> None:
+    s = store()
+    s.apply_frame(FRAMES[1], 1.0)
+    assert s.top(A) is None
+    assert s.metrics.get("price_change_without_book") == 2
+
+
+def test_tick_size_change_and_other_known_events() -> None:
+    s = store()
+    s.apply_frame(FRAMES[0], 1.0)
+    s.apply({"event_type": "tick_size_change", "asset_id": INIT_UP, "market": "m",
+             "old_tick_size": "0.01", "new_tick_size": "0.001", "timestamp": "1757908892351"}, 2)
+    assert s.books[INIT_UP].tick_size == 0.001
+    assert s.apply_frame(FRAMES[2], 3.0) == 1  # last_trade_price: known, no book change
+    assert s.metrics.get("unknown_event_types") == 0
+
+
+def test_market_resolved_callback() -> None:
+    got = []
+    s = BookStore(Metrics(), on_resolved=lambda cid, win, ev: got.append((cid, win)))
+    s.apply({"event_type": "market_resolved", "market": "0xabc", "winning_asset_id": "up",
+             "winning_outcome": "Up", "assets_ids": ["up", "down"], "timestamp": "1"}, 1)
+    assert got == [("0xabc", "up")]
+
+
+@pytest.mark.parametrize("frame,reason", [
+    ('{"event_type": "book", "asset_id": "t", "bids": [{"price": "x", "size": "1"}], "asks": []}',
+     "bad_level"),
+    ('{"event_type": "book", "asset_id": "t", "bids": [{"price": "1.5", "size": "1"}], "asks": []}',
+     "bad_level"),
+    ('{"event_type": "book", "asset_id": "t", "bids": [{"price": "0.5", "size": "-1"}], "asks": []}',
+     "bad_level"),
+    ('{"event_type": "book", "bids": [], "asks": []}', "no_asset_id"),
+    ('{"event_type": "price_change", "market": "m", "price_changes": [{"asset_id": "t", '
+     '"price": "0.5", "size": "1", "side": "HOLD"}]}', "bad_side"),
+    ('{"event_type": "book", "asset_id": "t", "bids": [', "malformed_json"),
+    ('[1, 2]', "not_an_object"),
+    ('"hello"', "not_an_object"),
+])
+def test_malformed_frames_are_counted_never_raise(frame: str, reason: str) -> None:
+    s = store()
+    s.apply({"event_type": "book", "asset_id": "t", "timestamp": "1",
+             "bids": [{"price": "0.4", "size": "1"}], "asks": [{"price": "0.6", "size": "1"}]}, 1)
+    assert s.apply_frame(frame, 2.0) == 0
+    assert s.metrics.get("frames_rejected", stream="clob", reason=reason) == 1
+    assert s.top("t").bid == 0.4 and s.top("t").ask == 0.6  # a bad event changes nothing
+
+
+def test_unknown_event_type_and_extra_fields() -> None:
+    s = store()
+    assert s.apply_frame('{"event_type": "brand_new", "x": 1}', 1) == 0
+    assert s.metrics.get("unknown_event_types", stream="clob", type="brand_new") == 1
+    ev = json.loads(FRAMES[0])[0] | {"surprise_field": {"a": 1}}
+    assert s.apply(ev, 1) == 1
+
+
+def test_book_without_event_type_is_detected_by_levels() -> None:
+    s = store()
+    ev = json.loads(FRAMES[0])[0]
+    del ev["event_type"]
+    assert s.apply(ev, 1) == 1 and s.top(INIT_UP).bid == 0.07
+
+
+def test_older_book_snapshot_does_not_replace_newer() -> None:
+    s = store()
+    s.apply({"event_type": "book", "asset_id": "t", "timestamp": "2000",
+             "bids": [{"price": "0.4", "size": "1"}], "asks": []}, 1)
+    s.apply({"event_type": "book", "asset_id": "t", "timestamp": "1000",
+             "bids": [{"price": "0.2", "size": "1"}], "asks": []}, 2)
+    assert s.top("t").bid == 0.4 and s.metrics.get("stale_events") == 1
+
+
+def test_decode_frame_shapes() -> None:
+    assert decode_frame("PONG") == [] and decode_frame("  ") == []
+    assert decode_frame('{"a": 1}') == [{"a": 1}]
+    assert decode_frame(b'[{"a": 1}, {"b": 2}]') == [{"a": 1}, {"b": 2}]
+    with pytest.raises(ParseError):
+        decode_frame("{not json")
