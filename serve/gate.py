@@ -1,0 +1,415 @@
+"""The entry gate: for a window and an outcome, enter or not, how many shares, and why.
+
+With a model (``--model-path``): enter when p_win >= ``--min-confidence``; size = order_size x
+(p_win - 0.5) / 0.5 (or fractional Kelly with ``--sizing kelly``), floored to whole shares and
+clamped to [0, order_size]; below the market's minimum order size there is no entry. Asked
+before the first or after the last trained decision point, the gate declines rather than
+extrapolate. ``--min-edge E`` (off by default) also requires p_win - price - fee >= E, the fee
+being the market's shares x rate x (p(1 - p))^exponent charged only to an order that TAKES
+liquidity (a resting maker bid pays none).
+
+Without a model: the manual filters as bots always used them, on the spot move since the
+window's start (``--filter-series settlement`` for the settlement series): enter the side the
+move favours when ``--min-move-pct`` <= |move| <= ``--max-move-pct`` and at least
+``--min-entry-minutes`` into the window, with the full order size.
+
+``add_model_args(parser)`` adds every option to a bot's argparse parser (skipping any the bot
+already defines, e.g. its own ``--order-size``); ``EntryGate.from_args(args)`` builds the gate.
+Every decision can be logged as one JSON line (features, p_win, decision, size, reason).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from slotml.errors import UserError
+from slotml.serve.scorer import DOWN, UP, Scorer, normalize_outcome
+
+# Documented defaults (README "Wiring the scorer into a bot").
+DEFAULT_MIN_CONFIDENCE = 0.60
+DEFAULT_ORDER_SIZE = 10.0  # shares
+DEFAULT_MIN_ORDER_SIZE = 5.0  # shares: the venue's usual orderMinSize, when the bot has none
+DEFAULT_KELLY_FRACTION = 0.25
+DEFAULT_MIN_MOVE_PCT = 0.05  # percent
+DEFAULT_MAX_MOVE_PCT = 0.50  # percent
+DEFAULT_MIN_ENTRY_MINUTES = 5.0  # scaled minutes (= real minutes in a 15-minute window)
+SIZE_EPS = 1e-9  # (p - 0.5) / 0.5 x size in floats: 0.6 -> 0.19999999999999996 x 10 must be 2
+
+
+@dataclass(frozen=True)
+class FeeSchedule:
+    """A market's fee schedule (slot_resolutions fee_rate, fee_exponent, fee_taker_only)."""
+
+    rate: float = 0.0
+    exponent: float = 1.0
+    taker_only: bool = True
+
+    @classmethod
+    def from_row(cls, row: Any) -> FeeSchedule:
+        """From a ``slot_resolutions`` row (missing values: no fee)."""
+        get = row.get if hasattr(row, "get") else lambda k: getattr(row, k, None)
+        rate = get("fee_rate")
+        exp = get("fee_exponent")
+        taker_only = get("fee_taker_only")
+        return cls(rate=float(rate or 0.0), exponent=float(1.0 if exp is None else exp),
+                   taker_only=True if taker_only is None else bool(taker_only))
+
+    def per_share(self, price: float, taker: bool) -> float:
+        """Fee per share for an order at ``price``: rate x (p(1 - p))^exponent, takers only."""
+        if not taker or self.rate <= 0.0:
+            return 0.0
+        return self.rate * (price * (1.0 - price)) ** self.exponent
+
+
+NO_FEE = FeeSchedule()
+
+
+@dataclass(frozen=True)
+class GateConfig:
+    """Every gate option (one field per command-line flag of ``add_model_args``)."""
+
+    model_path: str | None = None
+    min_confidence: float = DEFAULT_MIN_CONFIDENCE
+    order_size: float = DEFAULT_ORDER_SIZE
+    min_order_size: float = DEFAULT_MIN_ORDER_SIZE
+    min_edge: float | None = None
+    sizing: str = "linear"  # linear | kelly
+    kelly_fraction: float = DEFAULT_KELLY_FRACTION
+    min_move_pct: float = DEFAULT_MIN_MOVE_PCT
+    max_move_pct: float = DEFAULT_MAX_MOVE_PCT
+    min_entry_minutes: float = DEFAULT_MIN_ENTRY_MINUTES
+    filter_series: str = "spot"  # spot | settlement
+    decision_log: str | None = None
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.min_confidence <= 1.0:
+            raise ValueError(f"min_confidence must lie in [0, 1], got {self.min_confidence}")
+        if self.order_size < 0 or self.min_order_size < 0:
+            raise ValueError("order sizes must not be negative")
+        if self.sizing not in ("linear", "kelly"):
+            raise ValueError(f"sizing must be 'linear' or 'kelly', got {self.sizing!r}")
+        if not 0.0 < self.kelly_fraction <= 1.0:
+            raise ValueError(f"kelly_fraction must lie in (0, 1], got {self.kelly_fraction}")
+        if self.filter_series not in ("spot", "settlement"):
+            raise ValueError(f"filter_series must be 'spot' or 'settlement', got {self.filter_series!r}")
+        if self.min_move_pct < 0 or self.max_move_pct < self.min_move_pct:
+            raise ValueError("need 0 <= min_move_pct <= max_move_pct")
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The gate's answer. ``reason`` is ``"<code>: <detail>"``; ``code`` is the first part."""
+
+    enter: bool
+    outcome: str | None
+    size: float
+    p_win: float | None
+    reason: str
+    price: float | None = None
+    edge: float | None = None  # p_win - price - fee per share, when a price was given
+
+    @property
+    def code(self) -> str:
+        return self.reason.split(":", 1)[0]
+
+
+# reason codes
+ENTER = "enter"
+NO_FEATURES = "no_features"
+BEFORE_FIRST_POINT = "before_first_decision_point"
+AFTER_LAST_POINT = "after_last_decision_point"
+LOW_CONFIDENCE = "below_min_confidence"
+LOW_EDGE = "below_min_edge"
+NO_PRICE = "no_price"
+ZERO_SIZE = "zero_size"
+BELOW_MIN_ORDER = "below_min_order_size"
+NO_MOVE = "no_move"
+TOO_EARLY = "too_early"
+MOVE_TOO_SMALL = "move_too_small"
+MOVE_TOO_LARGE = "move_too_large"
+OTHER_SIDE = "move_favours_other_side"
+
+
+def _no(outcome: str | None, reason: str, p_win: float | None = None,
+        price: float | None = None, edge: float | None = None) -> Decision:
+    return Decision(False, outcome, 0.0, p_win, reason, price, edge)
+
+
+class DecisionLog:
+    """Decisions as JSON lines (one object per decision, flushed), for audits and replays."""
+
+    def __init__(self, path: str | Path | IO[str]) -> None:
+        if hasattr(path, "write"):
+            self._f: IO[str] = path  # type: ignore[assignment]
+            self._own = False
+        else:
+            p = Path(path)
+            p.parent.mkdir(parents=True, exist_ok=True)
+            self._f = open(p, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
+            self._own = True
+
+    def write(self, d: Decision, features: dict[str, float | None] | None, context: dict | None) -> None:
+        rec: dict[str, Any] = {"ts": time.time()}
+        if context:
+            rec.update(context)
+        rec.update({"decision": "enter" if d.enter else "skip", "outcome": d.outcome,
+                    "size": d.size, "p_win": d.p_win, "price": d.price, "edge": d.edge,
+                    "reason": d.reason, "features": features or {}})
+        self._f.write(json.dumps(rec, allow_nan=False, default=_json_default) + "\n")
+        self._f.flush()
+
+    def close(self) -> None:
+        if self._own:
+            self._f.close()
+
+
+def _json_default(v: Any) -> Any:
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return str(v)
+
+
+class EntryGate:
+    """Model gate when a scorer is given, else the manual filters. See the module docstring."""
+
+    def __init__(self, config: GateConfig | None = None, scorer: Scorer | None = None,
+                 log: DecisionLog | None = None) -> None:
+        self.config = config or GateConfig()
+        self.scorer = scorer
+        self.log = log
+        if log is None and self.config.decision_log:
+            self.log = DecisionLog(self.config.decision_log)
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> EntryGate:
+        """Build the gate from ``add_model_args`` options; loads the model when one is named."""
+        cfg = config_from_args(args)
+        scorer = Scorer.load(cfg.model_path) if cfg.model_path else None
+        return cls(cfg, scorer)
+
+    @property
+    def uses_model(self) -> bool:
+        return self.scorer is not None
+
+    def reload(self) -> bool:
+        """Reload the model (no-op without one); the old one stays on error (ModelFileError)."""
+        return self.scorer.reload() if self.scorer is not None else False
+
+    # -- the decision -------------------------------------------------------------------------
+    def decide(self, outcome: str, vector: Any = None, fraction: float | None = None, *,
+               price: float | None = None, min_order_size: float | None = None,
+               fee: FeeSchedule = NO_FEE, taker: bool = False, move_pct: float | None = None,
+               minutes_into: float | None = None, context: dict | None = None) -> Decision:
+        """Decide for ONE outcome ("Up"/"Down").
+
+        Model gate: ``vector`` (contract order, None = no snapshot within tolerance) and
+        ``fraction`` (where the decision instant lies in the window). Manual filters:
+        ``move_pct`` (the filter series' move, percent) and ``minutes_into`` (scaled minutes).
+        ``price``: the order's limit (the side's bid for a maker order, ask for a taker);
+        needed by ``--min-edge`` and Kelly sizing. ``min_order_size``: the market's.
+        """
+        outcome = normalize_outcome(outcome)
+        if self.scorer is None:
+            d = self._manual(outcome, price, move_pct, minutes_into, min_order_size)
+        else:
+            p_win = None
+            pre = self._model_precheck(outcome, vector, fraction)
+            if pre is None:
+                p_win = self.scorer.p_win(outcome, vector)
+                d = self._model(outcome, p_win, price, min_order_size, fee, taker)
+            else:
+                d = pre
+        if self.log is not None:
+            self._log(d, vector, context)
+        return d
+
+    def choose(self, vector: Any = None, fraction: float | None = None, *,
+               prices: dict[str, float | None] | None = None, min_order_size: float | None = None,
+               fee: FeeSchedule = NO_FEE, taker: bool = False, move_pct: float | None = None,
+               minutes_into: float | None = None, context: dict | None = None) -> Decision:
+        """Pick the side and decide: the higher p_win (model) or the side the move favours
+        (filters). ``prices``: {"Up": limit, "Down": limit}."""
+        prices = prices or {}
+        if self.scorer is None:
+            side = UP if (move_pct or 0.0) > 0 else DOWN
+            d = self._manual(side, prices.get(side), move_pct, minutes_into, min_order_size)
+        else:
+            pre = self._model_precheck(None, vector, fraction)
+            if pre is None:
+                p_up = self.scorer.p_up(vector)
+                side, p_win = (UP, p_up) if p_up >= 0.5 else (DOWN, 1.0 - p_up)
+                d = self._model(side, p_win, prices.get(side), min_order_size, fee, taker)
+            else:
+                d = pre
+        if self.log is not None:
+            self._log(d, vector, context)
+        return d
+
+    def _model_precheck(self, outcome: str | None, vector: Any, fraction: float | None) -> Decision | None:
+        if vector is None:
+            return _no(outcome, f"{NO_FEATURES}: no snapshot within tolerance of the decision tick")
+        if fraction is None:
+            raise ValueError("the model gate needs the decision's fraction of the window")
+        dps = self.scorer.decision_points  # type: ignore[union-attr]
+        if not self.scorer.in_range(fraction):  # type: ignore[union-attr]
+            code, bound = (BEFORE_FIRST_POINT, dps[0]) if fraction < dps[0] else (AFTER_LAST_POINT, dps[-1])
+            return _no(outcome, f"{code}: fraction {fraction:.4f} outside the trained "
+                                f"{dps[0]:.4f}..{dps[-1]:.4f} (bound {bound:.4f})")
+        return None
+
+    def _model(self, outcome: str, p_win: float, price: float | None,
+               min_order_size: float | None, fee: FeeSchedule, taker: bool) -> Decision:
+        cfg = self.config
+        fee_ps = fee.per_share(price, taker) if price is not None else 0.0
+        edge = None if price is None else p_win - price - fee_ps
+        if p_win < cfg.min_confidence:
+            return _no(outcome, f"{LOW_CONFIDENCE}: p_win {p_win:.4f} < {cfg.min_confidence:.4f}",
+                       p_win, price, edge)
+        if cfg.min_edge is not None:
+            if edge is None:
+                return _no(outcome, f"{NO_PRICE}: --min-edge needs the order's price", p_win)
+            if edge < cfg.min_edge:
+                return _no(outcome, f"{LOW_EDGE}: p_win - price - fee = {edge:.4f} < {cfg.min_edge:.4f}",
+                           p_win, price, edge)
+        if cfg.sizing == "kelly":
+            if price is None:
+                return _no(outcome, f"{NO_PRICE}: Kelly sizing needs the order's price", p_win)
+            cost = price + fee_ps
+            f_star = (p_win - cost) / (1.0 - cost) if cost < 1.0 else 0.0
+            raw = cfg.order_size * cfg.kelly_fraction * f_star
+        else:
+            raw = cfg.order_size * (p_win - 0.5) / 0.5
+        size = float(math.floor(min(max(raw, 0.0), cfg.order_size) + SIZE_EPS))
+        size = min(size, math.floor(cfg.order_size))
+        return self._sized(outcome, size, p_win, price, edge, min_order_size)
+
+    def _sized(self, outcome: str, size: float, p_win: float | None, price: float | None,
+               edge: float | None, min_order_size: float | None) -> Decision:
+        mos = self.config.min_order_size if min_order_size is None else float(min_order_size)
+        if size <= 0:
+            return _no(outcome, f"{ZERO_SIZE}: sized to 0 shares", p_win, price, edge)
+        if size < mos:
+            return _no(outcome, f"{BELOW_MIN_ORDER}: {size:g} shares < market minimum {mos:g}",
+                       p_win, price, edge)
+        detail = "" if p_win is None else f"p_win {p_win:.4f}"
+        return Decision(True, outcome, size, p_win, f"{ENTER}: {size:g} shares {detail}".rstrip(),
+                        price, edge)
+
+    def _manual(self, outcome: str, price: float | None, move_pct: float | None,
+                minutes_into: float | None, min_order_size: float | None) -> Decision:
+        cfg = self.config
+        if move_pct is None or move_pct != move_pct:
+            return _no(outcome, f"{NO_MOVE}: no {cfg.filter_series} move at this tick")
+        if minutes_into is None or minutes_into < cfg.min_entry_minutes:
+            return _no(outcome, f"{TOO_EARLY}: {minutes_into} < {cfg.min_entry_minutes:g} minutes", price=price)
+        mag = abs(move_pct)
+        if mag < cfg.min_move_pct:
+            return _no(outcome, f"{MOVE_TOO_SMALL}: |move| {mag:.4f}% < {cfg.min_move_pct:g}%", price=price)
+        if mag > cfg.max_move_pct:
+            return _no(outcome, f"{MOVE_TOO_LARGE}: |move| {mag:.4f}% > {cfg.max_move_pct:g}%", price=price)
+        favoured = UP if move_pct > 0 else DOWN
+        if outcome != favoured:
+            return _no(outcome, f"{OTHER_SIDE}: move {move_pct:+.4f}% favours {favoured}", price=price)
+        size = float(math.floor(cfg.order_size + SIZE_EPS))
+        return self._sized(outcome, size, None, price, None, min_order_size)
+
+    # -- with the online builder --------------------------------------------------------------
+    def decide_online(self, online: Any, symbol: str, window_s: int, slot_ts: int,
+                      decision_ms: int, outcome: str | None = None, **kw: Any) -> Decision:
+        """One full decision from the online feature builder (``serve.online.OnlineFeatures``):
+        the vector at ``decision_ms``, its window fraction, the filter move and minutes; then
+        ``decide`` (for ``outcome``) or ``choose`` (outcome None). ``kw``: prices/price,
+        min_order_size, fee, taker, context."""
+        from slotml.features.contract import SCALE_MINUTES
+
+        vector = online.vector_at(symbol, window_s, slot_ts, decision_ms)
+        fraction = (decision_ms - int(slot_ts) * 1000) / (int(window_s) * 1000)
+        move = minutes = None
+        if self.scorer is None:
+            w = online.windows.get((symbol, int(window_s), int(slot_ts)))
+            row = w.row_at(decision_ms) if w is not None else None
+            if row is not None:
+                key = "spot_move_pct" if self.config.filter_series == "spot" else "dir_move_pct"
+                move = row.get(key)
+                minutes = SCALE_MINUTES * fraction
+        if outcome is None:
+            return self.choose(vector, fraction, move_pct=move, minutes_into=minutes, **kw)
+        return self.decide(outcome, vector, fraction, move_pct=move, minutes_into=minutes, **kw)
+
+    def _log(self, d: Decision, vector: Any, context: dict | None) -> None:
+        feats = None
+        if vector is not None:
+            names = self.scorer.features if self.scorer is not None else None
+            vals = vector.tolist() if hasattr(vector, "tolist") else list(vector)
+            if names is None:
+                from slotml.features.contract import FEATURES as names
+            feats = {n: (None if x != x else float(x)) for n, x in zip(names, vals, strict=False)}
+        self.log.write(d, feats, context)  # type: ignore[union-attr]
+
+
+def _prob(text: str) -> float:
+    v = float(text)
+    if not 0.0 <= v <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text} is not a probability in [0, 1]")
+    return v
+
+
+def _nonneg(text: str) -> float:
+    v = float(text)
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"{text} must not be negative")
+    return v
+
+
+def add_model_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Add the entry-model and manual-filter options to a bot's parser (existing flags kept)."""
+    g = parser.add_argument_group("entry model (slotml)")
+    have = set(getattr(parser, "_option_string_actions", {}))
+
+    def add(flag: str, **kw: Any) -> None:
+        if flag not in have:
+            g.add_argument(flag, **kw)
+
+    add("--model-path", default=None,
+        help="ONNX model file, or <data-dir>/models/current (or the data dir); without it the "
+             "manual filters decide")
+    add("--min-confidence", type=_prob, default=DEFAULT_MIN_CONFIDENCE,
+        help=f"enter when p_win >= this (default {DEFAULT_MIN_CONFIDENCE})")
+    add("--order-size", type=_nonneg, default=DEFAULT_ORDER_SIZE,
+        help=f"full order size in shares (default {DEFAULT_ORDER_SIZE:g}); the model scales it "
+             "by (p_win - 0.5) / 0.5")
+    add("--min-order-size", type=_nonneg, default=DEFAULT_MIN_ORDER_SIZE,
+        help=f"market minimum order size in shares when the market does not say "
+             f"(default {DEFAULT_MIN_ORDER_SIZE:g})")
+    add("--min-edge", type=float, default=None,
+        help="also require p_win - price - fee >= this (off by default)")
+    add("--sizing", choices=["linear", "kelly"], default="linear",
+        help="linear: order_size x (p_win-0.5)/0.5 (default); kelly: order_size x F x Kelly")
+    add("--kelly-fraction", type=float, default=DEFAULT_KELLY_FRACTION,
+        help=f"F for --sizing kelly (default {DEFAULT_KELLY_FRACTION})")
+    add("--min-move-pct", type=_nonneg, default=DEFAULT_MIN_MOVE_PCT,
+        help=f"manual filter: minimum |move| in percent (default {DEFAULT_MIN_MOVE_PCT})")
+    add("--max-move-pct", type=_nonneg, default=DEFAULT_MAX_MOVE_PCT,
+        help=f"manual filter: maximum |move| in percent (default {DEFAULT_MAX_MOVE_PCT})")
+    add("--min-entry-minutes", type=_nonneg, default=DEFAULT_MIN_ENTRY_MINUTES,
+        help=f"manual filter: earliest entry, minutes into the window (default {DEFAULT_MIN_ENTRY_MINUTES:g})")
+    add("--filter-series", choices=["spot", "settlement"], default="spot",
+        help="manual filters' move: spot stream (default) or the settlement series")
+    add("--decision-log", default=None, help="append every decision as a JSON line to this file")
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> GateConfig:
+    """The gate's config from parsed ``add_model_args`` options (bad combinations: UserError)."""
+    try:
+        return GateConfig(**{f: getattr(args, f) for f in GateConfig.__dataclass_fields__
+                             if getattr(args, f, None) is not None})
+    except ValueError as e:
+        raise UserError(f"entry gate: {e}") from None

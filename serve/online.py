@@ -1,0 +1,367 @@
+"""Online features: the feature contract computed incrementally, live, from snapshot rows.
+
+The bot feeds the SAME rows the collector writes (``slotml.ingest.snapshot.make_snapshot``'s
+dicts, on the same 30 s grid) and the previous windows' resolution updates, each with the time
+it became known. ``vector_at(decision_ms)`` then yields the float32 vector that features/
+computes offline for that instant (features/contract.py is the definition, features/reference.py
+the judge the parity tests hold us to).
+
+Each row update is O(1): the per-row part of the vector is computed once when the row arrives,
+and running sums (squared move increments, counts) are kept as prefixes, so a decision at any
+instant reads the last row at or before it (bisect over at most ~30 rows) and combines a handful
+of numbers instead of recomputing the window.
+"""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_right
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from slotml.features.contract import (
+    ASSET_CODES,
+    DEFAULT_LOOKBACK,
+    DEFAULT_TOLERANCE,
+    FEATURES,
+    PREV_MEASURED,
+    PREV_OFFICIAL,
+    PREV_UNKNOWN,
+    SCALE_MINUTES,
+    frac_ms,
+)
+
+NAN = float("nan")
+N_FEATURES = len(FEATURES)
+IDX = {name: i for i, name in enumerate(FEATURES)}
+_I = IDX  # short alias for the hot paths below
+
+
+def _f(v: Any) -> float:
+    """NULL (None) -> NaN, else float."""
+    return NAN if v is None else float(v)
+
+
+def _opt(v: Any) -> float | None:
+    """A value as float, with None and NaN both meaning missing (None)."""
+    if v is None:
+        return None
+    v = float(v)
+    return None if v != v else v
+
+
+def _minutes(ms: float, window_s: int) -> float:
+    return SCALE_MINUTES * ms / (window_s * 1000)
+
+
+def _ratio(a: float, b: float) -> float:
+    return NAN if a != a or b != b or b == 0 else a / b
+
+
+def _imbalance(bid_size: float | None, ask_size: float | None) -> float:
+    if bid_size is None or ask_size is None or bid_size + ask_size == 0:
+        return NAN
+    return (bid_size - ask_size) / (bid_size + ask_size)
+
+
+@dataclass
+class PrevResolution:
+    """What is known about one window's resolution, column by column (never blanked)."""
+
+    resolved_up: bool | None = None
+    resolved_at: float | None = None
+    final_price: float | None = None
+    price_to_beat: float | None = None
+    final_seen_at: float | None = None
+
+    def merge(self, row: Mapping[str, Any], known_at: float | None = None) -> None:
+        """Take the non-missing fields of a ``slot_resolutions`` row (or a partial update).
+
+        ``known_at`` (epoch s) stamps fields whose own "seen" time the update lacks: the
+        official outcome's ``resolved_at`` and the measured ``final_seen_at``.
+        """
+        ru = row.get("resolved_up")
+        if ru is not None and not (isinstance(ru, float) and ru != ru):
+            self.resolved_up = bool(ru)
+            ra = _opt(row.get("resolved_at"))
+            if ra is None and self.resolved_at is None:
+                ra = known_at
+            if ra is not None and self.resolved_at is None:
+                self.resolved_at = ra
+        for name in ("final_price", "price_to_beat"):
+            v = _opt(row.get(name))
+            if v is not None:
+                setattr(self, name, v)
+        seen = _opt(row.get("final_seen_at"))
+        if seen is None and self.final_price is not None and self.final_seen_at is None:
+            seen = known_at
+        if seen is not None and self.final_seen_at is None:
+            self.final_seen_at = seen
+
+    def outcome_at(self, decision_ms: int) -> tuple[float, int]:
+        """(prev_up, prev_known_source) as known at instant ``decision_ms`` (contract's prev_up)."""
+        d_s = decision_ms / 1000.0
+        if self.resolved_up is not None and self.resolved_at is not None and self.resolved_at < d_s:
+            return (1.0 if self.resolved_up else 0.0), PREV_OFFICIAL
+        fp, ptb, seen = self.final_price, self.price_to_beat, self.final_seen_at
+        if fp is not None and ptb is not None and seen is not None and seen < d_s:
+            return (1.0 if fp >= ptb else 0.0), PREV_MEASURED
+        return NAN, PREV_UNKNOWN
+
+
+class WindowState:
+    """One window's rows so far and the running sums the contract's features need."""
+
+    __slots__ = (
+        "symbol", "window_s", "slot_ts", "start_ms", "tol_ms", "lb_ms", "sigma", "asset",
+        "ticks", "static", "moves", "cum_sq", "n_moves", "last_move_tick", "first_move_tick",
+        "rows",
+    )
+
+    def __init__(self, symbol: str, window_s: int, slot_ts: int,
+                 stats: Mapping[str, Any] | None = None, *,
+                 tolerance: float = DEFAULT_TOLERANCE, lookback: float = DEFAULT_LOOKBACK) -> None:
+        self.symbol = symbol
+        self.window_s = int(window_s)
+        self.slot_ts = int(slot_ts)
+        self.start_ms = self.slot_ts * 1000
+        self.tol_ms = frac_ms(tolerance, self.window_s)
+        self.lb_ms = frac_ms(lookback, self.window_s)
+        sigma = NAN
+        if stats:
+            sigma = _f(stats.get("move_vol_per_min", {}).get(symbol, stats.get("default_move_vol_per_min")))
+        self.sigma = sigma
+        self.asset = float(ASSET_CODES[symbol]) if symbol in ASSET_CODES else NAN
+        self.ticks: list[int] = []
+        self.static: list[list[float]] = []  # per row: the features that depend on that row only
+        self.moves: list[float | None] = []
+        self.cum_sq: list[float] = []  # sum of squared increments of non-missing moves, to row i
+        self.n_moves: list[int] = []  # non-missing moves among rows 0..i
+        self.last_move_tick: list[int] = []  # tick of the last non-missing move among rows 0..i
+        self.first_move_tick: int | None = None
+        self.rows: list[Mapping[str, Any]] = []
+
+    def __len__(self) -> int:
+        return len(self.ticks)
+
+    # -- updates ------------------------------------------------------------------------------
+    def add_snapshot(self, row: Mapping[str, Any]) -> bool:
+        """Add one ``slot_snapshots`` row of this window. O(1) for rows in tick order.
+
+        Returns False (ignored) for a row stamped before the window start, as the contract
+        says. A row for an existing tick replaces it; an out-of-order row is inserted (the
+        running sums after it are recomputed: rare, and at most one window's rows).
+        """
+        tick = int(row["tick_ms"])
+        if tick < self.start_ms:
+            return False
+        if self.ticks and tick <= self.ticks[-1]:
+            self._insert(row)
+            return True
+        self._append(row, tick)
+        return True
+
+    def _append(self, row: Mapping[str, Any], tick: int) -> None:
+        move = _opt(row.get("dir_move_pct"))
+        i = len(self.ticks)
+        cum = self.cum_sq[-1] if i else 0.0
+        n = self.n_moves[-1] if i else 0
+        last_tick = self.last_move_tick[-1] if i else -1
+        if move is not None:
+            if n:
+                # the previous non-missing move is the last one recorded
+                prev = self._last_move_value()
+                cum = cum + (move - prev) ** 2
+            else:
+                self.first_move_tick = tick
+            n += 1
+            last_tick = tick
+        self.ticks.append(tick)
+        self.moves.append(move)
+        self.cum_sq.append(cum)
+        self.n_moves.append(n)
+        self.last_move_tick.append(last_tick)
+        self.static.append(self._static(row, tick, move))
+        self.rows.append(row)
+
+    def _last_move_value(self) -> float:
+        for m in reversed(self.moves):
+            if m is not None:
+                return m
+        raise AssertionError("n_moves > 0 but no move recorded")
+
+    def _insert(self, row: Mapping[str, Any]) -> None:
+        tick = int(row["tick_ms"])
+        rows = [r for r, t in zip(self.rows, self.ticks, strict=True) if t != tick] + [row]
+        rows.sort(key=lambda r: int(r["tick_ms"]))
+        for name in ("ticks", "static", "moves", "cum_sq", "n_moves", "last_move_tick", "rows"):
+            setattr(self, name, [])
+        self.first_move_tick = None
+        for r in rows:
+            self._append(r, int(r["tick_ms"]))
+
+    def _static(self, row: Mapping[str, Any], tick: int, move: float | None) -> list[float]:
+        v = [NAN] * N_FEATURES
+        m = NAN if move is None else move
+        minutes_into = _minutes(tick - self.start_ms, self.window_s)
+        bid_up, ask_up = _f(_opt(row.get("bid_up"))), _f(_opt(row.get("ask_up")))
+        bid_down, ask_down = _f(_opt(row.get("bid_down"))), _f(_opt(row.get("ask_down")))
+        spread_up, spread_down = ask_up - bid_up, ask_down - bid_down
+        v[_I["dir_move_pct"]] = m
+        v[_I["abs_move_pct"]] = abs(m)
+        v[_I["spot_move_pct"]] = _f(_opt(row.get("spot_move_pct")))
+        v[_I["minutes_into"]] = minutes_into
+        v[_I["minutes_left"]] = SCALE_MINUTES - minutes_into
+        v[_I["bid_up"]] = bid_up
+        v[_I["ask_up"]] = ask_up
+        v[_I["bid_down"]] = bid_down
+        v[_I["ask_down"]] = ask_down
+        v[_I["up_mid"]] = (bid_up + ask_up) / 2
+        v[_I["spread_up"]] = spread_up
+        v[_I["spread_down"]] = spread_down
+        v[_I["spread_ratio"]] = _ratio(spread_up, spread_down)
+        v[_I["imbalance_up"]] = _imbalance(_opt(row.get("bid_size_up")), _opt(row.get("ask_size_up")))
+        v[_I["imbalance_down"]] = _imbalance(_opt(row.get("bid_size_down")), _opt(row.get("ask_size_down")))
+        minutes_left = SCALE_MINUTES - minutes_into
+        sigma = self.sigma
+        v[_I["move_z"]] = (m / (sigma * math.sqrt(minutes_left))
+                           if m == m and sigma == sigma and sigma > 0 and minutes_left > 0 else NAN)
+        v[_I["hour"]] = float((tick // 3_600_000) % 24)
+        v[_I["weekday"]] = float((tick // 86_400_000 + 3) % 7)
+        v[_I["asset"]] = self.asset
+        return v
+
+    # -- reading ------------------------------------------------------------------------------
+    def row_index_at(self, decision_ms: int) -> int:
+        """Index of the decision row for instant ``decision_ms`` (-1: none within tolerance)."""
+        ticks = self.ticks
+        if not ticks:
+            return -1
+        i = len(ticks) - 1 if decision_ms >= ticks[-1] else bisect_right(ticks, decision_ms) - 1
+        if i < 0 or decision_ms - ticks[i] > self.tol_ms:
+            return -1
+        return i
+
+    def fill(self, out: np.ndarray, decision_ms: int, prev: PrevResolution | None) -> bool:
+        """Write the vector at ``decision_ms`` into ``out`` (float32 [n]); False if no row."""
+        i = self.row_index_at(decision_ms)
+        if i < 0:
+            return False
+        v = self.static[i]
+        tick = self.ticks[i]
+        move = self.moves[i]
+        # move_velocity: the last row at or before tick - lookback
+        velocity = NAN
+        back = tick - self.lb_ms
+        if self.ticks[0] <= back:
+            j = bisect_right(self.ticks, back, 0, i) - 1
+            lm = self.moves[j]
+            if lm is not None and move is not None:
+                velocity = (move - lm) / _minutes(tick - self.ticks[j], self.window_s)
+        vol = NAN
+        if self.n_moves[i] >= 2:
+            span = _minutes(self.last_move_tick[i] - self.first_move_tick, self.window_s)
+            vol = math.sqrt(self.cum_sq[i] / span)
+        prev_up, prev_src = prev.outcome_at(decision_ms) if prev is not None else (NAN, PREV_UNKNOWN)
+        out[:] = v
+        out[_I["move_velocity"]] = velocity
+        out[_I["realised_vol"]] = vol
+        out[_I["snapshot_count"]] = float(i + 1)
+        out[_I["prev_up"]] = prev_up
+        out[_I["prev_known_source"]] = float(prev_src)
+        return True
+
+    def fraction_at(self, decision_ms: int) -> float:
+        """Where ``decision_ms`` lies in the window, as a fraction (the model's decision points)."""
+        return (decision_ms - self.start_ms) / (self.window_s * 1000)
+
+    def row_at(self, decision_ms: int) -> Mapping[str, Any] | None:
+        i = self.row_index_at(decision_ms)
+        return None if i < 0 else self.rows[i]
+
+
+class OnlineFeatures:
+    """All live windows and the resolutions known so far: the bot's feature source.
+
+    ``stats`` are the model's fitted statistics (``scorer.stats``); tolerance and lookback
+    default to the contract's and may be overridden by ``stats["tolerance"]`` /
+    ``stats["lookback"]`` when a model was trained with other values.
+    """
+
+    def __init__(self, stats: Mapping[str, Any] | None = None, *, tolerance: float | None = None,
+                 lookback: float | None = None, keep_windows: int = 4) -> None:
+        self.stats = dict(stats or {})
+        self.tolerance = float(tolerance if tolerance is not None
+                               else self.stats.get("tolerance", DEFAULT_TOLERANCE))
+        self.lookback = float(lookback if lookback is not None
+                              else self.stats.get("lookback", DEFAULT_LOOKBACK))
+        self.keep_windows = keep_windows
+        self.windows: dict[tuple[str, int, int], WindowState] = {}
+        self.resolutions: dict[tuple[str, int, int], PrevResolution] = {}
+        self._out = np.empty(N_FEATURES, dtype=np.float32)
+
+    @classmethod
+    def for_scorer(cls, scorer: Any, **kw: Any) -> OnlineFeatures:
+        return cls(scorer.stats, **kw)
+
+    def set_stats(self, stats: Mapping[str, Any] | None) -> None:
+        """New fitted statistics (after a model reload): rebuild the windows' derived parts."""
+        self.stats = dict(stats or {})
+        old = self.windows
+        self.windows = {}
+        for w in old.values():
+            for r in w.rows:
+                self.add_snapshot(r)
+
+    def window(self, symbol: str, window_s: int, slot_ts: int) -> WindowState:
+        key = (symbol, int(window_s), int(slot_ts))
+        w = self.windows.get(key)
+        if w is None:
+            w = WindowState(symbol, window_s, slot_ts, self.stats, tolerance=self.tolerance,
+                            lookback=self.lookback)
+            self.windows[key] = w
+            self._prune(symbol, int(window_s), int(slot_ts))
+        return w
+
+    def _prune(self, symbol: str, window_s: int, slot_ts: int) -> None:
+        horizon = slot_ts - self.keep_windows * window_s
+        for store in (self.windows, self.resolutions):
+            stale = [k for k in store if k[0] == symbol and k[1] == window_s and k[2] < horizon]
+            for k in stale:
+                del store[k]
+
+    def add_snapshot(self, row: Mapping[str, Any]) -> bool:
+        """Feed one snapshot row (``make_snapshot``'s dict). O(1)."""
+        return self.window(row["symbol"], row["window_s"], row["slot_ts"]).add_snapshot(row)
+
+    def add_resolution(self, row: Mapping[str, Any], known_at: float | None = None) -> None:
+        """Feed a (partial) ``slot_resolutions`` row, with the time it became known (epoch s)."""
+        key = (row["symbol"], int(row.get("window_s") or 900), int(row["slot_ts"]))
+        res = self.resolutions.get(key)
+        if res is None:
+            res = self.resolutions[key] = PrevResolution()
+        res.merge(row, known_at)
+
+    def vector_at(self, symbol: str, window_s: int, slot_ts: int, decision_ms: int,
+                  out: np.ndarray | None = None) -> np.ndarray | None:
+        """The feature vector (float32, contract order) at ``decision_ms``, or None when the
+        window has no snapshot within tolerance of that instant.
+
+        Without ``out`` the returned array is an internal buffer, overwritten by the next call.
+        """
+        w = self.windows.get((symbol, int(window_s), int(slot_ts)))
+        if w is None:
+            return None
+        buf = self._out if out is None else out
+        prev = self.resolutions.get((symbol, int(window_s), int(slot_ts) - int(window_s)))
+        return buf if w.fill(buf, decision_ms, prev) else None
+
+
+def vector_dict(vector: np.ndarray | None) -> dict[str, float | None]:
+    """A vector as {feature: value} with NaN as None (for JSON decision logs)."""
+    if vector is None:
+        return {}
+    return {n: (None if x != x else float(x)) for n, x in zip(FEATURES, vector.tolist(), strict=True)}
