@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -91,6 +92,8 @@ class MysqlStore(Store):
             detail = str(e.args[1]) if code and len(e.args) > 1 else (str(e) or type(e).__name__)
             if isinstance(e, TimeoutError):
                 detail = f"no answer within {self.connect_timeout:g} s"
+            elif isinstance(e.__cause__, OSError) and e.__cause__.errno:
+                detail = os.strerror(e.__cause__.errno).lower()
             return f"cannot reach {where}: {mask_url(detail)} [{u}]"
         return f"{where}: {type(e).__name__}: {mask_url(str(e))} [{u}]"
 
@@ -270,10 +273,16 @@ async def _columns(cur: aiomysql.Cursor, db: str, table: str) -> dict[str, str]:
     return {r[0]: str(r[1]).lower() for r in await cur.fetchall()}
 
 
-async def _indexes(cur: aiomysql.Cursor, db: str, table: str) -> set[str]:
-    await cur.execute("SELECT DISTINCT INDEX_NAME FROM information_schema.STATISTICS "
-                      "WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s", (db, table))
-    return {r[0] for r in await cur.fetchall()}
+async def _indexes(cur: aiomysql.Cursor, db: str, table: str) -> dict[str, tuple[tuple[str, ...], bool]]:
+    """index name -> (columns, unique)."""
+    await cur.execute("SELECT INDEX_NAME, COLUMN_NAME, NON_UNIQUE FROM information_schema.STATISTICS "
+                      "WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s ORDER BY INDEX_NAME, SEQ_IN_INDEX",
+                      (db, table))
+    out: dict[str, tuple[tuple[str, ...], bool]] = {}
+    for name, col, non_unique in await cur.fetchall():
+        cols, _ = out.get(name, ((), True))
+        out[name] = ((*cols, col), not int(non_unique))
+    return out
 
 
 async def _ensure_schema(cur: aiomysql.Cursor, db: str) -> list[str]:
@@ -356,7 +365,8 @@ async def _upgrade(cur: aiomysql.Cursor, db: str, table: Table) -> list[str]:
                     done.append(f"{name}: derived tick_ms from captured_at (nearest 30 s grid)")
     # 4. duplicates of the new key: keep the lowest id
     idx = await _indexes(cur, db, name)
-    if ddl.unique_name(table) not in idx:
+    has_key = any(cols_ == table.unique and uq for cols_, uq in idx.values())
+    if not has_key:
         on = " AND ".join(f"a.{_q(k)} <=> b.{_q(k)}" for k in table.unique)
         n = await cur.execute(f"DELETE a FROM {t} a JOIN {t} b ON {on} AND a.id > b.id")
         if n:
@@ -381,18 +391,17 @@ async def _upgrade(cur: aiomysql.Cursor, db: str, table: Table) -> list[str]:
     # 6. keys and indexes (a design-era unique key without window_s/tick_ms would reject the
     #    other families' rows: replaced by ours)
     adds = []
-    await cur.execute("SELECT DISTINCT INDEX_NAME FROM information_schema.STATISTICS WHERE "
-                      "TABLE_SCHEMA = %s AND TABLE_NAME = %s AND NON_UNIQUE = 0", (db, name))
-    for (old,) in await cur.fetchall():
-        if old not in ("PRIMARY", ddl.unique_name(table)):
+    for old, (cols_, uq) in idx.items():
+        if uq and old != "PRIMARY" and cols_ != table.unique:
             adds.append(f"DROP INDEX {_q(old)}")
-            done.append(f"{name}: dropped the old unique key {old}")
-    if ddl.unique_name(table) not in idx:
+            done.append(f"{name}: dropped the old unique key {old} ({', '.join(cols_)})")
+    if not has_key:
         adds.append(f"ADD UNIQUE KEY {_q(ddl.unique_name(table))} "
                     f"({', '.join(_q(k) for k in table.unique)})")
         done.append(f"{name}: added unique key ({', '.join(table.unique)})")
+    have_cols = {c for c, _ in idx.values()}
     for cols_ in table.indexes:
-        if ddl.index_name(table, cols_) not in idx:
+        if cols_ not in have_cols:
             adds.append(f"ADD KEY {_q(ddl.index_name(table, cols_))} "
                         f"({', '.join(_q(k) for k in cols_)})")
             done.append(f"{name}: added index ({', '.join(cols_)})")

@@ -1,0 +1,135 @@
+"""Start-up upgrade of the design-era tables (FLOAT columns, no window_s / tick_ms) on both
+backends, with hand-made legacy tables holding data and duplicates."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pymysql
+import pytest
+
+from slotml.ingest.store import open_store
+
+SLOT = 1_767_200_400
+
+MYSQL_LEGACY = [
+    """CREATE TABLE slot_snapshots (
+      id BIGINT AUTO_INCREMENT PRIMARY KEY, symbol VARCHAR(10) NOT NULL, slot_ts INT NOT NULL,
+      captured_at DOUBLE NOT NULL, minutes_into_slot FLOAT NOT NULL,
+      bid_up FLOAT, ask_up FLOAT, bid_down FLOAT, ask_down FLOAT, spread_up FLOAT,
+      spread_down FLOAT, chainlink_price FLOAT, dir_move_pct FLOAT, abs_move_pct FLOAT,
+      note VARCHAR(20), KEY (slot_ts))""",
+    """CREATE TABLE slot_resolutions (
+      id BIGINT AUTO_INCREMENT PRIMARY KEY, symbol VARCHAR(10) NOT NULL, slot_ts INT NOT NULL,
+      price_to_beat FLOAT, final_price FLOAT, resolved_up BOOLEAN, prev_resolved_up BOOLEAN,
+      resolved_at DOUBLE, UNIQUE KEY legacy_slot (symbol, slot_ts))""",
+]
+SQLITE_LEGACY = [
+    """CREATE TABLE slot_snapshots (
+      id INTEGER PRIMARY KEY AUTOINCREMENT, symbol VARCHAR(10) NOT NULL, slot_ts INT NOT NULL,
+      captured_at DOUBLE NOT NULL, minutes_into_slot FLOAT NOT NULL,
+      bid_up FLOAT, ask_up FLOAT, bid_down FLOAT, ask_down FLOAT, spread_up FLOAT,
+      spread_down FLOAT, chainlink_price FLOAT, dir_move_pct FLOAT, abs_move_pct FLOAT,
+      note VARCHAR(20))""",
+    "CREATE INDEX legacy_slot_ix ON slot_snapshots (slot_ts)",
+    """CREATE TABLE slot_resolutions (
+      id INTEGER PRIMARY KEY AUTOINCREMENT, symbol VARCHAR(10) NOT NULL, slot_ts INT NOT NULL,
+      price_to_beat FLOAT, final_price FLOAT, resolved_up BOOLEAN, prev_resolved_up BOOLEAN,
+      resolved_at DOUBLE, UNIQUE (symbol, slot_ts))""",
+]
+# (captured_at offset from SLOT, bid_up): rows 1 and 2 land on the same 30 s grid instant
+SNAPS = [(30.4, 0.55), (29.8, 0.56), (60.1, 0.123), (89.6, 0.001)]
+
+
+def make_legacy(url) -> None:
+    ph = "%s" if url.scheme == "mysql" else "?"
+    snap_sql = (f"INSERT INTO slot_snapshots (symbol, slot_ts, captured_at, minutes_into_slot, "
+                f"bid_up, ask_up, chainlink_price, note) VALUES ({', '.join([ph] * 8)})")
+    res_sql = (f"INSERT INTO slot_resolutions (symbol, slot_ts, price_to_beat, final_price, "
+               f"resolved_up) VALUES ({', '.join([ph] * 5)})")
+    snaps = [("BTC", SLOT, SLOT + off, off / 60, bid, bid + 0.01, 95123.45, f"r{i}")
+             for i, (off, bid) in enumerate(SNAPS)]
+    res = [("BTC", SLOT, 95000.5, 95123.45, 1), ("BTC", SLOT + 900, 95123.45, None, None)]
+    if url.scheme == "mysql":
+        conn = pymysql.connect(host=url.host, port=url.port, user=url.user, password=url.password,
+                               database=url.database, autocommit=True)
+        with conn.cursor() as cur:
+            for stmt in MYSQL_LEGACY:
+                cur.execute(stmt)
+            cur.executemany(snap_sql, snaps)
+            cur.executemany(res_sql, res)
+        conn.close()
+    else:
+        conn = sqlite3.connect(str(url.path))
+        for stmt in SQLITE_LEGACY:
+            conn.execute(stmt)
+        conn.executemany(snap_sql, snaps)
+        conn.executemany(res_sql, res)
+        conn.commit()
+        conn.close()
+
+
+async def test_legacy_tables_are_upgraded(any_db) -> None:
+    make_legacy(any_db)
+    store = open_store(any_db)
+    await store.connect()
+    try:
+        done = await store.ensure_schema()
+        text = "\n".join(done)
+        assert "slot_snapshots: added columns window_s, tick_ms" in text
+        assert "derived tick_ms from captured_at" in text
+        assert "slot_snapshots: removed 1 duplicate rows" in text
+        if any_db.scheme == "mysql":
+            assert "bid_up FLOAT" in text and "-> DOUBLE" in text
+            assert "dropped the old unique key legacy_slot" in text
+        assert await store.ensure_schema() == []  # idempotent
+
+        snaps = await store.fetch_snapshots()
+        assert [r["id"] for r in snaps] == [1, 3, 4]  # the lowest id of the duplicates stays
+        assert [r["tick_ms"] for r in snaps] == [(SLOT + 30 * k) * 1000 for k in (1, 2, 3)]
+        assert [r["window_s"] for r in snaps] == [900] * 3
+        # float32 noise gone: the tick grid values come back exact
+        assert [r["bid_up"] for r in snaps] == [0.55, 0.123, 0.001]
+        assert [r["ask_up"] for r in snaps] == [0.56, 0.133, 0.011]
+        assert {r["chainlink_price"] for r in snaps} == {95123.45}
+        assert (snaps[0]["hour_utc"], snaps[0]["day_of_week"]) == (17, 2)  # Wed 2025-12-31 17:00
+        assert all(r["updated_at"] > SLOT for r in snaps)
+
+        res = await store.fetch_resolutions()
+        assert [(r["slot_ts"], r["window_s"], r["resolved_up"]) for r in res] == [
+            (SLOT, 900, True), (SLOT + 900, 900, None)]
+        assert res[0]["price_to_beat"] == 95000.5
+
+        # the new keys hold: a replayed tick is a no-op, another family is a new row
+        again = {k: v for k, v in snaps[0].items() if k not in ("id", "updated_at")}
+        assert await store.insert_snapshots([again]) == 0
+        assert await store.upsert_resolutions([{"symbol": "BTC", "window_s": 300,
+                                                "slot_ts": SLOT, "resolved_up": False}]) == 1
+        assert await store.count("slot_resolutions") == 3
+        # new rows get ids after the legacy ones
+        assert await store.insert_snapshots([{**again, "tick_ms": (SLOT + 120) * 1000}]) == 1
+        assert max(r["id"] for r in await store.fetch_snapshots()) > 4
+    finally:
+        await store.close()
+
+
+async def test_a_foreign_table_is_not_touched(any_db) -> None:
+    if any_db.scheme == "mysql":
+        conn = pymysql.connect(host=any_db.host, port=any_db.port, user=any_db.user,
+                               password=any_db.password, database=any_db.database, autocommit=True)
+        with conn.cursor() as cur:
+            cur.execute("CREATE TABLE slot_snapshots (id INT PRIMARY KEY, other TEXT)")
+        conn.close()
+    else:
+        conn = sqlite3.connect(str(any_db.path))
+        conn.execute("CREATE TABLE slot_snapshots (id INTEGER PRIMARY KEY, other TEXT)")
+        conn.commit()
+        conn.close()
+    store = open_store(any_db)
+    await store.connect()
+    try:
+        from slotml.errors import UserError
+        with pytest.raises(UserError, match="not a slotml table"):
+            await store.ensure_schema()
+    finally:
+        await store.close()
