@@ -39,7 +39,9 @@ DEFAULT_KELLY_FRACTION = 0.25
 DEFAULT_MIN_MOVE_PCT = 0.05  # percent
 DEFAULT_MAX_MOVE_PCT = 0.50  # percent
 DEFAULT_MIN_ENTRY_MINUTES = 5.0  # scaled minutes (= real minutes in a 15-minute window)
-SIZE_EPS = 1e-9  # (p - 0.5) / 0.5 x size in floats: 0.6 -> 0.19999999999999996 x 10 must be 2
+# Flooring tolerance, relative to order_size: p_win comes from a float32 model output (0.7 is
+# 0.69999999), and 10 x (p - 0.5) / 0.5 must still give 4 shares, not 3.
+SIZE_EPS = 1e-6
 
 
 @dataclass(frozen=True)
@@ -286,7 +288,7 @@ class EntryGate:
             raw = cfg.order_size * cfg.kelly_fraction * f_star
         else:
             raw = cfg.order_size * (p_win - 0.5) / 0.5
-        size = float(math.floor(min(max(raw, 0.0), cfg.order_size) + SIZE_EPS))
+        size = float(math.floor(min(max(raw, 0.0), cfg.order_size) + SIZE_EPS * max(1.0, cfg.order_size)))
         size = min(size, math.floor(cfg.order_size))
         return self._sized(outcome, size, p_win, price, edge, min_order_size)
 
@@ -317,7 +319,7 @@ class EntryGate:
         favoured = UP if move_pct > 0 else DOWN
         if outcome != favoured:
             return _no(outcome, f"{OTHER_SIDE}: move {move_pct:+.4f}% favours {favoured}", price=price)
-        size = float(math.floor(cfg.order_size + SIZE_EPS))
+        size = float(math.floor(cfg.order_size + SIZE_EPS * max(1.0, cfg.order_size)))
         return self._sized(outcome, size, None, price, None, min_order_size)
 
     # -- with the online builder --------------------------------------------------------------
