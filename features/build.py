@@ -229,7 +229,8 @@ def fit_stats(con: Any, train_filter: str = "TRUE", params: Sequence[Any] = ()) 
     ``move_vol_per_min[symbol]`` = sqrt(sum of squared snapshot-to-snapshot changes of
     dir_move_pct / sum of the scaled minutes they span), pooled over the asset's windows (the
     estimator behind ``realised_vol``, over whole windows); ``default_move_vol_per_min`` pools
-    all assets (used for an asset the fit never saw).
+    all assets (used for an asset the fit never saw). Sums are compensated (fsum) but DuckDB's
+    parallel order may still move the last bit or so between runs.
     """
     sql = f"""
 WITH s AS (
@@ -242,7 +243,7 @@ d AS (
     {_MIN.format(ms="tick_ms - lag(tick_ms) OVER w", w="window_s")} AS dt
   FROM s WINDOW w AS (PARTITION BY symbol, window_s, slot_ts ORDER BY tick_ms)
 )
-SELECT symbol, sum(d * d) AS sq, sum(dt) AS minutes, count(*) AS n,
+SELECT symbol, fsum(d * d) AS sq, fsum(dt) AS minutes, count(*) AS n,
        count(DISTINCT (window_s, slot_ts)) AS windows
 FROM d WHERE d IS NOT NULL GROUP BY symbol ORDER BY symbol
 """
