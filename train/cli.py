@@ -4,6 +4,90 @@ from __future__ import annotations
 
 import argparse
 
+from slotml.settings import add_common_args
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add this stage's subcommands to the `slotml` parser."""
+    p = sub.add_parser(
+        "train",
+        help="train the calibrated XGBoost model from the lake and write one ONNX file",
+        description="lake -> point-in-time features -> temporal split (train | calibration | "
+        "test, embargoed) -> XGBoost -> ONNX -> calibration appended in the graph -> export "
+        "checks -> report. Writes <data-dir>/models/td_model_YYYYMMDD_HHMMSS.onnx, its model "
+        "card (JSON) and a reliability diagram (PNG).",
+    )
+    add_common_args(p, db=False)
+    p.add_argument("--lake", help="lake directory (default <data-dir>/lake)")
+    p.add_argument("--test-days", type=float, default=3.0,
+                   help="the last N days are the test set, used only for the report (default 3)")
+    p.add_argument("--final", action="store_true",
+                   help="production: fit on everything but the latest calibration slice, no test "
+                   "days; the card links the latest evaluation run (or --eval-card)")
+    p.add_argument("--eval-card", help="with --final: the evaluation run's card to link")
+    p.add_argument("--params", help="XGBoost parameters as a JSON object (or @file.json) overriding "
+                   "the defaults; also num_boost_round and early_stopping_rounds")
+    p.add_argument("--calibration", choices=["isotonic", "platt"], default="isotonic")
+    p.add_argument("--promote", action="store_true",
+                   help="point <data-dir>/models/current at the new model (atomic)")
+    p.add_argument("--oracle", help="the sim's oracle parquet (default <data-dir>/sim/oracle.parquet "
+                   "when present)")
+    p.add_argument("--window-s", type=int, help="window family to train (default: the lake's only one)")
+    p.add_argument("--points", help="decision points as fractions of the window (default 5/15,7/15,10/15)")
+    p.add_argument("--embargo-windows", type=int, default=1,
+                   help="whole windows dropped between slices (default 1)")
+    p.add_argument("--calib-frac", type=float, default=0.2,
+                   help="share of the time before the test days used for calibration (default 0.2)")
+    p.add_argument("--min-windows", type=int,
+                   help="minimum resolved windows in the training slice (default 200)")
+    p.add_argument("--models-dir", help="where models go (default <data-dir>/models)")
+    p.set_defaults(func=_train)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from slotml.errors import UserError
+    from slotml.log import setup_logging
+    from slotml.settings import CommonSettings, log_config
+
+    common = CommonSettings.from_args(args)
+    setup_logging(common.log_format, common.log_level)
+
+    from slotml.features.contract import DEFAULT_POINTS, parse_points
+    from slotml.train.fit import parse_params
+    from slotml.train.pipeline import TrainConfig, run
+    from slotml.train.split import SplitConfig
+
+    try:
+        points = parse_points(args.points) if args.points else DEFAULT_POINTS
+    except ValueError as e:
+        raise UserError(f"--points: {e}") from None
+    split_kw = {"test_days": args.test_days, "final": args.final,
+                "embargo_windows": args.embargo_windows, "calib_frac": args.calib_frac}
+    if args.min_windows is not None:
+        split_kw["min_fit_windows"] = args.min_windows
+    cfg = TrainConfig(
+        data_dir=common.data_dir,
+        lake_dir=Path(args.lake) if args.lake else common.lake_dir,
+        models_dir=Path(args.models_dir) if args.models_dir else common.models_dir,
+        split=SplitConfig(**split_kw),
+        params=parse_params(args.params),
+        calibration=args.calibration,
+        promote=args.promote,
+        oracle=Path(args.oracle) if args.oracle else None,
+        window_s=args.window_s,
+        points=points,
+        eval_card=Path(args.eval_card) if args.eval_card else None,
+    )
+    if cfg.oracle is not None and not cfg.oracle.exists():
+        raise UserError(f"--oracle {cfg.oracle}: no such file")
+    log_config(cfg)
+    res = run(cfg)
+    print(res.report)
+    print(f"\nmodel:  {res.model_path}\ncard:   {res.card_path}")
+    if res.png_path:
+        print(f"plot:   {res.png_path}")
+    if res.promoted:
+        print(f"promoted: {cfg.models_dir / 'current'} -> {res.model_path.name}")
+    return 0

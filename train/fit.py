@@ -1,0 +1,119 @@
+"""The booster: XGBoost binary classifier on float32 arrays, early-stopped out of time.
+
+Arrays, never DataFrames: the booster then carries no feature names, so the ONNX converter sees
+plain ``f0..fN`` and the column order is ours alone (the feature contract's). The returned
+booster is cut at the best iteration, so what is exported is exactly what was selected.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from slotml.errors import UserError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PARAMS: dict[str, Any] = {
+    "objective": "binary:logistic",
+    "tree_method": "hist",
+    "eval_metric": "logloss",
+    "max_depth": 4,
+    "eta": 0.05,
+    "min_child_weight": 20,
+    "subsample": 0.8,
+    "colsample_bytree": 0.8,
+    "lambda": 1.0,
+    "max_bin": 256,
+    "seed": 0,
+}
+# Not booster parameters but accepted in --params too.
+DEFAULT_ROUNDS = 2000
+DEFAULT_EARLY_STOPPING = 50
+_TRAIN_KEYS = ("num_boost_round", "early_stopping_rounds")
+
+
+def parse_params(text: str | None) -> dict[str, Any]:
+    """``--params``: a JSON object, or ``@path`` to a JSON file; UserError otherwise."""
+    if not text:
+        return {}
+    src = text
+    if text.startswith("@"):
+        try:
+            src = Path(text[1:]).read_text()
+        except OSError as e:
+            raise UserError(f"--params {text}: cannot read ({e.strerror})") from None
+    try:
+        params = json.loads(src)
+    except ValueError as e:
+        raise UserError(f"--params is not valid JSON ({e}); e.g. '{{\"max_depth\": 6}}'") from None
+    if not isinstance(params, dict):
+        raise UserError("--params must be a JSON object, e.g. '{\"max_depth\": 6, \"eta\": 0.1}'")
+    obj = params.get("objective", "binary:logistic")
+    if obj != "binary:logistic":
+        raise UserError(f"--params: objective must stay binary:logistic (got {obj!r})")
+    for k in _TRAIN_KEYS:
+        if k in params and (not isinstance(params[k], int) or params[k] < 1):
+            raise UserError(f"--params: {k} must be a positive integer")
+    return params
+
+
+@dataclass
+class FitResult:
+    booster: Any  # xgboost.Booster cut at the best iteration
+    best_iteration: int
+    rounds_trained: int
+    params: dict[str, Any]  # effective booster params + round settings
+    es_logloss: float  # early-stopping slice log loss at the best iteration
+    seconds: float
+
+
+def fit_booster(
+    X_fit: np.ndarray, y_fit: np.ndarray, X_es: np.ndarray, y_es: np.ndarray,
+    params: dict[str, Any] | None = None,
+) -> FitResult:
+    """Train with early stopping on the (later, out-of-time) ``X_es`` slice."""
+    import xgboost as xgb
+
+    t0 = time.perf_counter()
+    user = dict(params or {})
+    rounds = int(user.pop("num_boost_round", DEFAULT_ROUNDS))
+    patience = int(user.pop("early_stopping_rounds", DEFAULT_EARLY_STOPPING))
+    p = {**DEFAULT_PARAMS, "nthread": os.cpu_count() or 1, **user}
+    X_fit = np.ascontiguousarray(X_fit, dtype=np.float32)
+    X_es = np.ascontiguousarray(X_es, dtype=np.float32)
+    dfit = xgb.QuantileDMatrix(X_fit, label=y_fit.astype(np.float32), max_bin=int(p["max_bin"]))
+    des = xgb.QuantileDMatrix(X_es, label=y_es.astype(np.float32), ref=dfit)
+    history: dict[str, dict[str, list[float]]] = {}
+    try:
+        booster = xgb.train(
+            p, dfit, num_boost_round=rounds, evals=[(des, "early_stop")],
+            early_stopping_rounds=patience, evals_result=history, verbose_eval=False,
+        )
+    except xgb.core.XGBoostError as e:
+        raise UserError(f"XGBoost refused the parameters: {str(e).splitlines()[0]}") from None
+    best = int(booster.best_iteration)
+    trained = int(booster.num_boosted_rounds())
+    cut = booster[: best + 1]
+    losses = history.get("early_stop", {}).get("logloss", [])
+    es_loss = float(losses[best]) if len(losses) > best else float("nan")
+    secs = time.perf_counter() - t0
+    log.info("booster: %d rounds trained, best %d (early-stop log loss %.5f) in %.2fs",
+             trained, best + 1, es_loss, secs)
+    return FitResult(booster=cut, best_iteration=best, rounds_trained=trained,
+                     params={**p, "num_boost_round": rounds, "early_stopping_rounds": patience},
+                     es_logloss=es_loss, seconds=secs)
+
+
+def booster_predict(booster: Any, X: np.ndarray) -> np.ndarray:
+    """XGBoost's own probabilities on float32 inputs (the reference for the ONNX check)."""
+    import xgboost as xgb
+
+    return booster.predict(xgb.DMatrix(np.ascontiguousarray(X, dtype=np.float32)))

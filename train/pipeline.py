@@ -1,0 +1,408 @@
+"""`slotml train`: lake -> features -> split -> fit -> export -> calibrate -> check -> report.
+
+Each stage logs its duration. Nothing is written unless both export checks pass; the model
+file, its card and its reliability diagram share one stem, ``td_model_YYYYMMDD_HHMMSS``.
+Statistics the features need (per-asset volatility) are fitted on the training slice only:
+the split is decided on a first pass over the resolved rows (it depends only on window start
+times and outcomes), then the set is rebuilt with those statistics.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import logging
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from slotml import __version__
+from slotml.errors import UserError
+from slotml.features.contract import DEFAULT_POINTS
+from slotml.serve import model_format as mf
+from slotml.train.dataset import TrainingSet
+from slotml.train.metrics import FilterRule
+from slotml.train.split import Split, SplitConfig, temporal_split
+
+log = logging.getLogger(__name__)
+
+ORACLE_KEYS = ("symbol", "window_s", "slot_ts", "tick_ms")
+ORACLE_COLUMNS = ("p_up", "oracle_p_up", "p_true", "p")  # first one present is used
+CHECK_FIT_ROWS = 20_000  # training rows added to the export check (besides calibration + test)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    data_dir: Path
+    lake_dir: Path
+    models_dir: Path
+    split: SplitConfig = field(default_factory=SplitConfig)
+    params: dict[str, Any] = field(default_factory=dict)
+    calibration: str = "isotonic"
+    promote: bool = False
+    oracle: Path | None = None  # None: <data-dir>/sim/oracle.parquet when present
+    window_s: int | None = None  # None: the only family in the lake
+    points: tuple[float, ...] = DEFAULT_POINTS
+    filters: FilterRule = field(default_factory=FilterRule)
+    eval_card: Path | None = None  # --final: the evaluation run's card (default: latest)
+
+    @property
+    def oracle_path(self) -> Path | None:
+        if self.oracle is not None:
+            return self.oracle
+        p = self.data_dir / "sim" / "oracle.parquet"
+        return p if p.exists() else None
+
+
+@dataclass
+class TrainResult:
+    model_path: Path
+    card_path: Path
+    png_path: Path | None
+    metrics: dict[str, Any]
+    card: dict[str, Any]
+    report: str
+    promoted: bool
+    timings: dict[str, float]
+
+
+class Stages:
+    """Times each stage and logs it (the progress the operator sees)."""
+
+    def __init__(self) -> None:
+        self.timings: dict[str, float] = {}
+        self.t0 = time.perf_counter()
+
+    @contextlib.contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        log.info("stage %s ...", name)
+        t = time.perf_counter()
+        yield
+        self.timings[name] = round(time.perf_counter() - t, 3)
+        log.info("stage %s done in %.2fs", name, self.timings[name])
+
+    @property
+    def total(self) -> float:
+        return time.perf_counter() - self.t0
+
+
+# ---------------------------------------------------------------- features -> TrainingSet
+
+def dataset_from_arrow(table: Any, *, window_s: int, points: tuple[float, ...],
+                       stats: dict[str, Any], manifest_id: int | None = None) -> TrainingSet:
+    """features/'s training-set table (KEYS, FEATURES, LABELS) -> TrainingSet (resolved rows)."""
+    from slotml.features.contract import CONTRACT_VERSION, FEATURES, TARGET
+
+    cols = set(table.column_names)
+    missing = [c for c in (*FEATURES, TARGET, "symbol", "slot_ts", "tick_ms", "point") if c not in cols]
+    if missing:
+        raise UserError(f"the feature set lacks columns {missing}: features/ and train/ disagree")
+    target = table.column(TARGET).to_numpy(zero_copy_only=False)
+    target = np.asarray(target, dtype=np.float64)
+    resolved = np.isfinite(target)
+    n_unresolved = int((~resolved).sum())
+
+    def col(name: str, dtype: Any) -> np.ndarray:
+        return np.asarray(table.column(name).to_numpy(zero_copy_only=False), dtype=dtype)[resolved]
+
+    X = np.column_stack([col(f, np.float32) for f in FEATURES]) if len(FEATURES) else None
+    up_mid = col("up_mid", np.float64)
+    # the book's P(Up): the Up mid, else 1 - the Down mid (NaN only when both sides are gone)
+    down_mid = (col("bid_down", np.float64) + col("ask_down", np.float64)) / 2
+    book = np.where(np.isfinite(up_mid), up_mid, 1.0 - down_mid)
+    return TrainingSet(
+        X=X, y=target[resolved].astype(np.int8),
+        symbol=np.asarray(table.column("symbol").to_pylist(), dtype=object)[resolved].astype(str),
+        slot_ts=col("slot_ts", np.int64), tick_ms=col("tick_ms", np.int64),
+        point=col("point", np.float64), feature_names=list(FEATURES), window_s=int(window_s),
+        decision_points=[float(p) for p in points], up_mid=book,
+        spot_move_pct=col("spot_move_pct", np.float64), stats=dict(stats),
+        contract_version=str(CONTRACT_VERSION), lake_manifest_id=manifest_id,
+        skipped={"unresolved_rows": n_unresolved},
+    )
+
+
+def _family(con: Any, wanted: int | None) -> int:
+    fams = [int(r[0]) for r in con.execute(
+        "SELECT DISTINCT window_s FROM slot_snapshots ORDER BY 1").fetchall()]
+    if not fams:
+        raise UserError("the lake holds no snapshots: run the collector (or the sim's backfill) "
+                        "and `slotml lake export` first")
+    if wanted is None:
+        if len(fams) > 1:
+            raise UserError(f"the lake holds several window families {fams}: pick one with --window-s")
+        return fams[0]
+    if wanted not in fams:
+        raise UserError(f"--window-s {wanted}: the lake holds only {fams}")
+    return wanted
+
+
+def load_dataset(con: Any, cfg: TrainConfig, stages: Stages,
+                 manifest_id: int | None = None) -> tuple[TrainingSet, Split]:
+    """Two passes: split on the resolved rows, fit stats on the training slice, rebuild."""
+    from slotml.features.build import build_training_set, fit_stats
+
+    window_s = _family(con, cfg.window_s)
+    with stages("features (split pass)"):
+        t0 = build_training_set(con, cfg.points, None, resolved_only=True, window_s=window_s)
+        ds0 = dataset_from_arrow(t0, window_s=window_s, points=cfg.points, stats={},
+                                 manifest_id=manifest_id)
+        split = temporal_split(ds0, cfg.split)
+        log.info("%d resolved rows, %d windows; split %s", len(ds0), ds0.n_windows(),
+                 json.dumps(split.describe()))
+    train = split.train
+    with stages("fit statistics (training slice)"):
+        stats = fit_stats(con, "window_s = ? AND slot_ts <= ?", [window_s, int(train.last_slot)])
+    with stages("features"):
+        t1 = build_training_set(con, cfg.points, stats, resolved_only=True, window_s=window_s)
+        ds = dataset_from_arrow(t1, window_s=window_s, points=cfg.points, stats=stats,
+                                manifest_id=manifest_id)
+    same = (len(ds) == len(ds0) and np.array_equal(ds.slot_ts, ds0.slot_ts)
+            and np.array_equal(ds.symbol, ds0.symbol) and np.array_equal(ds.point, ds0.point))
+    if not same:  # the lake changed between the passes (an export landed): split again
+        split = temporal_split(ds, cfg.split)
+    return ds, split
+
+
+# ---------------------------------------------------------------- oracle
+
+def load_oracle(path: Path, ds: TrainingSet, rows: np.ndarray) -> np.ndarray | None:
+    """The sim's true P(Up) for ``ds`` rows ``rows`` (NaN where the oracle has no row)."""
+    import polars as pl
+
+    try:
+        o = pl.read_parquet(path)
+    except Exception as e:  # noqa: BLE001 - any unreadable file is the operator's to fix
+        raise UserError(f"--oracle {path}: cannot read ({e})") from None
+    col = next((c for c in ORACLE_COLUMNS if c in o.columns), None)
+    missing = [k for k in ORACLE_KEYS if k not in o.columns]
+    if col is None or missing:
+        raise UserError(f"--oracle {path}: needs columns {list(ORACLE_KEYS)} and one of "
+                        f"{list(ORACLE_COLUMNS)}; has {o.columns}")
+    o = o.select(
+        pl.col("symbol").cast(pl.Utf8), pl.col("window_s").cast(pl.Int64),
+        pl.col("slot_ts").cast(pl.Int64), pl.col("tick_ms").cast(pl.Int64),
+        pl.col(col).cast(pl.Float64).alias("_oracle"),
+    ).unique(subset=list(ORACLE_KEYS), keep="last")
+    q = pl.DataFrame({
+        "symbol": ds.symbol[rows], "window_s": np.full(len(rows), ds.window_s, np.int64),
+        "slot_ts": ds.slot_ts[rows], "tick_ms": ds.tick_ms[rows],
+        "_i": np.arange(len(rows)),
+    })
+    j = q.join(o, on=list(ORACLE_KEYS), how="left").sort("_i")
+    out = j["_oracle"].to_numpy().astype(np.float64)
+    log.info("oracle %s: %d of %d test rows matched", path, int(np.isfinite(out).sum()), len(rows))
+    return out
+
+
+# ---------------------------------------------------------------- serve's replay (policy table)
+
+def policy_table(model_path: Path, cfg: TrainConfig, split: Split) -> dict[str, Any]:
+    """HOOK — the policy table of serve/'s replay over the test days joins the report here.
+
+    One implementation lives in serve/ (issue 8). Until ``slotml.serve.replay`` exposes
+    ``policy_table(model_path=, lake_dir=, slot_from=, slot_to=) -> dict | str`` this returns
+    ``{"available": False, "reason": ...}`` and the report says so.
+    """
+    if split.test is None:
+        return {"available": False, "reason": "no test days (--final)"}
+    try:
+        from slotml.serve import replay  # type: ignore[attr-defined]
+    except ImportError:
+        return {"available": False, "reason": "slotml.serve.replay is not there yet"}
+    fn = getattr(replay, "policy_table", None)
+    if fn is None:
+        return {"available": False, "reason": "slotml.serve.replay has no policy_table()"}
+    try:
+        table = fn(model_path=model_path, lake_dir=cfg.lake_dir, slot_from=split.test.first_slot,
+                   slot_to=split.test.last_slot + 1)
+    except TypeError as e:
+        return {"available": False, "reason": f"serve.replay.policy_table signature differs ({e})"}
+    return {"available": True, "table": table}
+
+
+# ---------------------------------------------------------------- training proper
+
+def _model_stem(models_dir: Path) -> str:
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    while True:
+        stem = mf.MODEL_FILE_PREFIX + now.strftime(mf.MODEL_FILE_TIME_FORMAT)
+        if not (models_dir / (stem + mf.MODEL_FILE_SUFFIX)).exists():
+            return stem
+        now += dt.timedelta(seconds=1)
+
+
+def promote(models_dir: Path, model_path: Path) -> Path:
+    """Point ``<models>/current`` at ``model_path`` atomically (a one-line text file)."""
+    pointer = models_dir / mf.CURRENT_POINTER
+    tmp = models_dir / f".{mf.CURRENT_POINTER}.tmp{os.getpid()}"
+    with open(tmp, "w") as f:
+        f.write(model_path.name + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, pointer)
+    log.info("promoted: %s -> %s", pointer, model_path.name)
+    return pointer
+
+
+def _latest_eval_card(models_dir: Path) -> Path | None:
+    cards = sorted(models_dir.glob(f"{mf.MODEL_FILE_PREFIX}*_card.json"), reverse=True)
+    for c in cards:
+        try:
+            if not json.loads(c.read_text()).get("final", True):
+                return c
+        except (OSError, ValueError):
+            continue
+    return None
+
+
+def _check_rows(split: Split, n: int) -> np.ndarray:
+    fit_idx = np.flatnonzero(split.fit.mask)
+    step = max(1, len(fit_idx) // CHECK_FIT_ROWS)
+    m = split.calibration.mask.copy()
+    if split.test is not None:
+        m |= split.test.mask
+    m[fit_idx[::step]] = True
+    return m
+
+
+def train_on_dataset(ds: TrainingSet, split: Split, cfg: TrainConfig,
+                     stages: Stages | None = None) -> TrainResult:
+    """Everything after the features: fit, export + calibrate + check, metrics, write."""
+    from slotml.train import metrics as M
+    from slotml.train.fit import fit_booster
+    from slotml.train.onnx_export import (
+        INPUT_NAME,
+        OUTPUT_NAME,
+        export_calibrated,
+        run_batched,
+        session,
+        set_metadata,
+        write_atomic,
+    )
+    from slotml.train.report import format_policy, format_report, reliability_png, write_card
+
+    stages = stages or Stages()
+    fit, es, cal = split.fit.mask, split.early_stop.mask, split.calibration.mask
+    with stages("fit booster"):
+        fr = fit_booster(ds.X[fit], ds.y[fit], ds.X[es], ds.y[es], cfg.params)
+    with stages(f"export + {cfg.calibration} calibration + checks"):
+        check_mask = _check_rows(split, len(ds))
+        ex = export_calibrated(fr.booster, ds.n_features, ds.X[cal], ds.y[cal], cfg.calibration,
+                               ds.X[check_mask])
+        log.info("export checks passed on %d rows: raw vs XGBoost %.2g, calibrated vs sklearn %.2g",
+                 ex.check.rows, ex.check.raw_max_abs_diff, ex.check.calibrated_max_abs_diff)
+
+    metrics: dict[str, Any] = {}
+    p_test = y_test = book_test = None
+    base_rate = float(np.mean(ds.y[fit | es]))
+    with stages("metrics"):
+        if split.test is not None:
+            tm = split.test.mask
+            sess = session(ex.model)
+            p_test = run_batched(sess, ds.X[tm], [OUTPUT_NAME])[0].astype(np.float64)
+            y_test = ds.y[tm]
+            rows = np.flatnonzero(tm)
+            oracle = load_oracle(cfg.oracle_path, ds, rows) if cfg.oracle_path else None
+            metrics = M.evaluate(
+                y=y_test, p_model=p_test, symbol=ds.symbol[tm], slot_ts=ds.slot_ts[tm],
+                point=ds.point[tm], window_s=ds.window_s, base_rate=base_rate,
+                up_mid=None if ds.up_mid is None else ds.up_mid[tm],
+                spot_move_pct=None if ds.spot_move_pct is None else ds.spot_move_pct[tm],
+                oracle_p=oracle, rule=cfg.filters,
+            )
+            book_test = M.book_probability(None if ds.up_mid is None else ds.up_mid[tm], len(rows))[0]
+            metrics["test_windows"] = split.test.windows
+        else:
+            metrics = {"final": True}
+
+    stats = {**ds.stats}
+    models_dir = cfg.models_dir
+    stem = _model_stem(models_dir)
+    model_path = models_dir / (stem + mf.MODEL_FILE_SUFFIX)
+    card_path = models_dir / f"{stem}_card.json"
+    png_path = models_dir / f"{stem}_reliability.png" if p_test is not None else None
+    created = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    meta = mf.ModelMeta(
+        features=tuple(ds.feature_names), decision_points=tuple(sorted(ds.decision_points)),
+        window_s=ds.window_s, stats=stats, calibration=cfg.calibration,
+        feature_contract=str(ds.contract_version), slotml_version=__version__,
+        splits=split.describe(), lake_manifest_id=ds.lake_manifest_id,
+        metrics=metrics, created_at=created,
+    ).to_metadata()
+    mf.validate_metadata(meta, ds.feature_names, source="model being written",
+                         contract_version=str(ds.contract_version))
+
+    with stages("write model, card, diagram"):
+        set_metadata(ex.model, meta)
+        if [i.name for i in ex.model.graph.input] != [INPUT_NAME]:
+            raise UserError("internal: exported graph input is not 'features'")
+        write_atomic(ex.model.SerializeToString(), model_path)
+        if png_path is not None:
+            reliability_png(png_path, y_test, {"model": p_test, "book mid": book_test},
+                            title=f"reliability on the test days ({len(y_test):,} rows)")
+        policy = policy_table(model_path, cfg, split)
+        eval_link = None
+        if cfg.split.final:
+            ec = cfg.eval_card or _latest_eval_card(models_dir)
+            eval_link = {"card": str(ec) if ec else None,
+                         "note": None if ec else "no evaluation run found: run without --final first"}
+        card = {
+            "model": model_path.name,
+            "created_at": created,
+            "slotml_version": __version__,
+            "final": cfg.split.final,
+            "evaluation_run": eval_link,
+            "feature_contract": ds.contract_version,
+            "features": ds.feature_names,
+            "decision_points": ds.decision_points,
+            "window_s": ds.window_s,
+            "lake_manifest_id": ds.lake_manifest_id,
+            "rows": len(ds),
+            "windows": ds.n_windows(),
+            "skipped": {**ds.skipped, "embargo_rows": split.dropped_rows},
+            "splits": split.describe(),
+            "booster": {"params": fr.params, "best_iteration": fr.best_iteration,
+                        "rounds_trained": fr.rounds_trained, "early_stop_logloss": fr.es_logloss},
+            "calibration": {"kind": cfg.calibration, "fitted_rows": ex.calibration.n,
+                            **ex.calibration.info},
+            "export_checks": ex.check.describe(),
+            "stats": stats,
+            "metrics": metrics,
+            "policy": policy,
+            "reliability_png": png_path.name if png_path else None,
+            "timings_s": dict(stages.timings),
+        }
+        write_card(card_path, card)
+    promoted = False
+    if cfg.promote:
+        promote(models_dir, model_path)
+        promoted = True
+    report = format_report(metrics, ds.window_s) + "\n\n" + format_policy(policy)
+    card["timings_s"] = dict(stages.timings)
+    return TrainResult(model_path=model_path, card_path=card_path, png_path=png_path,
+                       metrics=metrics, card=card, report=report, promoted=promoted,
+                       timings=dict(stages.timings))
+
+
+def run(cfg: TrainConfig) -> TrainResult:
+    """The whole command: read the lake, build features, train, write (and maybe promote)."""
+    import duckdb
+
+    from slotml.lake.query import refresh
+
+    stages = Stages()
+    with stages("open lake"):
+        con = duckdb.connect(":memory:")
+        manifest = refresh(con, cfg.lake_dir)
+        manifest_id = int(manifest.id) if manifest.id else None
+    ds, split = load_dataset(con, cfg, stages, manifest_id)
+    res = train_on_dataset(ds, split, cfg, stages)
+    log.info("trained %s in %.1fs (%d rows)", res.model_path.name, stages.total, len(ds))
+    return res

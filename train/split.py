@@ -1,0 +1,207 @@
+"""Temporal split: fit | early-stop | calibration | test, with an embargo between each.
+
+Why this shape: the booster must be judged out of time, so every slice is a contiguous span of
+window start times, later slices strictly after earlier ones. Adjacent windows share
+information (the previous window's outcome is a feature; volatility clusters), so at least one
+whole window (``embargo_windows``) is dropped at every boundary. All rows of one window
+(its decision points) share its ``slot_ts`` and therefore always fall on one side.
+
+Layout on the time axis (``|`` = embargo gap)::
+
+    evaluation:  fit | early_stop | calibration | test (last ``test_days``)
+    --final:     fit | early_stop | calibration           (no test)
+
+The calibration slice is never used to fit the booster; the test slice is used only for the
+report. Too little data is a ``UserError`` that says how much more is needed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from slotml.errors import UserError
+from slotml.train.dataset import TrainingSet
+
+DAY_S = 86400
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    test_days: float = 3.0
+    final: bool = False
+    calib_frac: float = 0.2  # share of the span before the test days given to calibration
+    es_frac: float = 0.15  # latest share of the training span used for early stopping
+    embargo_windows: int = 1
+    # Minimum resolved (asset, window) pairs per slice; below them training refuses to run.
+    min_fit_windows: int = 200
+    min_es_windows: int = 30
+    min_calib_windows: int = 50
+    min_test_windows: int = 50
+
+    def __post_init__(self) -> None:
+        if self.embargo_windows < 1:
+            raise UserError("the embargo must be at least one window")
+        if not 0 < self.calib_frac < 1 or not 0 < self.es_frac < 1:
+            raise UserError("calib_frac and es_frac must be fractions in (0, 1)")
+        if not self.final and self.test_days <= 0:
+            raise UserError(f"--test-days must be positive, got {self.test_days}")
+
+    @property
+    def min_total_windows(self) -> int:
+        return (self.min_fit_windows + self.min_es_windows + self.min_calib_windows
+                + (0 if self.final else self.min_test_windows))
+
+
+@dataclass(frozen=True)
+class Slice:
+    name: str
+    mask: np.ndarray  # bool over the training set's rows
+    first_slot: int | None  # earliest slot_ts in the slice (None when empty)
+    last_slot: int | None
+    windows: int  # distinct (asset, window) pairs
+    rows: int
+
+    def describe(self) -> dict[str, Any]:
+        return {"from": self.first_slot, "to": self.last_slot, "windows": self.windows,
+                "rows": self.rows}
+
+
+@dataclass(frozen=True)
+class Split:
+    fit: Slice
+    early_stop: Slice
+    calibration: Slice
+    test: Slice | None
+    embargo_windows: int
+    dropped_rows: int  # rows in embargo gaps
+
+    @property
+    def train(self) -> Slice:
+        """fit + early_stop (everything the booster saw), for the model card."""
+        f, e = self.fit, self.early_stop
+        return Slice("train", f.mask | e.mask, f.first_slot, e.last_slot, f.windows + e.windows,
+                     f.rows + e.rows)
+
+    def describe(self) -> dict[str, Any]:
+        """The model file's ``splits`` metadata."""
+        return {
+            "train": self.train.describe(),
+            "early_stop": self.early_stop.describe(),
+            "calibration": self.calibration.describe(),
+            "test": self.test.describe() if self.test is not None else None,
+            "embargo_windows": self.embargo_windows,
+        }
+
+
+def _slice(ds: TrainingSet, name: str, mask: np.ndarray) -> Slice:
+    slots = ds.slot_ts[mask]
+    return Slice(
+        name=name, mask=mask,
+        first_slot=int(slots.min()) if len(slots) else None,
+        last_slot=int(slots.max()) if len(slots) else None,
+        windows=ds.n_windows(mask), rows=int(mask.sum()),
+    )
+
+
+def _boundary(slots: np.ndarray, t: float) -> int:
+    """The first window start at or after time ``t`` (so a slice starts on a whole window)."""
+    i = int(np.searchsorted(slots, t, side="left"))
+    return int(slots[min(i, len(slots) - 1)])
+
+
+def _rate_text(per_day: float, more: int) -> str:
+    if per_day <= 0:
+        return ""
+    days = more / per_day
+    return f" (about {days * 24:.1f} more hours of collection)" if days < 2 else f" (about {days:.1f} more days of collection)"
+
+
+def temporal_split(ds: TrainingSet, cfg: SplitConfig) -> Split:
+    """Split ``ds`` in time; raise ``UserError`` saying how much more data is needed."""
+    if len(ds) == 0:
+        raise UserError(
+            f"no resolved decision rows to train on; need at least {cfg.min_total_windows} "
+            "resolved windows (collect or backfill more, then export the lake)"
+        )
+    total = ds.n_windows()
+    slots = np.unique(ds.slot_ts)
+    w = int(ds.window_s)
+    span_s = float(slots[-1] + w - slots[0])
+    per_day = total / (span_s / DAY_S) if span_s > 0 else 0.0
+    if total < cfg.min_total_windows:
+        more = cfg.min_total_windows - total
+        raise UserError(
+            f"too little data: {total} resolved windows, need at least {cfg.min_total_windows} "
+            f"({more} more{_rate_text(per_day, more)})"
+        )
+    classes = np.unique(ds.y)
+    if len(classes) < 2:
+        side = "Up" if classes[0] == 1 else "Down"
+        raise UserError(
+            f"all {total} resolved windows resolved {side}: need both outcomes to train; "
+            "collect more windows"
+        )
+
+    gap = cfg.embargo_windows * w
+    end = float(slots[-1] + w)
+    keep = np.zeros(len(ds), dtype=bool)
+    test: Slice | None = None
+    if cfg.final:
+        pre_end = end
+    else:
+        test_start = _boundary(slots, end - cfg.test_days * DAY_S)
+        if test_start <= slots[0]:
+            raise UserError(
+                f"--test-days {cfg.test_days:g} covers all the data ({span_s / DAY_S:.2f} days); "
+                "use fewer test days or collect more"
+            )
+        tmask = ds.slot_ts >= test_start
+        test = _slice(ds, "test", tmask)
+        if test.windows < cfg.min_test_windows:
+            more = cfg.min_test_windows - test.windows
+            raise UserError(
+                f"the test slice (last {cfg.test_days:g} days) holds {test.windows} resolved "
+                f"windows, need at least {cfg.min_test_windows}: raise --test-days or collect "
+                f"{more} more{_rate_text(per_day, more)}"
+            )
+        keep |= tmask
+        pre_end = test_start - gap
+
+    first = float(slots[0])
+    calib_start = _boundary(slots, pre_end - cfg.calib_frac * (pre_end - first))
+    cmask = (ds.slot_ts >= calib_start) & (ds.slot_ts < pre_end)
+    calibration = _slice(ds, "calibration", cmask)
+    if calibration.windows < cfg.min_calib_windows:
+        more = cfg.min_calib_windows - calibration.windows
+        raise UserError(
+            f"the calibration slice holds {calibration.windows} resolved windows "
+            f"({'empty' if calibration.windows == 0 else 'too few'}), need at least "
+            f"{cfg.min_calib_windows}: collect {more / cfg.calib_frac:.0f} more"
+            f"{_rate_text(per_day, int(more / cfg.calib_frac))}"
+        )
+    if len(np.unique(ds.y[cmask])) < 2:
+        raise UserError("the calibration slice holds only one outcome; collect more windows")
+    keep |= cmask
+
+    train_end = calib_start - gap
+    es_start = _boundary(slots, train_end - cfg.es_frac * (train_end - first))
+    emask = (ds.slot_ts >= es_start) & (ds.slot_ts < train_end)
+    fmask = ds.slot_ts < es_start - gap
+    early_stop = _slice(ds, "early_stop", emask)
+    fit = _slice(ds, "fit", fmask)
+    for sl, need in ((fit, cfg.min_fit_windows), (early_stop, cfg.min_es_windows)):
+        if sl.windows < need:
+            more = need - sl.windows
+            raise UserError(
+                f"the {sl.name} slice holds {sl.windows} resolved windows, need at least {need}: "
+                f"collect about {more / (1 - cfg.calib_frac):.0f} more"
+                f"{_rate_text(per_day, int(more / (1 - cfg.calib_frac)))}"
+            )
+    if len(np.unique(ds.y[fmask])) < 2:
+        raise UserError("the training slice holds only one outcome; collect more windows")
+    keep |= emask | fmask
+    return Split(fit=fit, early_stop=early_stop, calibration=calibration, test=test,
+                 embargo_windows=cfg.embargo_windows, dropped_rows=int((~keep).sum()))
