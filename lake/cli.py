@@ -3,7 +3,100 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add this stage's subcommands to the `slotml` parser."""
+    from slotml.settings import add_common_args
+
+    p = sub.add_parser(
+        "export", help="mirror the store into the Parquet lake (incremental, idempotent)",
+        description="Mirror slot_snapshots and slot_resolutions into the hive-partitioned Parquet "
+        "lake (lake/<table>/symbol=X/date=YYYY-MM-DD/*.parquet). Incremental on updated_at; a "
+        "run can be killed at any point and re-run.",
+    )
+    add_common_args(p)
+    p.add_argument("--lake", type=Path, help="lake directory (default: <data-dir>/lake)")
+    p.add_argument("--full", action="store_true", help="rebuild the lake from scratch")
+    p.add_argument("--overlap", type=float, default=300.0,
+                   help="seconds re-read before the last run's cutoff (default 300)")
+    p.add_argument("--grace", type=float, default=30.0,
+                   help="seconds superseded files stay for readers of the old manifest (default 30)")
+    p.add_argument("--reader", choices=["auto", "connectorx", "cli", "python"], default="auto",
+                   help="MySQL reader: connectorx (binary protocol), the mariadb client's TSV "
+                   "(cli), PyMySQL (python); auto picks the first available")
+    p.add_argument("--buffer-rows", type=int, default=500_000,
+                   help="rows buffered before partitions are flushed (bounds memory)")
+    p.add_argument("--no-fsync", action="store_true", help=argparse.SUPPRESS)
+    p.set_defaults(func=_export)
+
+    q = sub.add_parser(
+        "sql", help="run a DuckDB query over the lake and print the result",
+        description="Views: slot_snapshots, slot_resolutions (exactly the manifest's files). "
+        "Example: slotml sql \"SELECT symbol, count(*) FROM slot_snapshots GROUP BY 1\"",
+    )
+    add_common_args(q, db=False)
+    q.add_argument("query", help="SQL (DuckDB dialect)")
+    q.add_argument("--lake", type=Path, help="lake directory (default: <data-dir>/lake)")
+    q.add_argument("--format", choices=["table", "csv", "parquet"], default="table")
+    q.add_argument("--out", type=Path, help="output file (required for parquet; csv defaults to stdout)")
+    q.add_argument("--max-rows", type=int, default=40, help="rows shown in table format")
+    q.set_defaults(func=_sql)
+
+
+def _export(args: argparse.Namespace) -> int:
+    import logging
+
+    from slotml.lake.export import ExportConfig, run_export
+    from slotml.log import setup_logging
+    from slotml.settings import CommonSettings, log_config
+
+    s = CommonSettings.from_args(args)
+    setup_logging(s.log_format, s.log_level)
+    cfg = ExportConfig(db=s.db, lake_dir=args.lake or s.lake_dir, full=args.full,
+                       overlap_s=args.overlap, grace_s=args.grace, reader=args.reader,
+                       buffer_rows=args.buffer_rows, fsync=not args.no_fsync)
+    log = logging.getLogger("slotml.lake")
+    log_config(cfg, log)
+    r = run_export(cfg)
+    log.info("export done: manifest %d, %d files written, %d deleted, %.1fs",
+             r.manifest_id, r.files_written, r.files_deleted, r.seconds)
+    return 0
+
+
+def _sql(args: argparse.Namespace) -> int:
+    import sys
+
+    import duckdb
+
+    from slotml.errors import UserError
+    from slotml.lake.query import connect
+    from slotml.settings import CommonSettings
+
+    s = CommonSettings.from_args(args)
+    lake = args.lake or s.lake_dir
+    con = connect(lake)
+    try:
+        rel = con.sql(args.query)
+    except duckdb.Error as e:
+        raise UserError(f"query failed: {str(e).splitlines()[0]}") from None
+    if rel is None:  # a statement without a result
+        return 0
+    try:
+        if args.format == "table":
+            rel.show(max_rows=args.max_rows, max_width=200)
+        elif args.format == "csv":
+            if args.out:
+                rel.write_csv(str(args.out))
+            else:
+                import pyarrow.csv as pacsv
+
+                pacsv.write_csv(rel.to_arrow_table(), sys.stdout.buffer)
+        else:
+            if not args.out:
+                raise UserError("--format parquet needs --out FILE")
+            rel.write_parquet(str(args.out), compression="zstd")
+    except duckdb.Error as e:
+        raise UserError(f"query failed: {str(e).splitlines()[0]}") from None
+    return 0

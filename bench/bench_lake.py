@@ -1,0 +1,195 @@
+"""Issue 6: export of N snapshot rows from MariaDB into the lake vs pandas read_sql + to_parquet.
+
+Both sides run in their own subprocess, each reporting its wall time and peak RSS (its own
+ru_maxrss plus its largest child's, i.e. the mariadb client for ours), so the memory figures
+are comparable and one does not inherit the other's heap. A reader-only comparison on a slice
+of the table records the alternatives the design chose between (client TSV, PyMySQL
+streaming, connectorx by id range when installed).
+
+Data: one realistic day (4 assets x 96 windows x 30 ticks, with NULLs) inserted once, then
+doubled with INSERT ... SELECT shifted by whole days until N rows; kept between runs in
+``slotml_test_bench`` (``slotml_test_bench_quick`` for --quick) when the row count matches.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import textwrap
+from pathlib import Path
+
+from bench import Row
+from slotml.settings import DbUrl
+
+ISSUE = 6
+DB_NAME = "slotml_test_bench"
+FULL_ROWS = 5_000_000
+QUICK_ROWS = 200_000
+SLOT0 = 1_767_225_600  # 2026-01-01 00:00 UTC
+DAY_ROWS = 4 * 96 * 30
+
+
+def bench_url(quick: bool = False) -> DbUrl:
+    base = DbUrl.parse(os.environ.get("SLOTML_TEST_MYSQL_URL",
+                                      "mysql://slotml:slotml@127.0.0.1:3306/slotml_test"))
+    return DbUrl(scheme="mysql", user=base.user, password=base.password, host=base.host,
+                 port=base.port, database=DB_NAME + ("_quick" if quick else ""))
+
+
+def _connect(url: DbUrl, database: str | None = None):
+    import pymysql
+
+    return pymysql.connect(host=url.host, port=url.port, user=url.user, password=url.password,
+                           database=database, autocommit=True, charset="utf8mb4",
+                           local_infile=False)
+
+
+def _day_rows() -> list[tuple]:
+    from slotml.ingest.schema import SNAPSHOTS
+
+    rnd = random.Random(6)
+    names = [c.name for c in SNAPSHOTS.data_columns]
+    rows = []
+    for k in range(96):
+        slot = SLOT0 + k * 900
+        for t in range(30):
+            tick_ms = (slot + 30 * t) * 1000
+            for s in ("BTC", "ETH", "SOL", "XRP"):
+                bid = None if rnd.random() < 0.05 else round(rnd.random() * 0.98, 2)
+                ask = None if bid is None else round(bid + 0.01, 2)
+                r = {"symbol": s, "window_s": 900, "slot_ts": slot, "tick_ms": tick_ms,
+                     "captured_at": tick_ms / 1000 + rnd.random() / 5, "minutes_into_slot": t / 2,
+                     "bid_up": bid, "ask_up": ask,
+                     "bid_down": None if ask is None else round(1 - ask, 2),
+                     "ask_down": None if bid is None else round(1 - bid, 2),
+                     "bid_size_up": round(rnd.random() * 1e3, 2),
+                     "ask_size_up": round(rnd.random() * 1e3, 2),
+                     "bid_size_down": round(rnd.random() * 1e3, 2),
+                     "ask_size_down": round(rnd.random() * 1e3, 2),
+                     "spread_up": None if bid is None else 0.01, "spread_down": 0.01,
+                     "chainlink_price": 90_000 + rnd.random() * 500,
+                     "chainlink_twap": 90_000 + rnd.random() * 500,
+                     "dir_move_pct": rnd.gauss(0, 0.2), "abs_move_pct": rnd.random() / 5,
+                     "spot_move_pct": rnd.gauss(0, 0.2), "book_age_s": rnd.random() * 3,
+                     "hour_utc": (slot // 3600) % 24, "day_of_week": ((slot // 86400) + 3) % 7}
+                rows.append(tuple(r[n] for n in names))
+    return rows
+
+
+def prepare(n_rows: int) -> DbUrl:
+    """Make ``slotml_test_bench.slot_snapshots`` hold exactly n_rows (reused when it does)."""
+    from slotml.ingest.schema import RESOLUTIONS, SNAPSHOTS
+
+    url = bench_url(quick=n_rows < FULL_ROWS)
+    conn = _connect(url)
+    cur = conn.cursor()
+    cur.execute(f"CREATE DATABASE IF NOT EXISTS `{url.database}`")
+    cur.execute(f"USE `{url.database}`")
+    try:
+        cur.execute("SELECT COUNT(*) FROM slot_snapshots")
+        if cur.fetchone()[0] == n_rows:
+            return url
+    except Exception:  # noqa: BLE001 - no table yet
+        pass
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from tests.lake.storedb import _ddl  # the same DDL the lake tests use
+
+    cur.execute("DROP TABLE IF EXISTS slot_snapshots")
+    cur.execute("DROP TABLE IF EXISTS slot_resolutions")
+    for t in (SNAPSHOTS, RESOLUTIONS):
+        for stmt in _ddl(t, "mysql"):
+            cur.execute(stmt)
+    names = [c.name for c in SNAPSHOTS.data_columns]
+    cols = ", ".join(f"`{n}`" for n in names)
+    one = "(" + ", ".join(["%s"] * len(names)) + ", UNIX_TIMESTAMP(NOW(6)))"
+    day = _day_rows()[:n_rows]
+    for i in range(0, len(day), 1000):
+        part = day[i:i + 1000]
+        cur.execute(f"INSERT INTO slot_snapshots ({cols}, updated_at) VALUES "
+                    + ", ".join([one] * len(part)), [v for r in part for v in r])
+    have = len(day)
+    shift_days = 1
+    while have < n_rows:
+        take = min(have, n_rows - have)
+        sel = ", ".join(
+            f"`{n}` + {shift_days * 86400}" if n == "slot_ts" else
+            f"`{n}` + {shift_days * 86400000}" if n == "tick_ms" else
+            f"`{n}` + {shift_days * 86400}" if n == "captured_at" else
+            f"MOD(`{n}` + {shift_days}, 7)" if n == "day_of_week" else f"`{n}`"
+            for n in names)
+        cur.execute(f"INSERT INTO slot_snapshots ({cols}, updated_at) SELECT {sel}, "
+                    f"UNIX_TIMESTAMP(NOW(6)) FROM slot_snapshots ORDER BY id LIMIT {take}")
+        have += take
+        shift_days *= 2
+    conn.close()
+    return url
+
+
+_OURS = """
+import json, resource, sys, time, logging
+from pathlib import Path
+from slotml.lake.export import ExportConfig, run_export
+from slotml.settings import DbUrl
+logging.basicConfig(level=logging.WARNING)
+url = DbUrl.parse(sys.argv[1]); lake = Path(sys.argv[2])
+t0 = time.perf_counter()
+r = run_export(ExportConfig(db=url, lake_dir=lake, grace_s=0, reader=sys.argv[3],
+                            tables=("slot_snapshots",)))
+dt = time.perf_counter() - t0
+rows = r.tables["slot_snapshots"].rows_read
+print(json.dumps({"rows": rows, "seconds": dt, "files": r.files_written,
+                  "rss_self": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+                  "rss_child": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}))
+"""
+
+_PANDAS = """
+import json, resource, sys, time, warnings
+import pandas as pd, pymysql
+from slotml.settings import DbUrl
+warnings.simplefilter("ignore")
+url = DbUrl.parse(sys.argv[1])
+t0 = time.perf_counter()
+conn = pymysql.connect(host=url.host, port=url.port, user=url.user, password=url.password,
+                       database=url.database)
+df = pd.read_sql("SELECT * FROM slot_snapshots", conn)
+df.to_parquet(sys.argv[2], compression="zstd")
+dt = time.perf_counter() - t0
+print(json.dumps({"rows": len(df), "seconds": dt,
+                  "rss_self": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+                  "rss_child": 0}))
+"""
+
+
+def _run(code: str, *args: str) -> dict:
+    env = dict(os.environ)
+    p = subprocess.run([sys.executable, "-c", textwrap.dedent(code), *args], capture_output=True,
+                       text=True, env=env, timeout=3600)
+    if p.returncode != 0:
+        raise RuntimeError(f"bench subprocess failed: {p.stderr[-2000:]}")
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+def run(quick: bool) -> list[Row]:
+    n = QUICK_ROWS if quick else FULL_ROWS
+    url = prepare(n)
+    with tempfile.TemporaryDirectory(prefix="slotml-bench-lake-") as tmp:
+        ours = _run(_OURS, url.raw, str(Path(tmp) / "lake"), "cli")
+        base = _run(_PANDAS, url.raw, str(Path(tmp) / "pandas.parquet"))
+    assert ours["rows"] == n and base["rows"] == n, (ours, base)
+    ours_rps = n / ours["seconds"]
+    base_rps = n / base["seconds"]
+    ours_mb = (ours["rss_self"] + ours["rss_child"]) / 1024
+    base_mb = base["rss_self"] / 1024
+    label = f"{n / 1e6:g}M snapshot rows"
+    return [
+        Row(ISSUE, f"lake export {label}, MariaDB (client TSV -> Arrow -> Parquet)", ours_rps,
+            "rows/s", baseline=base_rps, baseline_name="pandas read_sql+to_parquet",
+            aim=">= 5x", met=ours_rps >= 5 * base_rps),
+        Row(ISSUE, f"lake export {label}: peak RSS", ours_mb, "MiB", baseline=base_mb,
+            baseline_name="pandas", higher_is_better=False, aim="< 1/10",
+            met=ours_mb * 10 < base_mb),
+    ]

@@ -1,0 +1,66 @@
+"""Read the lake: a DuckDB connection whose views cover exactly the manifest's live files.
+
+Used by features, train, the dashboard and ``slotml sql``. The views read the file list the
+manifest named when ``connect`` was called, so a concurrent export never shows half a run;
+a long-lived reader should reconnect (or call ``refresh``) after an export, because superseded
+files are deleted after the export's grace period.
+
+Hive partition columns are NOT used: the files already hold ``symbol`` and the views expose
+exactly the store's columns (``hive_partitioning=false``), so nothing duplicates or clashes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+
+from slotml.ingest.schema import TABLES, Table
+from slotml.lake.arrow_schema import duckdb_type
+from slotml.lake.manifest import Manifest, read_manifest
+
+
+def default_lake_dir() -> Path:
+    import argparse
+
+    from slotml.settings import CommonSettings
+
+    return CommonSettings.from_args(argparse.Namespace()).lake_dir
+
+
+def _sql_str(s: str) -> str:
+    return "'" + s.replace("'", "''") + "'"
+
+
+def view_sql(lake_dir: Path, table: Table, manifest: Manifest) -> str:
+    cols = ", ".join(f'CAST("{c.name}" AS {duckdb_type(c)}) AS "{c.name}"' for c in table.columns)
+    files = manifest.files(table.name)
+    if not files:
+        empty = ", ".join(f'CAST(NULL AS {duckdb_type(c)}) AS "{c.name}"' for c in table.columns)
+        return f"CREATE OR REPLACE VIEW {table.name} AS SELECT {empty} WHERE false"
+    paths = ", ".join(_sql_str(str(Path(lake_dir).resolve() / f.path)) for f in files)
+    return (f"CREATE OR REPLACE VIEW {table.name} AS SELECT {cols} FROM "
+            f"read_parquet([{paths}], hive_partitioning=false, union_by_name=false)")
+
+
+def refresh(con: duckdb.DuckDBPyConnection, lake_dir: Path | str | None = None) -> Manifest:
+    """(Re)create the views over the lake's current manifest; returns that manifest."""
+    lake = Path(lake_dir) if lake_dir is not None else default_lake_dir()
+    manifest = read_manifest(lake)
+    for table in TABLES.values():
+        con.execute(view_sql(lake, table, manifest))
+    return manifest
+
+
+def connect(lake_dir: Path | str | None = None, database: str = ":memory:",
+            threads: int | None = None) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection with views ``slot_snapshots`` and ``slot_resolutions``.
+
+    ``lake_dir`` defaults to the settings' lake (``$SLOTML_HOME/lake`` or ``./data/lake``). An
+    empty or missing lake gives empty views with the right columns and types.
+    """
+    con = duckdb.connect(database)
+    if threads:
+        con.execute(f"SET threads = {int(threads)}")
+    refresh(con, lake_dir)
+    return con

@@ -1,0 +1,179 @@
+"""A synchronous test-side view of a store: create the tables, write rows, read them back.
+
+The lake tests need large stores fast and rows changed after an export; direct SQL with the
+DDL generated from ``slotml.ingest.schema`` does both on SQLite and MariaDB. ``updated_at`` is
+stamped with the database clock exactly as the store does.
+"""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from slotml.ingest.schema import RESOLUTIONS, SNAPSHOTS, TABLES, Table
+from slotml.settings import DbUrl
+
+NOW = {"mysql": "UNIX_TIMESTAMP(NOW(6))", "sqlite": "((julianday('now') - 2440587.5) * 86400.0)"}
+
+
+def _ddl(table: Table, dialect: str) -> list[str]:
+    defs = []
+    for c in table.columns:
+        if c.name == "id":
+            defs.append("`id` BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY" if dialect == "mysql"
+                        else '"id" INTEGER PRIMARY KEY AUTOINCREMENT')
+            continue
+        typ = c.mysql_type if dialect == "mysql" else c.sqlite_type
+        defs.append(f"`{c.name}` {typ} {'NULL' if c.nullable else 'NOT NULL'}")
+    uq = ", ".join(f"`{c}`" for c in table.unique)
+    if dialect == "mysql":
+        defs.append(f"UNIQUE KEY uq ({uq})")
+        defs.append("KEY ix_upd (`updated_at`)")
+        return [f"CREATE TABLE `{table.name}` ({', '.join(defs)}) ENGINE=InnoDB "
+                "DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"]
+    return [f"CREATE TABLE `{table.name}` ({', '.join(defs)})",
+            f"CREATE UNIQUE INDEX uq_{table.name} ON `{table.name}` ({uq})",
+            f"CREATE INDEX ix_{table.name}_upd ON `{table.name}` (updated_at)"]
+
+
+class StoreDb:
+    def __init__(self, url: DbUrl) -> None:
+        self.url = url
+        self.dialect = url.scheme
+        if self.dialect == "sqlite":
+            self.conn: Any = sqlite3.connect(str(url.path), isolation_level=None)
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.mark = "?"
+        else:
+            import pymysql
+
+            self.conn = pymysql.connect(host=url.host, port=url.port, user=url.user,
+                                        password=url.password, database=url.database,
+                                        autocommit=True, charset="utf8mb4")
+            self.mark = "%s"
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+        if self.dialect == "sqlite":
+            return self.conn.execute(sql, params).fetchall()
+        with self.conn.cursor() as cur:
+            cur.execute(sql, params or None)
+            return list(cur.fetchall())
+
+    def create(self) -> None:
+        for t in TABLES.values():
+            for stmt in _ddl(t, self.dialect):
+                self.execute(stmt)
+
+    def insert(self, table: Table, rows: Iterable[Mapping[str, Any]], chunk: int = 2000) -> None:
+        names = [c.name for c in table.data_columns]
+        cols = ", ".join(f"`{n}`" for n in [*names, "updated_at"])
+        rows = list(rows)
+        for i in range(0, len(rows), chunk):
+            part = rows[i:i + chunk]
+            one = "(" + ", ".join([self.mark] * len(names)) + f", {NOW[self.dialect]})"
+            sql = f"INSERT INTO `{table.name}` ({cols}) VALUES " + ", ".join([one] * len(part))
+            params = [r.get(n) for r in part for n in names]
+            if self.dialect == "sqlite":
+                self.conn.execute("BEGIN")
+                self.conn.execute(sql, params)
+                self.conn.execute("COMMIT")
+            else:
+                self.execute(sql, params)
+
+    def update(self, table: Table, key: Mapping[str, Any], values: Mapping[str, Any]) -> None:
+        sets = ", ".join(f"`{k}` = {self.mark}" for k in values)
+        where = " AND ".join(f"`{k}` = {self.mark}" for k in key)
+        self.execute(f"UPDATE `{table.name}` SET {sets}, updated_at = {NOW[self.dialect]} "
+                     f"WHERE {where}", [*values.values(), *key.values()])
+
+    def rows(self, table: Table) -> list[dict[str, Any]]:
+        """Every row ordered by id, bools as bool (the lake's types)."""
+        out = []
+        for values in self.execute(f"SELECT {', '.join(table.names)} FROM `{table.name}` ORDER BY id"):
+            r = {}
+            for c, v in zip(table.columns, values, strict=True):
+                if v is not None and c.kind == "bool":
+                    v = bool(v)
+                elif v is not None and c.kind == "double":
+                    v = float(v)
+                r[c.name] = v
+            out.append(r)
+        return out
+
+    def count(self, table: Table) -> int:
+        return int(self.execute(f"SELECT COUNT(*) FROM `{table.name}`")[0][0])
+
+
+SYMBOLS = ("BTC", "ETH", "SOL", "XRP")
+BASE_SLOT = 1_795_000_500 - 1_795_000_500 % 900  # a 15-minute boundary in Nov 2026
+
+
+def snapshot_rows(n_slots: int, ticks: int = 3, slot0: int = BASE_SLOT, step_s: int = 900,
+                  seed: int = 1, symbols: Sequence[str] = SYMBOLS) -> list[dict[str, Any]]:
+    """Snapshot rows with a realistic share of NULLs (empty book sides)."""
+    rnd = random.Random(seed)
+    out = []
+    for k in range(n_slots):
+        slot = slot0 + k * step_s
+        for t in range(ticks):
+            tick_ms = (slot + 30 * t) * 1000
+            for s in symbols:
+                bid = None if rnd.random() < 0.1 else round(rnd.random() * 0.98, 3)
+                ask = None if bid is None or rnd.random() < 0.1 else round(min(0.999, bid + 0.01), 3)
+                out.append({
+                    "symbol": s, "window_s": 900, "slot_ts": slot, "tick_ms": tick_ms,
+                    "captured_at": tick_ms / 1000 + rnd.random() / 7, "minutes_into_slot": t / 2,
+                    "bid_up": bid, "ask_up": ask, "bid_down": None if ask is None else 1 - ask,
+                    "ask_down": None if bid is None else 1 - bid,
+                    "bid_size_up": None if bid is None else rnd.random() * 1e4,
+                    "ask_size_up": None if ask is None else rnd.random() * 1e4,
+                    "bid_size_down": None, "ask_size_down": rnd.random() / 3,
+                    "spread_up": None if bid is None or ask is None else ask - bid,
+                    "spread_down": None, "chainlink_price": 90_000 + rnd.random() * 1e3,
+                    "chainlink_twap": 90_000 + rnd.random() / 3, "dir_move_pct": rnd.gauss(0, 0.1),
+                    "abs_move_pct": rnd.random(), "spot_move_pct": None if t == 0 else rnd.gauss(0, 1),
+                    "book_age_s": rnd.random() * 5, "hour_utc": (slot // 3600) % 24,
+                    "day_of_week": ((slot // 86400) + 3) % 7,
+                })
+    return out
+
+
+def resolution_rows(n_slots: int, slot0: int = BASE_SLOT, seed: int = 2,
+                    symbols: Sequence[str] = SYMBOLS) -> list[dict[str, Any]]:
+    """Resolutions in every state: unresolved (NULL bools), Up, Down; odd strings on purpose."""
+    rnd = random.Random(seed)
+    odd = ["NULL", "tab\there", "back\\slash", "new\nline", "", "ünï", 'quo"te']
+    out = []
+    for k in range(n_slots):
+        slot = slot0 + k * 900
+        for i, s in enumerate(symbols):
+            state = (k + i) % 3
+            out.append({
+                "symbol": s, "window_s": 900, "slot_ts": slot, "end_ts": slot + 900,
+                "slug": f"{s.lower()}-updown-15m-{slot}" if k % 5 else odd[(k // 5) % len(odd)],
+                "condition_id": None if k % 4 == 0 else f"0x{rnd.getrandbits(64):016x}",
+                "up_token_id": str(rnd.getrandbits(60)), "down_token_id": str(rnd.getrandbits(60)),
+                "settlement": "twap60" if k % 2 else "spot", "tick_size": 0.01,
+                "min_order_size": 5.0, "fee_rate": None if k % 3 == 0 else 0.25,
+                "fee_exponent": 2.0, "fee_taker_only": [None, True, False][k % 3],
+                "price_to_beat": 90_000 + rnd.random(), "spot_price_to_beat": 90_000 + rnd.random(),
+                "final_price": None if state == 0 else 90_000 + rnd.random(),
+                "final_seen_at": None if state == 0 else slot + 905.5,
+                "official_price_to_beat": None, "official_final_price": None,
+                "resolved_up": [None, True, False][state],
+                "prev_resolved_up": [True, None, False][k % 3], "resolved_at": None,
+            })
+    return out
+
+
+def populate(url: DbUrl, n_slots: int = 50) -> StoreDb:
+    db = StoreDb(url)
+    db.create()
+    db.insert(SNAPSHOTS, snapshot_rows(n_slots))
+    db.insert(RESOLUTIONS, resolution_rows(n_slots))
+    return db
