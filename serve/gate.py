@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from slotml.errors import UserError
+from slotml.features.contract import FEATURES, SCALE_MINUTES
 from slotml.serve.scorer import DOWN, UP, Scorer, normalize_outcome
 
 # Documented defaults (README "Wiring the scorer into a bot").
@@ -329,8 +330,6 @@ class EntryGate:
         the vector at ``decision_ms``, its window fraction, the filter move and minutes; then
         ``decide`` (for ``outcome``) or ``choose`` (outcome None). ``kw``: prices/price,
         min_order_size, fee, taker, context."""
-        from slotml.features.contract import SCALE_MINUTES
-
         vector = online.vector_at(symbol, window_s, slot_ts, decision_ms)
         fraction = (decision_ms - int(slot_ts) * 1000) / (int(window_s) * 1000)
         move = minutes = None
@@ -351,7 +350,7 @@ class EntryGate:
             names = self.scorer.features if self.scorer is not None else None
             vals = vector.tolist() if hasattr(vector, "tolist") else list(vector)
             if names is None:
-                from slotml.features.contract import FEATURES as names
+                names = FEATURES
             feats = {n: (None if x != x else float(x)) for n, x in zip(names, vals, strict=False)}
         self.log.write(d, feats, context)  # type: ignore[union-attr]
 

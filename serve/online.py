@@ -136,7 +136,7 @@ class WindowState:
         self.sigma = sigma
         self.asset = float(ASSET_CODES[symbol]) if symbol in ASSET_CODES else NAN
         self.ticks: list[int] = []
-        self.static: list[list[float]] = []  # per row: the features that depend on that row only
+        self.static: list[np.ndarray] = []  # per row: float32 features that depend on that row only
         self.moves: list[float | None] = []
         self.cum_sq: list[float] = []  # sum of squared increments of non-missing moves, to row i
         self.n_moves: list[int] = []  # non-missing moves among rows 0..i
@@ -203,7 +203,7 @@ class WindowState:
         for r in rows:
             self._append(r, int(r["tick_ms"]))
 
-    def _static(self, row: Mapping[str, Any], tick: int, move: float | None) -> list[float]:
+    def _static(self, row: Mapping[str, Any], tick: int, move: float | None) -> np.ndarray:
         v = [NAN] * N_FEATURES
         m = NAN if move is None else move
         minutes_into = _minutes(tick - self.start_ms, self.window_s)
@@ -232,7 +232,7 @@ class WindowState:
         v[_I["hour"]] = float((tick // 3_600_000) % 24)
         v[_I["weekday"]] = float((tick // 86_400_000 + 3) % 7)
         v[_I["asset"]] = self.asset
-        return v
+        return np.array(v, dtype=np.float32)  # computed in float64, stored as the model reads it
 
     # -- reading ------------------------------------------------------------------------------
     def row_index_at(self, decision_ms: int) -> int:
