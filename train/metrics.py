@@ -11,7 +11,8 @@ Baselines on the same rows:
 - ``oracle``: the sim's true P(Up) when given, on the rows it covers (``model_same_rows`` beside it);
 - ``manual_filters``: the filters as a decision rule (``filter_rule``): per window, the first
   decision point where ``min_move_pct <= |spot move| <= max_move_pct`` and the minute is at least
-  ``min_entry_minutes``; the side the move favours; hit rate. The model picks the side with the
+  ``min_entry_minutes`` (defaults: serve/gate.py's, 0.05 %, 0.50 %, minute 5); the side the
+  move favours; hit rate. The model picks the side with the
   higher P on the same rows, for comparison.
 """
 
@@ -22,17 +23,23 @@ from typing import Any
 
 import numpy as np
 
+from slotml.serve.gate import (
+    DEFAULT_MAX_MOVE_PCT,
+    DEFAULT_MIN_ENTRY_MINUTES,
+    DEFAULT_MIN_MOVE_PCT,
+)
+
 ECE_BINS = 10
 EPS = 1e-15
 
 
 @dataclass(frozen=True)
 class FilterRule:
-    """The manual filters' defaults as the bots used them (spot move in percent, minutes)."""
+    """The manual filters (spot move in percent, scaled minutes); defaults = serve's gate's."""
 
-    min_move_pct: float = 0.05
-    max_move_pct: float = 1.0
-    min_entry_minutes: float = 5.0
+    min_move_pct: float = DEFAULT_MIN_MOVE_PCT
+    max_move_pct: float = DEFAULT_MAX_MOVE_PCT
+    min_entry_minutes: float = DEFAULT_MIN_ENTRY_MINUTES
 
 
 def log_loss(y: np.ndarray, p: np.ndarray) -> float:
@@ -121,7 +128,7 @@ def filter_rule(y: np.ndarray, symbol: np.ndarray, slot_ts: np.ndarray, point: n
         out["available"] = False
         return out
     mv = np.asarray(spot_move_pct, np.float64)
-    minutes = np.asarray(point, np.float64) * window_s / 60.0
+    minutes = np.asarray(point, np.float64) * 15.0  # scaled minutes, as the gate counts them
     ok = (np.isfinite(mv) & (np.abs(mv) >= rule.min_move_pct) & (np.abs(mv) <= rule.max_move_pct)
           & (minutes >= rule.min_entry_minutes - 1e-9) & (mv != 0))
     idx = np.flatnonzero(ok)

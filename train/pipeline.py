@@ -150,7 +150,8 @@ def load_dataset(con: Any, cfg: TrainConfig, stages: Stages,
 
     window_s = _family(con, cfg.window_s)
     with stages("features (split pass)"):
-        t0 = build_training_set(con, cfg.points, None, resolved_only=True, window_s=window_s)
+        # all rows (unresolved ones are counted, then dropped, by dataset_from_arrow)
+        t0 = build_training_set(con, cfg.points, None, resolved_only=False, window_s=window_s)
         ds0 = dataset_from_arrow(t0, window_s=window_s, points=cfg.points, stats={},
                                  manifest_id=manifest_id)
         split = temporal_split(ds0, cfg.split)
@@ -163,6 +164,7 @@ def load_dataset(con: Any, cfg: TrainConfig, stages: Stages,
         t1 = build_training_set(con, cfg.points, stats, resolved_only=True, window_s=window_s)
         ds = dataset_from_arrow(t1, window_s=window_s, points=cfg.points, stats=stats,
                                 manifest_id=manifest_id)
+    ds.skipped = dict(ds0.skipped)
     same = (len(ds) == len(ds0) and np.array_equal(ds.slot_ts, ds0.slot_ts)
             and np.array_equal(ds.symbol, ds0.symbol) and np.array_equal(ds.point, ds0.point))
     if not same:  # the lake changed between the passes (an export landed): split again

@@ -1,0 +1,187 @@
+"""End to end: dataset -> model file that serve loads; through the lake and the CLI too."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+from slotml.features.contract import CONTRACT_VERSION, FEATURES
+from slotml.serve.model_format import validate_metadata
+from slotml.train import metrics as M
+from slotml.train.pipeline import TrainConfig, train_on_dataset
+from slotml.train.split import SplitConfig, temporal_split
+from slotml.train.synthetic import synthetic_training_set
+
+
+@pytest.fixture(scope="module")
+def synth():
+    return synthetic_training_set(n_windows=2500, seed=11)
+
+
+def _write_oracle(path: Path, ds, p_true) -> None:
+    import polars as pl
+
+    pl.DataFrame({"symbol": ds.symbol, "window_s": np.full(len(ds), ds.window_s),
+                  "slot_ts": ds.slot_ts, "tick_ms": ds.tick_ms, "p_up": p_true}).write_parquet(path)
+
+
+def test_model_file_metadata_card_plot_promote(synth, tmp_path):
+    ds, p_true = synth
+    _write_oracle(tmp_path / "oracle.parquet", ds, p_true)
+    cfg = TrainConfig(data_dir=tmp_path, lake_dir=tmp_path / "lake", models_dir=tmp_path / "models",
+                      split=SplitConfig(test_days=4), promote=True, oracle=tmp_path / "oracle.parquet")
+    split = temporal_split(ds, cfg.split)
+    res = train_on_dataset(ds, split, cfg)
+
+    # file name, pointer, companions
+    assert res.model_path.name.startswith("td_model_") and res.model_path.suffix == ".onnx"
+    assert (tmp_path / "models" / "current").read_text().strip() == res.model_path.name
+    assert res.png_path.exists() and res.png_path.read_bytes()[:4] == b"\x89PNG"
+    card = json.loads(res.card_path.read_text())
+    assert card["model"] == res.model_path.name and card["final"] is False
+    assert card["export_checks"]["raw_vs_xgboost"] <= 1e-6
+    assert card["export_checks"]["calibrated_vs_sklearn"] <= 1e-6
+
+    # metadata: serve's own validator accepts it; features listed in contract order
+    m = onnx.load(res.model_path)
+    meta = {p.key: p.value for p in m.metadata_props}
+    parsed = validate_metadata(meta, list(FEATURES), contract_version=str(CONTRACT_VERSION))
+    assert list(parsed.features) == list(FEATURES) == json.loads(meta["features"])
+    assert parsed.window_s == 900 and parsed.calibration == "isotonic"
+    assert parsed.decision_points == tuple(ds.decision_points)
+    assert parsed.splits["test"]["windows"] == split.test.windows
+    assert parsed.splits["calibration"]["from"] > parsed.splits["train"]["to"]
+    assert set(parsed.metrics["overall"]) == {"model", "base_rate", "book_mid"}
+    assert [i.name for i in m.graph.input] == ["features"] and [o.name for o in m.graph.output] == ["p_up"]
+
+    # serve scores it, and its numbers are the report's numbers
+    from slotml.serve.scorer import Scorer
+
+    scorer = Scorer.load(tmp_path / "models" / "current")
+    tm = split.test.mask
+    p = scorer.p_up_batch(ds.X[tm])
+    assert M.brier(ds.y[tm], p) == pytest.approx(res.metrics["overall"]["model"]["brier"], abs=1e-6)
+
+    # the report is honest about the baselines on the same rows, and the model learned
+    o = res.metrics["oracle"]
+    assert o["coverage"] == 1.0
+    assert o["model_same_rows"]["brier"] == res.metrics["overall"]["model"]["brier"]
+    assert res.metrics["overall"]["model"]["log_loss"] < res.metrics["overall"]["base_rate"]["log_loss"] - 0.1
+    assert o["oracle"]["brier"] <= o["model_same_rows"]["brier"] * 1.05
+    assert "per decision minute" in res.report and "min 10.0" in res.report and "oracle" in res.report
+    mf = res.metrics["manual_filters"]
+    assert mf["available"] and 0 < mf["entries"] <= mf["windows"]
+
+
+def test_calibration_repairs_a_miscalibrated_booster(synth, tmp_path):
+    """scale_pos_weight skews the booster's probabilities upward; isotonic fixes them."""
+    from slotml.train.onnx_export import booster_to_onnx, raw_onnx_probabilities
+
+    ds, _ = synth
+    cfg = TrainConfig(data_dir=tmp_path, lake_dir=tmp_path, models_dir=tmp_path / "models",
+                      split=SplitConfig(test_days=4), params={"scale_pos_weight": 4.0})
+    split = temporal_split(ds, cfg.split)
+    res = train_on_dataset(ds, split, cfg)
+    tm = split.test.mask
+    from slotml.train.fit import fit_booster
+
+    fr = fit_booster(ds.X[split.fit.mask], ds.y[split.fit.mask], ds.X[split.early_stop.mask],
+                     ds.y[split.early_stop.mask], cfg.params)
+    raw = raw_onnx_probabilities(booster_to_onnx(fr.booster, ds.n_features), ds.X[tm])
+    raw_ece = M.ece(ds.y[tm], raw)
+    cal_ece = res.metrics["overall"]["model"]["ece"]
+    assert raw_ece > 0.08, raw_ece
+    assert cal_ece < 0.035, cal_ece
+
+
+def test_metrics_definitions():
+    y = np.array([1, 0, 1, 1, 0, 0, 1, 0])
+    p = np.array([0.9, 0.1, 0.65, 0.62, 0.35, 0.05, 0.15, 0.95])
+    assert M.brier(y, p) == pytest.approx(np.mean((p - y) ** 2))
+    # bins: [0.0,0.1): 0.05 (y0) | [0.1,0.2): 0.1,0.15 (y0,1) | [0.3,0.4): 0.35 (y0)
+    # [0.6,0.7): 0.65,0.62 (1,1) | [0.9,1.0]: 0.9, 0.95 (1, 0)
+    want = (1 * 0.05 + 2 * abs(0.125 - 0.5) + 1 * 0.35 + 2 * abs(0.635 - 1) + 2 * abs(0.925 - 0.5)) / 8
+    assert M.ece(y, p) == pytest.approx(want)
+    assert M.ece(np.array([1]), np.array([1.0])) == 0.0  # p == 1 lands in the last bin
+    assert M.auc(np.ones(3), np.array([0.1, 0.2, 0.3])) is None
+    assert M.log_loss(np.array([1, 0]), np.array([1.0, 0.0])) < 1e-12
+    book, missing = M.book_probability(np.array([0.4, np.nan, 1.0]), 3)
+    assert missing == 1 and list(book) == [0.4, 0.5, 0.999]
+    # filters: first passing decision point per window, the side the move favours
+    r = M.filter_rule(
+        y=np.array([1, 1, 0, 0]), symbol=np.array(["BTC"] * 4), slot_ts=np.array([0, 0, 900, 900]),
+        point=np.array([1 / 3, 2 / 3, 1 / 3, 2 / 3]), window_s=900,
+        spot_move_pct=np.array([0.01, 0.2, -0.3, 0.3]), p_model=np.array([0.5, 0.9, 0.2, 0.7]),
+        rule=M.FilterRule(0.05, 0.5, 5.0),
+    )
+    assert r["entries"] == 2 and r["windows"] == 2
+    assert r["filter_hit_rate"] == 1.0 and r["model_hit_rate_same_rows"] == 1.0
+
+
+# ------------------------------------------------------------------ through the lake and the CLI
+
+def _write_lake(lake: Path, n_windows: int, seed: int = 0) -> None:
+    """features/' synthetic store tables as a lake: Parquet files named by a manifest."""
+    import pyarrow.parquet as pq
+
+    from slotml.features.synth import SynthConfig, generate
+    from slotml.lake.manifest import FileEntry, Manifest, TableState, write_manifest
+
+    snaps, res = generate(SynthConfig(n_windows=n_windows, seed=seed, p_missing=0.02,
+                                      p_one_sided=0.02, p_unresolved=0.01))
+    lake.mkdir(parents=True)
+    tables = {}
+    for name, t in (("slot_snapshots", snaps), ("slot_resolutions", res)):
+        pq.write_table(t, lake / f"{name}.parquet")
+        tables[name] = TableState(files=[FileEntry(path=f"{name}.parquet", rows=t.num_rows,
+                                                   symbol="ALL", date="", max_updated_at=0.0)])
+    write_manifest(lake, Manifest(id=7, created_at=0.0, tables=tables))
+
+
+def test_cli_trains_from_the_lake_and_promotes(tmp_path, capsys):
+    from slotml.cli import main
+
+    _write_lake(tmp_path / "lake", n_windows=160)
+    rc = main(["train", "--data-dir", str(tmp_path), "--test-days", "0.3", "--promote",
+               "--params", '{"num_boost_round": 150}', "--calibration", "platt"])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    assert "TEST DAYS" in out and "promoted" in out
+    name = (tmp_path / "models" / "current").read_text().strip()
+    m = onnx.load(tmp_path / "models" / name)
+    meta = {p.key: p.value for p in m.metadata_props}
+    parsed = validate_metadata(meta, list(FEATURES), contract_version=str(CONTRACT_VERSION))
+    assert parsed.lake_manifest_id == 7 and parsed.calibration == "platt"
+    # statistics were fitted on the training slice only, and travel in the file
+    stats = parsed.stats
+    assert set(stats["move_vol_per_min"]) == {"BTC", "ETH", "SOL", "XRP"}
+    train_to = parsed.splits["train"]["to"]
+    assert sum(stats["fit_windows"].values()) == 4 * ((train_to - 1_767_225_600) // 900 + 1)
+    card = json.loads((tmp_path / "models" / name.replace(".onnx", "_card.json")).read_text())
+    assert card["skipped"]["unresolved_rows"] > 0
+    assert card["timings_s"]["fit booster"] > 0
+
+    # --final: no test days, links the evaluation run above
+    rc = main(["train", "--data-dir", str(tmp_path), "--final", "--params", '{"num_boost_round": 50}'])
+    assert rc == 0
+    cards = sorted((tmp_path / "models").glob("*_card.json"))
+    final = json.loads(cards[-1].read_text())
+    assert final["final"] is True and final["splits"]["test"] is None
+    assert final["evaluation_run"]["card"].endswith(name.replace(".onnx", "_card.json"))
+
+
+def test_cli_too_little_data_is_one_line_exit_2(tmp_path, capsys):
+    from slotml.cli import main
+
+    assert main(["train", "--data-dir", str(tmp_path)]) == 2
+    assert "the lake holds no snapshots" in capsys.readouterr().err
+    _write_lake(tmp_path / "lake", n_windows=20)
+    assert main(["train", "--data-dir", str(tmp_path), "--test-days", "0.1"]) == 2
+    err = capsys.readouterr().err
+    assert "too little data: 80 resolved windows" in err and "more" in err
+    assert main(["train", "--data-dir", str(tmp_path), "--params", "[1]"]) == 2
+    assert "--params must be a JSON object" in capsys.readouterr().err
