@@ -30,16 +30,18 @@ from typing import IO, Any
 
 from slotml.errors import UserError
 from slotml.features.contract import FEATURES, SCALE_MINUTES
+from slotml.serve.options import (  # noqa: F401 - re-exported: bots import them from here
+    DEFAULT_KELLY_FRACTION,
+    DEFAULT_MAX_MOVE_PCT,
+    DEFAULT_MIN_CONFIDENCE,
+    DEFAULT_MIN_ENTRY_MINUTES,
+    DEFAULT_MIN_MOVE_PCT,
+    DEFAULT_MIN_ORDER_SIZE,
+    DEFAULT_ORDER_SIZE,
+    add_model_args,
+)
 from slotml.serve.scorer import DOWN, UP, Scorer, normalize_outcome
 
-# Documented defaults (README "Wiring the scorer into a bot").
-DEFAULT_MIN_CONFIDENCE = 0.60
-DEFAULT_ORDER_SIZE = 10.0  # shares
-DEFAULT_MIN_ORDER_SIZE = 5.0  # shares: the venue's usual orderMinSize, when the bot has none
-DEFAULT_KELLY_FRACTION = 0.25
-DEFAULT_MIN_MOVE_PCT = 0.05  # percent
-DEFAULT_MAX_MOVE_PCT = 0.50  # percent
-DEFAULT_MIN_ENTRY_MINUTES = 5.0  # scaled minutes (= real minutes in a 15-minute window)
 # Flooring tolerance, relative to order_size: p_win comes from a float32 model output (0.7 is
 # 0.69999999), and 10 x (p - 0.5) / 0.5 must still give 4 shares, not 3.
 SIZE_EPS = 1e-6
@@ -310,10 +312,10 @@ class EntryGate:
         cfg = self.config
         if move_pct is None or move_pct != move_pct:
             return _no(outcome, f"{NO_MOVE}: no {cfg.filter_series} move at this tick")
-        if minutes_into is None or minutes_into < cfg.min_entry_minutes:
+        if minutes_into is None or minutes_into < cfg.min_entry_minutes - 1e-9:
             return _no(outcome, f"{TOO_EARLY}: {minutes_into} < {cfg.min_entry_minutes:g} minutes", price=price)
         mag = abs(move_pct)
-        if mag < cfg.min_move_pct:
+        if mag < cfg.min_move_pct or mag == 0.0:  # no move favours no side
             return _no(outcome, f"{MOVE_TOO_SMALL}: |move| {mag:.4f}% < {cfg.min_move_pct:g}%", price=price)
         if mag > cfg.max_move_pct:
             return _no(outcome, f"{MOVE_TOO_LARGE}: |move| {mag:.4f}% > {cfg.max_move_pct:g}%", price=price)
@@ -353,58 +355,6 @@ class EntryGate:
                 names = FEATURES
             feats = {n: (None if x != x else float(x)) for n, x in zip(names, vals, strict=False)}
         self.log.write(d, feats, context)  # type: ignore[union-attr]
-
-
-def _prob(text: str) -> float:
-    v = float(text)
-    if not 0.0 <= v <= 1.0:
-        raise argparse.ArgumentTypeError(f"{text} is not a probability in [0, 1]")
-    return v
-
-
-def _nonneg(text: str) -> float:
-    v = float(text)
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"{text} must not be negative")
-    return v
-
-
-def add_model_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Add the entry-model and manual-filter options to a bot's parser (existing flags kept)."""
-    g = parser.add_argument_group("entry model (slotml)")
-    have = set(getattr(parser, "_option_string_actions", {}))
-
-    def add(flag: str, **kw: Any) -> None:
-        if flag not in have:
-            g.add_argument(flag, **kw)
-
-    add("--model-path", default=None,
-        help="ONNX model file, or <data-dir>/models/current (or the data dir); without it the "
-             "manual filters decide")
-    add("--min-confidence", type=_prob, default=DEFAULT_MIN_CONFIDENCE,
-        help=f"enter when p_win >= this (default {DEFAULT_MIN_CONFIDENCE})")
-    add("--order-size", type=_nonneg, default=DEFAULT_ORDER_SIZE,
-        help=f"full order size in shares (default {DEFAULT_ORDER_SIZE:g}); the model scales it "
-             "by (p_win - 0.5) / 0.5")
-    add("--min-order-size", type=_nonneg, default=DEFAULT_MIN_ORDER_SIZE,
-        help=f"market minimum order size in shares when the market does not say "
-             f"(default {DEFAULT_MIN_ORDER_SIZE:g})")
-    add("--min-edge", type=float, default=None,
-        help="also require p_win - price - fee >= this (off by default)")
-    add("--sizing", choices=["linear", "kelly"], default="linear",
-        help="linear: order_size x (p_win-0.5)/0.5 (default); kelly: order_size x F x Kelly")
-    add("--kelly-fraction", type=float, default=DEFAULT_KELLY_FRACTION,
-        help=f"F for --sizing kelly (default {DEFAULT_KELLY_FRACTION})")
-    add("--min-move-pct", type=_nonneg, default=DEFAULT_MIN_MOVE_PCT,
-        help=f"manual filter: minimum |move| in percent (default {DEFAULT_MIN_MOVE_PCT})")
-    add("--max-move-pct", type=_nonneg, default=DEFAULT_MAX_MOVE_PCT,
-        help=f"manual filter: maximum |move| in percent (default {DEFAULT_MAX_MOVE_PCT})")
-    add("--min-entry-minutes", type=_nonneg, default=DEFAULT_MIN_ENTRY_MINUTES,
-        help=f"manual filter: earliest entry, minutes into the window (default {DEFAULT_MIN_ENTRY_MINUTES:g})")
-    add("--filter-series", choices=["spot", "settlement"], default="spot",
-        help="manual filters' move: spot stream (default) or the settlement series")
-    add("--decision-log", default=None, help="append every decision as a JSON line to this file")
-    return parser
 
 
 def config_from_args(args: argparse.Namespace) -> GateConfig:

@@ -1,0 +1,71 @@
+"""The gate's command-line options and their documented defaults (stdlib only).
+
+Kept apart from gate.py so that building a parser (``slotml --help``, a bot's own argparse)
+imports nothing heavy; ``slotml.serve.gate`` re-exports ``add_model_args``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+# Documented defaults (README "Wiring the scorer into a bot").
+DEFAULT_MIN_CONFIDENCE = 0.60
+DEFAULT_ORDER_SIZE = 10.0  # shares
+DEFAULT_MIN_ORDER_SIZE = 5.0  # shares: the venue's usual orderMinSize, when the bot has none
+DEFAULT_KELLY_FRACTION = 0.25
+DEFAULT_MIN_MOVE_PCT = 0.05  # percent
+DEFAULT_MAX_MOVE_PCT = 0.50  # percent
+DEFAULT_MIN_ENTRY_MINUTES = 5.0  # scaled minutes (= real minutes in a 15-minute window)
+
+
+def _prob(text: str) -> float:
+    v = float(text)
+    if not 0.0 <= v <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text} is not a probability in [0, 1]")
+    return v
+
+
+def _nonneg(text: str) -> float:
+    v = float(text)
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"{text} must not be negative")
+    return v
+
+
+def add_model_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Add the entry-model and manual-filter options to a bot's parser (existing flags kept)."""
+    g = parser.add_argument_group("entry model (slotml)")
+    have = set(getattr(parser, "_option_string_actions", {}))
+
+    def add(flag: str, **kw: Any) -> None:
+        if flag not in have:
+            g.add_argument(flag, **kw)
+
+    add("--model-path", default=None,
+        help="ONNX model file, or <data-dir>/models/current (or the data dir); without it the "
+             "manual filters decide")
+    add("--min-confidence", type=_prob, default=DEFAULT_MIN_CONFIDENCE,
+        help=f"enter when p_win >= this (default {DEFAULT_MIN_CONFIDENCE})")
+    add("--order-size", type=_nonneg, default=DEFAULT_ORDER_SIZE,
+        help=f"full order size in shares (default {DEFAULT_ORDER_SIZE:g}); the model scales it "
+             "by (p_win - 0.5) / 0.5")
+    add("--min-order-size", type=_nonneg, default=DEFAULT_MIN_ORDER_SIZE,
+        help=f"market minimum order size in shares when the market does not say "
+             f"(default {DEFAULT_MIN_ORDER_SIZE:g})")
+    add("--min-edge", type=float, default=None,
+        help="also require p_win - price - fee >= this (off by default)")
+    add("--sizing", choices=["linear", "kelly"], default="linear",
+        help="linear: order_size x (p_win-0.5)/0.5 (default); kelly: order_size x F x Kelly")
+    add("--kelly-fraction", type=float, default=DEFAULT_KELLY_FRACTION,
+        help=f"F for --sizing kelly (default {DEFAULT_KELLY_FRACTION})")
+    add("--min-move-pct", type=_nonneg, default=DEFAULT_MIN_MOVE_PCT,
+        help=f"manual filter: minimum |move| in percent (default {DEFAULT_MIN_MOVE_PCT})")
+    add("--max-move-pct", type=_nonneg, default=DEFAULT_MAX_MOVE_PCT,
+        help=f"manual filter: maximum |move| in percent (default {DEFAULT_MAX_MOVE_PCT})")
+    add("--min-entry-minutes", type=_nonneg, default=DEFAULT_MIN_ENTRY_MINUTES,
+        help=f"manual filter: earliest entry, minutes into the window (default {DEFAULT_MIN_ENTRY_MINUTES:g})")
+    add("--filter-series", choices=["spot", "settlement"], default="spot",
+        help="manual filters' move: spot stream (default) or the settlement series")
+    add("--decision-log", default=None, help="append every decision as a JSON line to this file")
+    return parser

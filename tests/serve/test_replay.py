@@ -1,0 +1,212 @@
+"""Replay: the policy/PnL core on hand-made rows, then over synthetic lake tables and the CLI."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pytest
+
+from slotml.cli import main
+from slotml.features.contract import CONTRACT_VERSION, FEATURES
+from slotml.features.synth import SynthConfig, generate, load_into
+from slotml.serve import EntryGate, GateConfig, Scorer
+from slotml.serve.gate import FeeSchedule
+from slotml.serve.replay import (
+    DecisionRow,
+    WindowInfo,
+    default_range,
+    parse_time,
+    pnl_png,
+    replay,
+    simulate,
+)
+
+from .models import make_model
+
+ABC = ["a", "b", "c"]
+
+
+def _row(slot: int, point: float, p_up: float, *, bid_up=0.5, ask_up=0.52, bid_down=0.47,
+         ask_down=0.49, move=0.1, tick=None) -> DecisionRow:
+    v = np.array([np.log(p_up / (1 - p_up)), 0, 0], dtype=np.float32)
+    tick = tick if tick is not None else slot * 1000 + int(point * 900_000)
+    return DecisionRow("BTC", 900, slot, point, tick, v, bid_up, ask_up, bid_down, ask_down, move, move)
+
+
+def _info(up: bool, asks_after: list[tuple[int, float | None, float | None]] = (), **kw) -> WindowInfo:
+    return WindowInfo(up, kw.get("fee", FeeSchedule(0.07, 1, True)), kw.get("mos", 1.0),
+                      [t for t, _, _ in asks_after], [a for _, a, _ in asks_after],
+                      [d for _, _, d in asks_after])
+
+
+@pytest.fixture
+def model_gate(tmp_path: Path) -> EntryGate:
+    s = Scorer.load(make_model(tmp_path / "m.onnx", ABC, [1.0, 0, 0]), contract_features=ABC,
+                    contract_version=None)
+    return EntryGate(GateConfig(min_confidence=0.6, order_size=10, min_order_size=1), s)
+
+
+def test_taker_pnl_fees_and_one_entry_per_window(model_gate: EntryGate) -> None:
+    a, b = 1_000_000 * 900, 1_000_001 * 900
+    rows = [
+        _row(a, 5 / 15, 0.55), _row(a, 7 / 15, 0.8), _row(a, 10 / 15, 0.9),  # enters at 7/15
+        _row(b, 5 / 15, 0.2),  # Down at its ask 0.49
+    ]
+    windows = {("BTC", 900, a): _info(True), ("BTC", 900, b): _info(True)}
+    r = simulate(rows, windows, model_gate, "taker")
+    assert r.n_entries == 2 and r.n_fills == 2
+    ea, eb = sorted(r.entries, key=lambda e: e.slot_ts)
+    assert ea.point == 7 / 15 and ea.outcome == "Up" and ea.size == 6 and ea.price == 0.52
+    fee_a = 0.07 * 0.52 * 0.48
+    assert ea.pnl == pytest.approx(6 * (1 - 0.52 - fee_a))
+    assert eb.outcome == "Down" and eb.size == 6 and not eb.won
+    assert eb.pnl == pytest.approx(-6 * (0.49 + 0.07 * 0.49 * 0.51))
+    assert r.win_rate == 0.5
+    assert r.pnl == pytest.approx(ea.pnl + eb.pnl)
+    assert r.pnl_per_staked == pytest.approx(r.pnl / (6 * (0.52 + fee_a) + 6 * (0.49 + 0.07 * 0.49 * 0.51)))
+    assert r.max_drawdown == pytest.approx(-eb.pnl)  # the loss came after the gain
+    assert r.mean_edge == pytest.approx(((0.8 - 0.52) + (0.8 - 0.49)) / 2, abs=1e-6)
+
+
+def test_maker_fills_only_when_a_later_ask_reaches_the_bid(model_gate: EntryGate) -> None:
+    a, b, c = 900 * 10, 900 * 11, 900 * 12
+    rows = [_row(a, 7 / 15, 0.8), _row(b, 7 / 15, 0.8), _row(c, 7 / 15, 0.8)]
+    t = lambda s, k: s * 1000 + k * 30_000  # noqa: E731
+    windows = {
+        ("BTC", 900, a): _info(True, [(t(a, 13), 0.45, 0.49), (t(a, 15), 0.50, 0.48)]),  # ask 0.50 <= bid 0.50 later
+        ("BTC", 900, b): _info(True, [(t(b, 13), 0.52, 0.47), (t(b, 15), None, 0.4)]),   # never reached
+        ("BTC", 900, c): _info(False, [(t(c, 10), 0.49, 0.5), (t(c, 15), 0.50, 0.5)]),  # before: ignored; then filled
+    }
+    r = simulate(rows, windows, model_gate, "maker")
+    by = {e.slot_ts: e for e in r.entries}
+    assert by[a].filled and by[a].price == 0.50 and by[a].fee_per_share == 0.0
+    assert by[a].pnl == pytest.approx(6 * 0.5)
+    assert not by[b].filled and by[b].pnl == 0.0
+    assert by[c].filled and by[c].pnl == pytest.approx(-6 * 0.5)
+    assert r.n_entries == 3 and r.n_fills == 2 and r.win_rate == 0.5
+
+
+def test_no_quote_moves_on_and_reasons_are_counted(model_gate: EntryGate) -> None:
+    a, b = 900 * 20, 900 * 21
+    rows = [_row(a, 5 / 15, 0.8, ask_up=None), _row(a, 7 / 15, 0.8),
+            _row(b, 5 / 15, 0.55), _row(b, 7 / 15, 0.58)]
+    windows = {("BTC", 900, a): _info(True), ("BTC", 900, b): _info(True),
+               ("BTC", 900, 900 * 99): _info(True)}  # no rows: not a window of this replay
+    r = simulate(rows, windows, model_gate, "taker")
+    assert [e.point for e in r.entries] == [7 / 15]
+    assert r.reasons == {"below_min_confidence": 1} and r.windows == 2
+
+
+def test_filters_policy_uses_the_move(tmp_path: Path) -> None:
+    gate = EntryGate(GateConfig(order_size=10, min_order_size=5))
+    a = 900 * 30
+    rows = [_row(a, 5 / 15, 0.5, move=-0.02), _row(a, 7 / 15, 0.5, move=-0.2)]
+    r = simulate(rows, {("BTC", 900, a): _info(False)}, gate, "taker")
+    (e,) = r.entries
+    assert e.policy == "filters" and e.outcome == "Down" and e.size == 10 and e.won
+    assert e.point == 7 / 15 and e.price == 0.49 and e.p_win is None
+
+
+def _synth_con(n_windows: int = 24):
+    snaps, res = generate(SynthConfig(symbols=("BTC", "ETH"), n_windows=n_windows, seed=4,
+                                      p_missing=0.05, p_one_sided=0.05))
+    con = duckdb.connect()
+    load_into(con, snaps, res)
+    return con, snaps, res
+
+
+def _contract_model(tmp_path: Path, slot0: int, name: str = "td_model_t.onnx") -> Path:
+    w = [0.0] * len(FEATURES)
+    w[FEATURES.index("dir_move_pct")] = 8.0
+    splits = {"train": {"from": slot0, "to": slot0 + 8 * 900, "windows": 18},
+              "calibration": {"from": slot0 + 10 * 900, "to": slot0 + 11 * 900, "windows": 4},
+              "test": None}
+    return make_model(tmp_path / "models" / name, list(FEATURES), w,
+                      meta_over={"feature_contract": str(CONTRACT_VERSION), "splits": json.dumps(splits)})
+
+
+def test_replay_over_synthetic_lake_tables(tmp_path: Path) -> None:
+    con, snaps, res = _synth_con()
+    slot0 = SynthConfig().start_ts
+    scorer = Scorer.load(_contract_model(tmp_path, slot0))
+    assert default_range(scorer) == (slot0 + 12 * 900, None)
+    result = replay(con, scorer, GateConfig(min_confidence=0.55, order_size=20, min_order_size=1))
+    resolved = {(r["symbol"], r["slot_ts"]) for r in res.to_pylist() if r["resolved_up"] is not None}
+    unseen = {k for k in resolved if not (slot0 <= k[1] <= slot0 + 8 * 900 or
+                                          slot0 + 10 * 900 <= k[1] <= slot0 + 11 * 900)}
+    assert result.windows == len(unseen) > 10
+    assert result.skipped["seen_by_model"] > 0
+    assert [(r.policy, r.fill) for r in result.results] == [
+        ("model", "taker"), ("model", "maker"), ("filters", "taker"), ("filters", "maker")]
+    mt, mm = result.results[0], result.results[1]
+    assert mt.n_entries > 0 and mt.n_fills == mt.n_entries and mm.n_fills <= mm.n_entries
+    for e in mt.entries:
+        assert (e.slot_ts, e.symbol) not in {(s, y) for y, s in resolved - unseen}
+    text = result.table()
+    assert "model" in text and "filters" in text and "maker" in text
+    png = pnl_png(result, tmp_path / "r.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # a range [from, to) restricts the windows
+    last = max(s for _, s in unseen)
+    part = replay(con, scorer, GateConfig(min_confidence=0.55), slot_from=last, slot_to=last + 900)
+    assert part.windows == len({k for k in unseen if k[1] == last})
+
+
+def _sqlite_store(path: Path, snaps, res) -> str:
+    from slotml.ingest.ddl import full_ddl
+
+    conn = sqlite3.connect(path)
+    conn.executescript(full_ddl("sqlite"))
+    for table, name in ((snaps, "slot_snapshots"), (res, "slot_resolutions")):
+        cols = table.column_names
+        rows = [tuple(r[c] for c in cols) for r in table.to_pylist()]
+        conn.executemany(f"INSERT INTO {name} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})", rows)
+    conn.commit()
+    conn.close()
+    return f"sqlite:///{path}"
+
+
+def test_cli_replay_end_to_end(tmp_path: Path, capsys) -> None:
+    _, snaps, res = _synth_con(16)
+    url = _sqlite_store(tmp_path / "store.db", snaps, res)
+    lake = tmp_path / "lake"
+    assert main(["export", "--db", url, "--lake", str(lake), "--grace", "0"]) == 0
+    model = _contract_model(tmp_path, SynthConfig().start_ts)
+    (model.parent / "current").write_text(model.name)
+    capsys.readouterr()
+    out_json = tmp_path / "r.json"
+    rc = main(["replay", "--data-dir", str(tmp_path), "--lake-dir", str(lake), "--min-confidence",
+               "0.55", "--order-size", "20", "--min-order-size", "1", "--json", str(out_json)])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    assert "model" in out and "filters" in out and "cumulative PnL chart" in out
+    assert (tmp_path / "replay" / "td_model_t_replay.png").exists()
+    data = json.loads(out_json.read_text())
+    assert data["windows"] > 0 and len(data["results"]) == 4
+    # the train report's hook
+    from slotml.serve.replay import policy_table
+
+    table = policy_table(model_path=model, lake_dir=lake, slot_from=None, slot_to=None)
+    assert isinstance(table, str) and "PnL" in table
+
+
+def test_cli_errors_are_one_line(tmp_path: Path, capsys) -> None:
+    assert main(["replay", "--model-path", str(tmp_path / "none.onnx"), "--lake-dir", str(tmp_path)]) == 2
+    assert "no model file" in capsys.readouterr().err
+    model = _contract_model(tmp_path, 0)
+    assert main(["replay", "--model-path", str(model), "--lake-dir", str(tmp_path / "nolake")]) == 2
+    assert "no lake" in capsys.readouterr().err
+    assert main(["replay", "--model-path", str(model), "--lake-dir", str(tmp_path),
+                 "--from", "yesterday"]) == 2
+    assert "ISO date" in capsys.readouterr().err
+
+
+def test_parse_time() -> None:
+    assert parse_time("1767225600") == 1767225600
+    assert parse_time("2026-01-01") == 1767225600
+    assert parse_time("2026-01-01T00:15:00Z") == 1767225600 + 900
+    assert parse_time(None) is None
