@@ -1,9 +1,99 @@
-"""Subcommands of the sim stage (parsers only; work is imported lazily in handlers)."""
+"""Subcommands of the sim stage (parsers only; work is imported lazily in handlers).
+
+``slotml sim serve`` runs the local venue; ``slotml sim backfill`` writes history into a store.
+"""
 
 from __future__ import annotations
 
 import argparse
 
+from slotml.settings import add_common_args
+
+
+def _world_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--family", default="15m", help="15m (real), 5m, 1m, 10s, 5s (default 15m)")
+    p.add_argument("--symbols", default="BTC,ETH,SOL,XRP", help="comma-separated assets")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--efficient-book", action="store_true",
+                   help="the book quotes the true probability (no edge: a leak detector)")
+    p.add_argument("--settlement", choices=["twap60", "spot"], default="twap60")
+    p.add_argument("--unresolved-fraction", type=float, default=None,
+                   help="windows that never resolve (default 0 for serve, 0.003 for backfill)")
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add this stage's subcommands to the `slotml` parser."""
+    sim = sub.add_parser("sim", help="the local venue (serve) and history generator (backfill)")
+    ssub = sim.add_subparsers(dest="sim_command", metavar="SIM_COMMAND")
+
+    serve = ssub.add_parser("serve", help="serve Gamma, CLOB REST/WS, live-data and /_sim on one port")
+    _world_args(serve)
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8765)
+    serve.add_argument("--synthetic-assets", type=int, default=0, help="extra assets (load)")
+    serve.add_argument("--book-rate", type=float, default=2.0, help="book changes per token per second")
+    serve.add_argument("--fault", action="append", default=[], dest="faults",
+                       help="a fault kind active from the start (repeatable; see /_sim/faults)")
+    add_common_args(serve, db=False)
+    serve.set_defaults(func=_serve)
+
+    bf = ssub.add_parser("backfill", help="write N days of collector-identical history into a store")
+    _world_args(bf)
+    bf.add_argument("--days", type=float, default=60.0)
+    bf.add_argument("--end", default=None,
+                    help="end time (epoch s or ISO 8601 UTC; default now), floored to the window")
+    bf.add_argument("--missing-fraction", type=float, default=0.002,
+                    help="share of snapshot ticks the collector missed")
+    add_common_args(bf)
+    bf.set_defaults(func=_backfill)
+    sim.set_defaults(func=lambda args: (sim.print_help(), 2)[1])
+
+
+def _config(args: argparse.Namespace, **extra):
+    from slotml.sim.config import SimConfig
+
+    return SimConfig(
+        family=args.family, symbols=tuple(s.strip() for s in args.symbols.split(",") if s.strip()),
+        seed=args.seed, efficient_book=args.efficient_book, settlement=args.settlement, **extra,
+    )
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from slotml.log import setup_logging
+    from slotml.settings import log_config
+    from slotml.sim.server import SimServer
+    from slotml.sim.world import World
+
+    setup_logging(args.log_format, args.log_level)
+    cfg = _config(args, host=args.host, port=args.port, synthetic_assets=args.synthetic_assets,
+                  book_rate=args.book_rate, faults=tuple(args.faults),
+                  unresolved_fraction=args.unresolved_fraction or 0.0)
+    log_config(cfg)
+
+    async def main() -> None:
+        server = SimServer(World(cfg))
+        await server.start()
+        print(f"sim serving on {server.base_url} (gamma {server.base_url}/gamma, clob "
+              f"{server.base_url}/clob, ws ws://{cfg.host}:{server.port}/ws/market, "
+              f"rtds ws://{cfg.host}:{server.port}/rtds)", flush=True)
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await server.stop()
+
+    asyncio.run(main())
+    return 0
+
+
+def _backfill(args: argparse.Namespace) -> int:
+    from slotml.log import setup_logging
+    from slotml.settings import CommonSettings
+    from slotml.sim.backfill import run_backfill
+
+    setup_logging(args.log_format, args.log_level)
+    uf = 0.003 if args.unresolved_fraction is None else args.unresolved_fraction
+    cfg = _config(args, unresolved_fraction=uf)
+    return run_backfill(cfg, CommonSettings.from_args(args), days=args.days, end=args.end,
+                        missing_fraction=args.missing_fraction)

@@ -1,0 +1,158 @@
+"""The market maker: Up and Down books around its own, imperfect, estimate of P(Up).
+
+Why imperfect in these ways: the real book's Brier (0.205 / 0.168 / 0.138 at minutes 5/7/10 of
+15m windows) is what a model has to beat. The maker sees the price ``lag_s`` late, uses the
+asset's long-run volatility (it ignores the regime and the hour), adds a persistent noise on the
+z-scale and shades toward 0.5. A model that learns regimes and time left can beat it by a
+realistic margin; ``efficient`` mode quotes the oracle instead (no edge to find).
+
+Book shape (measured on real BTC 15m books, Dec 2025): 1-cent ticks, spread 1c ~76% / 2c ~19%
+/ 3c+ ~5% of two-sided books, wider in the last minutes; one side of the Up book empty near the
+end (the far side of a decided market): ~0% to minute 5, 2-3% at 6-9, 7% at 10, 17/28/42% at
+11/12/13, 66% in the last minute; Down = 1 - Up within a cent ~73% of the time; top-5 bid size
+p10/p50/p90 ~700/3000/7100 shares. Prices stay in [0.01, 0.99].
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.signal import lfilter
+from scipy.special import ndtr, ndtri
+
+from slotml.sim.oracle import known_sum, p_up
+
+# Spread (cents) distribution by minute of a 15-minute window (later families: scaled minute).
+SPREADS = np.array([1, 2, 3, 4, 5])
+_BASE = [0.78, 0.17, 0.04, 0.01, 0.0]
+SPREAD_PROBS = np.array([_BASE] * 11 + [
+    [0.70, 0.22, 0.06, 0.02, 0.0],  # minute 11: mean ~1.4c
+    [0.63, 0.26, 0.08, 0.03, 0.0],  # 12: ~1.5c
+    [0.56, 0.30, 0.10, 0.04, 0.0],  # 13: ~1.6c
+    [0.35, 0.30, 0.10, 0.0, 0.25],  # 14 (last minute): ~2.5c
+])
+# One-sided Up book: the far side is dropped when min(p, 1-p) < ONE_SIDED_EDGE[minute]
+# (calibrated so the shares by minute match the real ones, see tests/sim/test_realism.py).
+ONE_SIDED_EDGE = np.array([0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.006, 0.008, 0.01, 0.012,
+                           0.025, 0.05, 0.08, 0.12, 0.22])
+PERIOD_S = 7  # the spread / size / skew state persists this long
+LEVELS = 5
+TOP5_MEDIAN = 3000.0
+LEVEL_WEIGHTS = np.array([0.26, 0.2, 0.19, 0.18, 0.17])  # best first; sums to ~1
+SKEW_PROB = 0.27  # share of periods in which the Down book is off the Up complement by 2c
+
+
+@dataclass(frozen=True)
+class MakerParams:
+    lag_s: int = 3
+    noise_sd: float = 0.25  # std of the persistent noise on the z-scale
+    noise_tau_s: float = 45.0  # its correlation time
+    shade: float = 0.9  # z -> shade * z: toward 0.5, yet able to reach 0.99 when decided
+
+
+MAKER = MakerParams()
+
+
+def minute_index(elapsed_s: np.ndarray, window_s: int) -> np.ndarray:
+    """Minute of a 15-minute-equivalent window (0..14) for any family."""
+    return np.clip((np.asarray(elapsed_s) * 15 // window_s).astype(int), 0, 14)
+
+
+def maker_prob(*, rule: str, spot: np.ndarray, spot_t0: int, ts: np.ndarray, start: int,
+               end: int, p2b: float, vbar: float, rng: np.random.Generator,
+               params: MakerParams = MAKER) -> np.ndarray:
+    """The maker's P(Up) at each second in ``ts`` (which must lie in [start, end]).
+
+    ``spot`` holds spot at seconds spot_t0.. (covering ts - lag - 60 .. end). ``vbar`` is the
+    asset's long-run total variance per second (no regime, no intraday profile, no jumps split).
+    """
+    tl = ts - params.lag_s
+    idx = tl - spot_t0
+    s_lag = spot[idx]
+    m = (end - tl).astype(np.float64)
+    known = known_sum(spot, spot_t0, tl, end) if rule == "twap60" else 0.0
+    p = p_up(rule=rule, spot_t=s_lag, m=m, v=vbar, lam=0.0, jvar=0.0, p2b=p2b, known_sum=known)
+    z = ndtri(np.clip(p, 1e-9, 1 - 1e-9))
+    # persistent AR(1) noise over the whole window (drawn the same whatever ts asks for)
+    n = end - start + 1
+    a = np.exp(-1.0 / params.noise_tau_s)
+    e = rng.standard_normal(n) * params.noise_sd * np.sqrt(1 - a * a)
+    x0 = rng.standard_normal() * params.noise_sd
+    noise = lfilter([1.0], [1.0, -a], e, zi=[a * x0])[0]
+    return ndtr(params.shade * z + noise[np.clip(ts - start, 0, n - 1)])
+
+
+@dataclass
+class WindowBooks:
+    """Best quotes (integer cents; 0 = empty side) and top sizes per second of a window."""
+
+    ts: np.ndarray
+    p: np.ndarray  # the probability quoted around
+    up_bid: np.ndarray
+    up_ask: np.ndarray
+    down_bid: np.ndarray
+    down_ask: np.ndarray
+    top5: np.ndarray  # summed size of the top 5 levels (each side, before weights)
+    level_w: np.ndarray  # per-market level weights (5,)
+
+    def levels(self, i: int) -> tuple[dict, dict]:
+        """The full books at index i: ({'bids': [(cents, size)...], 'asks': [...]}, same for Down).
+
+        Levels are best first here; the wire reverses them (worst to best).
+        """
+        size = [round(float(self.top5[i] * w), 2) for w in self.level_w]
+
+        def side(best: int, step: int) -> list[tuple[int, float]]:
+            if best <= 0:
+                return []
+            out = []
+            for k in range(LEVELS):
+                c = best + step * k
+                if 1 <= c <= 99:
+                    out.append((c, size[k]))
+            return out
+
+        up = {"bids": side(int(self.up_bid[i]), -1), "asks": side(int(self.up_ask[i]), +1)}
+        down = {"bids": side(int(self.down_bid[i]), -1), "asks": side(int(self.down_ask[i]), +1)}
+        return up, down
+
+
+def quote_books(p: np.ndarray, ts: np.ndarray, start: int, window_s: int,
+                rng: np.random.Generator) -> WindowBooks:
+    """Turn probabilities into Up/Down best quotes for each second (vectorised)."""
+    elapsed = np.clip(ts - start, 0, window_s)
+    minute = minute_index(elapsed, window_s)
+    plen = max(1, min(PERIOD_S, window_s // 3))
+    period = (elapsed // plen).astype(int)
+    n_periods = window_s // plen + 1  # fixed per family: same draws whatever ts asks for
+    u_spread = rng.random(n_periods)
+    u_skew = rng.random(n_periods)
+    skew_sign = rng.choice([-2, 2], n_periods)
+    size_jit = np.exp(rng.standard_normal(n_periods) * 0.62)
+    scale = TOP5_MEDIAN * float(np.exp(rng.standard_normal() * 0.5))
+    level_w = LEVEL_WEIGHTS * np.exp(rng.standard_normal(LEVELS) * 0.15)
+
+    cdf = np.cumsum(SPREAD_PROBS, axis=1)[minute]  # (n, 5)
+    spread = SPREADS[np.minimum((u_spread[period][:, None] > cdf).sum(axis=1), len(SPREADS) - 1)]
+    pc = np.clip(p, 0.0, 1.0) * 100.0
+    bid = np.rint(pc - spread / 2.0).astype(int)
+    bid = np.clip(bid, 1, 99 - spread)
+    ask = bid + spread
+    edge = ONE_SIDED_EDGE[minute]
+    hi = p > 1.0 - edge  # Up nearly won: nobody offers Up -> no Up asks
+    lo = p < edge  # Up nearly lost: nobody bids Up -> no Up bids
+    # one-sided quotes sit at the extreme the market is heading to
+    bid = np.where(hi, np.clip(np.rint(pc - 0.5).astype(int), 1, 99), bid)
+    ask = np.where(lo, np.clip(np.rint(pc + 0.5).astype(int), 1, 99), ask)
+    up_bid = np.where(lo, 0, bid)
+    up_ask = np.where(hi, 0, ask)
+    delta = np.where(u_skew[period] < SKEW_PROB, skew_sign[period], 0)
+    down_bid = np.where(up_ask > 0, np.clip(100 - up_ask + delta, 1, 99), 0)
+    down_ask = np.where(up_bid > 0, np.clip(100 - up_bid + delta, 1, 99), 0)
+    both = (down_bid > 0) & (down_ask > 0)
+    down_ask = np.where(both & (down_ask <= down_bid), down_bid + 1, down_ask)
+    down_bid = np.where(both & (down_ask > 99), 98, down_bid)
+    down_ask = np.minimum(down_ask, 99)
+    top5 = scale * size_jit[period]
+    return WindowBooks(ts, p, up_bid, up_ask, down_bid, down_ask, top5, level_w)
