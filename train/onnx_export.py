@@ -37,6 +37,10 @@ TOLERANCE = 1e-6
 RAW_OUTPUT = "p_raw"  # debug output, present only in the checked copy, never in the file
 PLATT_EPS = 1e-7
 CHECK_BATCH = 8192  # rows per check run (the isotonic step holds an [N, K] comparison)
+# Calibrated probabilities stay in [PROB_FLOOR, 1 - PROB_FLOOR]. Isotonic end blocks are the
+# observed rate of a finite slice: n rows all Up say P >= ~1 - 1/n, not 1, and a confident
+# miss at exactly 0 or 1 costs unbounded log loss (and a p_win of 1 sizes a full bet).
+PROB_FLOOR = 0.005
 
 
 class ExportCheckError(UserError):
@@ -52,6 +56,7 @@ class Calibration:
     isotonic: Any = None
     a: float = 1.0
     b: float = 0.0
+    floor: float = PROB_FLOOR
     n: int = 0
     info: dict[str, Any] = field(default_factory=dict)
 
@@ -62,20 +67,24 @@ class Calibration:
             return self.isotonic.predict(x)
         p = np.clip(x, PLATT_EPS, 1 - PLATT_EPS)
         z = self.a * np.log(p / (1 - p)) + self.b
-        return 1.0 / (1.0 + np.exp(-z))
+        return np.clip(1.0 / (1.0 + np.exp(-z)), self.floor, 1 - self.floor)
 
 
-def fit_calibration(kind: str, p_raw: np.ndarray, y: np.ndarray) -> Calibration:
-    """Fit on the exported model's float32 probabilities, in float64."""
+def fit_calibration(kind: str, p_raw: np.ndarray, y: np.ndarray,
+                    floor: float = PROB_FLOOR) -> Calibration:
+    """Fit on the exported model's float32 probabilities, in float64; output in [floor, 1-floor]."""
+    if not 0.0 <= floor < 0.5:
+        raise UserError(f"probability floor must lie in [0, 0.5), got {floor}")
     x = np.asarray(p_raw, dtype=np.float32).astype(np.float64)
     yy = np.asarray(y, dtype=np.float64)
     if kind == "isotonic":
         from sklearn.isotonic import IsotonicRegression
 
-        iso = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0, increasing=True)
+        iso = IsotonicRegression(out_of_bounds="clip", y_min=floor, y_max=1.0 - floor,
+                                 increasing=True)
         iso.fit(x, yy)
-        return Calibration(kind=kind, isotonic=iso, n=len(x),
-                           info={"thresholds": int(len(iso.X_thresholds_))})
+        return Calibration(kind=kind, isotonic=iso, n=len(x), floor=floor,
+                           info={"thresholds": int(len(iso.X_thresholds_)), "floor": floor})
     if kind == "platt":
         from sklearn.linear_model import LogisticRegression
 
@@ -83,7 +92,8 @@ def fit_calibration(kind: str, p_raw: np.ndarray, y: np.ndarray) -> Calibration:
         lr = LogisticRegression(C=1e12, solver="lbfgs", max_iter=1000)
         lr.fit(np.log(p / (1 - p)).reshape(-1, 1), yy.astype(int))
         return Calibration(kind=kind, a=float(lr.coef_[0, 0]), b=float(lr.intercept_[0]),
-                           n=len(x), info={"a": float(lr.coef_[0, 0]), "b": float(lr.intercept_[0])})
+                           n=len(x), floor=floor,
+                           info={"a": float(lr.coef_[0, 0]), "b": float(lr.intercept_[0]), "floor": floor})
     raise UserError(f"unknown calibration {kind!r} (use isotonic or platt)")
 
 
@@ -150,7 +160,7 @@ def _isotonic_nodes(cal: Calibration, x_name: str, out_name: str) -> tuple[list,
             n("Add", ["iso_sdx", "iso_y_lo"], ["iso_y"]),
         ]
     nodes.append(n("Cast", ["iso_y"], ["iso_y32"], to=TensorProto.FLOAT))
-    nodes += _clip01("iso_y32", out_name, inits)
+    nodes += _clip01("iso_y32", out_name, inits, 0.0)  # sklearn's y_min/y_max hold the floor
     return nodes, inits
 
 
@@ -177,15 +187,15 @@ def _platt_nodes(cal: Calibration, x_name: str, out_name: str) -> tuple[list, li
         n("Sigmoid", ["platt_z"], ["platt_y"]),
         n("Cast", ["platt_y"], ["platt_y32"], to=TensorProto.FLOAT),
     ]
-    nodes += _clip01("platt_y32", out_name, inits)
+    nodes += _clip01("platt_y32", out_name, inits, cal.floor)
     return nodes, inits
 
 
-def _clip01(x: str, out: str, inits: list) -> list:
+def _clip01(x: str, out: str, inits: list, floor: float) -> list:
     from onnx import helper, numpy_helper
 
-    inits += [numpy_helper.from_array(np.array(0.0, dtype=np.float32), "cal_zero"),
-              numpy_helper.from_array(np.array(1.0, dtype=np.float32), "cal_one")]
+    inits += [numpy_helper.from_array(np.array(floor, dtype=np.float32), "cal_zero"),
+              numpy_helper.from_array(np.array(1.0 - floor, dtype=np.float32), "cal_one")]
     return [helper.make_node("Clip", [x, "cal_zero", "cal_one"], [out])]
 
 
@@ -328,14 +338,15 @@ class Exported:
     calibration: Calibration
     check: CheckResult
     p_raw_calibration: np.ndarray  # the raw ONNX probabilities the calibration was fitted on
+    raw: Any = None  # the converted booster alone (uncalibrated), for the report
 
 
 def export_calibrated(booster: Any, n_features: int, X_cal: np.ndarray, y_cal: np.ndarray,
-                      kind: str, X_check: np.ndarray) -> Exported:
+                      kind: str, X_check: np.ndarray, floor: float = PROB_FLOOR) -> Exported:
     """Export, fit the calibration on the export's own output, append it, check both parts."""
     raw = booster_to_onnx(booster, n_features)
     p_raw = raw_onnx_probabilities(raw, X_cal)
-    cal = fit_calibration(kind, p_raw, y_cal)
+    cal = fit_calibration(kind, p_raw, y_cal, floor)
     dbg = calibrated_model(raw, cal, debug_raw=True)
     check = check_model(dbg, booster, cal, X_check)
     model = strip_debug_output(dbg)
@@ -345,7 +356,7 @@ def export_calibrated(booster: Any, n_features: int, X_cal: np.ndarray, y_cal: n
     b = run_batched(session(dbg), probe, [OUTPUT_NAME])[0]
     if not np.array_equal(a, b):
         raise ExportCheckError("export check failed: the written graph differs from the checked one")
-    return Exported(model=model, calibration=cal, check=check, p_raw_calibration=p_raw)
+    return Exported(model=model, calibration=cal, check=check, p_raw_calibration=p_raw, raw=raw)
 
 
 def calibration_only_model(cal: Calibration) -> Any:

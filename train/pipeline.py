@@ -51,6 +51,7 @@ class TrainConfig:
     points: tuple[float, ...] = DEFAULT_POINTS
     filters: FilterRule = field(default_factory=FilterRule)
     eval_card: Path | None = None  # --final: the evaluation run's card (default: latest)
+    prob_floor: float = 0.005  # calibrated P(Up) kept in [floor, 1 - floor] (onnx_export.PROB_FLOOR)
 
     @property
     def oracle_path(self) -> Path | None:
@@ -283,6 +284,7 @@ def train_on_dataset(ds: TrainingSet, split: Split, cfg: TrainConfig,
         INPUT_NAME,
         OUTPUT_NAME,
         export_calibrated,
+        raw_onnx_probabilities,
         run_batched,
         session,
         set_metadata,
@@ -297,7 +299,7 @@ def train_on_dataset(ds: TrainingSet, split: Split, cfg: TrainConfig,
     with stages(f"export + {cfg.calibration} calibration + checks"):
         check_mask = _check_rows(split, len(ds))
         ex = export_calibrated(fr.booster, ds.n_features, ds.X[cal], ds.y[cal], cfg.calibration,
-                               ds.X[check_mask])
+                               ds.X[check_mask], cfg.prob_floor)
         log.info("export checks passed on %d rows: raw vs XGBoost %.2g, calibrated vs sklearn %.2g",
                  ex.check.rows, ex.check.raw_max_abs_diff, ex.check.calibrated_max_abs_diff)
 
@@ -320,6 +322,9 @@ def train_on_dataset(ds: TrainingSet, split: Split, cfg: TrainConfig,
                 oracle_p=oracle, rule=cfg.filters,
             )
             book_test = M.book_probability(None if ds.up_mid is None else ds.up_mid[tm], len(rows))[0]
+            # what the calibration did: the same booster's uncalibrated (exported) probabilities
+            metrics["overall"]["model_uncalibrated"] = M.score(
+                y_test, raw_onnx_probabilities(ex.raw, ds.X[tm]))
             metrics["test_windows"] = split.test.windows
         else:
             metrics = {"final": True}

@@ -49,7 +49,7 @@ def format_report(metrics: dict[str, Any], window_s: int = 900) -> str:
     preds = ["model", "book_mid", "base_rate"]
     lines = [f"TEST DAYS: {metrics['rows']:,} rows; ECE over {metrics['ece_bins']} equal-width bins; "
              f"book missing on {metrics['book_missing_rows']} rows (scored 0.5)", ""]
-    rows = _rows(metrics["overall"], preds)
+    rows = _rows(metrics["overall"], [*preds, "model_uncalibrated"])
     if "oracle" in metrics:
         o = metrics["oracle"]
         rows += _rows(o, ["oracle", "model_same_rows", "book_mid_same_rows"],

@@ -45,7 +45,7 @@ def test_isotonic_in_onnx_equals_sklearn_incl_clip_and_ties(seed):
     levels = rng.uniform(0.1, 0.9, 40).astype(np.float32)
     x = rng.choice(levels, 4000)
     y = (rng.random(4000) < x).astype(np.int8)
-    cal = fit_calibration("isotonic", x, y)
+    cal = fit_calibration("isotonic", x, y, floor=0.0)  # plain sklearn (floor tested below)
     iso = cal.isotonic
     assert len(iso.X_thresholds_) > 3
     probe = _probe(iso.X_thresholds_, rng)
@@ -93,7 +93,7 @@ def trained():
     ds, _ = synthetic_training_set(n_windows=800, seed=7)
     n = len(ds)
     a, b, c = int(n * 0.6), int(n * 0.75), int(n * 0.9)
-    fr = fit_booster(ds.X[:a], ds.y[:a], ds.X[a:b], ds.y[a:b], {"num_boost_round": 200})
+    fr = fit_booster(ds.X[:a], ds.y[:a], ds.X[a:b], ds.y[a:b], {"num_boost_round": 200, "nthread": 1, "eta": 0.15})
     return ds, fr, (a, b, c)
 
 
@@ -140,9 +140,24 @@ def test_checks_fail_loudly(trained):
     cal = fit_calibration("isotonic", raw_onnx_probabilities(raw, ds.X[b:c]), ds.y[b:c])
     dbg = calibrated_model(raw, cal, debug_raw=True)
     check_model(dbg, fr.booster, cal, ds.X[c:])  # the honest pair passes
-    other = fit_booster(ds.X[:a], 1 - ds.y[:a], ds.X[a:b], 1 - ds.y[a:b], {"num_boost_round": 20}).booster
+    other = fit_booster(ds.X[:a], 1 - ds.y[:a], ds.X[a:b], 1 - ds.y[a:b], {"num_boost_round": 20, "nthread": 1}).booster
     with pytest.raises(ExportCheckError, match="raw ONNX probabilities differ from XGBoost"):
         check_model(dbg, other, cal, ds.X[c:])
     wrong = fit_calibration("isotonic", raw_onnx_probabilities(raw, ds.X[b:c]), 1 - ds.y[b:c])
     with pytest.raises(ExportCheckError, match="calibrated ONNX output differs from sklearn isotonic"):
         check_model(dbg, fr.booster, wrong, ds.X[c:])
+
+
+@pytest.mark.parametrize("kind", ["isotonic", "platt"])
+def test_probability_floor_keeps_outputs_off_0_and_1(kind):
+    # perfectly separable: plain isotonic would say exactly 0 and 1
+    x = np.r_[np.full(300, 0.2), np.full(300, 0.8)].astype(np.float32)
+    y = np.r_[np.zeros(300), np.ones(300)].astype(np.int8)
+    cal = fit_calibration(kind, x, y, floor=0.01)
+    probe = np.linspace(0, 1, 201).astype(np.float32)
+    got = _run_cal(cal, probe)
+    assert got.min() >= np.float32(0.01) and got.max() <= np.float32(0.99)
+    assert got.min() == pytest.approx(0.01) and got.max() == pytest.approx(0.99)
+    assert np.max(np.abs(got - cal.apply(probe))) <= 1e-6
+    if kind == "isotonic":
+        assert fit_calibration(kind, x, y, floor=0.0).apply(np.float32([0.1]))[0] == 0.0
