@@ -8,6 +8,78 @@ import argparse
 def register(sub: argparse._SubParsersAction) -> None:
     """Add this stage's subcommands to the `slotml` parser."""
     _register_db(sub)
+    _register_collect(sub)
+
+
+# --- slotml collect / rederive: the collector daemon (see ingest/collector.py) ----------------
+
+def _register_collect(sub: argparse._SubParsersAction) -> None:
+    from slotml.settings import add_common_args
+
+    p = sub.add_parser("collect", help="run the collector daemon (Gamma + CLOB + live-data -> store)",
+                       description="Discover the family's windows, snapshot books and Chainlink "
+                       "prices on a clock grid, record resolutions. Venue URLs default to the real "
+                       "venue's; env SLOTML_GAMMA_URL, SLOTML_CLOB_URL, SLOTML_CLOB_WS_URL, "
+                       "SLOTML_RTDS_WS_URL.")
+    add_common_args(p)
+    p.add_argument("--family", default="15m", help="window family: 15m, 5m, 5s ... (default 15m)")
+    p.add_argument("--symbols", default="BTC,ETH,SOL,XRP", help="assets (default BTC,ETH,SOL,XRP)")
+    p.add_argument("--gamma-url", help="Gamma REST base (env SLOTML_GAMMA_URL)")
+    p.add_argument("--clob-url", help="CLOB REST base (env SLOTML_CLOB_URL)")
+    p.add_argument("--clob-ws-url", help="CLOB market websocket URL (env SLOTML_CLOB_WS_URL)")
+    p.add_argument("--rtds-ws-url", help="live-data websocket URL (env SLOTML_RTDS_WS_URL)")
+    p.add_argument("--snapshot-interval", type=float, default=30.0, help="seconds (default 30)")
+    p.add_argument("--discovery-interval", type=float, default=60.0, help="seconds (default 60)")
+    p.add_argument("--resolution-interval", type=float, default=60.0, help="seconds (default 60)")
+    p.add_argument("--stale-after", type=float, default=30.0,
+                   help="a stream silent this long is reconnected and its data NULLed (default 30)")
+    p.add_argument("--retry-limit", type=float, default=3600.0,
+                   help="seconds after a window's end to keep polling its resolution (default 3600)")
+    p.add_argument("--health-port", type=int, default=9108,
+                   help="/health and /metrics on 127.0.0.1 (default 9108; 0 = off)")
+    p.add_argument("--raw-dir", help="capture every frame and REST body here (hourly gzip JSON lines)")
+    p.set_defaults(func=_collect)
+
+    r = sub.add_parser("rederive", help="rebuild snapshot rows from a --raw-dir capture",
+                       description="Replay a raw capture through the same books, prices and "
+                       "snapshot function into a (separate) store.")
+    add_common_args(r)
+    r.add_argument("raw_dir", help="the collector's --raw-dir")
+    r.add_argument("--cadence", type=float, default=30.0, help="snapshot interval, s (default 30)")
+    r.add_argument("--family", default="15m")
+    r.add_argument("--symbols", default="BTC,ETH,SOL,XRP")
+    r.add_argument("--stale-after", type=float, default=30.0)
+    r.set_defaults(func=_rederive)
+
+
+def _collect(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from slotml.ingest.collector import run_collector
+    from slotml.ingest.config import config_from_args
+    from slotml.log import setup_logging
+    from slotml.settings import log_config
+
+    cfg = config_from_args(args)
+    setup_logging(cfg.common.log_format, cfg.common.log_level)
+    log_config(cfg)
+    return asyncio.run(run_collector(cfg))
+
+
+def _rederive(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from slotml.ingest.raw import rederive
+    from slotml.log import setup_logging
+    from slotml.settings import CommonSettings
+
+    settings = CommonSettings.from_args(args)
+    setup_logging(settings.log_format, settings.log_level)
+    symbols = tuple(s.strip().upper() for s in args.symbols.split(",") if s.strip())
+    n = asyncio.run(rederive(args.raw_dir, settings.db, args.family, symbols, args.cadence,
+                             args.stale_after))
+    print(f"rederive: {n} snapshot rows written to {settings.db}")
+    return 0
 
 
 # --- slotml db: the store (owned by the store; see ingest/store.py) ---------------------------

@@ -131,6 +131,8 @@ class WsFeed:
                     log.info("%s: connected to %s (connection %d)", self.name, self.url,
                              self.connects)
                     self.last_data_at = time.time()
+                    if self.on_raw is not None:  # lets a replay see connection boundaries
+                        self.on_raw(f"{self.name}:open", "", self.last_data_at)
                     await self.on_open(ws)
                     pinger = asyncio.create_task(self._pinger(ws))
                     try:
@@ -178,6 +180,8 @@ class WsFeed:
                 if self.connected:
                     self.connected = False
                     self.on_close()
+                    if self.on_raw is not None:
+                        self.on_raw(f"{self.name}:close", "", time.time())
             if self._stop.is_set():
                 break
             if normal_close:

@@ -141,3 +141,51 @@ def test_clob_winner_flag() -> None:
     assert clob_winner(base) is False
     with pytest.raises(ParseError):
         clob_winner({"nope": 1})
+
+
+async def test_http_client_backs_off_on_425_429_5xx_and_honours_retry_after() -> None:
+    import time
+
+    from aiohttp import web
+
+    from slotml.ingest.gamma import HttpClient
+    from slotml.ingest.health import Metrics
+
+    script = [(425, {"Retry-After": "0.4"}), (429, {"Retry-After": "0"}), (503, {}),
+              (200, {})]
+    hits: list[float] = []
+
+    async def handler(_req: web.Request) -> web.Response:
+        hits.append(time.monotonic())
+        status, headers = script[min(len(hits) - 1, len(script) - 1)]
+        return web.json_response({"ok": len(hits)} if status == 200 else {"error": "x"},
+                                 status=status, headers=headers)
+
+    async def missing(_req: web.Request) -> web.Response:
+        return web.Response(status=404, text="not found")
+
+    app = web.Application()
+    app.router.add_get("/events/slug/{slug}", handler)
+    app.router.add_get("/gone", missing)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]
+    bodies: list[str] = []
+    m = Metrics()
+    c = HttpClient(m, timeout=5, backoff_max=1.0, on_body=lambda src, body, t: bodies.append(src))
+    await c.start()
+    try:
+        got = await c.get_json(f"http://127.0.0.1:{port}/events/slug/x")
+        assert got == {"ok": 4}
+        assert hits[1] - hits[0] >= 0.35  # Retry-After honoured
+        assert m.get("http_retries") == 3
+        assert m.get("http_responses", status="425") == 1
+        assert m.get("http_responses", status="503") == 1
+        assert len(bodies) == 4 and bodies[0].startswith("gamma:http://")
+        assert await c.get_json(f"http://127.0.0.1:{port}/gone") is None
+        assert m.get("http_retries") == 3  # a 404 is an answer, not retried
+    finally:
+        await c.close()
+        await runner.cleanup()

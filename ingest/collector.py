@@ -1,0 +1,626 @@
+"""``slotml collect``: the collector daemon (discovery, snapshot and resolution loops).
+
+Three independent asyncio loops share in-memory state (windows, books, prices) and write only
+through the ``DurableWriter`` (spool first, so a dead database or a SIGKILL loses nothing):
+
+* discovery (``--discovery-interval``): look up the slugs of the window in progress and the
+  next few on Gamma, record each new window in ``slot_resolutions`` and subscribe its tokens;
+* snapshot (``--snapshot-interval``, on a clock grid shared by all assets): one row per window
+  in progress via ``ingest.snapshot.make_snapshot`` (the one snapshot function);
+* resolution (``--resolution-interval``): measured final price, then Gamma until resolved with
+  both official prices, or the retry limit passes; cross-checks counted.
+
+``price_to_beat`` is the settlement-series observation stamped exactly at the window start. If
+that exact second never arrives (the collector started later than the relay's backfill covers,
+or the relay skipped it), it stays NULL and so do the window's moves: rows are never revised
+and a neighbouring second is not the venue's strike. It is counted (``price_to_beat_missing``).
+Data older than ``--stale-after`` is never written as fresh: the columns are NULL and counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from slotml.ingest.books import BookStore
+from slotml.ingest.clob_ws import ClobFeed
+from slotml.ingest.config import CollectorConfig
+from slotml.ingest.gamma import (
+    HttpClient,
+    MarketInfo,
+    ParseError,
+    clob_winner,
+    parse_market,
+    slug_for,
+)
+from slotml.ingest.health import HealthServer, Metrics, age, prometheus_text
+from slotml.ingest.prices import SPOT, TWAP60, PriceSource, RtdsRelay
+from slotml.ingest.snapshot import WindowRef, grid_tick_ms, make_snapshot
+
+log = logging.getLogger(__name__)
+
+PRICE_TOL = 1e-9  # relative: official prices are the same observations rounded to double
+
+
+def settle_series(settlement: str) -> str | None:
+    return {"twap60": TWAP60, "spot": SPOT}.get(settlement)
+
+
+@dataclass
+class Window:
+    info: MarketInfo
+    price_to_beat: float | None = None
+    spot_price_to_beat: float | None = None
+    final_price: float | None = None
+    final_seen_at: float | None = None
+    resolved_up: bool | None = None
+    resolved_at: float | None = None
+    official_ptb: float | None = None
+    official_final: float | None = None
+    prev_resolved_up: bool | None = None
+    ws_winner: bool | None = None
+    clob_winner: bool | None = None
+    checked: set[str] = field(default_factory=set)  # disagreement kinds already counted
+    done: bool = False
+    ptb_missing_counted: bool = False
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return (self.info.symbol, self.info.slot_ts)
+
+    def keycols(self) -> dict[str, Any]:
+        return {"symbol": self.info.symbol, "window_s": self.info.window_s,
+                "slot_ts": self.info.slot_ts}
+
+
+def info_from_row(row: dict[str, Any], family: str) -> MarketInfo | None:
+    """Rebuild a window's metadata from its ``slot_resolutions`` row (restart)."""
+    if not row.get("up_token_id") or not row.get("down_token_id") or not row.get("end_ts"):
+        return None
+    return MarketInfo(
+        symbol=row["symbol"], family=family, window_s=int(row["window_s"]),
+        slot_ts=int(row["slot_ts"]), end_ts=int(row["end_ts"]),
+        slug=row.get("slug") or slug_for(row["symbol"], family, row["slot_ts"]),
+        condition_id=row.get("condition_id") or "", up_token_id=row["up_token_id"],
+        down_token_id=row["down_token_id"], settlement=row.get("settlement") or "twap60",
+        tick_size=row.get("tick_size"), min_order_size=row.get("min_order_size"),
+        fee_rate=row.get("fee_rate"), fee_exponent=row.get("fee_exponent"),
+        fee_taker_only=row.get("fee_taker_only"), slug_ts=int(row["slot_ts"]),
+    )
+
+
+def fill_bases(win: Window, prices: Any) -> dict[str, Any]:
+    """Look for the observations stamped exactly at the window start (set once each)."""
+    info = win.info
+    changed: dict[str, Any] = {}
+    series = settle_series(info.settlement)
+    if win.price_to_beat is None and series is not None:
+        o = prices.at(info.symbol, series, info.slot_ts)
+        if o is not None:
+            win.price_to_beat = changed["price_to_beat"] = o.value
+    if win.spot_price_to_beat is None:
+        o = prices.at(info.symbol, SPOT, info.slot_ts)
+        if o is not None:
+            win.spot_price_to_beat = changed["spot_price_to_beat"] = o.value
+    return changed
+
+
+def fresh_price(prices: Any, symbol: str, series: str, now: float, stale_after: float,
+                metrics: Metrics) -> float | None:
+    """The latest observation, unless it is older than ``stale_after`` (then NULL, counted)."""
+    o = prices.latest(symbol, series)
+    if o is None:
+        metrics.inc("snapshot_nulls", column=series, reason="no_data")
+        return None
+    if now - o.obs_ts > stale_after:
+        metrics.inc("snapshot_nulls", column=series, reason="stale")
+        return None
+    return o.value
+
+
+def window_row(win: Window, tick_ms: int, now: float, books: BookStore, prices: Any,
+               clob_fresh: bool, stale_after: float, metrics: Metrics) -> dict[str, Any]:
+    """One window's snapshot row from the live state (shared by the daemon and rederive)."""
+    info = win.info
+    up = down = None
+    if clob_fresh:
+        up = books.top(info.up_token_id)
+        down = books.top(info.down_token_id)
+        for t in (up, down):
+            if t is None:
+                metrics.inc("snapshot_nulls", column="book", reason="no_book")
+    else:
+        metrics.inc("snapshot_nulls", column="book", reason="stale_stream")
+    known = settle_series(info.settlement) is not None
+    ref = WindowRef(info.symbol, info.window_s, info.slot_ts,
+                    info.settlement if known else "unknown",
+                    win.price_to_beat, win.spot_price_to_beat)
+    row, rejects = make_snapshot(ref, tick_ms, now, up, down,
+                                 fresh_price(prices, info.symbol, SPOT, now, stale_after, metrics),
+                                 fresh_price(prices, info.symbol, TWAP60, now, stale_after,
+                                             metrics))
+    if not known:  # e.g. a 30 s TWAP market: we do not follow its series
+        row["dir_move_pct"] = row["abs_move_pct"] = None
+    for r in rejects:
+        side, reason = r.split(":", 1)
+        metrics.inc("book_rejects", side=side, reason=reason)
+    return row
+
+
+class Collector:
+    """The daemon. ``run()`` until ``stop()``; every loop iteration is isolated (a bug or a
+    venue surprise in one round is counted and logged, never fatal)."""
+
+    def __init__(self, cfg: CollectorConfig, store: Any, writer: Any,
+                 prices: PriceSource | None = None, clock: Callable[[], float] = time.time,
+                 raw: Any = None) -> None:
+        self.cfg = cfg
+        self.store = store
+        self.writer = writer
+        self.clock = clock
+        self.raw = raw
+        self.metrics = Metrics()
+        on_raw = raw.write if raw is not None else None
+        self.books = BookStore(self.metrics, on_resolved=self._on_ws_resolved)
+        self.clob = ClobFeed(cfg.clob_ws_url, self.books, self.metrics,
+                             ping_interval=cfg.clob_ping_interval, stall_after=cfg.stale_after,
+                             backoff_max=cfg.backoff_max, on_raw=on_raw)
+        self.clob.keep = self._token_still_live
+        retention = max(3600.0, 4 * cfg.window_s + 600.0)
+        self.prices: PriceSource = prices or RtdsRelay(
+            cfg.rtds_ws_url, cfg.symbols, self.metrics, ping_interval=cfg.rtds_ping_interval,
+            stall_after=cfg.stale_after, backoff_max=cfg.backoff_max, retention_s=retention,
+            on_raw=on_raw)
+        self.http = HttpClient(self.metrics, timeout=cfg.http_timeout,
+                               backoff_max=cfg.backoff_max, on_body=on_raw)
+        self.windows: dict[tuple[str, int], Window] = {}
+        self.by_token: dict[str, tuple[str, int]] = {}
+        self.by_condition: dict[str, tuple[str, int]] = {}
+        self.outcomes: dict[tuple[str, int], bool] = {}  # resolved_up by (symbol, slot_ts)
+        self.known_keys: set[tuple[str, int]] = set()  # rows known to exist in the store
+        self.last_tick_ms: int | None = None
+        self.last_capture_spread: float | None = None
+        self.started_at = clock()
+        self.health: HealthServer | None = None
+        self._tasks: list[asyncio.Task] = []
+        self._stop = asyncio.Event()
+        self._ready = asyncio.Event()
+
+    # ---------------------------------------------------------------- life cycle
+    async def run(self) -> None:
+        await self.http.start()
+        try:
+            await self.resume()
+            self.clob.start()
+            self.prices.start()
+            if self.cfg.health_port:
+                self.health = HealthServer(self.cfg.health_port, self.health_status,
+                                           self.metrics_text)
+                await self.health.start()
+            self._tasks = [
+                asyncio.create_task(self._loop("discovery", self.cfg.discovery_interval,
+                                               self.discover_once), name="discovery"),
+                asyncio.create_task(self._snapshot_loop(), name="snapshot"),
+                asyncio.create_task(self._loop("resolution", self.cfg.resolution_interval,
+                                               self.resolve_once), name="resolution"),
+            ]
+            self._ready.set()
+            log.info("collector running: family %s, symbols %s", self.cfg.family,
+                     ",".join(self.cfg.symbols))
+            await self._stop.wait()
+        finally:
+            for t in self._tasks:
+                t.cancel()
+            for t in self._tasks:
+                try:
+                    await t
+                except (asyncio.CancelledError, Exception):  # noqa: BLE001
+                    pass
+            await self.clob.stop()
+            await self.prices.stop()
+            if self.health is not None:
+                await self.health.stop()
+            await self.http.close()
+            if self.raw is not None:
+                self.raw.close()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def _loop(self, name: str, interval: float, once: Callable) -> None:
+        while True:
+            t0 = time.monotonic()
+            try:
+                await once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - one bad round must not end the daemon
+                self.metrics.inc("loop_errors", loop=name)
+                log.exception("%s round failed", name)
+            await asyncio.sleep(max(0.0, interval - (time.monotonic() - t0)))
+
+    # ---------------------------------------------------------------- restart
+    async def resume(self) -> None:
+        """Pick up windows in progress and unresolved ones younger than the retry limit."""
+        now = self.clock()
+        w = self.cfg.window_s
+        try:
+            rows = await self.store.fetch_resolutions(
+                window_s=w, slot_ts_min=int(now - self.cfg.retry_limit - 2 * w))
+        except Exception as e:  # noqa: BLE001 - collect anyway; discovery refills the rest
+            self.metrics.inc("resume_errors")
+            log.error("could not read windows back from the store (%s): not resuming", e)
+            rows = []
+        resumed = 0
+        for row in sorted(rows, key=lambda r: r["slot_ts"]):
+            if row["symbol"] not in self.cfg.symbols:
+                continue
+            key = (row["symbol"], int(row["slot_ts"]))
+            self.known_keys.add(key)
+            if row.get("resolved_up") is not None:
+                self.outcomes[key] = bool(row["resolved_up"])
+            info = info_from_row(row, self.cfg.family)
+            if info is None:
+                continue
+            complete = (row.get("resolved_up") is not None
+                        and row.get("official_price_to_beat") is not None
+                        and row.get("official_final_price") is not None)
+            if complete or info.end_ts + self.cfg.retry_limit < now:
+                continue
+            win = Window(info, price_to_beat=row.get("price_to_beat"),
+                         spot_price_to_beat=row.get("spot_price_to_beat"),
+                         final_price=row.get("final_price"),
+                         final_seen_at=row.get("final_seen_at"),
+                         resolved_up=row.get("resolved_up"), resolved_at=row.get("resolved_at"),
+                         official_ptb=row.get("official_price_to_beat"),
+                         official_final=row.get("official_final_price"),
+                         prev_resolved_up=row.get("prev_resolved_up"))
+            self._track(win)
+            resumed += 1
+        if resumed:
+            self.metrics.inc("windows_resumed", resumed)
+            log.info("resumed %d windows from the store", resumed)
+
+    def _track(self, win: Window) -> None:
+        self.windows[win.key] = win
+        self.known_keys.add(win.key)
+        self.by_token[win.info.up_token_id] = win.key
+        self.by_token[win.info.down_token_id] = win.key
+        if win.info.condition_id:
+            self.by_condition[win.info.condition_id] = win.key
+        if win.info.end_ts > self.clock() and not win.done:
+            self.clob.add_tokens([win.info.up_token_id, win.info.down_token_id])
+
+    def _untrack(self, win: Window) -> None:
+        self.windows.pop(win.key, None)
+        toks = [win.info.up_token_id, win.info.down_token_id]
+        for t in toks:
+            self.by_token.pop(t, None)
+        self.by_condition.pop(win.info.condition_id, None)
+        self.clob.remove_tokens(toks)
+
+    def _token_still_live(self, token: str) -> bool:
+        key = self.by_token.get(token)
+        win = self.windows.get(key) if key else None
+        return win is not None and win.info.end_ts > self.clock()
+
+    # ---------------------------------------------------------------- discovery
+    async def discover_once(self) -> None:
+        from slotml.ingest.gamma import candidate_starts
+
+        now = self.clock()
+        starts = candidate_starts(now, self.cfg.window_s, self.cfg.lookahead)
+        todo = [(sym, ts) for sym in self.cfg.symbols for ts in starts
+                if (sym, ts) not in self.windows and (sym, ts) not in self.known_keys]
+        sem = asyncio.Semaphore(8)
+
+        async def one(sym: str, ts: int) -> None:
+            async with sem:
+                await self._discover(sym, ts)
+
+        await asyncio.gather(*(one(s, t) for s, t in todo))
+
+    async def _discover(self, symbol: str, start: int) -> None:
+        slug = slug_for(symbol, self.cfg.family, start)
+        body = await self.http.get_json(f"{self.cfg.gamma_url}/events/slug/{slug}", "gamma")
+        if body is None:
+            return  # not listed yet (or Gamma down: next round)
+        try:
+            info = parse_market(body, self.cfg.family, self.cfg.window_s)
+        except ParseError as e:
+            self.metrics.inc("metadata_rejected", reason=e.reason)
+            log.warning("gamma %s: unusable metadata (%s)", slug, e)
+            return
+        if info.slug != slug or info.symbol != symbol:
+            self.metrics.inc("metadata_rejected", reason="slug_mismatch")
+            return
+        if info.slug_ts != info.slot_ts:
+            self.metrics.inc("metadata_anomalies", kind="slug_start_mismatch")
+        if info.end_ts - info.slot_ts != self.cfg.window_s:
+            self.metrics.inc("metadata_anomalies", kind="window_length")
+        if info.end_ts <= self.clock():
+            return  # already over: nothing to snapshot (its row, if any, came from a past run)
+        if settle_series(info.settlement) is None:
+            self.metrics.inc("metadata_anomalies", kind=f"settlement_{info.settlement}")
+        key = (info.symbol, info.slot_ts)
+        if key in self.windows:
+            return
+        win = Window(info)
+        win.prev_resolved_up = self.outcomes.get((info.symbol, info.slot_ts - info.window_s))
+        row = info.resolution_row()
+        if win.prev_resolved_up is not None:
+            row["prev_resolved_up"] = win.prev_resolved_up
+        self.writer.put_resolution(row)
+        self._track(win)
+        self.metrics.inc("windows_discovered", symbol=info.symbol)
+        log.info("discovered %s (%s, ends %d, settles on %s)", info.slug, info.condition_id[:12],
+                 info.end_ts, info.settlement)
+
+    # ---------------------------------------------------------------- snapshots
+    async def _snapshot_loop(self) -> None:
+        interval = self.cfg.snapshot_interval
+        step_ms = round(interval * 1000)
+        while True:
+            next_ms = grid_tick_ms(self.clock(), interval) + step_ms
+            delay = next_ms / 1000.0 - self.clock()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            try:
+                self.snapshot_tick(next_ms)
+            except Exception:  # noqa: BLE001
+                self.metrics.inc("loop_errors", loop="snapshot")
+                log.exception("snapshot tick failed")
+
+    def _fill_bases(self, win: Window) -> None:
+        changed = fill_bases(win, self.prices)
+        if changed:
+            self.writer.put_resolution(win.keycols() | changed)
+
+    def snapshot_tick(self, tick_ms: int) -> int:
+        """One row per window in progress at ``tick_ms``. Returns rows written."""
+        captured_at = self.clock()
+        tick_s = tick_ms / 1000.0
+        clob_fresh = (self.clob.connected and self.clob.last_data_at is not None
+                      and captured_at - self.clob.last_data_at <= self.cfg.stale_after)
+        n = 0
+        caps: dict[str, float] = {}
+        for win in list(self.windows.values()):
+            info = win.info
+            if not (info.slot_ts <= tick_s < info.end_ts):
+                continue
+            self._fill_bases(win)
+            if win.price_to_beat is None and not win.ptb_missing_counted \
+                    and tick_s - info.slot_ts > self.cfg.stale_after:
+                win.ptb_missing_counted = True
+                self.metrics.inc("price_to_beat_missing", symbol=info.symbol)
+            now = self.clock()
+            caps[f"{info.symbol}:{info.slot_ts}"] = now
+            row = window_row(win, tick_ms, now, self.books, self.prices, clob_fresh,
+                             self.cfg.stale_after, self.metrics)
+            self.writer.put_snapshot(row)
+            n += 1
+        if self.raw is not None and n:
+            self.raw.write("tick", json.dumps({"tick_ms": tick_ms, "captured": caps}),
+                           captured_at)
+        self.last_tick_ms = tick_ms
+        self.last_capture_spread = (max(caps.values()) - min(caps.values())) if caps else None
+        self.metrics.inc("snapshots_written", n)
+        return n
+
+    # ---------------------------------------------------------------- resolution
+    def _on_ws_resolved(self, condition_id: str, winning_asset_id: str, _ev: dict) -> None:
+        key = self.by_condition.get(condition_id)
+        win = self.windows.get(key) if key else None
+        if win is None:
+            return
+        if winning_asset_id == win.info.up_token_id:
+            win.ws_winner = True
+        elif winning_asset_id == win.info.down_token_id:
+            win.ws_winner = False
+        else:
+            self.metrics.inc("metadata_anomalies", kind="ws_winner_unknown_token")
+        self._cross_check(win)
+
+    async def resolve_once(self) -> None:
+        now = self.clock()
+        ended = [w for w in self.windows.values() if w.info.end_ts <= now and not w.done]
+        sem = asyncio.Semaphore(8)
+
+        async def one(win: Window) -> None:
+            async with sem:
+                await self._resolve(win)
+
+        await asyncio.gather(*(one(w) for w in ended))
+
+    async def _resolve(self, win: Window) -> None:
+        info = win.info
+        self._fill_bases(win)
+        if win.final_price is None:
+            series = settle_series(info.settlement)
+            o = self.prices.at(info.symbol, series, info.end_ts) if series else None
+            if o is not None:
+                win.final_price, win.final_seen_at = o.value, o.recv_ts
+                self.writer.put_resolution(win.keycols() | {"final_price": o.value,
+                                                            "final_seen_at": o.recv_ts})
+        body = await self.http.get_json(f"{self.cfg.gamma_url}/events/slug/{info.slug}", "gamma")
+        now = self.clock()
+        if body is not None:
+            try:
+                g = parse_market(body, self.cfg.family, self.cfg.window_s)
+            except ParseError as e:
+                self.metrics.inc("metadata_rejected", reason=e.reason)
+                g = None
+            if g is not None:
+                self._apply_gamma(win, g, now)
+        if win.resolved_up is not None and win.clob_winner is None and info.condition_id:
+            cm = await self.http.get_json(f"{self.cfg.clob_url}/markets/{info.condition_id}",
+                                          "clob")
+            if cm is not None:
+                try:
+                    win.clob_winner = clob_winner(cm)
+                except ParseError as e:
+                    self.metrics.inc("metadata_rejected", reason=e.reason)
+        self._cross_check(win)
+        if win.resolved_up is not None and win.official_ptb is not None \
+                and win.official_final is not None:
+            win.done = True
+            self.metrics.inc("windows_resolved", symbol=info.symbol)
+        elif now - info.end_ts > self.cfg.retry_limit:
+            win.done = True
+            self.metrics.inc("resolution_gave_up", symbol=info.symbol)
+            log.warning("%s: gave up after %.0f s (resolved_up=%s, official prices %s/%s)",
+                        info.slug, now - info.end_ts, win.resolved_up, win.official_ptb,
+                        win.official_final)
+        if win.done:
+            self._untrack(win)
+
+    def _apply_gamma(self, win: Window, g: MarketInfo, now: float) -> None:
+        changed: dict[str, Any] = {}
+        if g.split and "split" not in win.checked:
+            win.checked.add("split")
+            self.metrics.inc("resolution_split", symbol=g.symbol)
+        if g.resolved_up is not None and win.resolved_up is None:
+            win.resolved_up, win.resolved_at = g.resolved_up, now
+            changed |= {"resolved_up": g.resolved_up, "resolved_at": now}
+            log.info("%s resolved %s", g.slug, "Up" if g.resolved_up else "Down")
+            self._propagate_prev(win)
+        if g.official_price_to_beat is not None and win.official_ptb is None:
+            win.official_ptb = changed["official_price_to_beat"] = g.official_price_to_beat
+        if g.official_final_price is not None and win.official_final is None:
+            win.official_final = changed["official_final_price"] = g.official_final_price
+        if changed:
+            self.writer.put_resolution(win.keycols() | changed)
+
+    def _propagate_prev(self, win: Window) -> None:
+        """Window k resolved: it is window k+1's prev (windows resolve out of order)."""
+        info = win.info
+        self.outcomes[win.key] = bool(win.resolved_up)
+        nxt = (info.symbol, info.slot_ts + info.window_s)
+        nwin = self.windows.get(nxt)
+        if nwin is not None:
+            nwin.prev_resolved_up = win.resolved_up
+        if nwin is not None or nxt in self.known_keys:
+            self.writer.put_resolution({"symbol": info.symbol, "window_s": info.window_s,
+                                        "slot_ts": nxt[1], "prev_resolved_up": win.resolved_up})
+
+    def _disagree(self, win: Window, kind: str, detail: str) -> None:
+        if kind in win.checked:
+            return
+        win.checked.add(kind)
+        self.metrics.inc("disagreements", kind=kind)
+        log.warning("%s: %s disagrees (%s)", win.info.slug, kind, detail)
+
+    def _cross_check(self, win: Window) -> None:
+        up = win.resolved_up
+        if up is None:
+            return
+        if win.final_price is not None and win.price_to_beat is not None:
+            measured = win.final_price >= win.price_to_beat  # ties resolve Up
+            if measured != up:
+                self._disagree(win, "measured_outcome", f"measured {measured}, official {up}")
+        for kind, ours, theirs in (("price_to_beat", win.price_to_beat, win.official_ptb),
+                                   ("final_price", win.final_price, win.official_final)):
+            if ours is not None and theirs is not None and \
+                    abs(ours - theirs) > PRICE_TOL * max(abs(theirs), 1.0):
+                self._disagree(win, kind, f"measured {ours!r}, official {theirs!r}")
+        if win.official_ptb is not None and win.official_final is not None:
+            if (win.official_final >= win.official_ptb) != up:
+                self._disagree(win, "official_prices_outcome", "")
+        if win.clob_winner is not None and win.clob_winner != up:
+            self._disagree(win, "clob_winner", f"clob {win.clob_winner}, gamma {up}")
+        if win.ws_winner is not None and win.ws_winner != up:
+            self._disagree(win, "ws_market_resolved", f"ws {win.ws_winner}, gamma {up}")
+
+    # ---------------------------------------------------------------- health
+    def _stream_status(self, feed: Any, now: float) -> dict[str, Any]:
+        return {"connected": bool(feed.connected), "reconnects": int(feed.reconnects),
+                "last_message_age_s": age(feed.last_message_at, now),
+                "last_data_age_s": age(feed.last_data_at, now)}
+
+    def health_status(self) -> tuple[bool, dict[str, Any]]:
+        now = self.clock()
+        problems: list[str] = []
+        ages = {}
+        for sym in self.cfg.symbols:
+            o = self.prices.latest(sym, SPOT)
+            ages[sym] = None if o is None else round(now - o.obs_ts, 3)
+        stale = [s for s, a in ages.items() if a is None or a > self.cfg.stale_after]
+        if stale:
+            problems.append(f"chainlink data stale for {','.join(stale)}")
+        offset = getattr(getattr(self.prices, "prices", None), "last_offset", None)
+        if offset is not None and abs(offset) > self.cfg.max_clock_offset:
+            problems.append(f"clock offset {offset:.1f}s")
+        ws = self.writer.stats() if self.writer is not None else {}
+        body = {
+            "ok": not problems,
+            "problems": problems,
+            "uptime_s": round(now - self.started_at, 1),
+            "streams": {"clob": self._stream_status(self.clob, now),
+                        "rtds": self._stream_status(self.prices, now)},
+            "chainlink_age_s": ages,
+            "clock_offset_s": {"rtds": offset, "clob": self.books.last_offset},
+            "queue_depth": ws.get("queue_depth"),
+            "spool_bytes": ws.get("spool_bytes"),
+            "rows_written": ws.get("rows_written"),
+            "rows_dropped": ws.get("rows_dropped"),
+            "db_up": ws.get("db_up"),
+            "frames_rejected": self.metrics.by_label("frames_rejected", "reason"),
+            "unknown_event_types": self.metrics.by_label("unknown_event_types", "type"),
+            "windows_tracked": len(self.windows),
+            "last_tick_ms": self.last_tick_ms,
+            "capture_spread_s": self.last_capture_spread,
+        }
+        return not problems, body
+
+    def metrics_text(self) -> str:
+        ws = self.writer.stats() if self.writer is not None else {}
+        now = self.clock()
+        gauges: dict[str, float | int | None] = {
+            f"writer_{k}": v for k, v in ws.items() if isinstance(v, int | float)}
+        gauges |= {
+            "windows_tracked": len(self.windows),
+            "clob_connected": int(self.clob.connected),
+            "rtds_connected": int(bool(getattr(self.prices, "connected", False))),
+            "clob_reconnects": self.clob.reconnects,
+            "rtds_reconnects": getattr(self.prices, "reconnects", 0),
+            "clob_last_data_age_seconds": age(self.clob.last_data_at, now),
+            "rtds_last_data_age_seconds": age(getattr(self.prices, "last_data_at", None), now),
+            "capture_spread_seconds": self.last_capture_spread,
+        }
+        return prometheus_text(self.metrics, gauges)
+
+
+async def run_collector(cfg: CollectorConfig) -> int:
+    """``slotml collect``: open the store and the durable writer, run until SIGTERM/SIGINT."""
+    import signal
+
+    from slotml.ingest.raw import RawWriter
+    from slotml.ingest.store import open_store
+    from slotml.ingest.writer import DurableWriter
+
+    store = open_store(cfg.common.db)
+    await store.connect()  # a configuration problem raises UserError: one line, exit 2
+    try:
+        did = await store.ensure_schema()
+        for line in did:
+            log.info("store: %s", line)
+        writer = DurableWriter(store, cfg.common.spool_dir)
+        await writer.start()
+        try:
+            raw = RawWriter(cfg.raw_dir) if cfg.raw_dir else None
+            c = Collector(cfg, store, writer, raw=raw)
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, c.stop)
+            await c.run()
+            log.info("collector stopping")
+        finally:
+            await writer.close()
+    finally:
+        await store.close()
+    return 0
