@@ -18,9 +18,12 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import queue
+import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -147,6 +150,7 @@ class _TableWriter:
         self.superseded: list[FileEntry] = []  # old-manifest files replaced by this run
         self.written: list[Path] = []
         self.stats = TableStats()
+        self.pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="lake-write")
 
     def add(self, chunk: pa.Table) -> None:
         if not chunk.num_rows:
@@ -173,22 +177,42 @@ class _TableWriter:
             fresh.add(part)
         self.buffered += chunk.num_rows
         if self.buffered > self.cfg.buffer_rows:
-            for key in [k for k in self.pending if k not in fresh]:
-                self._flush(key)  # partitions this chunk did not touch are most likely done
+            # partitions this chunk did not touch are most likely done
+            self._flush([k for k in self.pending if k not in fresh])
             if self.buffered > self.cfg.buffer_rows // 2:
-                for key in list(self.pending):
-                    self._flush(key)
+                self._flush(list(self.pending))
 
     def finish(self) -> None:
-        for key in list(self.pending):
-            self._flush(key)
+        self._flush(list(self.pending))
+        self.pool.shutdown()
 
     def live(self) -> list[FileEntry]:
         return sorted((f for fs in self.files.values() for f in fs), key=lambda f: f.path)
 
-    def _flush(self, key: tuple[str, str]) -> None:
-        pieces = self.pending.pop(key)
-        new = pa.concat_tables(pieces)
+    def _flush(self, keys: list[tuple[str, str]]) -> None:
+        """Merge each partition's rows with its existing files; write them two at a time
+        (Parquet encoding releases the GIL, so it overlaps with the next partition's merge)."""
+        futures = []
+        for key in keys:
+            data, existing = self._merge(key)
+            rel = (f"{partition_dir(self.table.name, *key)}/"
+                   f"{self.run_id:08d}-{self.seq:05d}.parquet")
+            self.seq += 1
+            futures.append((key, existing, self.pool.submit(self._write, key, rel, data)))
+        for key, existing, fut in futures:
+            entry = fut.result()
+            self.written.append(self.cfg.lake_dir / entry.path)
+            self.stats.files_written += 1
+            for f in existing:
+                if f.path in self.old_paths:
+                    self.superseded.append(f)
+                else:  # written earlier in this run, in no manifest: no reader has it
+                    (self.cfg.lake_dir / f.path).unlink(missing_ok=True)
+                    self.stats.files_written -= 1
+            self.files[key] = [entry]
+
+    def _merge(self, key: tuple[str, str]) -> tuple[pa.Table, list[FileEntry]]:
+        new = pa.concat_tables(self.pending.pop(key))
         self.buffered -= new.num_rows
         self.stats.rows_written += new.num_rows
         existing = self.files.get(key, [])
@@ -201,27 +225,15 @@ class _TableWriter:
                             use_threads=False).select(self.schema.names)
             data = pa.concat_tables([kept.cast(self.schema), new])
             self.stats.partitions_rewritten += 1
-        data = data.sort_by([(k, "ascending") for k in self.table.unique])
-        entry = self._write(key, data)
-        for f in existing:
-            if f.path in self.old_paths:
-                self.superseded.append(f)
-            else:  # written earlier in this run, never listed in a manifest: no reader has it
-                (self.cfg.lake_dir / f.path).unlink(missing_ok=True)
-                self.stats.files_written -= 1
-        self.files[key] = [entry]
+        return data, existing
 
-    def _write(self, key: tuple[str, str], data: pa.Table) -> FileEntry:
-        symbol, date = key
-        rel = f"{partition_dir(self.table.name, symbol, date)}/{self.run_id:08d}-{self.seq:05d}.parquet"
-        self.seq += 1
+    def _write(self, key: tuple[str, str], rel: str, data: pa.Table) -> FileEntry:
+        data = data.sort_by([(k, "ascending") for k in self.table.unique])
         path = self.cfg.lake_dir / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         pq.write_table(data, path, compression="zstd", row_group_size=self.cfg.row_group_rows)
-        self.written.append(path)
-        self.stats.files_written += 1
         max_upd = pc.max(data["updated_at"]).as_py()
-        return FileEntry(path=rel, rows=data.num_rows, symbol=symbol, date=date,
+        return FileEntry(path=rel, rows=data.num_rows, symbol=key[0], date=key[1],
                          max_updated_at=float(max_upd))
 
 
@@ -269,23 +281,51 @@ def clear_leftovers(lake_dir: Path, manifest: Manifest, grace_s: float,
     return deleted, keep_pending
 
 
-def _fsync_files(paths: Iterable[Path]) -> None:
-    dirs = set()
-    for p in paths:
-        if not p.exists():
-            continue
-        fd = os.open(p, os.O_RDONLY)
+def _sync_files(paths: list[Path]) -> None:
+    """Make the new files durable before the manifest names them (one sync(2), not one
+    fsync per file: a run writes thousands of small partition files)."""
+    if paths:
+        os.sync()
+
+
+def _prefetch(it: Iterator[pa.Table], depth: int = 1) -> Iterator[pa.Table]:
+    """Read the next chunk in a thread while this one is partitioned and written (the readers
+    release the GIL: connectorx, the CSV parser, sqlite3). Errors surface in the consumer."""
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    done = object()
+
+    def work() -> None:
         try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        dirs.add(p.parent)
-    for d in dirs:
-        fd = os.open(d, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+            for item in it:
+                while not stop.is_set():
+                    try:
+                        q.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put(done)
+        except BaseException as e:  # noqa: BLE001 - handed to the consumer
+            q.put(e)
+
+    th = threading.Thread(target=work, name="lake-read", daemon=True)
+    th.start()
+    try:
+        while True:
+            item = q.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        th.join(timeout=5)
+        close = getattr(it, "close", None)
+        if close and not th.is_alive():
+            close()
 
 
 def _export_table(cfg: ExportConfig, source: Source, table: Table, run_id: int,
@@ -305,7 +345,7 @@ def _export_table(cfg: ExportConfig, source: Source, table: Table, run_id: int,
              "full rebuild" if full else f"{len(live)} live files, {len(tail or ())} rows in overlap")
     st = writer.stats
     last_log = time.monotonic()
-    for raw in source.read(table, since):
+    for raw in _prefetch(source.read(table, since)):
         chunk = normalize(raw, table)
         st.rows_read += chunk.num_rows
         if tail is not None:
@@ -360,7 +400,7 @@ def run_export(cfg: ExportConfig, source: Source | None = None) -> ExportResult:
             if own_source:
                 source.close()
         if cfg.fsync:
-            _fsync_files(written)
+            _sync_files(written)
         now = time.time()
         new = Manifest(id=run_id, created_at=now, tables=tables, source=str(cfg.db),
                        superseded=pending + [{"path": f.path, "since": now} for f in superseded])

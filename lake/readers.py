@@ -98,7 +98,8 @@ class SqliteSource:
         if not path.exists():
             raise UserError(f"SQLite store {path} does not exist")
         self.chunk_rows = chunk_rows
-        self.conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+        self.conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30,
+                                    check_same_thread=False)  # read in the prefetch thread
 
     def db_now(self) -> float:
         return float(self.conn.execute(SQLITE_NOW).fetchone()[0])
