@@ -166,7 +166,7 @@ class WsFeed:
                     normal_close = True
                     self.metrics.inc("closed_all_resolved", stream=self.name)
                     log.info("%s: server closed: %s", self.name, rcvd.reason)
-                else:
+                elif not self._stop.is_set():
                     self.metrics.inc("disconnects", stream=self.name)
                     log.warning("%s: connection closed (%s)", self.name,
                                 f"{rcvd.code} {rcvd.reason}" if rcvd else "no close frame")

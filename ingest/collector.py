@@ -620,7 +620,18 @@ async def run_collector(cfg: CollectorConfig) -> int:
             await c.run()
             log.info("collector stopping")
         finally:
-            await writer.close()
+            await close_writer(writer)
     finally:
         await store.close()
     return 0
+
+
+async def close_writer(writer: Any, timeout: float = 5.0) -> None:
+    """``writer.close()`` with a deadline: rows it could not commit stay in the spool (replayed
+    at the next start), so shutting down never hangs on the database."""
+    flushed = await writer.flush(timeout)
+    try:
+        await asyncio.wait_for(writer.close(0.5), 2.0)
+    except TimeoutError:
+        log.warning("writer did not stop within 2 s (flushed: %s); rows not committed stay "
+                    "spooled for the next start", flushed)

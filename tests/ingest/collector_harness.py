@@ -1,0 +1,138 @@
+"""Run the real collector (real SQLite store, real DurableWriter, real sockets) against a sim.
+
+The collector runs in its own thread and event loop, the sim in another (``sim_in_thread``),
+so a test drives both from plain synchronous code and reads the store afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from slotml.ingest.collector import Collector, close_writer
+from slotml.ingest.config import CollectorConfig
+from slotml.ingest.raw import RawWriter
+from slotml.settings import CommonSettings, DbUrl
+from tests.util import free_port, wait_for
+
+
+def collector_config(sim: Any, tmp: Path, **overrides: Any) -> CollectorConfig:
+    common = CommonSettings(data_dir=tmp, db=DbUrl(scheme="sqlite", path=tmp / "store.db"))
+    base = dict(
+        common=common, family=sim.config.family, symbols=tuple(sim.config.symbols),
+        gamma_url=sim.gamma_url, clob_url=sim.clob_url, clob_ws_url=sim.ws_market_url,
+        rtds_ws_url=sim.rtds_url, snapshot_interval=0.5, discovery_interval=1.0,
+        resolution_interval=0.5, stale_after=3.0, retry_limit=12.0, health_port=free_port(),
+        clob_ping_interval=1.0, rtds_ping_interval=1.0, backoff_max=1.0, http_timeout=2.0,
+    )
+    base.update(overrides)
+    return CollectorConfig(**base)
+
+
+class CollectorThread:
+    """``with CollectorThread(cfg) as c:`` runs the daemon until the block ends."""
+
+    def __init__(self, cfg: CollectorConfig) -> None:
+        self.cfg = cfg
+        self.collector: Collector | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.error: BaseException | None = None
+        self.writer_stats: dict[str, Any] = {}
+        self._thread = threading.Thread(target=self._main, name="collector", daemon=True)
+
+    def _main(self) -> None:
+        try:
+            asyncio.run(self._run())
+        except BaseException as e:  # noqa: BLE001 - reported by stop()
+            self.error = e
+
+    async def _run(self) -> None:
+        from slotml.ingest.store import open_store
+        from slotml.ingest.writer import DurableWriter
+
+        self.loop = asyncio.get_running_loop()
+        store = open_store(self.cfg.common.db)
+        await store.connect()
+        await store.ensure_schema()
+        writer = DurableWriter(store, self.cfg.common.spool_dir)
+        await writer.start()
+        raw = RawWriter(self.cfg.raw_dir) if self.cfg.raw_dir else None
+        self.collector = Collector(self.cfg, store, writer, raw=raw)
+        try:
+            await self.collector.run()
+        finally:
+            await writer.flush(10)
+            self.writer_stats = writer.stats()
+            await close_writer(writer)
+            await store.close()
+
+    def start(self) -> CollectorThread:
+        self._thread.start()
+        wait_for(lambda: self.collector is not None and self.collector._ready.is_set()
+                 or self.error is not None, timeout=20, what="collector start")
+        if self.error:
+            raise self.error
+        return self
+
+    def stop(self) -> None:
+        if self.loop is not None and self.collector is not None:
+            self.loop.call_soon_threadsafe(self.collector.stop)
+        self._thread.join(30)
+        assert not self._thread.is_alive(), "collector did not stop"
+        if self.error:
+            raise self.error
+
+    def __enter__(self) -> CollectorThread:
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    @property
+    def metrics(self):
+        return self.collector.metrics
+
+
+def get_json(url: str, timeout: float = 5.0) -> tuple[int, Any]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"null")
+
+
+def get_text(url: str, timeout: float = 5.0) -> str:
+    with urllib.request.urlopen(url, timeout=timeout) as r:
+        return r.read().decode()
+
+
+def post_json(url: str, body: dict) -> Any:
+    req = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=5) as r:
+        return json.loads(r.read())
+
+
+def read_tables(db: DbUrl) -> tuple[list[dict], list[dict]]:
+    from slotml.ingest.store import open_store
+
+    async def go() -> tuple[list[dict], list[dict]]:
+        s = open_store(db)
+        await s.connect()
+        try:
+            return await s.fetch_snapshots(), await s.fetch_resolutions()
+        finally:
+            await s.close()
+
+    return asyncio.run(go())
+
+
+def sleep_until(t: float) -> None:
+    d = t - time.time()
+    if d > 0:
+        time.sleep(d)
