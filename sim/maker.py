@@ -34,11 +34,11 @@ SPREAD_PROBS = np.array([_BASE] * 11 + [
 ])
 # One-sided Up book: the far side is dropped when min(p, 1-p) < ONE_SIDED_EDGE[minute]
 # (calibrated so the shares by minute match the real ones, see tests/sim/test_realism.py).
-ONE_SIDED_EDGE = np.array([0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.006, 0.008, 0.01, 0.012,
-                           0.025, 0.05, 0.08, 0.12, 0.22])
+ONE_SIDED_EDGE = np.array([0.0, 0.0, 0.0, 0.0, 0.0, 0.0001, 0.0143, 0.0086, 0.003, 0.0017,
+                           0.0065, 0.0287, 0.043, 0.0431, 0.0122])
 PERIOD_S = 7  # the spread / size / skew state persists this long
 LEVELS = 5
-TOP5_MEDIAN = 3000.0
+TOP5_MEDIAN = 2995.0
 LEVEL_WEIGHTS = np.array([0.26, 0.2, 0.19, 0.18, 0.17])  # best first; sums to ~1
 SKEW_PROB = 0.27  # share of periods in which the Down book is off the Up complement by 2c
 
@@ -46,7 +46,7 @@ SKEW_PROB = 0.27  # share of periods in which the Down book is off the Up comple
 @dataclass(frozen=True)
 class MakerParams:
     lag_s: int = 3
-    noise_sd: float = 0.25  # std of the persistent noise on the z-scale
+    noise_sd: float = 0.15  # std of the persistent noise on the z-scale
     noise_tau_s: float = 45.0  # its correlation time
     shade: float = 0.9  # z -> shade * z: toward 0.5, yet able to reach 0.99 when decided
 
@@ -59,28 +59,63 @@ def minute_index(elapsed_s: np.ndarray, window_s: int) -> np.ndarray:
     return np.clip((np.asarray(elapsed_s) * 15 // window_s).astype(int), 0, 14)
 
 
-def maker_prob(*, rule: str, spot: np.ndarray, spot_t0: int, ts: np.ndarray, start: int,
-               end: int, p2b: float, vbar: float, rng: np.random.Generator,
-               params: MakerParams = MAKER) -> np.ndarray:
-    """The maker's P(Up) at each second in ``ts`` (which must lie in [start, end]).
+@dataclass
+class Draws:
+    """Every random number one window's maker uses, drawn in one fixed order from its own RNG,
+    so the live server and the backfill (which asks only for tick seconds) agree exactly."""
 
-    ``spot`` holds spot at seconds spot_t0.. (covering ts - lag - 60 .. end). ``vbar`` is the
-    asset's long-run total variance per second (no regime, no intraday profile, no jumps split).
-    """
-    tl = ts - params.lag_s
-    idx = tl - spot_t0
-    s_lag = spot[idx]
-    m = (end - tl).astype(np.float64)
-    known = known_sum(spot, spot_t0, tl, end) if rule == "twap60" else 0.0
-    p = p_up(rule=rule, spot_t=s_lag, m=m, v=vbar, lam=0.0, jvar=0.0, p2b=p2b, known_sum=known)
-    z = ndtri(np.clip(p, 1e-9, 1 - 1e-9))
-    # persistent AR(1) noise over the whole window (drawn the same whatever ts asks for)
-    n = end - start + 1
+    noise: np.ndarray  # (window_s + 1,) persistent z-scale noise, index = t - start
+    u_spread: np.ndarray  # per period
+    u_skew: np.ndarray
+    skew_sign: np.ndarray
+    size_z: np.ndarray  # per period: 0.6 * market z + 0.8 * period z (unit variance)
+    level_w: np.ndarray
+
+
+def period_len(window_s: int) -> int:
+    return max(1, min(PERIOD_S, window_s // 3))
+
+
+def draw_window(rng: np.random.Generator, window_s: int, params: MakerParams = MAKER) -> Draws:
+    n = window_s + 1
     a = np.exp(-1.0 / params.noise_tau_s)
     e = rng.standard_normal(n) * params.noise_sd * np.sqrt(1 - a * a)
     x0 = rng.standard_normal() * params.noise_sd
     noise = lfilter([1.0], [1.0, -a], e, zi=[a * x0])[0]
-    return ndtr(params.shade * z + noise[np.clip(ts - start, 0, n - 1)])
+    n_periods = window_s // period_len(window_s) + 1
+    u_spread, u_skew = rng.random(n_periods), rng.random(n_periods)
+    skew_sign = rng.choice([-2, 2], n_periods)
+    z_period = rng.standard_normal(n_periods)
+    z_market = rng.standard_normal()
+    return Draws(
+        noise=noise, u_spread=u_spread, u_skew=u_skew, skew_sign=skew_sign,
+        size_z=0.6 * z_market + 0.8 * z_period,
+        level_w=LEVEL_WEIGHTS * np.exp(rng.standard_normal(LEVELS) * 0.15),
+    )
+
+
+def top5_size(z: np.ndarray) -> np.ndarray:
+    """Summed size of the top 5 levels: split log-normal, as skewed as the real one
+    (p10/p50/p90 ~ 705 / 2995 / 7144 shares)."""
+    return TOP5_MEDIAN * np.exp(np.where(z < 0, 1.12 * z, 0.68 * z))
+
+
+def maker_prob(*, rule: str, spot: np.ndarray, spot_t0: int, ts: np.ndarray, end: int,
+               p2b, vbar: float, noise: np.ndarray, params: MakerParams = MAKER) -> np.ndarray:
+    """The maker's P(Up) at each second in ``ts`` (vectorised; may span many windows when
+    ``end``/``p2b``/``noise`` are arrays aligned with ts).
+
+    ``spot`` holds spot at seconds spot_t0.. (covering ts - lag - 60 .. end). ``vbar`` is the
+    asset's long-run variance per second (no regime, no intraday profile, jumps as diffusion).
+    ``noise`` is the window's persistent noise at each ts.
+    """
+    tl = ts - params.lag_s
+    s_lag = spot[tl - spot_t0]
+    m = (end - tl).astype(np.float64)
+    known = known_sum(spot, spot_t0, tl, end) if rule == "twap60" else 0.0
+    p = p_up(rule=rule, spot_t=s_lag, m=m, v=vbar, lam=0.0, jvar=0.0, p2b=p2b, known_sum=known)
+    z = ndtri(np.clip(p, 1e-9, 1 - 1e-9))
+    return ndtr(params.shade * z + noise)
 
 
 @dataclass
@@ -94,7 +129,7 @@ class WindowBooks:
     down_bid: np.ndarray
     down_ask: np.ndarray
     top5: np.ndarray  # summed size of the top 5 levels (each side, before weights)
-    level_w: np.ndarray  # per-market level weights (5,)
+    level_w: np.ndarray | None  # per-market level weights (5,); None for a many-window batch
 
     def levels(self, i: int) -> tuple[dict, dict]:
         """The full books at index i: ({'bids': [(cents, size)...], 'asks': [...]}, same for Down).
@@ -103,7 +138,7 @@ class WindowBooks:
         """
         size = [round(float(self.top5[i] * w), 2) for w in self.level_w]
 
-        def side(best: int, step: int) -> list[tuple[int, float]]:
+        def side(best: int, step: int, size: list[float]) -> list[tuple[int, float]]:
             if best <= 0:
                 return []
             out = []
@@ -113,28 +148,34 @@ class WindowBooks:
                     out.append((c, size[k]))
             return out
 
-        up = {"bids": side(int(self.up_bid[i]), -1), "asks": side(int(self.up_ask[i]), +1)}
-        down = {"bids": side(int(self.down_bid[i]), -1), "asks": side(int(self.down_ask[i]), +1)}
+        rot = size[1:] + size[:1]  # asks carry other sizes than bids; Down mirrors Up
+        up = {"bids": side(int(self.up_bid[i]), -1, size), "asks": side(int(self.up_ask[i]), +1, rot)}
+        down = {"bids": side(int(self.down_bid[i]), -1, rot), "asks": side(int(self.down_ask[i]), +1, size)}
         return up, down
 
 
-def quote_books(p: np.ndarray, ts: np.ndarray, start: int, window_s: int,
-                rng: np.random.Generator) -> WindowBooks:
-    """Turn probabilities into Up/Down best quotes for each second (vectorised)."""
+def quote_books(p: np.ndarray, ts: np.ndarray, start, window_s: int, d: Draws | list[Draws],
+                widx: np.ndarray | None = None) -> WindowBooks:
+    """Turn probabilities into Up/Down best quotes for each second (vectorised).
+
+    One window: ``start`` an int and ``d`` its Draws. Many windows: ``start`` an array aligned
+    with ts, ``d`` a list of Draws and ``widx`` the index into it of each ts.
+    """
     elapsed = np.clip(ts - start, 0, window_s)
     minute = minute_index(elapsed, window_s)
-    plen = max(1, min(PERIOD_S, window_s // 3))
-    period = (elapsed // plen).astype(int)
-    n_periods = window_s // plen + 1  # fixed per family: same draws whatever ts asks for
-    u_spread = rng.random(n_periods)
-    u_skew = rng.random(n_periods)
-    skew_sign = rng.choice([-2, 2], n_periods)
-    size_jit = np.exp(rng.standard_normal(n_periods) * 0.62)
-    scale = TOP5_MEDIAN * float(np.exp(rng.standard_normal() * 0.5))
-    level_w = LEVEL_WEIGHTS * np.exp(rng.standard_normal(LEVELS) * 0.15)
-
+    period = (elapsed // period_len(window_s)).astype(int)
+    if isinstance(d, Draws):
+        u_spread, u_skew, skew_sign, size_z = (d.u_spread[period], d.u_skew[period],
+                                                d.skew_sign[period], d.size_z[period])
+        level_w = d.level_w
+    else:
+        u_spread = np.array([d[w].u_spread[k] for w, k in zip(widx, period, strict=True)])
+        u_skew = np.array([d[w].u_skew[k] for w, k in zip(widx, period, strict=True)])
+        skew_sign = np.array([d[w].skew_sign[k] for w, k in zip(widx, period, strict=True)])
+        size_z = np.array([d[w].size_z[k] for w, k in zip(widx, period, strict=True)])
+        level_w = None
     cdf = np.cumsum(SPREAD_PROBS, axis=1)[minute]  # (n, 5)
-    spread = SPREADS[np.minimum((u_spread[period][:, None] > cdf).sum(axis=1), len(SPREADS) - 1)]
+    spread = SPREADS[np.minimum((u_spread[:, None] > cdf).sum(axis=1), len(SPREADS) - 1)]
     pc = np.clip(p, 0.0, 1.0) * 100.0
     bid = np.rint(pc - spread / 2.0).astype(int)
     bid = np.clip(bid, 1, 99 - spread)
@@ -147,12 +188,12 @@ def quote_books(p: np.ndarray, ts: np.ndarray, start: int, window_s: int,
     ask = np.where(lo, np.clip(np.rint(pc + 0.5).astype(int), 1, 99), ask)
     up_bid = np.where(lo, 0, bid)
     up_ask = np.where(hi, 0, ask)
-    delta = np.where(u_skew[period] < SKEW_PROB, skew_sign[period], 0)
+    delta = np.where(u_skew < SKEW_PROB, skew_sign, 0)
     down_bid = np.where(up_ask > 0, np.clip(100 - up_ask + delta, 1, 99), 0)
     down_ask = np.where(up_bid > 0, np.clip(100 - up_bid + delta, 1, 99), 0)
     both = (down_bid > 0) & (down_ask > 0)
     down_ask = np.where(both & (down_ask <= down_bid), down_bid + 1, down_ask)
     down_bid = np.where(both & (down_ask > 99), 98, down_bid)
     down_ask = np.minimum(down_ask, 99)
-    top5 = scale * size_jit[period]
+    top5 = top5_size(size_z)
     return WindowBooks(ts, p, up_bid, up_ask, down_bid, down_ask, top5, level_w)

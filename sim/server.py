@@ -597,8 +597,7 @@ class SimServer:
         return {"timestamp": s * 1000, "value": v, "full_accuracy_value": render.chainlink_value(v)}
 
     def _relay_delay(self, s: int) -> float:
-        u = random.Random(s * 7919 + self.config.seed).random()
-        return self.config.relay_delay_s + (u - 0.5) * 0.6
+        return self.world.relay_delay(s)
 
     def _last_published(self, now: float) -> int:
         s = int(now - self.config.relay_delay_s - 0.3) - 1

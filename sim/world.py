@@ -18,7 +18,7 @@ import numpy as np
 
 from slotml.sim import families
 from slotml.sim.config import SimConfig
-from slotml.sim.maker import WindowBooks, maker_prob, quote_books
+from slotml.sim.maker import Draws, WindowBooks, draw_window, maker_prob, quote_books
 from slotml.sim.oracle import known_sum, p_up
 from slotml.sim.prices import AssetPath, PriceModel, _rng, asset_key
 
@@ -207,6 +207,11 @@ class World:
         return now >= m.listed_at
 
     # ---- prices -----------------------------------------------------------------------------
+    def relay_delay(self, s: int) -> float:
+        """Seconds after its stamp s that the relay publishes an observation (1.5 +- 0.3 s)."""
+        u = ((s * 2654435761 + self.config.seed * 40503) % 1000003) / 1000003.0
+        return self.config.relay_delay_s + (u - 0.5) * 0.6
+
     def path(self, symbol: str) -> AssetPath:
         return self.prices[symbol]
 
@@ -247,20 +252,25 @@ class World:
         oracle = p_up(rule=m.settlement, spot_t=spot[ts - t0], m=(m.end - ts).astype(float), v=v,
                       lam=lam, jvar=jvar, p2b=p2b,
                       known_sum=known_sum(spot, t0, ts, m.end) if m.settlement == "twap60" else 0.0)
-        r = _rng(self.config.seed, asset_key(m.symbol), 4, self.window_s, m.start)
+        draws = self.draws(m.symbol, m.start)
         if self.config.efficient_book:
             p = oracle.copy()
         else:
-            p = maker_prob(rule=m.settlement, spot=spot, spot_t0=t0, ts=ts, start=m.start, end=m.end,
-                           p2b=p2b, vbar=self.vbar[m.symbol], rng=r)
+            p = maker_prob(rule=m.settlement, spot=spot, spot_t0=t0, ts=ts, end=m.end, p2b=p2b,
+                           vbar=self.vbar[m.symbol], noise=draws.noise)
         pts = np.concatenate([[m.start - 1], ts])
         pp = np.concatenate([[0.5], p])
-        books = quote_books(pp, pts, m.start, self.window_s, r)
+        books = quote_books(pp, pts, m.start, self.window_s, draws)
         return WindowData(
             market=m, spot_t0=t0, spot=spot, settle=settle, p2b=p2b,
             spot_p2b=float(spot[m.start - t0]), final=final, spot_final=float(spot[m.end - t0]),
             up=bool(final >= p2b), oracle=oracle, books=books,
         )
+
+    def draws(self, symbol: str, start: int) -> Draws:
+        """The maker's random numbers for one window (one RNG per window, fixed order)."""
+        r = _rng(self.config.seed, asset_key(symbol), 4, self.window_s, int(start))
+        return draw_window(r, self.window_s)
 
     def outcome_up(self, m: Market) -> bool:
         return self.window(m).up

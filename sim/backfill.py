@@ -1,0 +1,332 @@
+"""History generator: N days of the rows the collector WOULD have written, straight into a store.
+
+Same world as ``slotml sim serve`` (same seed -> same prices, books, outcomes, publication times),
+rendered at the collector's 30 s grid and through the collector's own snapshot function
+(``ingest.snapshot.make_snapshot``). What a live collector sees at a tick g (captured within
+~50 ms of g) is reproduced exactly:
+
+- books: the state the server publishes for second g (at g - 0.25 s);
+- prices: the relay lags 1.5 +- 0.3 s, so the latest observation is the one stamped g - 2;
+- price_to_beat: the settlement observation stamped at the window start, once it has arrived
+  (so the first tick of a window has no base yet, as live);
+- resolutions: measured values from the relay (final_seen_at = end + relay lag), official ones
+  from Gamma at the venue's (scaled) delays, resolved_at = publication + a polling lag (the
+  collector polls every 60 s); nothing published after the backfill's end T is known;
+- a few missing snapshots (collector outages: all assets at once, bursts of 1-4 ticks).
+
+Timing columns (captured_at, book_age_s, resolved_at, final_seen_at, updated_at) are plausible,
+not identical to a live run. The oracle per snapshot goes to <data-dir>/sim/oracle.parquet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from slotml.errors import UserError
+from slotml.ingest.snapshot import SNAPSHOT_INTERVAL_S, BookTop, WindowRef, make_snapshot
+from slotml.settings import CommonSettings, log_config
+from slotml.sim.config import SimConfig
+from slotml.sim.maker import maker_prob, quote_books
+from slotml.sim.oracle import known_sum, p_up
+from slotml.sim.prices import _rng, asset_key
+from slotml.sim.server import BOOK_LEAD_S
+from slotml.sim.world import World
+
+log = logging.getLogger(__name__)
+
+RELAY_STEP_S = 2  # at a tick g the latest relayed observation is stamped g - 2 (see server)
+POLL_S = 60.0  # the collector's Gamma resolution polling interval (15m; scaled for short families)
+CHUNK = 20000
+
+
+@dataclass
+class Backfill:
+    snapshots: list[dict[str, Any]] = field(default_factory=list)
+    resolutions: list[dict[str, Any]] = field(default_factory=list)
+    oracle: dict[str, list] = field(default_factory=lambda: {
+        "symbol": [], "window_s": [], "slot_ts": [], "tick_ms": [], "p_up": [], "p_maker": []})
+    t_start: int = 0
+    t_end: int = 0
+    missing_ticks: int = 0
+
+
+def parse_end(end: str | float | None) -> float:
+    if end is None or end == "":
+        return time.time()
+    if isinstance(end, int | float):
+        return float(end)
+    try:
+        return float(end)
+    except ValueError:
+        pass
+    try:
+        d = datetime.fromisoformat(end.replace("Z", "+00:00"))
+    except ValueError:
+        raise UserError(f"--end {end!r}: use epoch seconds or ISO 8601 (2026-11-24T15:00:00Z)") from None
+    if d.tzinfo is None:
+        d = d.replace(tzinfo=UTC)
+    return d.timestamp()
+
+
+def _missing_ticks(seed: int, grid: np.ndarray, fraction: float) -> np.ndarray:
+    """Boolean mask of grid ticks the collector missed (bursts of 1-4 ticks, all assets)."""
+    mask = np.zeros(len(grid), dtype=bool)
+    if fraction <= 0 or len(grid) == 0:
+        return mask
+    r = _rng(seed, 5, int(grid[0]), len(grid))
+    n_bursts = r.poisson(fraction * len(grid) / 2.5)
+    for s, ln in zip(r.integers(0, len(grid), n_bursts), r.integers(1, 5, n_bursts), strict=True):
+        mask[s: s + ln] = True
+    return mask
+
+
+def generate(cfg: SimConfig, days: float, end: float | str | None = None,
+             missing_fraction: float = 0.002, exact: bool = False) -> Backfill:
+    """All rows for ``days`` days ending at ``end`` (floored to the window). Pure: same in, same out.
+
+    ``exact``: build every row with ``ingest.snapshot.make_snapshot`` (slow); the default builds
+    the same rows with numpy (tests/sim/test_backfill.py checks they are identical).
+    """
+    world = World(cfg)
+    w = world.window_s
+    sc = world.scale
+    t_end = int(parse_end(end) // w) * w
+    t_start = int(math.ceil((t_end - days * 86400) / w)) * w
+    if t_start >= t_end:
+        raise UserError("--days must cover at least one window")
+    out = Backfill(t_start=t_start, t_end=t_end)
+    step = int(SNAPSHOT_INTERVAL_S)
+    grid = np.arange(int(math.ceil(t_start / step)) * step, t_end, step, dtype=np.int64)
+    missing = _missing_ticks(cfg.seed, grid, missing_fraction)
+    out.missing_ticks = int(missing.sum())
+    grid = grid[~missing]
+    starts = np.arange(t_start, t_end, w, dtype=np.int64)
+    gc_was = gc.isenabled()
+    gc.disable()  # ~700k small dicts: the cyclic GC would rescan them over and over
+    try:
+        for sym in cfg.symbols:
+            _one_symbol(world, sym, starts, grid, t_end, sc, out, exact)
+    finally:
+        if gc_was:
+            gc.enable()
+    return out
+
+
+def _one_symbol(world: World, sym: str, starts: np.ndarray, grid: np.ndarray, t_end: int,
+                sc: float, out: Backfill, exact: bool) -> None:
+    cfg = world.config
+    w = world.window_s
+    rule = cfg.settlement
+    path = world.path(sym)
+    t0 = int(starts[0]) - 200
+    spot = path.spot(t0, t_end + 5)
+    cs = np.concatenate([[0.0], np.cumsum(spot)])
+
+    def twap(t: np.ndarray) -> np.ndarray:
+        i = t - t0
+        return (cs[i + 1] - cs[i - 59]) / 60.0
+
+    def settle(t: np.ndarray) -> np.ndarray:
+        return twap(t) if rule == "twap60" else spot[t - t0]
+
+    ends = starts + w
+    p2b, final = settle(starts), settle(ends)
+    up = final >= p2b
+    # ---- per tick ------------------------------------------------------------------------
+    wstart = (grid // w) * w
+    widx = (wstart - starts[0]) // w
+    wend = wstart + w
+    v, lam, jvar = path.block_stats_array(wstart)
+    oracle = p_up(rule=rule, spot_t=spot[grid - t0], m=(wend - grid).astype(float), v=v, lam=lam,
+                  jvar=jvar, p2b=p2b[widx],
+                  known_sum=known_sum(spot, t0, grid, wend) if rule == "twap60" else 0.0)
+    draws = [world.draws(sym, int(s)) for s in starts]
+    if cfg.efficient_book:
+        pm = oracle
+    else:
+        noise = np.array([draws[i].noise[k] for i, k in zip(widx, grid - wstart, strict=True)])
+        pm = maker_prob(rule=rule, spot=spot, spot_t0=t0, ts=grid, end=wend, p2b=p2b[widx],
+                        vbar=world.vbar[sym], noise=noise)
+    books = quote_books(pm, grid, wstart, w, draws, widx)
+    lw0 = np.array([draws[i].level_w[0] for i in widx])
+    lw1 = np.array([draws[i].level_w[1] for i in widx])
+    size_a = np.round(books.top5 * lw0, 2)  # Up best bid / Down best ask
+    size_b = np.round(books.top5 * lw1, 2)  # Up best ask / Down best bid
+    obs = grid - RELAY_STEP_S
+    spot_obs = spot[obs - t0]
+    twap_obs = twap(obs)
+    u = _rng(cfg.seed, asset_key(sym), 6, w, int(starts[0])).random(len(grid))
+    captured = grid + 0.005 + 0.03 * u
+    # the base (stamped at the start) is known once relayed
+    relay_at_start = np.array([world.relay_delay(int(s)) for s in starts.tolist()])
+    base_known = grid + 0.005 >= wstart + relay_at_start[widx]
+    spot_base = spot[wstart - t0]
+    rows = (_rows_exact if exact else _rows_fast)(
+        sym, w, rule, grid, wstart, captured, books, size_a, size_b, base_known, p2b[widx],
+        spot_base, spot_obs, twap_obs)
+    out.snapshots.extend(rows)
+    gl, ws = grid.tolist(), wstart.tolist()
+    o = out.oracle
+    o["symbol"] += [sym] * len(gl)
+    o["window_s"] += [w] * len(gl)
+    o["slot_ts"] += ws
+    o["tick_ms"] += [g * 1000 for g in gl]
+    o["p_up"] += oracle.tolist()
+    o["p_maker"] += np.asarray(pm).tolist()
+    # ---- per window: slot_resolutions ----------------------------------------------------
+    prev: bool | None = None
+    poll = POLL_S * min(1.0, sc * 4)
+    rr_all = _rng(cfg.seed, asset_key(sym), 7, w, int(starts[0])).random((len(starts), 2))
+    for k, s in enumerate(starts.tolist()):
+        m = world.market(sym, s)
+        rr = rr_all[k]
+        row: dict[str, Any] = {
+            "symbol": sym, "window_s": w, "slot_ts": s, "end_ts": m.end, "slug": m.slug,
+            "condition_id": m.condition_id, "up_token_id": m.up_token, "down_token_id": m.down_token,
+            "settlement": rule, "tick_size": 0.01, "min_order_size": 5.0, "fee_rate": 0.07,
+            "fee_exponent": 1.0, "fee_taker_only": True,
+            "price_to_beat": float(p2b[k]), "spot_price_to_beat": float(spot[s - t0]),
+        }
+        seen = m.end + world.relay_delay(m.end)
+        if seen <= t_end:
+            row["final_price"] = float(final[k])
+            row["final_seen_at"] = float(seen + 0.01 * rr[0])
+        if m.p2b_at <= t_end:
+            row["official_price_to_beat"] = float(p2b[k])
+        if m.final_at <= t_end:
+            row["official_final_price"] = float(final[k])
+        resolved = None
+        if m.resolved_at is not None:
+            seen_at = m.resolved_at + poll * rr[1]
+            if seen_at <= t_end:
+                resolved = bool(up[k])
+                row["resolved_up"] = resolved
+                row["resolved_at"] = float(seen_at)
+        if prev is not None:
+            row["prev_resolved_up"] = prev
+        prev = resolved
+        out.resolutions.append(row)
+
+
+def _rows_exact(sym, w, rule, grid, wstart, captured, books, size_a, size_b, base_known, p2b,
+                spot_base, spot_obs, twap_obs) -> list[dict[str, Any]]:
+    """Every row through the collector's own snapshot function."""
+    sp = [None if x == 0 else x / 100 for x in range(100)]
+    ub, ua, db, da = (books.up_bid.tolist(), books.up_ask.tolist(), books.down_bid.tolist(),
+                      books.down_ask.tolist())
+    sa, sb, cap, gl = size_a.tolist(), size_b.tolist(), captured.tolist(), grid.tolist()
+    bk, p2bl, spb = base_known.tolist(), p2b.tolist(), spot_base.tolist()
+    so, to, ws = spot_obs.tolist(), twap_obs.tolist(), wstart.tolist()
+    rows = []
+    for i in range(len(gl)):
+        g, c = gl[i], cap[i]
+        upd = g - BOOK_LEAD_S
+        upt = BookTop(sp[ub[i]], sp[ua[i]], sa[i] if ub[i] else None, sb[i] if ua[i] else None, upd)
+        dnt = BookTop(sp[db[i]], sp[da[i]], sb[i] if db[i] else None, sa[i] if da[i] else None, upd)
+        ref = WindowRef(sym, w, ws[i], rule, p2bl[i] if bk[i] else None, spb[i] if bk[i] else None)
+        row, _ = make_snapshot(ref, g * 1000, c, upt, dnt, so[i], to[i])
+        rows.append(row)
+    return rows
+
+
+def _rows_fast(sym, w, rule, grid, wstart, captured, books, size_a, size_b, base_known, p2b,
+               spot_base, spot_obs, twap_obs) -> list[dict[str, Any]]:
+    """The same rows as ``_rows_exact``, column-wise. The sim's books are never crossed, ghost or
+    out of range (ask = bid + spread >= 1 cent, prices in [0.01, 0.99]), so make_snapshot's
+    rejections cannot fire; the equality test would catch a change."""
+    assert not np.any((books.up_bid > 0) & (books.up_ask > 0) & (books.up_bid >= books.up_ask))
+    assert not np.any((books.down_bid > 0) & (books.down_ask > 0) & (books.down_bid >= books.down_ask))
+
+    def price(c: np.ndarray) -> list:
+        return [None if x == 0 else x / 100 for x in c.tolist()]
+
+    def size(c: np.ndarray, s: np.ndarray) -> list:
+        return [None if x == 0 else y for x, y in zip(c.tolist(), s.tolist(), strict=True)]
+
+    def spread(b: list, a: list) -> list:
+        return [None if x is None or y is None else round(y - x, 10) for x, y in zip(b, a, strict=True)]
+
+    def move(v: np.ndarray, base: np.ndarray, known: np.ndarray) -> list:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            mv = (v / base - 1.0) * 100.0
+        ok = known & (base != 0)
+        return [x if k else None for x, k in zip(mv.tolist(), ok.tolist(), strict=True)]
+
+    bu, au, bd, ad = price(books.up_bid), price(books.up_ask), price(books.down_bid), price(books.down_ask)
+    n = len(grid)
+    settle = twap_obs if rule == "twap60" else spot_obs
+    dmove = move(settle, p2b, base_known)
+    cols = {
+        "symbol": [sym] * n, "window_s": [int(w)] * n, "slot_ts": wstart.tolist(),
+        "tick_ms": (grid * 1000).tolist(), "captured_at": captured.tolist(),
+        "minutes_into_slot": ((grid * 1000 / 1000.0 - wstart) / 60.0).tolist(),
+        "bid_up": bu, "ask_up": au, "bid_down": bd, "ask_down": ad,
+        "bid_size_up": size(books.up_bid, size_a), "ask_size_up": size(books.up_ask, size_b),
+        "bid_size_down": size(books.down_bid, size_b), "ask_size_down": size(books.down_ask, size_a),
+        "spread_up": spread(bu, au), "spread_down": spread(bd, ad),
+        "chainlink_price": spot_obs.tolist(), "chainlink_twap": twap_obs.tolist(),
+        "dir_move_pct": dmove, "abs_move_pct": [None if x is None else abs(x) for x in dmove],
+        "spot_move_pct": move(spot_obs, spot_base, base_known),
+        "book_age_s": (captured - (grid - BOOK_LEAD_S)).tolist(),
+        "hour_utc": ((grid // 3600) % 24).tolist(),
+        "day_of_week": ((grid // 86400 + 3) % 7).tolist(),  # 1970-01-01 was a Thursday; 0 = Monday
+    }
+    keys = list(cols)
+    return [dict(zip(keys, vals, strict=True)) for vals in zip(*cols.values(), strict=True)]
+
+
+def write_oracle(bf: Backfill, data_dir: Path) -> Path:
+    import polars as pl
+
+    path = Path(data_dir) / "sim" / "oracle.parquet"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    df = pl.DataFrame(bf.oracle, schema={"symbol": pl.Utf8, "window_s": pl.Int32, "slot_ts": pl.Int64,
+                                         "tick_ms": pl.Int64, "p_up": pl.Float64, "p_maker": pl.Float64})
+    tmp = path.with_suffix(".parquet.tmp")
+    df.write_parquet(tmp)
+    tmp.replace(path)
+    return path
+
+
+async def write_store(bf: Backfill, url) -> tuple[int, int]:
+    from slotml.ingest.store import open_store
+
+    store = open_store(url)
+    await store.connect()
+    try:
+        await store.ensure_schema()
+        n_snap = 0
+        for i in range(0, len(bf.snapshots), CHUNK):
+            n_snap += await store.insert_snapshots(bf.snapshots[i: i + CHUNK])
+        n_res = 0
+        for i in range(0, len(bf.resolutions), CHUNK):
+            n_res += await store.upsert_resolutions(bf.resolutions[i: i + CHUNK])
+        return n_snap, n_res
+    finally:
+        await store.close()
+
+
+def run_backfill(cfg: SimConfig, settings: CommonSettings, *, days: float, end: str | float | None,
+                 missing_fraction: float) -> int:
+    """``slotml sim backfill``: generate, write both tables and the oracle file, report."""
+    log_config(cfg, log)
+    t = time.perf_counter()
+    bf = generate(cfg, days, end, missing_fraction)
+    t_gen = time.perf_counter() - t
+    n_snap, n_res = asyncio.run(write_store(bf, settings.db))
+    t_db = time.perf_counter() - t - t_gen
+    opath = write_oracle(bf, settings.data_dir)
+    print(f"backfilled {cfg.family} {','.join(cfg.symbols)} {bf.t_start}..{bf.t_end} into {settings.db}: "
+          f"{n_snap} snapshots ({bf.missing_ticks} ticks missing), {n_res} resolution rows; "
+          f"oracle -> {opath} (generate {t_gen:.1f} s, write {t_db:.1f} s)", flush=True)
+    return 0

@@ -1,0 +1,85 @@
+"""Measure the sim the way the real data was measured (../shared/data/README.md), so the
+realism tests pin the same statistics: price dynamics from 1-minute closes, book shape and the
+book's Brier from the backfilled snapshot rows.
+
+The REAL numbers live here too (tests must not read ../shared).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+REAL = {
+    "vol_1m": {"BTC": 0.000463, "ETH": 0.000926, "SOL": 0.001002, "XRP": 0.00100},
+    "tail_5sd": (0.0020, 0.0027),  # share of 1-minute moves beyond 5 sd
+    "rv_corr": {"BTC": (0.56, 0.48, 0.26), "ETH": (0.70, 0.58, 0.31), "SOL": (0.63, 0.48, 0.25)},
+    "absret_acf": {"BTC": (0.29, 0.22, 0.17), "ETH": (0.31, 0.18, 0.12), "SOL": (0.25, 0.15, 0.10)},
+    "rv_pct": {"BTC": (0.00066, 0.00132, 0.00263), "ETH": (0.00134, 0.00247, 0.00485),
+               "SOL": (0.00181, 0.00295, 0.00526)},
+    "spread_mix": (0.76, 0.19, 0.05),  # 1c / 2c / 3c+ of two-sided rows (67/17/4 of 88%)
+    "one_sided_by_minute": {5: 0.0, 6: 0.025, 7: 0.025, 8: 0.025, 9: 0.025, 10: 0.07, 11: 0.17,
+                            12: 0.28, 13: 0.42, 14: 0.66},
+    "brier": {5: 0.205, 7: 0.168, 10: 0.138},
+    "complement_within_cent": 0.73,
+    "top5_bid": (705, 2995, 7144),
+}
+
+
+def minute_stats(spot_1s: np.ndarray, t0: int) -> dict[str, Any]:
+    """Price statistics from a per-second spot series starting at epoch second t0 (a multiple
+    of 900): 1-minute log returns, 15-minute realised volatility, hour-of-day profile."""
+    closes = spot_1s[::60]
+    r = np.diff(np.log(closes))
+    sd = r.std()
+    kurt = float(((r - r.mean()) ** 4).mean() / r.var() ** 2)
+    n15 = len(r) // 15
+    rv = np.sqrt((r[: n15 * 15].reshape(n15, 15) ** 2).sum(axis=1))
+    lrv = np.log(np.maximum(rv, 1e-12))
+
+    def corr(x: np.ndarray, lag: int) -> float:
+        return float(np.corrcoef(x[:-lag], x[lag:])[0, 1])
+
+    a = np.abs(r)
+    hours = ((t0 + 60 * np.arange(len(r))) // 3600) % 24
+    hourly = np.array([r[hours == h].std() for h in range(24)])
+    return {
+        "vol_1m": float(sd), "kurtosis": kurt, "tail_5sd": float((np.abs(r - r.mean()) > 5 * sd).mean()),
+        "rv_corr": (corr(lrv, 1), corr(lrv, 4), corr(lrv, 96)),
+        "absret_acf": (corr(a, 1), corr(a, 15), corr(a, 60)),
+        "rv_pct": tuple(float(x) for x in np.percentile(rv, [10, 50, 90])),
+        "intraday": hourly / np.sqrt((hourly**2).mean()),
+    }
+
+
+def book_stats(rows: list[dict[str, Any]], outcomes: dict[tuple[str, int], bool],
+               window_s: int = 900) -> dict[str, Any]:
+    """Book shape and accuracy from snapshot rows; ``outcomes`` maps (symbol, slot_ts) -> Up won."""
+    minute = np.array([int(r["minutes_into_slot"] * 900 / window_s) for r in rows])
+    bu = np.array([np.nan if r["bid_up"] is None else r["bid_up"] for r in rows])
+    au = np.array([np.nan if r["ask_up"] is None else r["ask_up"] for r in rows])
+    bd = np.array([np.nan if r["bid_down"] is None else r["bid_down"] for r in rows])
+    two = ~np.isnan(bu) & ~np.isnan(au)
+    one = np.isnan(bu) ^ np.isnan(au)
+    spread_c = np.rint((au - bu)[two] * 100).astype(int)
+    mix = (float((spread_c == 1).mean()), float((spread_c == 2).mean()), float((spread_c >= 3).mean()))
+    mean_spread = {m: float(np.nanmean(np.where(two, au - bu, np.nan)[minute == m])) for m in range(15)}
+    one_sided = {m: float(one[minute == m].mean()) for m in range(15)}
+    mid = np.where(two, (bu + au) / 2, np.where(np.isnan(bu), au, bu))
+    y = np.array([float(outcomes[(r["symbol"], r["slot_ts"])]) for r in rows])
+    at_min = np.array([r["minutes_into_slot"] for r in rows])
+    brier = {}
+    for m in (5, 7, 10):
+        sel = (np.abs(at_min - m) < 1e-9) & ~np.isnan(mid)
+        brier[m] = float(((mid[sel] - y[sel]) ** 2).mean())
+    both = ~np.isnan(bd) & ~np.isnan(au)
+    comp = float((np.abs(bd[both] - (1 - au[both])) <= 0.0100001).mean())
+    top_bid = np.array([r["bid_size_up"] for r in rows if r["bid_size_up"] is not None])
+    return {"spread_mix": mix, "mean_spread": mean_spread, "one_sided": one_sided, "brier": brier,
+            "complement_within_cent": comp, "top_bid_size_pct": tuple(np.percentile(top_bid, [10, 50, 90])),
+            "base_rate": float(y.mean())}
+
+
+def brier_of(p: np.ndarray, y: np.ndarray) -> float:
+    return float(((np.asarray(p) - np.asarray(y)) ** 2).mean())
