@@ -1,0 +1,245 @@
+"""Every fault is reachable through POST /_sim/faults and is actually emitted on the wire."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+
+import aiohttp
+import pytest
+
+from slotml.sim import SimConfig, running_sim
+from slotml.sim.faults import KINDS
+
+
+async def _inject(s: aiohttp.ClientSession, sim, **body) -> dict:
+    r = await s.post(f"{sim.control_url}/faults", json=body)
+    assert r.status == 200, await r.text()
+    return await r.json()
+
+
+async def _market_ws(s: aiohttp.ClientSession, sim, custom: bool = True):
+    m = sim.current_market("BTC", ahead=1)
+    ws = await s.ws_connect(sim.ws_market_url)
+    await ws.send_str(json.dumps({"type": "market", "assets_ids": [m.up_token, m.down_token],
+                                  "custom_feature_enabled": custom}))
+    first = await ws.receive(timeout=5)
+    assert isinstance(json.loads(first.data), list)
+    return m, ws
+
+
+async def _rtds_ws(s: aiohttp.ClientSession, sim, topics=("crypto_prices_chainlink",)):
+    ws = await s.ws_connect(sim.rtds_url)
+    await ws.send_str(json.dumps({"action": "subscribe",
+                                  "subscriptions": [{"topic": t, "type": "update"} for t in topics]}))
+    return ws
+
+
+async def _until(ws, pred, timeout: float = 6.0):
+    """Receive until pred(msg) is truthy; returns that value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise AssertionError("expected frame never came")
+        msg = await ws.receive(timeout=left)
+        v = pred(msg)
+        if v:
+            return v
+        if msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR):
+            raise AssertionError(f"socket closed: {msg}")
+
+
+def _json(msg):
+    if msg.type != aiohttp.WSMsgType.TEXT or msg.data in ("PONG", "pong"):
+        return None
+    try:
+        return json.loads(msg.data)
+    except json.JSONDecodeError:
+        return None
+
+
+def test_every_kind_has_a_test() -> None:
+    here = open(__file__).read()
+    for kind in KINDS:
+        assert f'"{kind}"' in here[here.index("async def test_unknown_kind_is_400"):], kind
+
+
+async def test_unknown_kind_is_400() -> None:
+    async with running_sim(SimConfig(family="10s")) as sim, aiohttp.ClientSession() as s:
+        r = await s.post(f"{sim.control_url}/faults", json={"kind": "meteor"})
+        assert r.status == 400 and "unknown fault kind" in (await r.json())["error"]
+
+
+@pytest.mark.parametrize("target", ["market", "rtds"])
+async def test_ws_drop(target: str) -> None:
+    async with running_sim(SimConfig(family="10s")) as sim, aiohttp.ClientSession() as s:
+        ws = (await _market_ws(s, sim))[1] if target == "market" else await _rtds_ws(s, sim)
+        await _inject(s, sim, kind="ws_drop", target=target)
+        msg = await _until(ws, lambda m: m if m.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED,
+                                                          aiohttp.WSMsgType.ERROR) else None)
+        assert msg.type != aiohttp.WSMsgType.CLOSE or msg.data != 1000  # not a clean close
+        assert sim.emitted()["ws_drop"] == 1
+
+
+async def test_ws_silent_still_answers_ping() -> None:
+    async with running_sim(SimConfig(family="10s")) as sim, aiohttp.ClientSession() as s:
+        ws = await _rtds_ws(s, sim)
+        await _until(ws, lambda m: (_json(m) or {}).get("type") == "update")
+        await _inject(s, sim, kind="ws_silent", target="rtds", duration_s=2.5)
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 0.3:  # drain what was already on the wire
+            with contextlib.suppress(asyncio.TimeoutError):
+                await ws.receive(timeout=0.1)
+        await ws.send_str("PING")
+        data_during = 0
+        pong = False
+        while time.monotonic() - t0 < 2.0:
+            try:
+                msg = await ws.receive(timeout=0.3)
+            except TimeoutError:
+                continue
+            if msg.data == "PONG":
+                pong = True
+            elif _json(msg) is not None:
+                data_during += 1
+        assert pong and data_during == 0
+        await _until(ws, lambda m: (_json(m) or {}).get("type") == "update", timeout=5)
+        assert sim.emitted()["ws_silent"] > 0
+
+
+@pytest.mark.parametrize("kind", ["malformed", "truncated", "unknown_event"])
+@pytest.mark.parametrize("target", ["market", "rtds"])
+async def test_bad_frames(kind: str, target: str) -> None:
+    async with running_sim(SimConfig(family="10s")) as sim, aiohttp.ClientSession() as s:
+        ws = (await _market_ws(s, sim))[1] if target == "market" else await _rtds_ws(s, sim)
+        await _inject(s, sim, kind=kind, target=target, count=2)
+        seen = []
+
+        def bad(msg):
+            if msg.type != aiohttp.WSMsgType.TEXT or msg.data in ("PONG", "pong"):
+                return None
+            try:
+                v = json.loads(msg.data)
+            except json.JSONDecodeError:
+                seen.append(msg.data)
+                return kind in ("malformed", "truncated") and len(seen) == 2
+            if kind == "unknown_event":
+                evs = v if isinstance(v, list) else [v]
+                for e in evs:
+                    if e.get("event_type") == "sim_unknown_event" or e.get("type") == "sim_unknown_type":
+                        seen.append(e)
+                return len(seen) == 2
+            return None
+
+        assert await _until(ws, bad)
+        if kind == "truncated":
+            assert all(x.startswith("{") for x in seen)
+        assert sim.emitted()[kind] == 2
+
+
+async def test_extra_fields_ws_and_http() -> None:
+    async with running_sim(SimConfig(family="10s")) as sim, aiohttp.ClientSession() as s:
+        m, ws = await _market_ws(s, sim)
+        await _inject(s, sim, kind="extra_fields", target="all", duration_s=3)
+        v = await _until(ws, lambda msg: _json(msg))
+        evs = v if isinstance(v, list) else [v]
+        assert all("sim_extra_field" in e for e in evs)
+        r = await s.get(f"{sim.gamma_url}/events/slug/{m.slug}")
+        assert "sim_extra_field" in await r.json()
+        assert sim.emitted()["extra_fields"] >= 2
+
+
+@pytest.mark.parametrize("status", [500, 425, 429])
+async def test_http_status(status: int) -> None:
+    async with running_sim(SimConfig(family="10s")) as sim, aiohttp.ClientSession() as s:
+        m = sim.current_market("ETH")
+        await _inject(s, sim, kind="http_status", status=status, count=2, prefix="/gamma", retry_after=3)
+        for _ in range(2):
+            r = await s.get(f"{sim.gamma_url}/events/slug/{m.slug}")
+            assert r.status == status
+            if status == 429:
+                assert r.headers["Retry-After"] == "3"
+        r = await s.get(f"{sim.gamma_url}/events/slug/{m.slug}")
+        assert r.status == 200
+        assert sim.emitted()["http_status"] == 2
+
+
+async def test_slow_response_times_out_client() -> None:
+    async with running_sim(SimConfig(family="10s")) as sim, aiohttp.ClientSession() as s:
+        m = sim.current_market("ETH")
+        await _inject(s, sim, kind="slow", delay_s=1.0, count=1, prefix="/clob")
+        with pytest.raises(asyncio.TimeoutError):
+            await s.get(f"{sim.clob_url}/book", params={"token_id": m.up_token},
+                        timeout=aiohttp.ClientTimeout(total=0.3))
+        assert sim.emitted()["slow"] == 1
+
+
+async def test_rtds_duplicate_and_out_of_order() -> None:
+    async with running_sim(SimConfig(family="10s", symbols=("BTC",))) as sim, aiohttp.ClientSession() as s:
+        ws = await _rtds_ws(s, sim)
+        await _until(ws, lambda m: (_json(m) or {}).get("type") == "update")
+        await _inject(s, sim, kind="duplicate", count=1)
+        await _inject(s, sim, kind="out_of_order", count=1)
+        stamps: list[int] = []
+        raw: list[str] = []
+
+        def collect(msg):
+            v = _json(msg)
+            if v and v.get("type") == "update":
+                stamps.append(v["payload"]["timestamp"])
+                raw.append(msg.data)
+            return len(stamps) >= 4
+
+        await _until(ws, collect, timeout=10)
+        assert len(set(raw)) < len(raw)  # a frame sent twice
+        assert any(b < a for a, b in zip(stamps, stamps[1:], strict=False))  # a later stamp first
+        assert sim.emitted()["duplicate"] == 1 and sim.emitted()["out_of_order"] == 1
+
+
+async def test_crossed_book_on_ws_and_rest() -> None:
+    async with running_sim(SimConfig(family="10s")) as sim, aiohttp.ClientSession() as s:
+        m, ws = await _market_ws(s, sim)
+        await _inject(s, sim, kind="crossed_book", duration_s=3)
+
+        def crossed(msg):
+            v = _json(msg)
+            if not v or isinstance(v, list) or v.get("event_type") != "price_change":
+                return None
+            for e in v["price_changes"]:
+                if e["asset_id"] == m.up_token and float(e["best_bid"]) >= float(e["best_ask"]):
+                    return True
+            return None
+
+        assert await _until(ws, crossed)
+        r = await s.get(f"{sim.clob_url}/book", params={"token_id": m.up_token})
+        b = await r.json()
+        assert max(float(x["price"]) for x in b["bids"]) >= min(float(x["price"]) for x in b["asks"])
+        assert sim.emitted()["crossed_book"] >= 1
+
+
+async def test_ghost_book_rest() -> None:
+    async with running_sim(SimConfig(family="10s")) as sim, aiohttp.ClientSession() as s:
+        m = sim.current_market("SOL")
+        await _inject(s, sim, kind="ghost_book", count=1)
+        b = await (await s.get(f"{sim.clob_url}/book", params={"token_id": m.up_token})).json()
+        assert [x["price"] for x in b["bids"]] == ["0.01"] and [x["price"] for x in b["asks"]] == ["0.99"]
+        b = await (await s.get(f"{sim.clob_url}/book", params={"token_id": m.up_token})).json()
+        assert len(b["bids"]) > 1  # back to normal
+        assert sim.emitted()["ghost_book"] == 1
+
+
+async def test_resolve_close_and_tick_size_change() -> None:
+    async with running_sim(SimConfig(family="10s")) as sim, aiohttp.ClientSession() as s:
+        m, ws = await _market_ws(s, sim)
+        await _inject(s, sim, kind="tick_size_change")
+        ev = await _until(ws, lambda msg: (lambda v: v if isinstance(v, dict) and
+                                           v.get("event_type") == "tick_size_change" else None)(_json(msg)))
+        assert ev["new_tick_size"] == "0.001" and ev["asset_id"] in m.tokens
+        await _inject(s, sim, kind="resolve_close")
+        msg = await _until(ws, lambda x: x if x.type == aiohttp.WSMsgType.CLOSE else None)
+        assert msg.data == 1000 and msg.extra == "all subscribed assets resolved"
+        st = await (await s.get(f"{sim.control_url}/stats")).json()
+        assert st["faults_emitted"]["resolve_close"] == 1 and st["faults_emitted"]["tick_size_change"] == 2
