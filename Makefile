@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 demo: install
-	$(BIN)/slotml demo $(DEMO_ARGS)
+	$(BIN)/slotml demo -- $(DEMO_ARGS)
 
 # The whole suite; prints its slowest tests. MySQL tests need SLOTML_TEST_MYSQL_URL's server
 # (.ci/run prepares one); without it they are reported loudly at the end, and fail under CI=true.

@@ -39,7 +39,19 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for mod in STAGE_CLIS:
         importlib.import_module(mod).register(sub)
+    demo = sub.add_parser("demo", help="the whole pipeline offline: sim + collector, history, "
+                          "export, train, replay (a few minutes)")
+    demo.add_argument("demo_args", nargs=argparse.REMAINDER,
+                      help="passed on (see `slotml demo -- --help`)")
+    demo.set_defaults(func=_demo)
     return parser
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from slotml.demo import main as demo_main
+
+    rest = [a for a in args.demo_args if a != "--"]
+    return demo_main(rest)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
