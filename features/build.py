@@ -58,15 +58,15 @@ _FEATURE_SQL: dict[str, str] = {
     "spread_ratio": "(r.ask_up - r.bid_up) / nullif(r.ask_down - r.bid_down, 0)",
     "imbalance_up": "(r.bid_size_up - r.ask_size_up) / nullif(r.bid_size_up + r.ask_size_up, 0)",
     "imbalance_down": "(r.bid_size_down - r.ask_size_down) / nullif(r.bid_size_down + r.ask_size_down, 0)",
-    "move_velocity": "(r.dir_move_pct - l.dir_move_pct) / "
-                     + _MIN.format(ms="r.tick_ms - l.tick_ms", w="r.window_s"),
-    "realised_vol": "CASE WHEN r.last_mv_tick > r.first_mv_tick THEN sqrt(r.cum_sq / "
-                    + _MIN.format(ms="r.last_mv_tick - r.first_mv_tick", w="r.window_s") + ") END",
+    "move_velocity": "(r.dir_move_pct - r.lb_move) / "
+                     + _MIN.format(ms="nullif(r.tick_ms - r.lb_tick, 0)", w="r.window_s"),
+    "realised_vol": "CASE WHEN f.last_mv_tick > f.first_mv_tick THEN sqrt(f.cum_sq / "
+                    + _MIN.format(ms="f.last_mv_tick - f.first_mv_tick", w="r.window_s") + ") END",
     "move_z": "CASE WHEN v.sigma > 0 AND (CAST(15 AS DOUBLE) - "
               + _MIN.format(ms="r.tick_ms - r.slot_ts * 1000", w="r.window_s") + ") > 0 "
               "THEN r.dir_move_pct / (v.sigma * sqrt(CAST(15 AS DOUBLE) - "
               + _MIN.format(ms="r.tick_ms - r.slot_ts * 1000", w="r.window_s") + ")) END",
-    "snapshot_count": "r.n_so_far",
+    "snapshot_count": "f.n_so_far",
     "hour": "(r.tick_ms // 3600000) % 24",
     "weekday": "(r.tick_ms // 86400000 + 3) % 7",
     "asset": "a.code",
@@ -83,100 +83,130 @@ assert tuple(_FEATURE_SQL) == FEATURES, "the SQL must define exactly the contrac
 
 
 def _filters(window_s: int | None, symbols: Sequence[str] | None, slot_from: int | None,
-             slot_to: int | None) -> tuple[str, list[Any]]:
-    where, params = ["tick_ms >= CAST(slot_ts AS BIGINT) * 1000"], []
+             slot_to: int | None) -> tuple[str, dict[str, Any]]:
+    where, params = ["tick_ms >= CAST(slot_ts AS BIGINT) * 1000"], {}
     if window_s is not None:
-        where.append("window_s = ?")
-        params.append(int(window_s))
+        where.append("window_s = $f_window_s")
+        params["f_window_s"] = int(window_s)
     if symbols:
-        where.append("list_contains(?, symbol)")
-        params.append([str(s) for s in symbols])
+        where.append("list_contains($f_symbols, symbol)")
+        params["f_symbols"] = [str(s) for s in symbols]
     if slot_from is not None:
-        where.append("slot_ts >= ?")
-        params.append(int(slot_from))
+        where.append("slot_ts >= $f_slot_from")
+        params["f_slot_from"] = int(slot_from)
     if slot_to is not None:
-        where.append("slot_ts < ?")
-        params.append(int(slot_to))
+        where.append("slot_ts < $f_slot_to")
+        params["f_slot_to"] = int(slot_to)
     return " AND ".join(where), params
 
 
 def training_set_sql(feature_type: str = "FLOAT", resolved_only: bool = False,
                      where: str = "TRUE") -> str:
-    """The query; parameters, in order: snapshot filter params, points[], tolerance, lookback,
-    stat symbols[], stat sigmas[], default sigma, asset symbols[], asset codes[]."""
+    """The query. Named parameters: $points (DOUBLE[]), $tolerance, $lookback, $vol_symbols,
+    $vol_sigmas, $default_sigma, $asset_symbols, $asset_codes, plus those of ``where``.
+
+    Cost model (4.2M rows, 2 cores): sorts dominate (window functions with frames and ASOF
+    joins sort), so there are two, both of narrow rows on an integer window key: a ``lag``
+    pass and one ASOF join serving the decision and the lookback rows. The running sums are a
+    hash aggregation; the decision row's wide columns come back by a hash join on its key.
+    """
     feats = ",\n    ".join(
         f"coalesce(CAST({expr} AS {feature_type}), CAST('NaN' AS {feature_type})) AS {name}"
         for name, expr in _FEATURE_SQL.items()
     )
     row_cols = ", ".join(_ROW_COLS)
-    key = "PARTITION BY symbol, window_s, slot_ts ORDER BY tick_ms"
     return f"""
-WITH snaps AS (
+WITH src AS (
   SELECT symbol, window_s, CAST(slot_ts AS BIGINT) AS slot_ts, tick_ms, {row_cols}
   FROM slot_snapshots WHERE {where}
 ),
-lagged AS (
-  SELECT *,
-    count(*) OVER (w ROWS UNBOUNDED PRECEDING) AS n_so_far,
-    dir_move_pct - last_value(dir_move_pct IGNORE NULLS)
-        OVER (w ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS d_move,
-    min(CASE WHEN dir_move_pct IS NOT NULL THEN tick_ms END) OVER (w ROWS UNBOUNDED PRECEDING) AS first_mv_tick,
-    max(CASE WHEN dir_move_pct IS NOT NULL THEN tick_ms END) OVER (w ROWS UNBOUNDED PRECEDING) AS last_mv_tick
-  FROM snaps WINDOW w AS ({key})
+syms AS (
+  SELECT symbol, CAST(row_number() OVER (ORDER BY symbol) AS BIGINT) AS code
+  FROM (SELECT DISTINCT symbol FROM src)
 ),
-rows AS (
-  SELECT * EXCLUDE (d_move),
-    sum(d_move * d_move) OVER (w ROWS UNBOUNDED PRECEDING) AS cum_sq
-  FROM lagged WINDOW w AS ({key})
+-- wkey: one BIGINT per window (slot_ts, window_s < 2^20 s, symbol code < 2^10)
+snaps AS MATERIALIZED (
+  SELECT (s.slot_ts * 1048576 + s.window_s) * 1024 + y.code AS wkey, s.*
+  FROM src s JOIN syms y ON y.symbol = s.symbol
 ),
+-- sort 1 (narrow): the change of the move since the previous non-missing move
+rows AS MATERIALIZED (
+  SELECT wkey, window_s, slot_ts, tick_ms, dir_move_pct,
+    dir_move_pct - lag(dir_move_pct IGNORE NULLS) OVER (PARTITION BY wkey ORDER BY tick_ms) AS d_move
+  FROM snaps
+),
+pts AS (SELECT unnest(CAST($points AS DOUBLE[])) AS point),
 grid AS (
-  SELECT w.symbol, w.window_s, w.slot_ts, pt.point,
+  SELECT w.wkey, w.window_s, pt.point,
     w.slot_ts * 1000 + {_MS.format(frac="pt.point", w="w.window_s")} AS decision_ms
-  FROM (SELECT DISTINCT symbol, window_s, slot_ts FROM snaps) w
-  CROSS JOIN (SELECT unnest(CAST(? AS DOUBLE[])) AS point) pt
+  FROM (SELECT DISTINCT wkey, window_s, slot_ts FROM rows) w CROSS JOIN pts pt
 ),
-params AS (SELECT CAST(? AS DOUBLE) AS tolerance, CAST(? AS DOUBLE) AS lookback),
+-- sort 2: ONE ASOF join answers both lookups, the decision row (latest row at or before the
+-- decision instant D; never "nearest") and the lookback row (latest at or before D - lookback)
+probes AS (
+  SELECT wkey, window_s, point, decision_ms, 0 AS kind, decision_ms AS at FROM grid
+  UNION ALL
+  SELECT wkey, window_s, point, decision_ms, 1 AS kind,
+         decision_ms - {_MS.format(frac="$lookback", w="window_s")} AS at FROM grid
+),
+matched AS MATERIALIZED (
+  SELECT g.wkey, g.window_s, g.point, g.decision_ms, g.kind, s.tick_ms, s.dir_move_pct
+  FROM probes g ASOF JOIN rows s ON s.wkey = g.wkey AND g.at >= s.tick_ms
+),
 dec AS (
-  SELECT g.point, g.decision_ms, s.*,
-    s.tick_ms - {_MS.format(frac="params.lookback", w="s.window_s")} AS back_ms
-  FROM grid g
-  ASOF JOIN rows s
-    ON s.symbol = g.symbol AND s.window_s = g.window_s AND s.slot_ts = g.slot_ts
-   AND g.decision_ms >= s.tick_ms
-  CROSS JOIN params
-  WHERE g.decision_ms - s.tick_ms <= {_MS.format(frac="params.tolerance", w="g.window_s")}
+  SELECT d.wkey, d.point, d.decision_ms, d.tick_ms, l.tick_ms AS lb_tick, l.dir_move_pct AS lb_move
+  FROM matched d
+  LEFT JOIN matched l ON l.kind = 1 AND l.wkey = d.wkey AND l.point = d.point
+  WHERE d.kind = 0
+    AND d.decision_ms - d.tick_ms <= {_MS.format(frac="$tolerance", w="d.window_s")}
 ),
-vol AS (SELECT unnest(CAST(? AS VARCHAR[])) AS symbol, unnest(CAST(? AS DOUBLE[])) AS sigma),
-assets AS (SELECT unnest(CAST(? AS VARCHAR[])) AS symbol, unnest(CAST(? AS INTEGER[])) AS code),
-default_vol AS (SELECT CAST(? AS DOUBLE) AS sigma)
+-- running quantities over the rows so far (tick_ms <= decision instant): hash aggregation
+so_far AS (
+  SELECT r.wkey, pt.point,
+    count(*) AS n_so_far,
+    sum(r.d_move * r.d_move) AS cum_sq,
+    min(CASE WHEN r.dir_move_pct IS NOT NULL THEN r.tick_ms END) AS first_mv_tick,
+    max(CASE WHEN r.dir_move_pct IS NOT NULL THEN r.tick_ms END) AS last_mv_tick
+  FROM rows r JOIN pts pt
+    ON r.tick_ms <= r.slot_ts * 1000 + {_MS.format(frac="pt.point", w="r.window_s")}
+  GROUP BY r.wkey, pt.point
+),
+-- the decision row's book and moves: a hash join on its unique key
+r AS (
+  SELECT d.point, d.decision_ms, d.lb_move, d.lb_tick, s.*
+  FROM dec d JOIN snaps s ON s.wkey = d.wkey AND s.tick_ms = d.tick_ms
+),
+vol AS (SELECT unnest(CAST($vol_symbols AS VARCHAR[])) AS symbol,
+               unnest(CAST($vol_sigmas AS DOUBLE[])) AS sigma),
+assets AS (SELECT unnest(CAST($asset_symbols AS VARCHAR[])) AS symbol,
+                  unnest(CAST($asset_codes AS INTEGER[])) AS code),
+sigmas AS (SELECT y.symbol, coalesce(vol.sigma, CAST($default_sigma AS DOUBLE)) AS sigma
+           FROM syms y LEFT JOIN vol ON vol.symbol = y.symbol)
 SELECT
     r.symbol, r.window_s, r.slot_ts, r.point, r.tick_ms,
     r.decision_ms / CAST(1000 AS DOUBLE) AS decision_ts,
     {feats},
     CAST(c.resolved_up AS TINYINT) AS resolved_up,
     CAST(c.final_price >= c.price_to_beat AS TINYINT) AS measured_up
-FROM dec r
-ASOF LEFT JOIN (SELECT symbol, window_s, slot_ts, tick_ms, dir_move_pct FROM snaps) l
-  ON l.symbol = r.symbol AND l.window_s = r.window_s AND l.slot_ts = r.slot_ts
- AND r.back_ms >= l.tick_ms
+FROM r
+JOIN so_far f ON f.wkey = r.wkey AND f.point = r.point
 LEFT JOIN slot_resolutions p
   ON p.symbol = r.symbol AND p.window_s = r.window_s AND p.slot_ts = r.slot_ts - r.window_s
 LEFT JOIN slot_resolutions c
   ON c.symbol = r.symbol AND c.window_s = r.window_s AND c.slot_ts = r.slot_ts
-LEFT JOIN (SELECT s.symbol, coalesce(vol.sigma, d.sigma) AS sigma
-           FROM (SELECT DISTINCT symbol FROM snaps) s CROSS JOIN default_vol d
-           LEFT JOIN vol ON vol.symbol = s.symbol) v ON v.symbol = r.symbol
+LEFT JOIN sigmas v ON v.symbol = r.symbol
 LEFT JOIN assets a ON a.symbol = r.symbol
 {"WHERE c.resolved_up IS NOT NULL" if resolved_only else ""}
 ORDER BY r.slot_ts, r.symbol, r.window_s, r.point
 """
 
 
-def _stat_params(stats: Mapping[str, Any] | None) -> list[Any]:
+def _stat_params(stats: Mapping[str, Any] | None) -> dict[str, Any]:
     per = dict((stats or {}).get("move_vol_per_min") or {})
     default = (stats or {}).get("default_move_vol_per_min")
     syms = sorted(per)
-    return [syms, [float(per[s]) for s in syms], None if default is None else float(default)]
+    return {"vol_symbols": syms, "vol_sigmas": [float(per[s]) for s in syms],
+            "default_sigma": None if default is None else float(default)}
 
 
 def build_training_set(
@@ -208,16 +238,12 @@ def build_training_set(
             raise ValueError(f"fractions of the window must lie in (0, 1), got {f!r}")
     where, params = _filters(window_s, symbols, slot_from, slot_to)
     sql = training_set_sql("DOUBLE" if float64 else "FLOAT", resolved_only, where)
-    sym_params = _stat_params(stats)
-    asset_syms = list(ASSET_CODES)
-    # order of ? in the text: filters, points, tolerance, lookback, vol syms, vol sigmas,
-    # asset syms, asset codes, default sigma
-    all_params = [
-        *params, [float(p) for p in points], float(tolerance), float(lookback),
-        sym_params[0], sym_params[1], asset_syms, [ASSET_CODES[s] for s in asset_syms],
-        sym_params[2],
-    ]
-    return con.sql(sql, params=all_params).to_arrow_table()
+    params.update(
+        points=[float(p) for p in points], tolerance=float(tolerance), lookback=float(lookback),
+        asset_symbols=list(ASSET_CODES), asset_codes=list(ASSET_CODES.values()),
+        **_stat_params(stats),
+    )
+    return con.sql(sql, params=params).to_arrow_table()
 
 
 def fit_stats(con: Any, train_filter: str = "TRUE", params: Sequence[Any] = ()) -> dict[str, Any]:

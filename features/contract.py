@@ -38,10 +38,10 @@ Features (all float32 in this order; NaN = missing; r = decision row):
 ``spread_ratio``     spread_up / spread_down; NaN if either is missing or spread_down == 0.
 ``imbalance_up``     (bid_size_up - ask_size_up) / (bid_size_up + ask_size_up) of r; NaN if a
                      size is missing or the sum is 0. ``imbalance_down`` likewise (Down token).
-``move_velocity``    l = the last window row with ``tick_ms <= r.tick_ms - ms(lookback)``
-                     (ASOF; lookback default 2/15 of the window);
+``move_velocity``    l = the last window row with ``tick_ms <= D - ms(lookback)`` (ASOF at the
+                     instant lookback before the decision; lookback default 2/15 of the window);
                      (r.dir_move_pct - l.dir_move_pct) / minutes(r.tick_ms - l.tick_ms);
-                     NaN if there is no such l or either move is missing.
+                     NaN if there is no such l, l is r, or either move is missing.
 ``realised_vol``     m_1..m_k = the non-missing dir_move_pct of the rows so far, at ticks
                      t_1 < .. < t_k; sqrt(sum_{i=2..k} (m_i - m_{i-1})^2 / minutes(t_k - t_1)):
                      percent per sqrt(scaled minute), robust to missing snapshots (squared

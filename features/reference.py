@@ -94,13 +94,13 @@ def features_at(
             return NAN
         return (bid_size - ask_size) / (bid_size + ask_size)
 
-    # move_velocity: the last row at or before r.tick - lookback
-    back = r["tick_ms"] - frac_ms(lookback, window_s)
+    # move_velocity: the last row at or before D - lookback
+    back = decision_ms - frac_ms(lookback, window_s)
     earlier = [x for x in rows if x["tick_ms"] <= back]
     velocity = NAN
     if earlier:
         lrow = earlier[-1]
-        if lrow["dir_move_pct"] is not None and not math.isnan(move):
+        if lrow["dir_move_pct"] is not None and not math.isnan(move) and lrow is not r:
             velocity = (move - lrow["dir_move_pct"]) / _minutes(r["tick_ms"] - lrow["tick_ms"], window_s)
 
     # realised_vol over the non-missing moves so far

@@ -74,12 +74,12 @@ def test_short_windows_scale_to_fifteen_minutes() -> None:
     got = _one(rows)
     assert got["tick_ms"] == s * 1000 + 2400
     assert got["minutes_into"] == pytest.approx(4.0) and got["minutes_left"] == pytest.approx(11.0)
-    # lookback: last row at or before 2400 - 1200 = 1200 ms -> the 600 ms row, 1800 ms = 3 min apart
-    assert got["move_velocity"] == pytest.approx((0.4 - 0.1) / 3.0)
+    # lookback: last row at or before D - 1200 = 1800 ms -> the 1800 ms row, 600 ms = 1 min apart
+    assert got["move_velocity"] == pytest.approx((0.4 - 0.2) / 1.0)
     assert _one([snap("ETH", s, s * 1000 + 2399, window_s=w)]) is None
 
 
-def test_lookback_row_is_inclusive() -> None:
+def test_lookback_row_is_inclusive_and_counted_from_the_decision_instant() -> None:
     base = S * 1000
     rows = [snap("BTC", S, base, dir_move_pct=0.0), snap("BTC", S, base + 180_000, dir_move_pct=0.1),
             snap("BTC", S, base + 300_000, dir_move_pct=0.3)]
@@ -87,6 +87,13 @@ def test_lookback_row_is_inclusive() -> None:
     rows[1]["tick_ms"] += 1  # now newer than tick - 120 s: the start row is the lookback
     assert _one(rows)["move_velocity"] == pytest.approx(0.3 / 5.0)
     assert math.isnan(_one(rows[2:])["move_velocity"])  # no row old enough
+    # counted from D, not from the (older) decision row: D - 120 s = 180 s exactly
+    rows = [snap("BTC", S, base + 150_000, dir_move_pct=0.0),
+            snap("BTC", S, base + 180_000, dir_move_pct=0.1),
+            snap("BTC", S, base + 290_000, dir_move_pct=0.3)]
+    assert _one(rows)["move_velocity"] == pytest.approx(0.2 / (110 / 60))
+    # a tolerance wider than the lookback can make l the decision row itself: NaN, not 0/0
+    assert math.isnan(_one(rows[:2], tolerance=3 / 15)["move_velocity"])
 
 
 def test_realised_vol_definition() -> None:
