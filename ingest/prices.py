@@ -130,6 +130,10 @@ class PriceBook:
         if series is None:
             self.metrics.inc("unknown_event_types", stream=self.stream, type=str(topic)[:40])
             return False
+        mtype = m.get("type")
+        if mtype not in ("update", "subscribe"):  # never guess what an unknown type carries
+            self.metrics.inc("unknown_event_types", stream=self.stream, type=f"{topic}:{mtype}"[:60])
+            return False
         if not isinstance(payload, dict):
             self.metrics.inc("frames_rejected", stream=self.stream, reason="no_payload")
             return False
@@ -141,7 +145,7 @@ class PriceBook:
             if symbol is None:
                 return True  # another asset (we subscribe unfiltered)
             ps = self.series[(symbol, series)]
-            points = payload.get("data") if m.get("type") == "subscribe" else [payload]
+            points = payload.get("data") if mtype == "subscribe" else [payload]
             if not isinstance(points, list):
                 raise ParseError("bad_payload", "data")
             for p in points:

@@ -136,3 +136,37 @@ def sleep_until(t: float) -> None:
     d = t - time.time()
     if d > 0:
         time.sleep(d)
+
+
+def book_second(t: float) -> int:
+    """The second whose book the sim displays at wall time t (its BOOK_LEAD_S is 0.25 s)."""
+    import math
+
+    return math.floor(t + 0.25)
+
+
+def last_published(delay, t: float) -> int:
+    """The newest observation second the sim's relay had published by wall time t."""
+    s = int(t) - 4
+    while s + 1 + delay(s + 1) <= t:
+        s += 1
+    return s
+
+
+def sim_truth(sim: Any, snaps: list[dict]) -> tuple[dict, dict]:
+    """What the sim quoted for every row's tick (books) and around its capture (prices)."""
+    quotes: dict[tuple[str, int], dict] = {}
+    prices: dict[tuple[str, int], dict] = {}
+    for r in snaps:
+        m = sim.market(r["symbol"], r["slot_ts"])
+        second = book_second(r["tick_ms"] / 1000)
+        for tok in m.tokens:
+            if (tok, second) not in quotes:
+                quotes[(tok, second)] = get_json(
+                    f"{sim.control_url}/quote?token_id={tok}&t={second}")[1]
+        s = last_published(sim.world.relay_delay, r["captured_at"])
+        for ss in (s, s - 1):
+            if (r["symbol"], ss) not in prices:
+                prices[(r["symbol"], ss)] = get_json(
+                    f"{sim.control_url}/prices?symbol={r['symbol']}&t={ss}")[1]
+    return quotes, prices

@@ -99,3 +99,13 @@ def test_full_accuracy_value_fallback() -> None:
                                "payload": {"symbol": "btc/usd", "timestamp": 1000,
                                            "full_accuracy_value": "79696948174287960000000"}}), 1)
     assert pb.at("BTC", SPOT, 1).value == 79696.94817428796
+
+
+def test_unknown_message_type_is_skipped_not_trusted() -> None:
+    pb = book()
+    assert pb.apply_frame(json.dumps({"topic": "crypto_prices_chainlink", "type": "mystery",
+                                      "timestamp": 2, "payload": {"symbol": "btc/usd",
+                                                                  "timestamp": 1000,
+                                                                  "value": 1.0}}), 1) is False
+    assert pb.latest("BTC", SPOT) is None
+    assert pb.metrics.get("unknown_event_types", stream="rtds") == 1
