@@ -148,6 +148,7 @@ def test_cli_trains_from_the_lake_and_promotes(tmp_path, capsys):
     out = capsys.readouterr().out
     assert rc == 0, out
     assert "TEST DAYS" in out and "promoted" in out
+    assert "replay of td_model_" in out and "filters" in out  # serve's policy table joined
     name = (tmp_path / "models" / "current").read_text().strip()
     m = onnx.load(tmp_path / "models" / name)
     meta = {p.key: p.value for p in m.metadata_props}
