@@ -38,7 +38,7 @@ from slotml.settings import CommonSettings, log_config
 from slotml.sim.config import SimConfig
 from slotml.sim.maker import maker_prob, quote_books
 from slotml.sim.oracle import known_sum, p_up
-from slotml.sim.prices import _rng, asset_key
+from slotml.sim.prices import _rng, asset_key, twap_of
 from slotml.sim.server import BOOK_LEAD_S
 from slotml.sim.world import World
 
@@ -130,11 +130,10 @@ def _one_symbol(world: World, sym: str, starts: np.ndarray, grid: np.ndarray, t_
     path = world.path(sym)
     t0 = int(starts[0]) - 200
     spot = path.spot(t0, t_end + 5)
-    cs = np.concatenate([[0.0], np.cumsum(spot)])
+    tw = twap_of(spot)  # tw[i] = TWAP at second t0 + 59 + i
 
     def twap(t: np.ndarray) -> np.ndarray:
-        i = t - t0
-        return (cs[i + 1] - cs[i - 59]) / 60.0
+        return tw[t - t0 - 59]
 
     def settle(t: np.ndarray) -> np.ndarray:
         return twap(t) if rule == "twap60" else spot[t - t0]

@@ -207,15 +207,20 @@ class AssetPath:
 
     def twap(self, t0: int, t1: int) -> np.ndarray:
         """60 s TWAP at each second t0..t1: the mean of spot over (t-60, t]."""
-        s = self.spot(t0 - 59, t1)
-        c = np.concatenate([[0.0], np.cumsum(s)])
-        return (c[60:] - c[:-60]) / 60.0
+        return twap_of(self.spot(t0 - 59, t1))
 
     def spot_at(self, t: int) -> float:
         return float(self.spot(t, t)[0])
 
     def twap_at(self, t: int) -> float:
         return float(self.twap(t, t)[0])
+
+
+def twap_of(spot: np.ndarray, n: int = 60) -> np.ndarray:
+    """Mean of each run of ``n`` consecutive values, summed in the same order wherever it is
+    computed (a long running cumsum would differ in the last bits): live relay, Gamma and the
+    backfill publish bit-identical TWAPs."""
+    return np.lib.stride_tricks.sliding_window_view(spot, n).sum(axis=1) / float(n)
 
 
 class PriceModel:

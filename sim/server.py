@@ -27,6 +27,7 @@ from aiohttp import WSMsgType, web
 
 from slotml.sim import render
 from slotml.sim.faults import KINDS, Faults
+from slotml.sim.prices import twap_of
 from slotml.sim.world import Market, World
 
 log = logging.getLogger(__name__)
@@ -587,7 +588,7 @@ class SimServer:
         if topic == "crypto_prices_twap_sixty":
             return path.twap_at(s)
         if topic == "crypto_prices_twap_thirty":
-            return float(path.spot(s - 29, s).mean())
+            return float(twap_of(path.spot(s - 29, s), 30)[0])
         return round(path.spot_at(s) * 1.0001, 2)  # "Binance": a small basis, 2 decimals
 
     def _rtds_point(self, topic: str, sym: str, s: int) -> dict[str, Any]:

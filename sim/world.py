@@ -20,7 +20,7 @@ from slotml.sim import families
 from slotml.sim.config import SimConfig
 from slotml.sim.maker import Draws, WindowBooks, draw_window, maker_prob, quote_books
 from slotml.sim.oracle import known_sum, p_up
-from slotml.sim.prices import AssetPath, PriceModel, _rng, asset_key
+from slotml.sim.prices import AssetPath, PriceModel, _rng, asset_key, twap_of
 
 NAMES = {"BTC": "Bitcoin", "ETH": "Ethereum", "SOL": "Solana", "XRP": "XRP"}
 SERIES_IDS = {"BTC": 10192, "ETH": 10191, "SOL": 10423, "XRP": 10422}
@@ -240,10 +240,7 @@ class World:
         t0 = m.start - 70
         spot = path.spot(t0, m.end)
         if m.settlement == "twap60":
-            c = np.concatenate([[0.0], np.cumsum(spot)])
-            # twap at t = mean spot over (t-60, t] -> indices t-59-t0 .. t-t0
-            idx = np.arange(m.start, m.end + 1) - t0
-            settle = (c[idx + 1] - c[idx - 59]) / 60.0
+            settle = twap_of(spot[m.start - 59 - t0: m.end - t0 + 1])
         else:
             settle = spot[m.start - t0: m.end - t0 + 1]
         p2b, final = float(settle[0]), float(settle[-1])
