@@ -60,14 +60,12 @@ class MysqlStore(Store):
     async def _make_pool(self) -> aiomysql.Pool:
         u = self.url
         # aiomysql's connect_timeout covers the TCP connect only; bound the handshake too
-        return await asyncio.wait_for(
-            aiomysql.create_pool(
+        async with asyncio.timeout(self.connect_timeout + 1.0):
+            return await aiomysql.create_pool(
                 host=u.host, port=u.port, user=u.user, password=u.password, db=u.database,
                 minsize=1, maxsize=self.pool_size, autocommit=False, charset="utf8mb4",
                 connect_timeout=self.connect_timeout, init_command=INIT_SQL, pool_recycle=3600,
-            ),
-            timeout=self.connect_timeout + 1.0,
-        )
+            )
 
     async def connect(self) -> None:
         if self._pool is not None:
@@ -102,7 +100,8 @@ class MysqlStore(Store):
         if pool is not None:
             pool.close()
             try:
-                await asyncio.wait_for(pool.wait_closed(), timeout=2.0)
+                async with asyncio.timeout(2.0):
+                    await pool.wait_closed()
             except TimeoutError:
                 pool.terminate()
 
@@ -121,7 +120,8 @@ class MysqlStore(Store):
         """Run ``work`` on a pooled connection, in a transaction when ``write``."""
         pool = await self._get_pool()
         try:
-            conn = await asyncio.wait_for(pool.acquire(), timeout=self.connect_timeout + 1.0)
+            async with asyncio.timeout(self.connect_timeout + 1.0):
+                conn = await pool.acquire()
         except (pymysql.MySQLError, OSError, TimeoutError) as e:
             raise StoreUnavailable(self._explain(e)) from None
         ok = False
@@ -135,7 +135,8 @@ class MysqlStore(Store):
                     await conn.rollback()  # end the read snapshot
                 return out
 
-            out = await asyncio.wait_for(body(), timeout=timeout or self.op_timeout)
+            async with asyncio.timeout(timeout or self.op_timeout):
+                out = await body()
             ok = True
             return out
         except (pymysql.err.IntegrityError, pymysql.err.DataError) as e:

@@ -4,14 +4,40 @@ clock on updated_at, and exact round trips of every type."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
+import pymysql
 import pytest
 
 from slotml.ingest.schema import RESOLUTIONS, SNAPSHOTS
 from slotml.ingest.snapshot import BookTop, WindowRef, make_snapshot
 from slotml.ingest.store import RowRejected, open_store
+from slotml.settings import DbUrl
+from tests.conftest import drop_all_tables
 
 SLOT = 1_767_200_400
+
+
+# The store's tests use a database of their own (<test db>_store, covered by the test user's
+# `slotml_test_%` grant) so they never collide with other suites sharing the test server.
+# Same names as the conftest fixtures: the other store/writer modules import these.
+@pytest.fixture
+def mysql_db(mysql_server: DbUrl) -> DbUrl:
+    url = dataclasses.replace(mysql_server, database=mysql_server.database + "_store")
+    conn = pymysql.connect(host=url.host, port=url.port, user=url.user, password=url.password,
+                           autocommit=True)
+    with conn.cursor() as cur:
+        cur.execute(f"CREATE DATABASE IF NOT EXISTS `{url.database}`")
+    conn.close()
+    drop_all_tables(url)
+    return url
+
+
+@pytest.fixture(params=["sqlite", "mysql"])
+def any_db(request: pytest.FixtureRequest, tmp_path) -> DbUrl:
+    if request.param == "sqlite":
+        return DbUrl(scheme="sqlite", path=tmp_path / "store.db")
+    return request.getfixturevalue("mysql_db")
 
 
 def snap(i: int, symbol: str = "BTC", window_s: int = 900, slot_ts: int = SLOT) -> dict:

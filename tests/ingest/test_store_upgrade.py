@@ -9,6 +9,7 @@ import pymysql
 import pytest
 
 from slotml.ingest.store import open_store
+from tests.ingest import test_store as _fx
 
 SLOT = 1_767_200_400
 
@@ -39,6 +40,10 @@ SQLITE_LEGACY = [
 ]
 # (captured_at offset from SLOT, bid_up): rows 1 and 2 land on the same 30 s grid instant
 SNAPS = [(30.4, 0.55), (29.8, 0.56), (60.1, 0.123), (89.6, 0.001)]
+
+# the store suite's own database (see test_store.py)
+any_db = _fx.any_db
+mysql_db = _fx.mysql_db
 
 
 def make_legacy(url) -> None:

@@ -1,0 +1,251 @@
+"""The write-ahead spool: append-only segment files of JSON lines, one folder per database.
+
+A row is *accepted* once its line is handed to the OS with one ``os.write`` (no user-space
+buffer): a SIGKILL at any moment afterwards loses nothing. fsync policy: the writer fsyncs the
+open segment about once a second while rows arrive and on close/rotation, so a power loss
+can cost at most about the last second; a torn last line is detected and skipped on restart.
+
+Each line is ``{"n": seq, "k": "s"|"r", "r": {...row...}}``; ``seq`` increases by one per row
+across segments and restarts. The ``ack`` file holds the highest seq the database has
+committed (or that was dropped): on restart everything above it is replayed, in order. A
+segment is deleted once fully acknowledged; the open segment is truncated instead. When the
+spool outgrows its limit, the OLDEST segments are deleted and their unacknowledged rows
+counted as dropped (``drops``): the newest data is the most valuable to a live collector.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+SUFFIX = ".jsonl"
+ACK_FILE = "ack"
+
+
+@dataclass(slots=True)
+class Record:
+    seq: int
+    kind: str  # "s" = snapshot, "r" = resolution
+    row: dict[str, Any]
+
+
+@dataclass(slots=True)
+class _Segment:
+    path: Path
+    size: int = 0
+    first: int | None = None  # first seq in the file (None: no rows)
+    last: int | None = None
+    unsynced_fd: int | None = None  # rotated out, not yet fsynced/closed
+
+
+def _parse(line: bytes) -> Record | None:
+    try:
+        d = json.loads(line)
+        return Record(int(d["n"]), str(d["k"]), d["r"])
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+class Spool:
+    def __init__(self, directory: Path, max_bytes: int, segment_bytes: int | None = None) -> None:
+        self.dir = Path(directory)
+        self.max_bytes = max(int(max_bytes), 1024)
+        # the unit of dropping on overflow: small against the limit, so a drop costs little
+        self.segment_bytes = segment_bytes or max(1024, min(8 << 20, self.max_bytes // 16))
+        self.segments: list[_Segment] = []
+        self.floor = 0  # every seq <= floor is committed or dropped
+        self.next_seq = 1
+        self.corrupt = 0  # lines skipped at open (torn by a kill / power loss)
+        self.replay_rows = 0  # rows above the ack found at open
+        self.drops: list[tuple[int, int, int]] = []  # (lo, hi, rows) not yet seen by the writer
+        self.dropped_total = 0
+        self.write_errors = 0
+        self.dirty = False  # written since the last fsync
+        self._fd: int | None = None
+        self._hint: tuple[Path, int, int] | None = None  # (segment, offset, seq at offset)
+
+    # --- open / close ---------------------------------------------------------------------------
+    def open(self) -> None:
+        """Scan what a previous run left, then start a fresh segment for new rows."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.floor = int((self.dir / ACK_FILE).read_text().strip() or 0)
+        except (OSError, ValueError):
+            self.floor = 0
+        top = self.floor
+        for path in sorted(self.dir.glob(f"*{SUFFIX}")):
+            seg = _Segment(path)
+            data = path.read_bytes()
+            seg.size = len(data)
+            for line in data.splitlines(keepends=True):
+                rec = _parse(line) if line.endswith(b"\n") else None
+                if rec is None:
+                    self.corrupt += 1
+                    continue
+                if seg.first is None:
+                    seg.first = rec.seq
+                seg.last = rec.seq
+                if rec.seq > self.floor:
+                    self.replay_rows += 1
+            if seg.last is None or seg.last <= self.floor:
+                path.unlink()
+                continue
+            top = max(top, seg.last)
+            self.segments.append(seg)
+        self.next_seq = top + 1
+        if self.corrupt:
+            log.warning("spool %s: skipped %d torn/corrupt line(s) left by a previous run",
+                        self.dir, self.corrupt)
+        self._new_segment()
+
+    def _new_segment(self) -> None:
+        path = self.dir / f"{self.next_seq:016d}{SUFFIX}"
+        if any(s.path == path for s in self.segments):  # an empty open segment: reuse it
+            path = self.dir / f"{self.next_seq:016d}-{len(self.segments)}{SUFFIX}"
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        self.segments.append(_Segment(path, size=os.fstat(self._fd).st_size))
+
+    def close(self) -> None:
+        fds = self.sync_fds()
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        for fd in fds:
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+    def sync_fds(self) -> list[int]:
+        """Descriptors to fsync off the event loop, then close: rotated-out segments and a
+        duplicate of the open one (so a rotation meanwhile cannot pull it away)."""
+        fds = [s.unsynced_fd for s in self.segments if s.unsynced_fd is not None]
+        for s in self.segments:
+            s.unsynced_fd = None
+        if self._fd is not None and self.dirty:
+            fds.append(os.dup(self._fd))
+        self.dirty = False
+        return fds
+
+    # --- state ----------------------------------------------------------------------------------
+    @property
+    def needs_sync(self) -> bool:
+        return self.dirty or any(s.unsynced_fd is not None for s in self.segments)
+
+    @property
+    def bytes(self) -> int:
+        return sum(s.size for s in self.segments)
+
+    @property
+    def pending(self) -> int:
+        """Rows accepted but neither committed nor dropped."""
+        return self.next_seq - 1 - self.floor
+
+    # --- writing --------------------------------------------------------------------------------
+    def append(self, kind: str, row: dict[str, Any]) -> int | None:
+        """Write one row; returns its seq, or None if the disk refused it (counted, logged)."""
+        assert self._fd is not None, "spool not open"
+        seq = self.next_seq
+        line = json.dumps({"n": seq, "k": kind, "r": row}, separators=(",", ":"),
+                          allow_nan=False).encode() + b"\n"
+        try:
+            view = memoryview(line)
+            while view:
+                view = view[os.write(self._fd, view):]
+        except OSError as e:
+            self.write_errors += 1
+            if self.write_errors == 1 or self.write_errors % 1000 == 0:
+                log.error("spool %s: cannot write (%s): %d row(s) refused so far",
+                          self.dir, e, self.write_errors)
+            return None
+        seg = self.segments[-1]
+        seg.size += len(line)
+        if seg.first is None:
+            seg.first = seq
+        seg.last = seq
+        self.next_seq += 1
+        self.dirty = True
+        if seg.size >= self.segment_bytes:
+            self._rotate()
+        self._enforce_limit()
+        return seq
+
+    def _rotate(self) -> None:
+        assert self._fd is not None
+        self.segments[-1].unsynced_fd = self._fd  # fsynced and closed by the writer's next sync
+        self._fd = None
+        self._new_segment()
+
+    def _enforce_limit(self) -> None:
+        while self.bytes > self.max_bytes and len(self.segments) > 1:
+            seg = self._remove_oldest()
+            self._hint = None
+            if seg.last is None or seg.last <= self.floor:
+                continue
+            lo = max(seg.first or 0, self.floor + 1)
+            rows = seg.last - lo + 1
+            self.drops.append((lo, seg.last, rows))
+            self.dropped_total += rows
+            self.floor = seg.last
+
+    def _remove_oldest(self) -> _Segment:
+        seg = self.segments.pop(0)
+        if seg.unsynced_fd is not None:  # gone anyway: no point in syncing it
+            os.close(seg.unsynced_fd)
+            seg.unsynced_fd = None
+        seg.path.unlink(missing_ok=True)
+        self._hint = None
+        return seg
+
+    # --- reading --------------------------------------------------------------------------------
+    def read(self, start: int, limit: int) -> list[Record]:
+        """Up to ``limit`` records with seq >= ``start``, in order, from the files."""
+        out: list[Record] = []
+        for seg in self.segments:
+            if seg.last is None or seg.last < start:
+                continue
+            offset = 0
+            if self._hint and self._hint[0] == seg.path and self._hint[2] <= start:
+                offset = self._hint[1]
+            with open(seg.path, "rb") as f:
+                f.seek(offset)
+                pos = offset
+                for line in f:
+                    pos += len(line)
+                    if not line.endswith(b"\n"):
+                        break  # a torn tail (counted at open)
+                    rec = _parse(line)
+                    if rec is None or rec.seq < start:
+                        continue
+                    out.append(rec)
+                    if len(out) >= limit:
+                        self._hint = (seg.path, pos, rec.seq + 1)
+                        return out
+        return out
+
+    # --- acknowledging --------------------------------------------------------------------------
+    def ack(self, seq: int) -> None:
+        """Everything <= seq is in the database: persist that, delete/trim what is done."""
+        if seq <= self.floor:
+            return
+        self.floor = seq
+        tmp = self.dir / (ACK_FILE + ".tmp")
+        tmp.write_text(str(seq))
+        os.replace(tmp, self.dir / ACK_FILE)
+        while len(self.segments) > 1 and (self.segments[0].last or 0) <= seq:
+            self._remove_oldest()
+        cur = self.segments[-1]
+        if cur.size and cur.last is not None and cur.last <= seq and self._fd is not None:
+            os.ftruncate(self._fd, 0)  # O_APPEND: the next write lands at offset 0
+            cur.size, cur.first, cur.last = 0, None, None
+            self._hint = None
+
+    def take_drops(self) -> list[tuple[int, int, int]]:
+        out, self.drops = self.drops, []
+        return out

@@ -1,0 +1,323 @@
+"""The durable write path: the collector never blocks on the database and loses nothing.
+
+``put_snapshot`` / ``put_resolution`` validate the row, append it to the spool (the write-ahead
+log, see ``slotml.ingest.spool``) and keep it in a bounded in-memory queue that caches the
+spool's tail; they never block and never raise on database trouble. One flusher task commits
+batches strictly in accepted order, records the ack position after each commit and trims the
+spool. While the database is down (refused, reset, hung: the store's deadlines turn a hang
+into an error) the flusher retries with exponential backoff and the spool grows up to
+``spool_max_mb``; only then are the oldest rows dropped, counted and logged. After a SIGKILL
+the next ``start()`` replays the un-acknowledged spool first; the tables' keys make a replay of
+rows that did reach the database harmless (snapshot duplicates are no-ops, resolution upserts
+are idempotent). ``close()`` flushes what it can within its timeout and leaves the rest in the
+spool for the next run.
+
+A row the database itself rejects (e.g. a value out of range) cannot be fixed by retrying:
+it is skipped and counted as ``rows_rejected``; every other error is retried forever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from slotml.ingest.schema import RESOLUTIONS, SNAPSHOTS
+from slotml.ingest.spool import Record, Spool
+from slotml.ingest.store import RowRejected, Store, StoreUnavailable, coerce_row
+
+log = logging.getLogger(__name__)
+
+
+class DurableWriter:
+    def __init__(self, store: Store, spool_dir: Path, queue_max: int = 1000,
+                 spool_max_mb: float = 512, batch_max: int = 500, *,
+                 retry_min_s: float = 0.2, retry_max_s: float = 5.0,
+                 fsync_interval_s: float = 1.0) -> None:
+        self.store = store
+        self.spool = Spool(Path(spool_dir), int(spool_max_mb * 1024 * 1024))
+        self.queue_max = max(1, int(queue_max))
+        self.batch_max = max(1, int(batch_max))
+        self.retry_min_s = retry_min_s
+        self.retry_max_s = retry_max_s
+        self.fsync_interval_s = fsync_interval_s
+        self._queue: collections.deque[Record] = collections.deque()
+        self._wake = asyncio.Event()
+        self._progress = asyncio.Event()
+        self._closed = asyncio.Event()
+        self._task: asyncio.Task | None = None
+        self._closing = False
+        self._stop = False
+        self._inflight: tuple[int, int] | None = None
+        self._inflight_dropped = 0
+        self._down_since: float | None = None
+        self._last_drop_log = 0.0
+        self._last_reject_log = 0.0
+        self.rows_written = 0
+        self.rows_dropped = 0
+        self.rows_rejected = 0
+        self.db_errors = 0
+        self.db_up = 1
+        self.reconnects = 0
+        self.replayed = 0
+
+    # --- life cycle -------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Open the spool (replaying what a previous run left) and start the flusher."""
+        if self._task is not None:
+            return
+        try:
+            self.spool.open()
+        except OSError as e:
+            from slotml.errors import UserError
+
+            raise UserError(f"spool {self.spool.dir}: {e.strerror or e}") from None
+        self.replayed = self.spool.replay_rows
+        if self.replayed:
+            log.info("spool %s: replaying %d row(s) left by a previous run", self.spool.dir,
+                     self.replayed)
+        self._task = asyncio.create_task(self._flusher(), name="durable-writer")
+
+    async def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every row accepted so far is committed (or dropped). False on timeout."""
+        target = self.spool.next_seq - 1
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.spool.floor < target:
+            if self._task is None or self._task.done():
+                return False
+            self._progress.clear()
+            if self.spool.floor >= target:
+                break
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return False
+            try:
+                async with asyncio.timeout(left):
+                    await self._progress.wait()
+            except TimeoutError:
+                return False
+        return True
+
+    async def close(self, timeout: float = 5.0) -> None:
+        """Flush what can be flushed within ``timeout`` s, then stop; the rest stays spooled."""
+        if self._task is None:
+            return
+        self._closing = True
+        self._closed.set()
+        self._wake.set()
+        flushed = await self.flush(timeout)
+        task, self._task = self._task, None
+        self._stop = True
+        self._wake.set()
+        try:  # the flusher stops by itself between batches; a hung commit is cancelled
+            async with asyncio.timeout(0.5 if flushed else 0.05):
+                await asyncio.shield(task)
+        except TimeoutError:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self.spool.close()
+        if not flushed:
+            log.warning("writer closed with %d row(s) still spooled in %s (replayed on next start)",
+                        self.spool.pending, self.spool.dir)
+
+    # --- accepting rows -----------------------------------------------------------------------
+    def put_snapshot(self, row: Mapping[str, Any]) -> None:
+        self._put("s", row)
+
+    def put_resolution(self, row: Mapping[str, Any]) -> None:
+        self._put("r", row)
+
+    def _put(self, kind: str, row: Mapping[str, Any]) -> None:
+        if self._task is None:
+            raise RuntimeError("DurableWriter.start() first")
+        try:
+            clean = coerce_row(SNAPSHOTS if kind == "s" else RESOLUTIONS, row,
+                               partial=(kind == "r"))
+        except RowRejected as e:
+            self._rejected(str(e))
+            return
+        seq = self.spool.append(kind, clean)
+        if seq is None:  # the disk refused it
+            self.rows_dropped += 1
+            return
+        self._queue.append(Record(seq, kind, clean))
+        if len(self._queue) > self.queue_max:
+            self._queue.popleft()  # still in the spool file: read back from there
+        self._account_drops()
+        self._wake.set()
+
+    def _rejected(self, why: str) -> None:
+        self.rows_rejected += 1
+        now = time.monotonic()
+        if now - self._last_reject_log > 10:
+            self._last_reject_log = now
+            log.warning("row rejected (%d so far): %s", self.rows_rejected, why)
+
+    def _account_drops(self) -> None:
+        for lo, hi, rows in self.spool.take_drops():
+            self.rows_dropped += rows
+            self._progress.set()
+            if self._inflight:
+                a, b = max(lo, self._inflight[0]), min(hi, self._inflight[1])
+                if a <= b:
+                    self._inflight_dropped += b - a + 1
+            now = time.monotonic()
+            if now - self._last_drop_log > 10:
+                self._last_drop_log = now
+                log.warning("spool %s over %.0f MB: dropped the oldest %d row(s) (%d so far)",
+                            self.spool.dir, self.spool.max_bytes / 2**20, rows, self.rows_dropped)
+
+    def stats(self) -> dict[str, int | float]:
+        return {
+            "queue_depth": self.spool.pending,  # accepted, not yet committed (memory + spool)
+            "queue_cached": len(self._queue),  # of which cached in memory (<= queue_max)
+            "spool_bytes": self.spool.bytes,
+            "rows_written": self.rows_written,
+            "rows_dropped": self.rows_dropped,
+            "rows_rejected": self.rows_rejected,
+            "spool_corrupt": self.spool.corrupt,
+            "replayed": self.replayed,
+            "db_errors": self.db_errors,
+            "db_up": self.db_up,
+            "reconnects": self.reconnects,
+        }
+
+    # --- the flusher --------------------------------------------------------------------------
+    def _next_batch(self) -> list[Record]:
+        start = self.spool.floor + 1
+        q = self._queue
+        while q and q[0].seq < start:
+            q.popleft()
+        if start >= self.spool.next_seq:
+            return []
+        if q and q[0].seq == start:
+            n = min(self.batch_max, len(q))
+            return [q[i] for i in range(n)]
+        upto = q[0].seq if q else self.spool.next_seq
+        recs = self.spool.read(start, min(self.batch_max, upto - start))
+        recs = [r for r in recs if r.seq < upto]
+        if not recs:  # only torn/missing lines before the cached tail: nothing to commit there
+            self.spool.ack(upto - 1)
+            self._progress.set()
+        return recs
+
+    async def _flusher(self) -> None:
+        backoff = self.retry_min_s
+        last_sync = time.monotonic()
+        while not self._stop:
+            if self.spool.needs_sync and time.monotonic() - last_sync >= self.fsync_interval_s:
+                last_sync = time.monotonic()
+                await self._fsync()
+            batch = self._next_batch()
+            if not batch:
+                self._wake.clear()
+                if self.spool.pending == 0:
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(self.fsync_interval_s):
+                            await self._wake.wait()
+                continue
+            if await self._commit(batch):
+                backoff = self.retry_min_s
+            else:
+                if self._closing:  # close() is waiting: retry briskly, but do not spin
+                    await asyncio.sleep(min(backoff, self.retry_min_s))
+                else:
+                    with contextlib.suppress(TimeoutError):  # close() cuts a long backoff short
+                        async with asyncio.timeout(backoff):
+                            await self._closed.wait()
+                backoff = min(backoff * 2, self.retry_max_s)
+
+    async def _fsync(self) -> None:
+        fds = self.spool.sync_fds()
+        if fds:
+            await asyncio.to_thread(_sync_and_close, fds)
+
+    async def _commit(self, batch: list[Record]) -> bool:
+        """Commit runs of same-kind rows in order, acking after each. False: retry later."""
+        i = 0
+        while i < len(batch):
+            j = i
+            while j < len(batch) and batch[j].kind == batch[i].kind:
+                j += 1
+            run = batch[i:j]
+            try:
+                await self._write(run)
+            except RowRejected:
+                if not await self._write_one_by_one(run):
+                    return False
+            except StoreUnavailable as e:
+                self._failed(e)
+                return False
+            except Exception as e:  # noqa: BLE001 - unexpected: retry, never drop a row
+                log.exception("unexpected error writing %d row(s); will retry", len(run))
+                self._failed(e)
+                return False
+            i = j
+        return True
+
+    async def _write(self, run: list[Record]) -> None:
+        lo, hi = run[0].seq, run[-1].seq
+        self._inflight, self._inflight_dropped = (lo, hi), 0
+        try:
+            rows = [r.row for r in run]
+            if run[0].kind == "s":
+                await self.store.insert_snapshots(rows)
+            else:
+                await self.store.upsert_resolutions(rows)
+            # rows dropped from the spool while this commit was in flight did arrive after all
+            self.rows_dropped -= self._inflight_dropped
+            self.rows_written += len(run)
+        finally:
+            self._inflight = None
+        self._succeeded()
+        self.spool.ack(hi)
+        self._progress.set()
+
+    async def _write_one_by_one(self, run: list[Record]) -> bool:
+        for rec in run:
+            if rec.seq <= self.spool.floor:
+                continue
+            try:
+                await self._write([rec])
+            except RowRejected as e:
+                self._rejected(f"database refused row {rec.seq}: {e}")
+                self.spool.ack(rec.seq)
+                self._progress.set()
+            except Exception as e:  # noqa: BLE001
+                self._failed(e)
+                return False
+        return True
+
+    def _failed(self, e: BaseException) -> None:
+        self.db_errors += 1
+        if self.db_up:
+            self.db_up = 0
+            self._down_since = time.monotonic()
+            log.warning("database unavailable (%s); spooling %d row(s) in %s", e,
+                        self.spool.pending, self.spool.dir)
+        elif self.db_errors % 50 == 0:
+            log.warning("database still unavailable after %.0f s (%s); %d row(s) spooled",
+                        time.monotonic() - (self._down_since or time.monotonic()), e,
+                        self.spool.pending)
+
+    def _succeeded(self) -> None:
+        if not self.db_up:
+            self.db_up = 1
+            self.reconnects += 1
+            log.info("database back after %.1f s; flushing %d spooled row(s)",
+                     time.monotonic() - (self._down_since or time.monotonic()), self.spool.pending)
+
+
+def _sync_and_close(fds: list[int]) -> None:
+    for fd in fds:
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
