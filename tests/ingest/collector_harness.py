@@ -104,6 +104,8 @@ def get_json(url: str, timeout: float = 5.0) -> tuple[int, Any]:
             return r.status, json.loads(r.read())
     except urllib.error.HTTPError as e:
         return e.code, json.loads(e.read() or b"null")
+    except (urllib.error.URLError, ConnectionError, TimeoutError):
+        return 0, None  # nothing listening (yet)
 
 
 def get_text(url: str, timeout: float = 5.0) -> str:

@@ -1,0 +1,38 @@
+"""`slotml collect` / `slotml rederive` argument handling: operator errors are one line, exit 2."""
+
+from __future__ import annotations
+
+import pytest
+
+from slotml.cli import build_parser, main
+from slotml.ingest.config import REAL_CLOB_WS_URL, config_from_args
+
+
+def test_defaults_are_the_real_venue_and_env_overrides(monkeypatch, tmp_path) -> None:
+    monkeypatch.delenv("SLOTML_CLOB_WS_URL", raising=False)
+    monkeypatch.setenv("SLOTML_GAMMA_URL", "http://127.0.0.1:1/gamma/")
+    args = build_parser().parse_args(["collect", "--data-dir", str(tmp_path)])
+    cfg = config_from_args(args)
+    assert cfg.clob_ws_url == REAL_CLOB_WS_URL
+    assert cfg.gamma_url == "http://127.0.0.1:1/gamma"  # base prefix, no trailing slash
+    assert (cfg.family, cfg.window_s, cfg.snapshot_interval, cfg.health_port) == ("15m", 900, 30, 9108)
+    assert cfg.symbols == ("BTC", "ETH", "SOL", "XRP") and cfg.raw_dir is None
+    args = build_parser().parse_args(["collect", "--gamma-url", "http://x/g", "--family", "5s",
+                                      "--symbols", "btc, eth", "--health-port", "0"])
+    cfg = config_from_args(args)
+    assert cfg.gamma_url == "http://x/g" and cfg.window_s == 5 and cfg.symbols == ("BTC", "ETH")
+    assert cfg.lookahead >= 3
+
+
+@pytest.mark.parametrize("argv,msg", [
+    (["collect", "--family", "15x"], "--family"),
+    (["collect", "--symbols", " , "], "--symbols"),
+    (["collect", "--snapshot-interval", "0"], "--snapshot-interval"),
+    (["collect", "--health-port", "70000"], "--health-port"),
+    (["rederive", "/nonexistent/raw"], "does not exist"),
+])
+def test_operator_errors_are_one_line(argv, msg, capsys, tmp_path) -> None:
+    db = ["--db", f"sqlite:///{tmp_path}/x.db"]
+    assert main([*argv, *db]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and msg in err[0]
