@@ -40,8 +40,9 @@ def iso(t: float, frac: bool = False) -> str:
 
 
 def _digits(text: str, n: int = 77) -> str:
+    """A decimal string of exactly n digits (no leading zero) derived from text."""
     h = int(hashlib.sha256(text.encode()).hexdigest(), 16)
-    return str(h)[:n]
+    return str(10 ** (n - 1) + h % (9 * 10 ** (n - 1)))
 
 
 @dataclass(frozen=True)
