@@ -23,6 +23,7 @@ class TcpProxy:
         self.target = (target_host, target_port)
         self.port = listen_port
         self.mode = "up"  # up | hang
+        self._flowing: asyncio.Event | None = None  # set while up (created on the proxy's loop)
         self._server: asyncio.base_events.Server | None = None
         self._conns: set[asyncio.StreamWriter] = set()
         self._budget: int | None = None  # client->server bytes left before a reset
@@ -32,6 +33,9 @@ class TcpProxy:
         self.accepted = 0
 
     async def start(self) -> TcpProxy:
+        if self._flowing is None:
+            self._flowing = asyncio.Event()
+            self._flowing.set()
         self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port,
                                                   reuse_address=True)
         self.port = self._server.sockets[0].getsockname()[1]
@@ -66,9 +70,13 @@ class TcpProxy:
 
     def hang(self) -> None:
         self.mode = "hang"
+        assert self._flowing is not None
+        self._flowing.clear()
 
     async def restore(self) -> None:
         self.mode = "up"
+        assert self._flowing is not None
+        self._flowing.set()
         self._budget = None
         self._pattern, self._armed = None, False
         if self._server is None:
@@ -103,8 +111,8 @@ class TcpProxy:
                 data = await r.read(65536)
                 if not data:
                     break
-                while self.mode == "hang":  # swallow nothing, forward nothing: just stall
-                    await asyncio.sleep(0.05)
+                assert self._flowing is not None
+                await self._flowing.wait()  # hung: hold the bytes, forward nothing
                 if upstream and self._budget is not None:
                     if len(data) >= self._budget:
                         w.write(data[: self._budget])
