@@ -15,6 +15,7 @@ and only the overlap window's (id, updated_at) pairs are held to recognise uncha
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import logging
 import os
@@ -382,6 +383,9 @@ def run_export(cfg: ExportConfig, source: Source | None = None) -> ExportResult:
         if cleared:
             log.info("cleared %d leftover files (a killed run's, or superseded past the grace)",
                      cleared)
+        if old.source_key and old.source_key != cfg.db.key() and not cfg.full:
+            log.warning("the lake mirrors %s, not %s: rebuilding it in full", old.source, cfg.db)
+            cfg = dataclasses.replace(cfg, full=True)
         run_id = old.id + 1
         result = ExportResult(manifest_id=run_id, leftovers_cleared=cleared)
         if source is None:
@@ -403,6 +407,7 @@ def run_export(cfg: ExportConfig, source: Source | None = None) -> ExportResult:
             _sync_files(written)
         now = time.time()
         new = Manifest(id=run_id, created_at=now, tables=tables, source=str(cfg.db),
+                       source_key=cfg.db.key(),
                        superseded=pending + [{"path": f.path, "since": now} for f in superseded])
         write_manifest(lake, new)
         log.info("manifest %d committed: %d live files, %d superseded", run_id,

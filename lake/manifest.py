@@ -60,6 +60,7 @@ class Manifest:
     # Files a run replaced, kept until `since + grace` for readers still on an older manifest.
     superseded: list[dict[str, Any]] = field(default_factory=list)
     source: str = ""  # the store it mirrors (password masked)
+    source_key: str = ""  # DbUrl.key() of that store: another store means a full rebuild
 
     def live_paths(self) -> set[str]:
         return {f.path for t in self.tables.values() for f in t.files}
@@ -74,6 +75,7 @@ class Manifest:
             "id": self.id,
             "created_at": self.created_at,
             "source": self.source,
+            "source_key": self.source_key,
             "tables": {name: {"rows": t.rows, "cutoff": t.cutoff, "fingerprint": t.fingerprint,
                               "files": [asdict(f) for f in t.files]}
                        for name, t in self.tables.items()},
@@ -86,7 +88,8 @@ class Manifest:
         d = json.loads(text)
         return cls(id=int(d["id"]), created_at=float(d.get("created_at", 0.0)),
                    tables={k: TableState.from_dict(v) for k, v in d.get("tables", {}).items()},
-                   superseded=list(d.get("superseded", [])), source=d.get("source", ""))
+                   superseded=list(d.get("superseded", [])), source=d.get("source", ""),
+                   source_key=d.get("source_key", ""))
 
 
 def read_manifest(lake_dir: Path | str) -> Manifest:

@@ -1,21 +1,21 @@
-"""A synchronous test-side view of a store: create the tables, write rows, read them back.
+"""Test-side access to a store: rows go in through the real store interface
+(``slotml.ingest.store``: ensure_schema, insert_snapshots, upsert_resolutions), and come back
+out with direct SQL (every column, id and updated_at included) to compare with the lake.
 
-The lake tests need large stores fast and rows changed after an export; direct SQL with the
-DDL generated from ``slotml.ingest.schema`` does both on SQLite and MariaDB. ``updated_at`` is
-stamped with the database clock exactly as the store does.
+``_ddl`` (direct DDL generated from ``slotml.ingest.schema``) stays for the benchmark, which
+bulk-loads millions of rows with INSERT ... SELECT.
 """
 
 from __future__ import annotations
 
+import asyncio
 import random
 import sqlite3
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from slotml.ingest.schema import RESOLUTIONS, SNAPSHOTS, TABLES, Table
+from slotml.ingest.schema import Table
 from slotml.settings import DbUrl
-
-NOW = {"mysql": "UNIX_TIMESTAMP(NOW(6))", "sqlite": "((julianday('now') - 2440587.5) * 86400.0)"}
 
 
 def _ddl(table: Table, dialect: str) -> list[str]:
@@ -45,14 +45,12 @@ class StoreDb:
         if self.dialect == "sqlite":
             self.conn: Any = sqlite3.connect(str(url.path), isolation_level=None)
             self.conn.execute("PRAGMA journal_mode=WAL")
-            self.mark = "?"
         else:
             import pymysql
 
             self.conn = pymysql.connect(host=url.host, port=url.port, user=url.user,
                                         password=url.password, database=url.database,
                                         autocommit=True, charset="utf8mb4")
-            self.mark = "%s"
 
     def close(self) -> None:
         self.conn.close()
@@ -63,33 +61,6 @@ class StoreDb:
         with self.conn.cursor() as cur:
             cur.execute(sql, params or None)
             return list(cur.fetchall())
-
-    def create(self) -> None:
-        for t in TABLES.values():
-            for stmt in _ddl(t, self.dialect):
-                self.execute(stmt)
-
-    def insert(self, table: Table, rows: Iterable[Mapping[str, Any]], chunk: int = 2000) -> None:
-        names = [c.name for c in table.data_columns]
-        cols = ", ".join(f"`{n}`" for n in [*names, "updated_at"])
-        rows = list(rows)
-        for i in range(0, len(rows), chunk):
-            part = rows[i:i + chunk]
-            one = "(" + ", ".join([self.mark] * len(names)) + f", {NOW[self.dialect]})"
-            sql = f"INSERT INTO `{table.name}` ({cols}) VALUES " + ", ".join([one] * len(part))
-            params = [r.get(n) for r in part for n in names]
-            if self.dialect == "sqlite":
-                self.conn.execute("BEGIN")
-                self.conn.execute(sql, params)
-                self.conn.execute("COMMIT")
-            else:
-                self.execute(sql, params)
-
-    def update(self, table: Table, key: Mapping[str, Any], values: Mapping[str, Any]) -> None:
-        sets = ", ".join(f"`{k}` = {self.mark}" for k in values)
-        where = " AND ".join(f"`{k}` = {self.mark}" for k in key)
-        self.execute(f"UPDATE `{table.name}` SET {sets}, updated_at = {NOW[self.dialect]} "
-                     f"WHERE {where}", [*values.values(), *key.values()])
 
     def rows(self, table: Table) -> list[dict[str, Any]]:
         """Every row ordered by id, bools as bool (the lake's types)."""
@@ -171,9 +142,28 @@ def resolution_rows(n_slots: int, slot0: int = BASE_SLOT, seed: int = 2,
     return out
 
 
+async def _write(url: DbUrl, snapshots: Sequence[Mapping[str, Any]],
+                 resolutions: Sequence[Mapping[str, Any]]) -> None:
+    from slotml.ingest.store import open_store
+
+    store = open_store(url)
+    await store.connect()
+    try:
+        await store.ensure_schema()
+        if snapshots:
+            assert await store.insert_snapshots(snapshots) == len(snapshots)
+        if resolutions:
+            await store.upsert_resolutions(resolutions)
+    finally:
+        await store.close()
+
+
+def write(url: DbUrl, snapshots: Sequence[Mapping[str, Any]] = (),
+          resolutions: Sequence[Mapping[str, Any]] = ()) -> None:
+    """Write through the store interface (as the collector does)."""
+    asyncio.run(_write(url, snapshots, resolutions))
+
+
 def populate(url: DbUrl, n_slots: int = 50) -> StoreDb:
-    db = StoreDb(url)
-    db.create()
-    db.insert(SNAPSHOTS, snapshot_rows(n_slots))
-    db.insert(RESOLUTIONS, resolution_rows(n_slots))
-    return db
+    write(url, snapshot_rows(n_slots), resolution_rows(n_slots))
+    return StoreDb(url)

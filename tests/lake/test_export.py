@@ -17,7 +17,14 @@ from slotml.ingest.schema import RESOLUTIONS, SNAPSHOTS, TABLES, Table
 from slotml.lake import connect, read_manifest
 from slotml.lake.export import ExportConfig, run_export
 from slotml.settings import DbUrl
-from tests.lake.storedb import BASE_SLOT, StoreDb, populate, resolution_rows, snapshot_rows
+from tests.lake.storedb import (
+    BASE_SLOT,
+    StoreDb,
+    populate,
+    resolution_rows,
+    snapshot_rows,
+    write,
+)
 from tests.util import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -66,12 +73,11 @@ def test_round_trip_and_changed_rows(any_db: DbUrl, tmp_path: Path) -> None:
     assert {"NULL", "tab\there", "back\\slash", "new\nline", ""} <= {r["slug"] for r in res}
     before = read_manifest(lake)
 
-    # resolutions change after the fact; new snapshots arrive for a later day
-    first = db.rows(RESOLUTIONS)[0]
+    # resolutions fill in after the fact; new snapshots arrive for a later day
+    first = next(r for r in db.rows(RESOLUTIONS) if r["resolved_up"] is None)
     key = {k: first[k] for k in RESOLUTIONS.unique}
-    db.update(RESOLUTIONS, key, {"resolved_up": True, "official_final_price": 91_234.5,
-                                 "resolved_at": 1.5, "condition_id": None})
-    db.insert(SNAPSHOTS, snapshot_rows(2, slot0=BASE_SLOT + 10 * 86400, seed=9))
+    write(any_db, snapshot_rows(2, slot0=BASE_SLOT + 10 * 86400, seed=9),
+          [{**key, "resolved_up": True, "official_final_price": 91_234.5, "resolved_at": 1.5}])
     r2 = export(any_db, lake)
     assert r2.tables[RESOLUTIONS.name].rows_written == 1
     assert r2.tables[RESOLUTIONS.name].partitions_rewritten == 1
@@ -84,7 +90,7 @@ def test_round_trip_and_changed_rows(any_db: DbUrl, tmp_path: Path) -> None:
     assert len(old_files - new_files) == 1
     assert len(new_files - old_files) == 1 + 4
     updated = [r for r in lake_rows(lake, RESOLUTIONS) if r["id"] == first["id"]]
-    assert updated[0]["resolved_up"] is True and updated[0]["condition_id"] is None
+    assert updated[0]["resolved_up"] is True and updated[0]["official_final_price"] == 91_234.5
 
 
 def test_second_run_without_changes_writes_nothing(any_db: DbUrl, tmp_path: Path) -> None:
@@ -152,8 +158,7 @@ def _many_partitions(url: DbUrl, db: StoreDb, days: int) -> None:
     """One row per symbol per day: every row its own partition, so a run writes many files."""
     rows = [r for d in range(days)
             for r in snapshot_rows(1, ticks=1, slot0=BASE_SLOT - (d + 30) * 86400, seed=d)]
-    db.insert(SNAPSHOTS, rows)
-    db.insert(RESOLUTIONS, resolution_rows(1, slot0=BASE_SLOT - 40 * 86400))
+    write(url, rows, resolution_rows(1, slot0=BASE_SLOT - 40 * 86400))
 
 
 def test_kill_mid_run_leaves_old_lake_then_rerun_completes(any_db: DbUrl, tmp_path: Path) -> None:
@@ -162,7 +167,7 @@ def test_kill_mid_run_leaves_old_lake_then_rerun_completes(any_db: DbUrl, tmp_pa
     export(any_db, lake)
     old = read_manifest(lake)
     old_counts = {t.name: len(lake_rows(lake, t)) for t in (SNAPSHOTS, RESOLUTIONS)}
-    _many_partitions(any_db, db, days=250)
+    _many_partitions(any_db, db, days=150)
 
     env = dict(os.environ, SLOTML_DB_URL=any_db.raw, PYTHONPATH=str(ROOT))
     proc = subprocess.Popen(
@@ -200,3 +205,15 @@ def test_kill_mid_run_leaves_old_lake_then_rerun_completes(any_db: DbUrl, tmp_pa
     r = export(any_db, lake)
     assert r.leftovers_cleared > 0
     assert_lake_equals_store(lake, db)
+
+
+def test_another_store_means_full_rebuild(tmp_path: Path) -> None:
+    a = DbUrl(scheme="sqlite", path=tmp_path / "a.db")
+    b = DbUrl(scheme="sqlite", path=tmp_path / "b.db")
+    populate(a, n_slots=12)
+    db_b = populate(b, n_slots=5)
+    lake = tmp_path / "lake"
+    export(a, lake)
+    r = export(b, lake)  # same ids, other rows: an incremental run would mix the two stores
+    assert r.files_deleted > 0
+    assert_lake_equals_store(lake, db_b)
