@@ -253,13 +253,13 @@ class WindowState:
         v = self.static[i]
         tick = self.ticks[i]
         move = self.moves[i]
-        # move_velocity: the last row at or before tick - lookback
+        # move_velocity: l = the last row at or before D - lookback (not r itself)
         velocity = NAN
-        back = tick - self.lb_ms
+        back = decision_ms - self.lb_ms
         if self.ticks[0] <= back:
-            j = bisect_right(self.ticks, back, 0, i) - 1
+            j = bisect_right(self.ticks, back, 0, i + 1) - 1
             lm = self.moves[j]
-            if lm is not None and move is not None:
+            if j != i and lm is not None and move is not None:
                 velocity = (move - lm) / _minutes(tick - self.ticks[j], self.window_s)
         vol = NAN
         if self.n_moves[i] >= 2:
