@@ -352,7 +352,6 @@ def train_on_dataset(ds: TrainingSet, split: Split, cfg: TrainConfig,
         if png_path is not None:
             reliability_png(png_path, y_test, {"model": p_test, "book mid": book_test},
                             title=f"reliability on the test days ({len(y_test):,} rows)")
-        policy = policy_table(model_path, cfg, split)
         eval_link = None
         if cfg.split.final:
             ec = cfg.eval_card or _latest_eval_card(models_dir)
@@ -380,17 +379,21 @@ def train_on_dataset(ds: TrainingSet, split: Split, cfg: TrainConfig,
             "export_checks": ex.check.describe(),
             "stats": stats,
             "metrics": metrics,
-            "policy": policy,
+            "policy": None,
             "reliability_png": png_path.name if png_path else None,
             "timings_s": dict(stages.timings),
         }
         write_card(card_path, card)
+    with stages("policy table (serve replay over the test days)"):
+        policy = policy_table(model_path, cfg, split)
+    card["policy"] = policy
+    card["timings_s"] = dict(stages.timings)
+    write_card(card_path, card)
     promoted = False
     if cfg.promote:
         promote(models_dir, model_path)
         promoted = True
     report = format_report(metrics, ds.window_s) + "\n\n" + format_policy(policy)
-    card["timings_s"] = dict(stages.timings)
     return TrainResult(model_path=model_path, card_path=card_path, png_path=png_path,
                        metrics=metrics, card=card, report=report, promoted=promoted,
                        timings=dict(stages.timings))
