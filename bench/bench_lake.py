@@ -8,7 +8,7 @@ streaming, connectorx by id range when installed).
 
 Data: one realistic day (4 assets x 96 windows x 30 ticks, with NULLs) inserted once, then
 doubled with INSERT ... SELECT shifted by whole days until N rows; kept between runs in
-``slotml_test_bench`` (``slotml_test_bench_quick`` for --quick) when the row count matches.
+``slotml_test_lakebench`` (``slotml_test_lakebench_quick`` for --quick) when the row count matches.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from bench import Row
 from slotml.settings import DbUrl
 
 ISSUE = 6
-DB_NAME = "slotml_test_bench"
+DB_NAME = "slotml_test_lakebench"  # bench_store owns slotml_test_bench (and drops its tables)
 FULL_ROWS = 5_000_000
 QUICK_ROWS = 200_000
 SLOT0 = 1_767_225_600  # 2026-01-01 00:00 UTC
