@@ -87,7 +87,36 @@ def any_db(request: pytest.FixtureRequest, tmp_path: Path) -> DbUrl:
     return request.getfixturevalue("mysql_db")
 
 
+_browser_state: dict[str, str | None] = {"error": None}
+
+
+@pytest.fixture(scope="session")
+def chromium() -> tuple[str, str]:
+    """(chromium, chromedriver) paths for the browser tests, or skip (fail under CI=true).
+
+    Debian's ``chromium`` and ``chromium-driver`` packages (.ci/run installs them)."""
+    import shutil
+
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver = shutil.which("chromedriver")
+    if not browser or not driver:
+        missing = " and ".join(n for n, p in (("chromium", browser), ("chromedriver", driver)) if not p)
+        _browser_state["error"] = f"{missing} not found"
+        msg = f"browser tests need {missing} (apt-get install chromium chromium-driver)"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(msg + " - CI must run the browser tests (.ci/run installs them)")
+        pytest.skip(msg)
+    return browser, driver
+
+
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # noqa: ARG001
+    berr = _browser_state["error"]
+    if berr and os.environ.get("CI", "").lower() != "true":
+        terminalreporter.write_line("")
+        terminalreporter.write_line(
+            "!!! BROWSER TESTS DID NOT RUN: " + berr + ". Install Debian's chromium and "
+            "chromium-driver (sudo bash .ci/run does it)", red=True, bold=True,
+        )
     err = _mysql_state["error"]
     if err and os.environ.get("CI", "").lower() != "true":
         terminalreporter.write_line("")

@@ -46,7 +46,7 @@ def tiny_model(models_dir: Path, lake_dir: Path, window_s: int = 300) -> Path:
     """A logistic model on the move (no xgboost: instant) whose metadata names train/test
     slices of the lake's windows, as train/ writes them: the first 60 % trained on, the next
     20 % test days, the rest "later"."""
-    from slotml.features.contract import FEATURES
+    from slotml.features.contract import CONTRACT_VERSION, FEATURES
     from slotml.lake import connect
     from tests.serve.models import make_model
 
@@ -66,9 +66,27 @@ def tiny_model(models_dir: Path, lake_dir: Path, window_s: int = 300) -> Path:
     weights[FEATURES.index("move_z")] = 1.7
     path = make_model(models_dir / "td_model_20261118_120000.onnx", list(FEATURES), weights,
                       window_s=window_s, stats={"move_vol_per_min": {}, "default_move_vol_per_min": 0.05},
-                      meta_over={"splits": json.dumps(splits)})
+                      meta_over={"splits": json.dumps(splits),
+                                 "feature_contract": str(CONTRACT_VERSION)})
     (models_dir / "current").write_text(path.name + "\n")
     return path
+
+
+_SHARED: dict[Path, dict[str, Any]] = {}
+
+
+def shared_sim_data(base: Path) -> dict[str, Any]:
+    """One backfilled store + exported lake + tiny model per test session (read-only users
+    share it: the backfill and export cost seconds). ``base``: the session's basetemp."""
+    base = Path(base)
+    if base not in _SHARED:
+        d = base / "serve_sim_data"
+        d.mkdir(parents=True, exist_ok=True)
+        url = backfill_store(d / "store.db")
+        lake = export_lake(url, d / "lake")
+        model = tiny_model(d / "models", lake)
+        _SHARED[base] = {"dir": d, "url": url, "db": d / "store.db", "lake": lake, "model": model}
+    return _SHARED[base]
 
 
 @contextmanager

@@ -12,7 +12,6 @@ import sqlite3
 import urllib.error
 import urllib.parse
 import urllib.request
-from pathlib import Path
 from typing import Any
 
 import pyarrow.csv as pcsv
@@ -21,16 +20,14 @@ import pytest
 
 from slotml.features.contract import DEFAULT_TOLERANCE, frac_ms
 from slotml.serve.api import ApiConfig, create_app, decode_cursor, encode_cursor
-from tests.serve.sim_data import backfill_store, export_lake, serve_app
+from tests.serve.sim_data import serve_app, shared_sim_data
 
 
 @pytest.fixture(scope="module")
 def api(tmp_path_factory: pytest.TempPathFactory):
-    d = tmp_path_factory.mktemp("api")
-    url = backfill_store(d / "store.db")
-    lake = export_lake(url, d / "lake")
-    with serve_app(create_app(ApiConfig(db=url, lake_dir=lake))) as base:
-        yield {"base": base, "db": Path(url.path), "lake": lake}
+    data = shared_sim_data(tmp_path_factory.getbasetemp())
+    with serve_app(create_app(ApiConfig(db=data["url"], lake_dir=data["lake"]))) as base:
+        yield {"base": base, "db": data["db"], "lake": data["lake"]}
 
 
 def get(api: dict, path: str, **params: Any) -> tuple[int, dict[str, str], bytes]:

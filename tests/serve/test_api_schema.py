@@ -23,7 +23,7 @@ from schemathesis.checks import (
 )
 
 from slotml.serve.api import ApiConfig, create_app
-from tests.serve.sim_data import backfill_store, export_lake, serve_app
+from tests.serve.sim_data import serve_app, shared_sim_data
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
           response_headers_conformance, response_schema_conformance]
@@ -32,10 +32,8 @@ SEEN: Counter = Counter()  # (path, status, has rows)
 
 @pytest.fixture(scope="module")
 def api_base(tmp_path_factory: pytest.TempPathFactory):
-    d = tmp_path_factory.mktemp("api_schema")
-    url = backfill_store(d / "store.db", days=0.5, symbols=("BTC", "ETH", "SOL"))
-    lake = export_lake(url, d / "lake")
-    with serve_app(create_app(ApiConfig(db=url, lake_dir=lake))) as base:
+    data = shared_sim_data(tmp_path_factory.getbasetemp())
+    with serve_app(create_app(ApiConfig(db=data["url"], lake_dir=data["lake"]))) as base:
         yield base
 
 

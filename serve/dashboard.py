@@ -1,0 +1,216 @@
+"""The dashboard's numbers (DuckDB over the lake) and its launcher; the page is dashboard_app.py.
+
+Three views a trader checks before trusting a model, and after:
+
+- ``heatmap_rows``: win rate of the side the move favours (Up if the settlement move is
+  positive, Down if negative: the TD maker's view) by scaled minute into the window x signed
+  move bucket, counting windows: per window and minute, its last snapshot in that minute;
+- ``calibration_rows``: reliability diagram of a model on its test days and on later days
+  (after everything it saw), beside the book's own mid as a baseline, with counts per bin;
+- data health: ``slotml.serve.slot_stats``.
+
+Everything is aggregated in DuckDB; the page only draws and tables the returned rows (which
+are also what the browser test reads back).
+"""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from slotml.serve.slot_stats import rows, window_filter
+
+# Signed move buckets (percent of the settlement series since price_to_beat). A move of exactly
+# 0 favours neither side and is left out.
+MOVE_EDGES: tuple[float, ...] = (-0.3, -0.2, -0.1, -0.05, -0.02, 0.0, 0.02, 0.05, 0.1, 0.2, 0.3)
+APP = Path(__file__).with_name("dashboard_app.py")
+
+
+def bucket_labels(edges: Sequence[float] = MOVE_EDGES) -> list[str]:
+    """Labels of the len(edges) + 1 buckets, most negative first."""
+    e = list(edges)
+    out = [f"< {e[0]:+g}"]
+    out += [f"{a:+g} .. {b:+g}" for a, b in zip(e, e[1:], strict=False)]
+    out.append(f"≥ {e[-1]:+g}")  # not ">": st.table renders cells as Markdown
+    return out
+
+
+def bucket_case(column: str, edges: Sequence[float], params: list[Any]) -> str:
+    """``CASE WHEN col < ? THEN 0 ... ELSE n END`` (bucket index), edges bound as parameters."""
+    parts = []
+    for i, e in enumerate(edges):
+        parts.append(f"WHEN {column} < ? THEN {i}")
+        params.append(float(e))
+    return "CASE " + " ".join(parts) + f" ELSE {len(edges)} END"
+
+
+def heatmap_rows(con: Any, symbol: str, window_s: int, *, slot_from: int | None = None,
+                 slot_to: int | None = None, edges: Sequence[float] = MOVE_EDGES
+                 ) -> list[dict[str, Any]]:
+    """Rows (minute, bucket, label, windows, wins, win_rate) for one asset and family.
+
+    minute = floor(scaled minute of the snapshot), 0..14; a window counts once per minute (its
+    last snapshot in that minute); only resolved windows with a non-zero move."""
+    where, params = window_filter(symbol, window_s, slot_from, slot_to, alias="s")
+    case_params: list[Any] = []
+    bucket = bucket_case("dir_move_pct", edges, case_params)
+    labels = bucket_labels(edges)
+    sql = f"""
+WITH s AS (
+  SELECT s.symbol, s.window_s, s.slot_ts, s.tick_ms, s.dir_move_pct,
+    CAST(floor(15.0 * (s.tick_ms - CAST(s.slot_ts AS BIGINT) * 1000) / (s.window_s * 1000.0))
+         AS INTEGER) AS minute
+  FROM slot_snapshots s
+  WHERE {where} AND s.tick_ms >= CAST(s.slot_ts AS BIGINT) * 1000
+    AND s.dir_move_pct IS NOT NULL AND s.dir_move_pct <> 0
+),
+last AS (
+  SELECT * FROM s WHERE minute BETWEEN 0 AND 14
+  QUALIFY row_number() OVER (PARTITION BY symbol, window_s, slot_ts, minute
+                             ORDER BY tick_ms DESC) = 1
+),
+j AS (
+  SELECT l.minute, {bucket} AS bucket,
+    CASE WHEN l.dir_move_pct > 0 THEN r.resolved_up ELSE NOT r.resolved_up END AS win
+  FROM last l JOIN slot_resolutions r
+    ON r.symbol = l.symbol AND r.window_s = l.window_s AND r.slot_ts = l.slot_ts
+  WHERE r.resolved_up IS NOT NULL
+)
+SELECT minute, bucket, count(*) AS windows, count(*) FILTER (WHERE win) AS wins,
+  count(*) FILTER (WHERE win) / count(*) AS win_rate
+FROM j GROUP BY minute, bucket ORDER BY minute, bucket
+"""
+    out = rows(con, sql, [*params, *case_params])
+    for r in out:
+        r["label"] = labels[r["bucket"]]
+    return out
+
+
+def heatmap_table(hm: list[dict[str, Any]], edges: Sequence[float] = MOVE_EDGES) -> dict[str, Any]:
+    """The heatmap as a pivot for ``st.table``: one row per bucket (largest move first), one
+    column per minute, cells ``"0.623 (41)"`` = win rate (windows)."""
+    labels = bucket_labels(edges)
+    minutes = sorted({r["minute"] for r in hm})
+    cell = {(r["bucket"], r["minute"]): f"{r['win_rate']:.3f} ({r['windows']})" for r in hm}
+    return {
+        "index": [labels[b] for b in reversed(range(len(labels)))],
+        "columns": [str(m) for m in minutes],
+        "data": [[cell.get((b, m), "") for m in minutes] for b in reversed(range(len(labels)))],
+    }
+
+
+# ------------------------------------------------------------------------------- calibration
+
+def model_slices(meta: Any) -> tuple[int | None, int | None]:
+    """(first window of the test days, last window of the test days) from the model's splits;
+    without a test slice the "later" days start after everything the model saw."""
+    splits = meta.splits or {}
+    test = splits.get("test") or {}
+    if test.get("from") is not None and test.get("to") is not None:
+        return int(test["from"]), int(test["to"])
+    seen = [int((splits.get(k) or {}).get("to")) for k in ("train", "early_stop", "calibration")
+            if (splits.get(k) or {}).get("to") is not None]
+    if not seen:
+        return None, None
+    after = max(seen) + int(meta.window_s)
+    return after, after - 1  # an empty test slice: everything from `after` is "later"
+
+
+def calibration_rows(con: Any, scorer: Any, *, bins: int = 10) -> dict[str, Any]:
+    """Reliability bins of ``scorer`` on its test days and later days, and of the book's mid
+    (``up_mid``) on the same decision rows.
+
+    Returns ``{"bins": [...], "summary": [...], "test": (from, to)}``: bins have series
+    (``model`` | ``book mid``), slice (``test days`` | ``later days``), bin, n, mean_p,
+    observed; summary has n, Brier score and mean predicted vs observed per series and slice.
+    """
+    import numpy as np
+    import pyarrow as pa
+
+    from slotml.features.build import build_training_set
+    from slotml.features.contract import DEFAULT_LOOKBACK, DEFAULT_TOLERANCE
+
+    meta = scorer.meta
+    t_from, t_to = model_slices(meta)
+    if t_from is None:
+        return {"bins": [], "summary": [], "test": (None, None)}
+    stats = meta.stats
+    table = build_training_set(
+        con, meta.decision_points, stats,
+        tolerance=float(stats.get("tolerance", DEFAULT_TOLERANCE)),
+        lookback=float(stats.get("lookback", DEFAULT_LOOKBACK)),
+        resolved_only=True, window_s=meta.window_s, slot_from=t_from, float64=True)
+    n = table.num_rows
+    if n == 0:
+        return {"bins": [], "summary": [], "test": (t_from, t_to)}
+    X = np.column_stack([table.column(f).to_numpy(zero_copy_only=False) for f in meta.features])
+    p_model = scorer.p_up_batch(X.astype(np.float32))
+    scored = pa.table({
+        "slot_ts": table.column("slot_ts"),
+        "p_model": pa.array(p_model, type=pa.float64()),
+        "up_mid": table.column("up_mid").cast(pa.float64()),
+        "y": table.column("resolved_up").cast(pa.float64()),
+    })
+    con.register("_scored", scored)
+    try:
+        base = """
+WITH s AS (
+  SELECT CASE WHEN slot_ts <= ? THEN 'test days' ELSE 'later days' END AS slice, y,
+         p_model, CASE WHEN isnan(up_mid) THEN NULL ELSE up_mid END AS up_mid
+  FROM _scored
+),
+long AS (
+  SELECT 'model' AS series, slice, p_model AS p, y FROM s
+  UNION ALL
+  SELECT 'book mid' AS series, slice, up_mid AS p, y FROM s WHERE up_mid IS NOT NULL
+)"""
+        bins_out = rows(con, base + """
+SELECT series, slice, least(CAST(floor(p * ?) AS INTEGER), ? - 1) AS bin, count(*) AS n,
+  avg(p) AS mean_p, avg(y) AS observed
+FROM long GROUP BY ALL ORDER BY series DESC, slice DESC, bin""", [t_to, bins, bins])
+        summary = rows(con, base + """
+SELECT series, slice, count(*) AS n, avg((p - y) * (p - y)) AS brier, avg(p) AS mean_p,
+  avg(y) AS observed
+FROM long GROUP BY ALL ORDER BY series DESC, slice DESC""", [t_to])
+    finally:
+        con.unregister("_scored")
+    return {"bins": bins_out, "summary": summary, "test": (t_from, t_to)}
+
+
+# ------------------------------------------------------------------------------- launcher
+
+def streamlit_command(lake_dir: Path | str, model: str | None, *, host: str = "127.0.0.1",
+                      port: int = 8501) -> list[str]:
+    """The command line that serves the dashboard (``slotml dashboard``; tests run the same)."""
+    cmd = [sys.executable, "-m", "streamlit", "run", str(APP),
+           "--server.address", host, "--server.port", str(int(port)),
+           "--server.headless", "true", "--browser.gatherUsageStats", "false",
+           "--server.fileWatcherType", "none", "--global.developmentMode", "false",
+           "--", "--lake-dir", str(lake_dir)]
+    if model:
+        cmd += ["--model", str(model)]
+    return cmd
+
+
+def run_streamlit(lake_dir: Path | str, model: str | None, *, host: str = "127.0.0.1",
+                  port: int = 8501) -> int:
+    """Serve the dashboard until interrupted; returns streamlit's exit code."""
+    print(f"dashboard on http://{host}:{port} (lake {lake_dir})", flush=True)
+    proc = subprocess.Popen(streamlit_command(lake_dir, model, host=host, port=port))
+    try:
+        return proc.wait()
+    except KeyboardInterrupt:
+        proc.terminate()
+        try:
+            return proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            return 130
+
+
+def fmt_rate(x: float | None) -> str:
+    return "" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.3f}"
