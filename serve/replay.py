@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -352,7 +352,8 @@ def _num(x: float | None, fmt: str) -> str:
 def replay(con: Any, scorer: Scorer, config: GateConfig | None = None, *,
            slot_from: int | None = None, slot_to: int | None = None) -> ReplayResult:
     """Model gate and manual filters side by side, both fill models, over [from, to)."""
-    config = config or GateConfig()
+    # replay decisions are not live decisions: they never go to a --decision-log file
+    config = replace(config or GateConfig(), decision_log=None)
     rows, windows, skipped = load_rows(con, scorer, slot_from, slot_to)
     model_gate = EntryGate(config, scorer)
     filter_gate = EntryGate(config, None)
