@@ -23,7 +23,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from slotml.ingest.schema import RESOLUTIONS, SNAPSHOTS, TABLES, Table
+from slotml.ingest.schema import RESOLUTIONS, SNAPSHOTS, TABLES, Column, Table
 from slotml.settings import DbUrl
 
 __all__ = [
@@ -35,6 +35,8 @@ __all__ = [
 ]
 
 CHUNK_ROWS = 500  # rows per multi-row statement
+_DATA_COLUMNS = {t.name: tuple(t.data_columns) for t in TABLES.values()}
+_KINDS = {t.name: {c.name: c.kind for c in t.columns} for t in TABLES.values()}
 
 
 class StoreUnavailable(Exception):
@@ -45,8 +47,8 @@ class RowRejected(ValueError):
     """A row the store cannot take (missing key, wrong type, too long): retrying cannot help."""
 
 
-def _coerce(table: Table, name: str, value: Any) -> Any:
-    col = table.column(name)
+def _coerce(table: Table, col: Column, value: Any) -> Any:
+    name = col.name
     if value is None:
         return None
     kind = col.kind
@@ -87,9 +89,9 @@ def coerce_row(table: Table, row: Mapping[str, Any], partial: bool = False) -> d
     NULL data column must be present. Raises ``RowRejected``.
     """
     out: dict[str, Any] = {}
-    for col in table.data_columns:
+    for col in _DATA_COLUMNS[table.name]:
         if col.name in row:
-            out[col.name] = _coerce(table, col.name, row[col.name])
+            out[col.name] = _coerce(table, col, row[col.name])
         elif col.default is not None and not col.nullable:
             out[col.name] = int(col.default) if col.kind != "str" else col.default
         if not col.nullable and out.get(col.name) is None:
@@ -116,9 +118,10 @@ def merge_resolutions(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]
 def from_db(table: Table, names: Sequence[str], values: Sequence[Any]) -> dict[str, Any]:
     """A fetched row with Python types (bool/None, int, float, str) on both backends."""
     out: dict[str, Any] = {}
+    kinds = _KINDS[table.name]
     for n, v in zip(names, values, strict=True):
         if v is not None:
-            kind = table.column(n).kind
+            kind = kinds[n]
             if kind == "bool":
                 v = bool(v)
             elif kind == "double":
