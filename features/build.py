@@ -230,6 +230,7 @@ def build_training_set(
     ``resolved_only``: keep only windows with an official outcome (the rows train fits on).
     ``slot_from``/``slot_to``: window starts in [from, to) epoch s; ``window_s``/``symbols``
     filter the family/assets. Rows come ordered by slot_ts, symbol, window_s, point.
+    Raises ValueError on a lake with duplicate snapshot keys (it would duplicate rows).
     """
     if not points:
         raise ValueError("no decision points")
@@ -243,7 +244,12 @@ def build_training_set(
         asset_symbols=list(ASSET_CODES), asset_codes=list(ASSET_CODES.values()),
         **_stat_params(stats),
     )
-    return con.sql(sql, params=params).to_arrow_table()
+    table = con.sql(sql, params=params).to_arrow_table()
+    keys = ["symbol", "window_s", "slot_ts", "point"]
+    if table.num_rows and table.select(keys).group_by(keys).aggregate([]).num_rows != table.num_rows:
+        raise ValueError("slot_snapshots holds duplicate (symbol, window_s, slot_ts, tick_ms) "
+                         "rows: the lake must keep one row per key (re-export it with --full)")
+    return table
 
 
 def fit_stats(con: Any, train_filter: str = "TRUE", params: Sequence[Any] = ()) -> dict[str, Any]:

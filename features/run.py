@@ -129,11 +129,14 @@ def build_file(con: Any, cfg: FeaturesConfig, extra_meta: dict[str, Any] | None 
             raise UserError("no snapshot rows with a move to fit the statistics on: is the lake "
                             f"at {cfg.lake_dir} exported (slotml export) and the selection right?")
     t_fit = time.perf_counter() - t0
-    table = build_training_set(
-        con, cfg.points, stats, tolerance=cfg.tolerance, lookback=cfg.lookback,
-        resolved_only=cfg.resolved_only, window_s=cfg.window_s, symbols=cfg.symbols or None,
-        slot_from=cfg.slot_from, slot_to=cfg.slot_to,
-    )
+    try:
+        table = build_training_set(
+            con, cfg.points, stats, tolerance=cfg.tolerance, lookback=cfg.lookback,
+            resolved_only=cfg.resolved_only, window_s=cfg.window_s, symbols=cfg.symbols or None,
+            slot_from=cfg.slot_from, slot_to=cfg.slot_to,
+        )
+    except ValueError as e:
+        raise UserError(f"lake at {cfg.lake_dir}: {e}") from None
     t_build = time.perf_counter() - t0 - t_fit
     if table.num_rows == 0:
         raise UserError(f"no decision rows: the lake at {cfg.lake_dir} has no snapshots within "

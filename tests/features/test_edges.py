@@ -189,3 +189,10 @@ def test_bad_fractions_are_refused() -> None:
     with pytest.raises(ValueError):
         build_training_set(con, points=())
     assert build_training_set(con).num_rows == 0  # an empty lake gives an empty set
+
+
+def test_duplicate_snapshot_keys_are_refused_not_duplicated() -> None:
+    row = snap("BTC", S, S * 1000 + 300_000)
+    assert _one([row]) is not None
+    with pytest.raises(ValueError, match="duplicate"):
+        _build([row, {**row, "bid_up": 0.5}])
