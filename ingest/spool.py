@@ -15,6 +15,7 @@ counted as dropped (``drops``): the newest data is the most valuable to a live c
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
@@ -26,6 +27,11 @@ log = logging.getLogger(__name__)
 
 SUFFIX = ".jsonl"
 ACK_FILE = "ack"
+LOCK_FILE = "lock"
+
+
+class SpoolBusy(Exception):
+    """Another live process owns this spool (two writers would interleave their rows)."""
 
 
 @dataclass(slots=True)
@@ -68,12 +74,24 @@ class Spool:
         self.write_errors = 0
         self.dirty = False  # written since the last fsync
         self._fd: int | None = None
+        self._lock: int | None = None
         self._hint: tuple[Path, int, int] | None = None  # (segment, offset, seq at offset)
 
     # --- open / close ---------------------------------------------------------------------------
     def open(self) -> None:
         """Scan what a previous run left, then start a fresh segment for new rows."""
         self.dir.mkdir(parents=True, exist_ok=True)
+        self._lock = os.open(self.dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        try:  # released by the kernel however this process ends
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.pread(self._lock, 64, 0).decode(errors="replace").strip()
+            os.close(self._lock)
+            self._lock = None
+            raise SpoolBusy(f"spool {self.dir} is in use by another process "
+                            f"(pid {holder or '?'})") from None
+        os.ftruncate(self._lock, 0)
+        os.pwrite(self._lock, str(os.getpid()).encode(), 0)
         try:
             self.floor = int((self.dir / ACK_FILE).read_text().strip() or 0)
         except (OSError, ValueError):
@@ -116,6 +134,9 @@ class Spool:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+        if self._lock is not None:
+            os.close(self._lock)  # releases the flock
+            self._lock = None
         for fd in fds:
             try:
                 os.fsync(fd)

@@ -72,11 +72,14 @@ class DurableWriter:
         """Open the spool (replaying what a previous run left) and start the flusher."""
         if self._task is not None:
             return
+        from slotml.errors import UserError
+        from slotml.ingest.spool import SpoolBusy
+
         try:
             self.spool.open()
+        except SpoolBusy as e:
+            raise UserError(f"{e}: one writer per database and data dir") from None
         except OSError as e:
-            from slotml.errors import UserError
-
             raise UserError(f"spool {self.spool.dir}: {e.strerror or e}") from None
         self.replayed = self.spool.replay_rows
         if self.replayed:

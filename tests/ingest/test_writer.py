@@ -6,6 +6,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import pytest
+
+from slotml.errors import UserError
 from slotml.ingest.store import open_store
 from slotml.ingest.writer import DurableWriter
 from tests.ingest import test_store as _fx
@@ -144,4 +147,15 @@ async def test_bad_rows_are_counted_never_raised(any_db, tmp_path: Path) -> None
     assert w.stats()["rows_rejected"] == 3 + mysql
     await assert_exactly_in_order(store, ticks_of([1, 3] if mysql else [1, 2, 3]))
     await w.close()
+    await store.close()
+
+
+async def test_one_writer_per_spool(sqlite_db, tmp_path: Path) -> None:
+    store = await ready_store(sqlite_db)
+    w1 = await started(store, tmp_path / "spool")
+    with pytest.raises(UserError, match="in use by another process"):
+        await started(store, tmp_path / "spool")
+    await w1.close()
+    w2 = await started(store, tmp_path / "spool")  # free again once the first one closed
+    await w2.close()
     await store.close()
