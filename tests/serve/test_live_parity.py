@@ -1,6 +1,12 @@
 """Live parity: sim running, the collector recording, the online builder fed by its own live
-subscription; at each decision tick its features equal those built later from the store on
->= 99% of rows, and each difference is explained by a quote that changed within the tick."""
+subscription (serve.live.LiveFeatures); at each decision tick its features equal those built
+later from the collector's store by features/'s SQL.
+
+Every difference must be explained: a quote that changed between the two processes' captures of
+the same tick, a tick one process's snapshot loop skipped, or the previous window's outcome
+known to one process at its decision and not yet to the other (each learns it by its own
+polling; the 5 s sim family puts that moment among the decision points far more often than
+15-minute markets do). Excluding that last kind, >= 99% of rows are equal on every feature."""
 
 from __future__ import annotations
 
@@ -163,7 +169,7 @@ async def test_live_online_features_match_the_store(tmp_path: Path) -> None:
     keys = [k for k in decided if first_slot <= k[1] < last_slot]
     assert len(keys) >= 100, f"only {len(keys)} live decisions"
     prev_feats = {"prev_up", "prev_known_source"}
-    equal, quote_equal, unexplained, by_quote, by_prev = 0, 0, [], [], []
+    equal, quote_equal, unexplained, by_quote, by_prev, by_tick = 0, 0, [], [], [], []
     for key in keys:
         sym, slot, d_ms = key
         v = decided[key]
@@ -195,14 +201,18 @@ async def test_live_online_features_match_the_store(tmp_path: Path) -> None:
         prev_timing = set(diffs) <= prev_feats and any(
             (a is not None and a <= decided_at[key]) != (b is not None and b < d_ms / 1000)
             for a, b in branches)
+        missed_tick = set(mine) != set(theirs)  # one process's snapshot loop skipped a tick
         if quote_changed:
             by_quote.append((key, diffs))
+        elif missed_tick:
+            by_tick.append((key, diffs, sorted(set(mine) ^ set(theirs))))
         elif prev_timing:
             by_prev.append((key, diffs))
         else:
             unexplained.append((key, diffs, decided_at[key], branches))
     assert not unexplained, f"unexplained differences: {unexplained[:5]}"
     summary = (f"{equal}/{len(keys)} rows equal on every feature; quote changed within the tick: "
-               f"{len(by_quote)}; previous outcome learnt between the two processes: {len(by_prev)}")
+               f"{len(by_quote)}; previous outcome learnt between the two processes: {len(by_prev)}; "
+               f"a tick one process skipped (load): {len(by_tick)} {by_tick[:3]}")
     print(summary)
     assert quote_equal / len(keys) >= 0.99, summary
