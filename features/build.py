@@ -126,7 +126,10 @@ syms AS (
 ),
 -- wkey: one BIGINT per window (slot_ts, window_s < 2^20 s, symbol code < 2^10)
 snaps AS MATERIALIZED (
-  SELECT (s.slot_ts * 1048576 + s.window_s) * 1024 + y.code AS wkey, s.*
+  SELECT CASE WHEN s.window_s BETWEEN 1 AND 1048575 AND y.code < 1024
+              THEN (s.slot_ts * 1048576 + s.window_s) * 1024 + y.code
+              ELSE error('window_s outside 1..1048575 or more than 1023 symbols') END AS wkey,
+         s.*
   FROM src s JOIN syms y ON y.symbol = s.symbol
 ),
 -- sort 1 (narrow): the change of the move since the previous non-missing move
@@ -244,7 +247,12 @@ def build_training_set(
         asset_symbols=list(ASSET_CODES), asset_codes=list(ASSET_CODES.values()),
         **_stat_params(stats),
     )
-    table = con.sql(sql, params=params).to_arrow_table()
+    try:
+        table = con.sql(sql, params=params).to_arrow_table()
+    except Exception as e:  # duckdb's InvalidInputException from error() in the query
+        if "window_s outside" in str(e):
+            raise ValueError(str(e).split("Error: ")[-1]) from None
+        raise
     keys = ["symbol", "window_s", "slot_ts", "point"]
     if table.num_rows and table.select(keys).group_by(keys).aggregate([]).num_rows != table.num_rows:
         raise ValueError("slot_snapshots holds duplicate (symbol, window_s, slot_ts, tick_ms) "

@@ -196,3 +196,8 @@ def test_duplicate_snapshot_keys_are_refused_not_duplicated() -> None:
     assert _one([row]) is not None
     with pytest.raises(ValueError, match="duplicate"):
         _build([row, {**row, "bid_up": 0.5}])
+
+
+def test_a_window_key_that_cannot_be_encoded_is_refused() -> None:
+    with pytest.raises(ValueError, match="window_s outside"):
+        _build([snap("BTC", S, S * 1000 + 300_000, window_s=2_000_000)])
