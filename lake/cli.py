@@ -26,7 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--reader", choices=["auto", "connectorx", "cli", "python"], default="auto",
                    help="MySQL reader: connectorx (binary protocol), the mariadb client's TSV "
                    "(cli), PyMySQL (python); auto picks the first available")
-    p.add_argument("--buffer-rows", type=int, default=500_000,
+    p.add_argument("--buffer-rows", type=int, default=250_000,
                    help="rows buffered before partitions are flushed (bounds memory)")
     p.add_argument("--no-fsync", action="store_true", help=argparse.SUPPRESS)
     p.set_defaults(func=_export)

@@ -63,7 +63,7 @@ class ExportConfig:
     overlap_s: float = 300.0  # re-read window for rows committed out of order
     grace_s: float = 30.0  # readers on the previous manifest keep its files this long
     reader: str = "auto"  # MySQL reader: auto | connectorx | cli | python
-    buffer_rows: int = 500_000  # rows held in partition buffers before flushing to files
+    buffer_rows: int = 250_000  # rows held in partition buffers before flushing to files
     row_group_rows: int = ROW_GROUP_ROWS
     fsync: bool = True
     progress_s: float = 5.0

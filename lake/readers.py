@@ -272,7 +272,7 @@ class ConnectorxSource:
 
     name = "connectorx"
 
-    def __init__(self, url: DbUrl, range_rows: int = 200_000) -> None:
+    def __init__(self, url: DbUrl, range_rows: int = 100_000) -> None:
         from urllib.parse import quote
 
         import connectorx  # noqa: F401 - fail here if missing
