@@ -107,10 +107,10 @@ def score(y: np.ndarray, p: np.ndarray) -> dict[str, Any]:
 
 
 def book_probability(up_mid: np.ndarray | None, n: int) -> tuple[np.ndarray, int]:
-    """The book's P(Up) per row, clipped to [0.001, 0.999]; rows without a book get 0.5.
+    """The book's P(Up) per row, clipped to [0.001, 0.999]; rows without any quote get 0.5.
 
-    ``up_mid`` comes from the feature set (the Up mid; features/ fills it from the Down side when
-    the Up side is empty, per the contract). Returns (probabilities, rows that had no book).
+    ``up_mid``: ``pipeline.book_probability_from_quotes`` (the Up mid, else 1 - the Down mid,
+    else the mean of the quotes there are). Returns (probabilities, rows that had no quote).
     """
     if up_mid is None:
         return np.full(n, 0.5), n

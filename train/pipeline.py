@@ -113,10 +113,9 @@ def dataset_from_arrow(table: Any, *, window_s: int, points: tuple[float, ...],
         return np.asarray(table.column(name).to_numpy(zero_copy_only=False), dtype=dtype)[resolved]
 
     X = np.column_stack([col(f, np.float32) for f in FEATURES]) if len(FEATURES) else None
-    up_mid = col("up_mid", np.float64)
-    # the book's P(Up): the Up mid, else 1 - the Down mid (NaN only when both sides are gone)
-    down_mid = (col("bid_down", np.float64) + col("ask_down", np.float64)) / 2
-    book = np.where(np.isfinite(up_mid), up_mid, 1.0 - down_mid)
+    book = book_probability_from_quotes(
+        col("bid_up", np.float64), col("ask_up", np.float64),
+        col("bid_down", np.float64), col("ask_down", np.float64))
     return TrainingSet(
         X=X, y=target[resolved].astype(np.int8),
         symbol=np.asarray(table.column("symbol").to_pylist(), dtype=object)[resolved].astype(str),
@@ -127,6 +126,25 @@ def dataset_from_arrow(table: Any, *, window_s: int, points: tuple[float, ...],
         contract_version=str(CONTRACT_VERSION), lake_manifest_id=manifest_id,
         skipped={"unresolved_rows": n_unresolved},
     )
+
+
+def book_probability_from_quotes(bid_up: np.ndarray, ask_up: np.ndarray, bid_down: np.ndarray,
+                                 ask_down: np.ndarray) -> np.ndarray:
+    """The book's own P(Up) per row: the Up mid; else 1 - the Down mid; else the mean of the
+    quotes there are, as P(Up) (bid_up, ask_up, 1 - bid_down, 1 - ask_down); NaN if none.
+
+    One-sided books happen at the extremes (an Up book with a 0.99 bid and no ask): scoring
+    those rows 0.5 would charge the book ~0.25 of Brier each for the venue's empty side (on the
+    sim's efficient book that alone made the book look 5% worse than the oracle it quotes).
+    """
+    up_mid = (bid_up + ask_up) / 2
+    down_mid = (bid_down + ask_down) / 2
+    quotes = np.column_stack([bid_up, ask_up, 1.0 - bid_down, 1.0 - ask_down])
+    have = np.isfinite(quotes)
+    n = have.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_q = np.where(n > 0, np.where(have, quotes, 0.0).sum(axis=1) / np.maximum(n, 1), np.nan)
+    return np.where(np.isfinite(up_mid), up_mid, np.where(np.isfinite(down_mid), 1.0 - down_mid, mean_q))
 
 
 def _family(con: Any, wanted: int | None) -> int:

@@ -48,7 +48,7 @@ def format_report(metrics: dict[str, Any], window_s: int = 900) -> str:
     head = ["", *SCORE_COLS]
     preds = ["model", "book_mid", "base_rate"]
     lines = [f"TEST DAYS: {metrics['rows']:,} rows; ECE over {metrics['ece_bins']} equal-width bins; "
-             f"book missing on {metrics['book_missing_rows']} rows (scored 0.5)", ""]
+             f"no quote at all on {metrics['book_missing_rows']} rows (book scored 0.5 there)", ""]
     rows = _rows(metrics["overall"], [*preds, "model_uncalibrated"])
     if "oracle" in metrics:
         o = metrics["oracle"]

@@ -183,3 +183,15 @@ def test_cli_too_little_data_is_one_line_exit_2(tmp_path, capsys):
     assert "too little data: 80 resolved windows" in err and "more" in err
     assert main(["train", "--data-dir", str(tmp_path), "--params", "[1]"]) == 2
     assert "--params must be a JSON object" in capsys.readouterr().err
+
+
+def test_book_probability_uses_the_quotes_there_are():
+    from slotml.train.pipeline import book_probability_from_quotes
+
+    nan = np.nan
+    got = book_probability_from_quotes(
+        np.array([0.40, nan, 0.98, nan, nan]), np.array([0.42, nan, nan, 0.03, nan]),
+        np.array([0.57, 0.30, nan, nan, nan]), np.array([0.59, 0.34, 0.03, nan, nan]))
+    # Up mid | 1 - Down mid | one-sided at the top: bid_up 0.98, 1 - ask_down 0.97 | ask only | none
+    assert got[:4] == pytest.approx([0.41, 0.68, 0.975, 0.03])
+    assert np.isnan(got[4])
