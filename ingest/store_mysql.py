@@ -44,6 +44,33 @@ def _q(name: str) -> str:
     return ddl.q(D, name)
 
 
+def _values(conn: aiomysql.Connection, chunk: list[dict[str, Any]], names: list[str]) -> str:
+    """The VALUES list of a multi-row INSERT, updated_at stamped by the server.
+
+    Rows went through ``coerce_row``: every value is None, bool, int, a finite float or a str,
+    so numbers are rendered directly (repr round-trips a double exactly) and only strings go
+    through the driver's escaping: several times faster than per-parameter escaping.
+    """
+    out = []
+    for r in chunk:
+        parts = []
+        for k in names:
+            v = r.get(k)
+            t = type(v)
+            if v is None:
+                parts.append("NULL")
+            elif t is float:
+                parts.append(repr(v))
+            elif t is bool:
+                parts.append("1" if v else "0")
+            elif t is int:
+                parts.append(str(v))
+            else:
+                parts.append(conn.escape(str(v)))
+        out.append("(" + ", ".join(parts) + f", {NOW})")
+    return ", ".join(out)
+
+
 class MysqlStore(Store):
     def __init__(self, url: DbUrl, connect_timeout: float = 5.0, op_timeout: float = 30.0,
                  pool_size: int = 4) -> None:
@@ -167,7 +194,6 @@ class MysqlStore(Store):
             return 0
         names = [c.name for c in SNAPSHOTS.data_columns]
         cols = ", ".join(_q(n) for n in [*names, "updated_at"])
-        one = "(" + ", ".join(["%s"] * len(names)) + f", {NOW})"
 
         async def work(cur: aiomysql.Cursor) -> int:
             n = 0
@@ -176,8 +202,9 @@ class MysqlStore(Store):
                 # a duplicate key sets id to itself: a no-op that counts 0 affected rows
                 # (INSERT IGNORE would also swallow real data errors)
                 sql = (f"INSERT INTO {_q(SNAPSHOTS.name)} ({cols}) VALUES "
-                       + ", ".join([one] * len(chunk)) + " ON DUPLICATE KEY UPDATE `id` = `id`")
-                n += await cur.execute(sql, [r.get(k) for r in chunk for k in names])
+                       + _values(cur.connection, chunk, names)
+                       + " ON DUPLICATE KEY UPDATE `id` = `id`")
+                n += await cur.execute(sql)
             return n
 
         return await self._run(work, write=True)
@@ -190,7 +217,6 @@ class MysqlStore(Store):
         key = list(RESOLUTIONS.unique)
         data = [n for n in names if n not in key]
         cols = ", ".join(_q(n) for n in [*names, "updated_at"])
-        one = "(" + ", ".join(["%s"] * len(names)) + f", {NOW})"
         changed = " OR ".join(f"({_q(n)} IS NULL AND VALUES({_q(n)}) IS NOT NULL)" for n in data)
         # assignments run left to right and see updated values: updated_at must come first
         sets = ", ".join([f"`updated_at` = IF({changed}, {NOW}, `updated_at`)",
@@ -210,8 +236,9 @@ class MysqlStore(Store):
                     [r[k] for r in chunk for k in key])
                 existing = int((await cur.fetchone())[0])
                 sql = (f"INSERT INTO {_q(RESOLUTIONS.name)} ({cols}) VALUES "
-                       + ", ".join([one] * len(chunk)) + f" ON DUPLICATE KEY UPDATE {sets}")
-                affected = await cur.execute(sql, [r.get(k) for r in chunk for k in names])
+                       + _values(cur.connection, chunk, names)
+                       + f" ON DUPLICATE KEY UPDATE {sets}")
+                affected = await cur.execute(sql)
                 inserted = len(chunk) - existing
                 total += inserted + (affected - inserted) // 2
             return total

@@ -187,3 +187,11 @@ def test_schema_doc_covers_every_column() -> None:
     for t in (SNAPSHOTS, RESOLUTIONS):
         for c in t.columns:
             assert f"`{c.name}`" in text
+
+
+async def test_strings_round_trip_with_quotes_and_unicode(store) -> None:
+    nasty = "a'b\\c\"d;-- é%s%%"
+    await store.upsert_resolutions([{"symbol": "BTC", "window_s": 900, "slot_ts": SLOT,
+                                     "slug": nasty, "condition_id": "0x" + "ab" * 32}])
+    (r,) = await store.fetch_resolutions()
+    assert r["slug"] == nasty and r["condition_id"] == "0x" + "ab" * 32
