@@ -23,7 +23,7 @@ MYSQL_LEGACY = [
     """CREATE TABLE slot_resolutions (
       id BIGINT AUTO_INCREMENT PRIMARY KEY, symbol VARCHAR(10) NOT NULL, slot_ts INT NOT NULL,
       price_to_beat FLOAT, final_price FLOAT, resolved_up BOOLEAN, prev_resolved_up BOOLEAN,
-      resolved_at DOUBLE, UNIQUE KEY legacy_slot (symbol, slot_ts))""",
+      resolved_at DATETIME, UNIQUE KEY legacy_slot (symbol, slot_ts))""",
 ]
 SQLITE_LEGACY = [
     """CREATE TABLE slot_snapshots (
@@ -51,10 +51,12 @@ def make_legacy(url) -> None:
     snap_sql = (f"INSERT INTO slot_snapshots (symbol, slot_ts, captured_at, minutes_into_slot, "
                 f"bid_up, ask_up, chainlink_price, note) VALUES ({', '.join([ph] * 8)})")
     res_sql = (f"INSERT INTO slot_resolutions (symbol, slot_ts, price_to_beat, final_price, "
-               f"resolved_up) VALUES ({', '.join([ph] * 5)})")
+               f"resolved_up, resolved_at) VALUES ({', '.join([ph] * 6)})")
     snaps = [("BTC", SLOT, SLOT + off, off / 60, bid, bid + 0.01, 95123.45, f"r{i}")
              for i, (off, bid) in enumerate(SNAPS)]
-    res = [("BTC", SLOT, 95000.5, 95123.45, 1), ("BTC", SLOT + 900, 95123.45, None, None)]
+    # resolved_at: a UTC DATETIME in the MySQL design, epoch seconds in SQLite
+    first = "2025-12-31 17:16:40" if url.scheme == "mysql" else SLOT + 1000.0
+    res = [("BTC", SLOT, 95000.5, 95123.45, 1, first), ("BTC", SLOT + 900, 95123.45, None, None, None)]
     if url.scheme == "mysql":
         conn = pymysql.connect(host=url.host, port=url.port, user=url.user, password=url.password,
                                database=url.database, autocommit=True)
@@ -87,6 +89,7 @@ async def test_legacy_tables_are_upgraded(any_db) -> None:
         if any_db.scheme == "mysql":
             assert "bid_up FLOAT" in text and "-> DOUBLE" in text
             assert "dropped the old unique key legacy_slot" in text
+            assert "resolved_at DATETIME -> epoch seconds DOUBLE" in text
         assert await store.ensure_schema() == []  # idempotent
 
         snaps = await store.fetch_snapshots()
@@ -104,6 +107,7 @@ async def test_legacy_tables_are_upgraded(any_db) -> None:
         assert [(r["slot_ts"], r["window_s"], r["resolved_up"]) for r in res] == [
             (SLOT, 900, True), (SLOT + 900, 900, None)]
         assert res[0]["price_to_beat"] == 95000.5
+        assert res[0]["resolved_at"] == SLOT + 1000.0 and res[1]["resolved_at"] is None
 
         # the new keys hold: a replayed tick is a no-op, another family is a new row
         again = {k: v for k, v in snaps[0].items() if k not in ("id", "updated_at")}
