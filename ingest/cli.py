@@ -38,6 +38,9 @@ def _register_collect(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--health-port", type=int, default=9108,
                    help="/health and /metrics on 127.0.0.1 (default 9108; 0 = off)")
     p.add_argument("--raw-dir", help="capture every frame and REST body here (hourly gzip JSON lines)")
+    p.add_argument("--lookahead", type=int, default=None,
+                   help="windows ahead of the current one to discover and subscribe "
+                   "(default: enough to cover one discovery interval, at least 3)")
     p.set_defaults(func=_collect)
 
     r = sub.add_parser("rederive", help="rebuild snapshot rows from a --raw-dir capture",

@@ -43,6 +43,7 @@ class WsFeed:
         self.on_raw = on_raw
         self.connected = False
         self.connects = 0
+        self.frames = 0  # every frame received (the benchmark's message count)
         self.last_message_at: float | None = None  # any frame, PONG included
         self.last_data_at: float | None = None  # frames with data (the watchdog's clock)
         self._ws: Any = None
@@ -149,6 +150,7 @@ class WsFeed:
                                 continue
                             now = time.time()
                             self.last_message_at = now
+                            self.frames += 1
                             if isinstance(msg, bytes):
                                 msg = msg.decode("utf-8", "replace")
                             if self.on_raw is not None:

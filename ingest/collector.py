@@ -20,6 +20,8 @@ Data older than ``--stale-after`` is never written as fresh: the columns are NUL
 from __future__ import annotations
 
 import asyncio
+import collections
+import gc
 import json
 import logging
 import time
@@ -40,7 +42,7 @@ from slotml.ingest.gamma import (
 )
 from slotml.ingest.health import HealthServer, Metrics, age, prometheus_text
 from slotml.ingest.prices import SPOT, TWAP60, PriceSource, RtdsRelay
-from slotml.ingest.snapshot import WindowRef, grid_tick_ms, make_snapshot
+from slotml.ingest.snapshot import BookTop, WindowRef, grid_tick_ms, make_snapshot
 
 log = logging.getLogger(__name__)
 
@@ -123,9 +125,21 @@ def fresh_price(prices: Any, symbol: str, series: str, now: float, stale_after: 
     return o.value
 
 
-def window_row(win: Window, tick_ms: int, now: float, books: BookStore, prices: Any,
-               clob_fresh: bool, stale_after: float, metrics: Metrics) -> dict[str, Any]:
-    """One window's snapshot row from the live state (shared by the daemon and rederive)."""
+@dataclass(slots=True)
+class Capture:
+    """The live state one row is made of, read at ``at`` (epoch s)."""
+
+    win: Window
+    at: float
+    up: BookTop | None
+    down: BookTop | None
+    spot: float | None
+    twap: float | None
+
+
+def capture(win: Window, now: float, books: BookStore, prices: Any, clob_fresh: bool,
+            stale_after: float, metrics: Metrics) -> Capture:
+    """Read one window's books and prices (cheap: O(1) per token), nothing else."""
     info = win.info
     up = down = None
     if clob_fresh:
@@ -136,20 +150,32 @@ def window_row(win: Window, tick_ms: int, now: float, books: BookStore, prices: 
                 metrics.inc("snapshot_nulls", column="book", reason="no_book")
     else:
         metrics.inc("snapshot_nulls", column="book", reason="stale_stream")
+    return Capture(win, now, up, down,
+                   fresh_price(prices, info.symbol, SPOT, now, stale_after, metrics),
+                   fresh_price(prices, info.symbol, TWAP60, now, stale_after, metrics))
+
+
+def build_row(cap: Capture, tick_ms: int, metrics: Metrics) -> dict[str, Any]:
+    """The row for one capture, via the one snapshot function; rejects are counted."""
+    win, info = cap.win, cap.win.info
     known = settle_series(info.settlement) is not None
     ref = WindowRef(info.symbol, info.window_s, info.slot_ts,
                     info.settlement if known else "unknown",
                     win.price_to_beat, win.spot_price_to_beat)
-    row, rejects = make_snapshot(ref, tick_ms, now, up, down,
-                                 fresh_price(prices, info.symbol, SPOT, now, stale_after, metrics),
-                                 fresh_price(prices, info.symbol, TWAP60, now, stale_after,
-                                             metrics))
+    row, rejects = make_snapshot(ref, tick_ms, cap.at, cap.up, cap.down, cap.spot, cap.twap)
     if not known:  # e.g. a 30 s TWAP market: we do not follow its series
         row["dir_move_pct"] = row["abs_move_pct"] = None
     for r in rejects:
         side, reason = r.split(":", 1)
         metrics.inc("book_rejects", side=side, reason=reason)
     return row
+
+
+def window_row(win: Window, tick_ms: int, now: float, books: BookStore, prices: Any,
+               clob_fresh: bool, stale_after: float, metrics: Metrics) -> dict[str, Any]:
+    """One window's snapshot row from the live state (shared by the daemon and rederive)."""
+    return build_row(capture(win, now, books, prices, clob_fresh, stale_after, metrics),
+                     tick_ms, metrics)
 
 
 class Collector:
@@ -171,11 +197,12 @@ class Collector:
                              ping_interval=cfg.clob_ping_interval, stall_after=cfg.stale_after,
                              backoff_max=cfg.backoff_max, on_raw=on_raw)
         self.clob.keep = self._token_still_live
-        retention = max(3600.0, 4 * cfg.window_s + 600.0)
+        # boundaries (window starts/ends) are kept until the retry limit has passed
+        retention = max(600.0, cfg.retry_limit + 2 * cfg.window_s)
         self.prices: PriceSource = prices or RtdsRelay(
             cfg.rtds_ws_url, cfg.symbols, self.metrics, ping_interval=cfg.rtds_ping_interval,
             stall_after=cfg.stale_after, backoff_max=cfg.backoff_max, retention_s=retention,
-            on_raw=on_raw)
+            on_raw=on_raw, boundary_s=cfg.window_s)
         self.http = HttpClient(self.metrics, timeout=cfg.http_timeout,
                                backoff_max=cfg.backoff_max, on_body=on_raw)
         self.windows: dict[tuple[str, int], Window] = {}
@@ -184,7 +211,8 @@ class Collector:
         self.outcomes: dict[tuple[str, int], bool] = {}  # resolved_up by (symbol, slot_ts)
         self.known_keys: set[tuple[str, int]] = set()  # rows known to exist in the store
         self.last_tick_ms: int | None = None
-        self.last_capture_spread: float | None = None
+        self.last_capture_spread: float | None = None  # duration of the last read pass, s
+        self.pass_times: collections.deque[float] = collections.deque(maxlen=1000)
         self.started_at = clock()
         self.health: HealthServer | None = None
         self._tasks: list[asyncio.Task] = []
@@ -387,28 +415,37 @@ class Collector:
         tick_s = tick_ms / 1000.0
         clob_fresh = (self.clob.connected and self.clob.last_data_at is not None
                       and captured_at - self.clob.last_data_at <= self.cfg.stale_after)
-        n = 0
-        caps: dict[str, float] = {}
-        for win in list(self.windows.values()):
-            info = win.info
-            if not (info.slot_ts <= tick_s < info.end_ts):
-                continue
+        active = [w for w in self.windows.values()
+                  if w.info.slot_ts <= tick_s < w.info.end_ts]
+        for win in active:
             self._fill_bases(win)
             if win.price_to_beat is None and not win.ptb_missing_counted \
-                    and tick_s - info.slot_ts > self.cfg.stale_after:
+                    and tick_s - win.info.slot_ts > self.cfg.stale_after:
                 win.ptb_missing_counted = True
-                self.metrics.inc("price_to_beat_missing", symbol=info.symbol)
-            now = self.clock()
-            caps[f"{info.symbol}:{info.slot_ts}"] = now
-            row = window_row(win, tick_ms, now, self.books, self.prices, clob_fresh,
-                             self.cfg.stale_after, self.metrics)
-            self.writer.put_snapshot(row)
-            n += 1
+                self.metrics.inc("price_to_beat_missing", symbol=win.info.symbol)
+        # Read every window's state in one synchronous pass (no frame can be applied in
+        # between, so all rows of a tick see one state), then build and spool the rows.
+        gc_was = gc.isenabled()
+        gc.disable()  # a collection mid-pass would stretch it by tens of ms
+        try:
+            t_read = self.clock()
+            caps = [capture(w, t_read, self.books, self.prices, clob_fresh,
+                            self.cfg.stale_after, self.metrics) for w in active]
+            pass_s = self.clock() - t_read
+        finally:
+            if gc_was:
+                gc.enable()
+        if caps:
+            self.pass_times.append(pass_s)
+        for cap in caps:
+            self.writer.put_snapshot(build_row(cap, tick_ms, self.metrics))
+        n = len(caps)
+        times = {f"{c.win.info.symbol}:{c.win.info.slot_ts}": c.at for c in caps}
         if self.raw is not None and n:
-            self.raw.write("tick", json.dumps({"tick_ms": tick_ms, "captured": caps}),
+            self.raw.write("tick", json.dumps({"tick_ms": tick_ms, "captured": times}),
                            captured_at)
         self.last_tick_ms = tick_ms
-        self.last_capture_spread = (max(caps.values()) - min(caps.values())) if caps else None
+        self.last_capture_spread = pass_s if caps else None
         self.metrics.inc("snapshots_written", n)
         return n
 
@@ -586,12 +623,18 @@ class Collector:
             "windows_tracked": len(self.windows),
             "clob_connected": int(self.clob.connected),
             "rtds_connected": int(bool(getattr(self.prices, "connected", False))),
+            "clob_frames": self.clob.frames,
+            "rtds_frames": getattr(self.prices, "frames", 0),
             "clob_reconnects": self.clob.reconnects,
             "rtds_reconnects": getattr(self.prices, "reconnects", 0),
             "clob_last_data_age_seconds": age(self.clob.last_data_at, now),
             "rtds_last_data_age_seconds": age(getattr(self.prices, "last_data_at", None), now),
             "capture_spread_seconds": self.last_capture_spread,
         }
+        if self.pass_times:
+            xs = sorted(self.pass_times)
+            gauges["capture_spread_p50_seconds"] = xs[len(xs) // 2]
+            gauges["capture_spread_p99_seconds"] = xs[min(len(xs) - 1, int(0.99 * len(xs)))]
         return prometheus_text(self.metrics, gauges)
 
 

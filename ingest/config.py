@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from slotml.errors import UserError
@@ -60,7 +60,7 @@ class CollectorConfig:
     http_timeout: float = 10.0
     backoff_max: float = 30.0
     max_clock_offset: float = 5.0  # /health answers 503 beyond this (seconds vs venue stamps)
-    lookahead_windows: int = field(default=0)  # 0 = derived from discovery interval
+    lookahead_windows: int | None = None  # None = derived from the discovery interval
 
     @property
     def window_s(self) -> int:
@@ -69,7 +69,7 @@ class CollectorConfig:
     @property
     def lookahead(self) -> int:
         """How many windows ahead discovery looks: enough to cover one discovery interval."""
-        if self.lookahead_windows:
+        if self.lookahead_windows is not None:
             return self.lookahead_windows
         return max(3, int(self.discovery_interval // self.window_s) + 2)
 
@@ -105,4 +105,5 @@ def config_from_args(args) -> CollectorConfig:  # noqa: ANN001 - argparse.Namesp
         retry_limit=args.retry_limit,
         health_port=args.health_port,
         raw_dir=Path(args.raw_dir) if args.raw_dir else None,
+        lookahead_windows=getattr(args, "lookahead", None),
     )

@@ -34,14 +34,22 @@ class Observation:
 
 
 class PriceSeries:
-    """One symbol's one series: observations by stamp (ms), pruned beyond ``retention_s``."""
+    """One symbol's one series: observations by stamp (ms).
 
-    __slots__ = ("obs", "latest", "retention_ms")
+    Memory stays flat whatever the number of assets: only the last ``recent_s`` seconds are
+    kept in full; older observations survive only on window boundaries (multiples of
+    ``boundary_s``: every start and end the collector may still ask for), for ``retention_s``.
+    """
 
-    def __init__(self, retention_s: float) -> None:
+    __slots__ = ("obs", "latest", "retention_ms", "recent_ms", "boundary_ms")
+
+    def __init__(self, retention_s: float, boundary_s: float | None = None,
+                 recent_s: float = 180.0) -> None:
         self.obs: dict[int, Observation] = {}
         self.latest: Observation | None = None
         self.retention_ms = int(retention_s * 1000)
+        self.recent_ms = int(min(recent_s, retention_s) * 1000)
+        self.boundary_ms = int(boundary_s * 1000) if boundary_s else 0
 
     def add(self, ts_ms: int, value: float, recv_ts: float) -> str | None:
         """Returns None, or what was odd about it: "duplicate", "conflict", "out_of_order"."""
@@ -55,11 +63,17 @@ class PriceSeries:
             self.latest = o
         else:
             odd = "out_of_order"
-        if len(self.obs) > 64 and len(self.obs) % 64 == 0:
-            cut = int(self.latest.obs_ts * 1000) - self.retention_ms
-            for k in [k for k in self.obs if k < cut]:
-                del self.obs[k]
+        if len(self.obs) % 64 == 0:
+            self._prune()
         return odd
+
+    def _prune(self) -> None:
+        now_ms = int(self.latest.obs_ts * 1000)
+        recent, old = now_ms - self.recent_ms, now_ms - self.retention_ms
+        b = self.boundary_ms
+        for k in [k for k in self.obs
+                  if k < old or (k < recent and not (b and k % b == 0))]:
+            del self.obs[k]
 
     def at(self, ts_s: float) -> Observation | None:
         return self.obs.get(int(round(ts_s * 1000)))
@@ -92,12 +106,13 @@ class PriceBook:
     shared by the live relay and ``slotml rederive``."""
 
     def __init__(self, symbols: tuple[str, ...], metrics: Metrics, retention_s: float = 3600.0,
-                 stream: str = "rtds") -> None:
+                 stream: str = "rtds", boundary_s: float | None = None) -> None:
         self.metrics = metrics
         self.stream = stream
         self.by_wire = {f"{s.lower()}/usd": s.upper() for s in symbols}
         self.series: dict[tuple[str, str], PriceSeries] = {
-            (s.upper(), k): PriceSeries(retention_s) for s in symbols for k in (SPOT, TWAP60)}
+            (s.upper(), k): PriceSeries(retention_s, boundary_s)
+            for s in symbols for k in (SPOT, TWAP60)}
         self.last_offset: float | None = None  # receipt - relay publish stamp, seconds
 
     def apply_frame(self, text: str, recv_ts: float) -> bool:
@@ -191,9 +206,11 @@ class RtdsRelay(WsFeed, PriceSource):
 
     def __init__(self, url: str, symbols: tuple[str, ...], metrics: Metrics,
                  ping_interval: float = 5.0, stall_after: float = 30.0, backoff_max: float = 30.0,
-                 retention_s: float = 3600.0, on_raw: RawHook | None = None) -> None:
+                 retention_s: float = 3600.0, on_raw: RawHook | None = None,
+                 boundary_s: float | None = None) -> None:
         WsFeed.__init__(self, url, metrics, ping_interval, stall_after, backoff_max, on_raw)
-        self.prices = PriceBook(symbols, metrics, retention_s, stream=self.name)
+        self.prices = PriceBook(symbols, metrics, retention_s, stream=self.name,
+                                boundary_s=boundary_s)
 
     async def on_open(self, ws: Any) -> None:
         await ws.send('{"action": "subscribe", "subscriptions": ['

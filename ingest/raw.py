@@ -116,7 +116,8 @@ class Replay:
         self.stale_after = stale_after
         self.metrics = Metrics()
         self.books = BookStore(self.metrics)
-        self.prices = PriceBook(symbols, self.metrics, max(3600.0, 4 * self.window_s + 600.0))
+        self.prices = PriceBook(symbols, self.metrics, max(3600.0, 4 * self.window_s + 600.0),
+                                boundary_s=self.window_s)
         self.windows: dict[tuple[str, int], Any] = {}
         self.clob_connected = False
         self.clob_last_data: float | None = None
