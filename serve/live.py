@@ -66,13 +66,18 @@ class _NoStore:
 class LiveFeatures:
     """Run a collector whose rows go to an ``OnlineFeatures`` (``await live.run()``; ``stop()``).
 
-    ``cfg`` is an ``ingest.config.CollectorConfig`` (venue URLs, family, symbols, intervals);
-    set its ``health_port`` to 0 unless this process should serve /health.
+    ``cfg`` is an ``ingest.config.CollectorConfig`` (venue URLs, family, symbols, intervals).
+    Its /health endpoint stays off unless ``health=True`` (the bot's collector already has one).
     """
 
-    def __init__(self, cfg: Any, online: OnlineFeatures | None = None, **sink_kw: Any) -> None:
+    def __init__(self, cfg: Any, online: OnlineFeatures | None = None, *, health: bool = False,
+                 **sink_kw: Any) -> None:
+        import dataclasses
+
         from slotml.ingest.collector import Collector
 
+        if not health:
+            cfg = dataclasses.replace(cfg, health_port=0)
         self.online = online if online is not None else OnlineFeatures()
         self.sink = FeatureSink(self.online, **sink_kw)
         self.collector = Collector(cfg, _NoStore(), self.sink)
