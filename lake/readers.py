@@ -8,7 +8,7 @@ preference (``bench/bench_lake.py`` measures them side by side):
 1. ``connectorx`` over the BINARY protocol (doubles travel as 8 bytes), straight into Arrow,
    one bounded id range per query so memory stays flat (~5x the text protocol here);
 2. the MariaDB/MySQL client's ``--batch --quick`` TSV streamed into pyarrow's CSV reader with
-   explicit column types (password in a 0600 ``--defaults-extra-file``, never on a command line);
+   explicit column types (password in the client's environment, never on a command line);
 3. PyMySQL's unbuffered cursor, with a warning.
 
 Every reader yields chunks in the *raw* layout (BOOLEAN columns as integers);
@@ -164,10 +164,6 @@ def _unescape(s: str | None) -> str | None:
     return _ESCAPE_RE.sub(lambda m: _ESCAPES.get(m.group(1), m.group(1)), s)
 
 
-def _option_value(v: str) -> str:
-    return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
 def find_mysql_client() -> str | None:
     return shutil.which("mariadb") or shutil.which("mysql")
 
@@ -187,27 +183,26 @@ class MysqlCliSource:
         self.url = url
         self.binary = binary
         self.block_bytes = block_bytes
-        fd, path = tempfile.mkstemp(prefix="slotml-my-", suffix=".cnf")  # mode 0600
-        self.defaults = Path(path)
-        opts = {"user": url.user, "password": url.password, "host": url.host,
-                "port": str(url.port), "database": url.database, "protocol": "TCP",
-                "default-character-set": "utf8mb4"}
-        with os.fdopen(fd, "w") as f:
-            f.write("[client]\n")
-            for k, v in opts.items():
-                if v:
-                    f.write(f"{k}={_option_value(v)}\n")
+        # The password goes to the client through its environment (MYSQL_PWD, readable only by
+        # this user), never on a command line and never in a file a SIGKILL could leave behind.
+        self.env = {k: v for k, v in os.environ.items() if k != "MYSQL_PWD"}
+        if url.password:
+            self.env["MYSQL_PWD"] = url.password
 
     def _cmd(self, sql: str) -> list[str]:
-        return [self.binary, f"--defaults-extra-file={self.defaults}", "--batch", "--quick",
-                "--skip-column-names", "--connect-timeout=10", "-e", sql]
+        u = self.url
+        return [self.binary, "--no-defaults", f"--user={u.user}", f"--host={u.host}",
+                f"--port={u.port}", "--protocol=TCP", "--default-character-set=utf8mb4",
+                "--batch", "--quick", "--skip-column-names", "--connect-timeout=10",
+                f"--database={u.database}", "-e", sql]
 
     def _fail(self, what: str, stderr: str) -> UserError:
         msg = stderr.strip().splitlines()[-1] if stderr.strip() else "no message"
         return UserError(f"{what} ({self.url}): {mask_url(msg)}")
 
     def db_now(self) -> float:
-        p = subprocess.run(self._cmd(MYSQL_NOW), capture_output=True, text=True, timeout=60)
+        p = subprocess.run(self._cmd(MYSQL_NOW), capture_output=True, text=True, timeout=60,
+                           env=self.env)
         if p.returncode != 0:
             raise self._fail("cannot query the MySQL store", p.stderr)
         return float(p.stdout.strip())
@@ -218,7 +213,7 @@ class MysqlCliSource:
         sql = f"SELECT {', '.join(exprs)} FROM `{table.name}`{_where(since)}"
         errf = tempfile.TemporaryFile()
         proc = subprocess.Popen(self._cmd(sql), stdout=subprocess.PIPE, stderr=errf,
-                                bufsize=1 << 20)
+                                bufsize=1 << 20, env=self.env)
         try:
             yield from self._parse(proc.stdout, table)  # type: ignore[arg-type]
             rc = proc.wait()
@@ -257,7 +252,7 @@ class MysqlCliSource:
             yield t
 
     def close(self) -> None:
-        self.defaults.unlink(missing_ok=True)
+        pass
 
 
 class ConnectorxSource:
