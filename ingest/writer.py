@@ -218,7 +218,13 @@ class DurableWriter:
             if self.spool.needs_sync and time.monotonic() - last_sync >= self.fsync_interval_s:
                 last_sync = time.monotonic()
                 await self._fsync()
-            batch = self._next_batch()
+            try:
+                batch = self._next_batch()
+            except OSError as e:  # the spool cannot be read back: keep trying, never die
+                log.error("spool %s: cannot read back (%s); retrying", self.spool.dir, e)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, self.retry_max_s)
+                continue
             if not batch:
                 self._wake.clear()
                 if self.spool.pending == 0:
