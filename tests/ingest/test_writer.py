@@ -159,3 +159,21 @@ async def test_one_writer_per_spool(sqlite_db, tmp_path: Path) -> None:
     w2 = await started(store, tmp_path / "spool")  # free again once the first one closed
     await w2.close()
     await store.close()
+
+
+async def test_backlog_across_many_segments_is_read_back_and_deleted(sqlite_db, tmp_path: Path
+                                                                     ) -> None:
+    spool = tmp_path / "spool"
+    store = open_store(sqlite_db)  # down
+    w = await started(store, spool, spool_max_mb=1.0, queue_max=5, batch_max=64)
+    for i in range(700):
+        w.put_snapshot(snap(i))
+    assert len(list(spool.glob("*.jsonl"))) >= 5  # 64 KiB segments
+    await store.connect()
+    await store.ensure_schema()
+    assert await w.flush(20)
+    await assert_exactly_in_order(store, ticks_of(range(700)))
+    assert w.stats()["rows_dropped"] == 0 and w.stats()["spool_bytes"] == 0
+    assert len(list(spool.glob("*.jsonl"))) == 1  # acknowledged segments are gone
+    await w.close()
+    await store.close()
