@@ -1,6 +1,7 @@
 """Live parity: sim running, the collector recording, the online builder fed by its own live
 subscription (serve.live.LiveFeatures); at each decision tick its features equal those built
-later from the collector's store by features/'s SQL.
+later from the collector's store by features/'s SQL. (And the store replayed through the online
+builder reproduces the SQL on every decision row.)
 
 Every difference must be explained: a quote that changed between the two processes' captures of
 the same tick, a tick one process's snapshot loop skipped, or the previous window's outcome
@@ -164,6 +165,23 @@ async def test_live_online_features_match_the_store(tmp_path: Path) -> None:
     con.close()
 
     cols = table.to_pydict()
+
+    # 1. replaying the collected store through the online builder reproduces the training set's
+    #    every feature on every decision row (the same rows, so no timing can differ)
+    replayed = OnlineFeatures(None, keep_windows=1000)
+    for r in resolutions.values():
+        replayed.add_resolution(r)
+    for r in sorted((r for rows in stored.values() for r in rows.values()),
+                    key=lambda r: (r["tick_ms"], r["symbol"])):
+        replayed.add_snapshot(r)
+    for i in range(table.num_rows):
+        got = replayed.vector_at(cols["symbol"][i], WINDOW_S, cols["slot_ts"][i],
+                                 round(cols["decision_ts"][i] * 1000))
+        want = np.array([cols[f][i] for f in FEATURES], dtype=np.float64).astype(np.float32)
+        assert got is not None and np.allclose(got, want, rtol=1e-6, atol=1e-6, equal_nan=True), \
+            f"replayed store differs on row {i}"
+
+    # 2. live: what the bot saw at each decision tick
     offline = {(cols["symbol"][i], cols["slot_ts"][i], round(cols["decision_ts"][i] * 1000)): i
                for i in range(table.num_rows)}
     keys = [k for k in decided if first_slot <= k[1] < last_slot]
