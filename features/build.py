@@ -29,7 +29,7 @@ from slotml.features.contract import (
     metadata,
 )
 
-# The decision row's columns carried through the ASOF join.
+# The decision row's columns (fetched back by a hash join on its key once the ASOF found it).
 _ROW_COLS = (
     "dir_move_pct", "spot_move_pct", "bid_up", "ask_up", "bid_down", "ask_down",
     "bid_size_up", "ask_size_up", "bid_size_down", "ask_size_down",
@@ -40,8 +40,9 @@ _MS = "CAST(floor({frac} * {w} * CAST(1000 AS DOUBLE) + CAST(0.5 AS DOUBLE)) AS 
 # minutes(ms) of contract.py: 15 * ms / (window_s * 1000)
 _MIN = "(CAST(15 AS DOUBLE) * ({ms}) / ({w} * 1000))"
 
-# One feature = one SQL expression over the joined decision row `r`, lookback row `l`,
-# previous resolution `p`, stats `v` and the grid's decision instant `decision_ms`.
+# One feature = one SQL expression over the decision row `r` (with the lookback row's
+# r.lb_tick / r.lb_move and the instant r.decision_ms), the running sums `f`, the previous
+# window's resolution `p`, the asset's sigma `v` and its code `a`.
 _FEATURE_SQL: dict[str, str] = {
     "dir_move_pct": "r.dir_move_pct",
     "abs_move_pct": "abs(r.dir_move_pct)",
