@@ -26,9 +26,13 @@ def mysql_db(mysql_server: DbUrl) -> DbUrl:
     url = dataclasses.replace(mysql_server, database=mysql_server.database + "_store")
     conn = pymysql.connect(host=url.host, port=url.port, user=url.user, password=url.password,
                            autocommit=True)
-    with conn.cursor() as cur:
-        cur.execute(f"CREATE DATABASE IF NOT EXISTS `{url.database}`")
-    conn.close()
+    try:
+        with conn.cursor() as cur:
+            cur.execute(f"CREATE DATABASE IF NOT EXISTS `{url.database}`")
+    except pymysql.err.OperationalError:  # no right to create it: share the test database
+        url = mysql_server
+    finally:
+        conn.close()
     drop_all_tables(url)
     return url
 
