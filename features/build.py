@@ -319,5 +319,16 @@ def write_training_set(table: Any, path: str | Path, *, points: Sequence[float] 
     return path
 
 
-__all__ = ["KEYS", "LABELS", "FEATURES", "build_training_set", "fit_stats", "training_set_sql",
-           "write_training_set"]
+def read_training_set(path: str | Path) -> tuple[Any, dict[str, Any]]:
+    """(table, metadata) of a file written by ``write_training_set`` / ``slotml features``."""
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(path)
+    raw = (table.schema.metadata or {}).get(b"slotml.features")
+    if raw is None:
+        raise ValueError(f"{path}: not a slotml training set (no slotml.features metadata)")
+    return table, json.loads(raw)
+
+
+__all__ = ["KEYS", "LABELS", "FEATURES", "build_training_set", "fit_stats", "read_training_set",
+           "training_set_sql", "write_training_set"]

@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from slotml.cli import main
-from slotml.features.build import build_training_set, fit_stats
+from slotml.features.build import build_training_set, fit_stats, read_training_set
 from slotml.features.contract import DEFAULT_POINTS, FEATURES
 from slotml.features.synth import SynthConfig, generate
 from slotml.lake import connect
@@ -44,10 +44,9 @@ def test_features_command_writes_the_set_with_its_contract(tmp_path: Path, capsy
                "--resolved-only", "--fit-before", "2026-01-02"])
     assert rc == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    table = pq.read_table(out)
+    table, meta = read_training_set(out)
     assert summary["rows"] == table.num_rows > 0 and summary["windows"] > 300
     assert table.column("resolved_up").null_count == 0
-    meta = json.loads(table.schema.metadata[b"slotml.features"])
     assert meta["features"] == list(FEATURES) and meta["points"] == list(DEFAULT_POINTS)
     assert meta["lake_manifest_id"] == 7
     # the stats were fitted on the first day only: the same as fitting them directly
@@ -92,3 +91,11 @@ def test_a_selection_with_no_decision_rows_is_a_clear_error(tmp_path: Path, caps
                "--from", "2026-01-01", "--to", "2026-01-01", "--tolerance", "0.0001",
                "--points", "0.51"])
     assert rc == 2 and "no decision rows" in capsys.readouterr().err
+
+
+def test_read_training_set_refuses_a_foreign_file(tmp_path: Path) -> None:
+    import pyarrow as pa
+
+    pq.write_table(pa.table({"x": [1]}), tmp_path / "x.parquet")
+    with pytest.raises(ValueError, match="not a slotml training set"):
+        read_training_set(tmp_path / "x.parquet")
