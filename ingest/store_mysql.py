@@ -379,21 +379,25 @@ async def _upgrade(cur: aiomysql.Cursor, db: str, table: Table) -> list[str]:
                 f"ROUND({_q(c.name)}, 6 - FLOOR(LOG10(ABS({_q(c.name)})))))" for c in fl))
         done.append(f"{name}: {', '.join(f'{c.name} {cols[c.name].upper()}' for c in floats)} "
                     "-> DOUBLE")
-    # 3. missing columns: add (nullable), derive, then tighten to NOT NULL
+    # 3. missing columns: add (nullable), derive, then tighten to NOT NULL. Until the unique
+    #    key exists the upgrade is unfinished (MySQL DDL commits as it goes): a re-run after an
+    #    interruption derives whatever is still NULL.
+    idx = await _indexes(cur, db, name)
+    has_key = any(cols_ == table.unique and uq for cols_, uq in idx.values())
     missing = [c for c in table.columns if c.name not in cols]
     if missing:
         await cur.execute(f"ALTER TABLE {t} " + ", ".join(
             f"ADD COLUMN {_q(c.name)} {c.mysql_type} NULL" for c in missing))
         done.append(f"{name}: added columns {', '.join(c.name for c in missing)}")
-        added = {c.name for c in missing}
+    added = {c.name for c in missing}
+    if added or not has_key:
         for col in ddl.DERIVE_ORDER:
-            if col in added:
-                await cur.execute(f"UPDATE {t} SET {_q(col)} = {ddl.derived_sql(table, col, D)}")
-                if col == "tick_ms":
+            if col in added or (col in cols and not has_key):
+                n = await cur.execute(f"UPDATE {t} SET {_q(col)} = "
+                                      f"{ddl.derived_sql(table, col, D)} WHERE {_q(col)} IS NULL")
+                if col == "tick_ms" and n:
                     done.append(f"{name}: derived tick_ms from captured_at (nearest 30 s grid)")
     # 4. duplicates of the new key: keep the lowest id
-    idx = await _indexes(cur, db, name)
-    has_key = any(cols_ == table.unique and uq for cols_, uq in idx.values())
     if not has_key:
         on = " AND ".join(f"a.{_q(k)} <=> b.{_q(k)}" for k in table.unique)
         n = await cur.execute(f"DELETE a FROM {t} a JOIN {t} b ON {on} AND a.id > b.id")
@@ -402,7 +406,7 @@ async def _upgrade(cur: aiomysql.Cursor, db: str, table: Table) -> list[str]:
                         "kept the lowest id")
     # 5. required columns: rows that still lack one cannot be kept
     notnull = [c for c in table.columns if not c.nullable and c.name != "id"]
-    if missing:
+    if missing or not has_key:
         n = await cur.execute(f"DELETE FROM {t} WHERE "
                               + " OR ".join(f"{_q(c.name)} IS NULL" for c in notnull))
         if n:

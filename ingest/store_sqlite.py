@@ -268,13 +268,14 @@ def _upgrade_legacy(conn: sqlite3.Connection, table: Table, cols: dict[str, str]
         for c in missing:
             conn.execute(f"ALTER TABLE {_q(name)} ADD COLUMN {_q(c.name)} {c.sqlite_type}")
         done.append(f"{name}: added columns {', '.join(c.name for c in missing)}")
-        added = {c.name for c in missing}
-        for col in ddl.DERIVE_ORDER:
-            if col in added:
-                expr = ddl.derived_sql(table, col, D)
-                conn.execute(f"UPDATE {_q(name)} SET {_q(col)} = {expr}")
-                if col == "tick_ms":
-                    done.append(f"{name}: derived tick_ms from captured_at (nearest 30 s grid)")
+    # derive what is missing or still NULL (a half-made table keeps nothing it can compute)
+    for col in ddl.DERIVE_ORDER:
+        if col in table.names:
+            expr = ddl.derived_sql(table, col, D)
+            n = conn.execute(f"UPDATE {_q(name)} SET {_q(col)} = {expr} "
+                             f"WHERE {_q(col)} IS NULL").rowcount
+            if col == "tick_ms" and n:
+                done.append(f"{name}: derived tick_ms from captured_at (nearest 30 s grid)")
     key = ", ".join(_q(c) for c in table.unique)
     dup = conn.execute(f"DELETE FROM {_q(name)} WHERE id NOT IN "
                        f"(SELECT min(id) FROM {_q(name)} GROUP BY {key})").rowcount

@@ -122,6 +122,35 @@ async def test_legacy_tables_are_upgraded(any_db) -> None:
         await store.close()
 
 
+async def test_a_half_upgraded_table_is_finished(any_db) -> None:
+    """MySQL DDL commits as it goes: an upgrade interrupted after adding tick_ms (still NULL,
+    no unique key yet) is completed by the next start, losing no row."""
+    make_legacy(any_db)
+    stmt = "ALTER TABLE slot_snapshots ADD COLUMN tick_ms BIGINT NULL"
+    if any_db.scheme == "mysql":
+        conn = pymysql.connect(host=any_db.host, port=any_db.port, user=any_db.user,
+                               password=any_db.password, database=any_db.database, autocommit=True)
+        with conn.cursor() as cur:
+            cur.execute(stmt)
+        conn.close()
+    else:
+        conn = sqlite3.connect(str(any_db.path))
+        conn.execute(stmt)
+        conn.commit()
+        conn.close()
+    store = open_store(any_db)
+    await store.connect()
+    try:
+        done = "\n".join(await store.ensure_schema())
+        assert "derived tick_ms" in done and "removed 1 duplicate rows" in done
+        assert "lacking a required value" not in done
+        snaps = await store.fetch_snapshots()
+        assert [r["tick_ms"] for r in snaps] == [(SLOT + 30 * k) * 1000 for k in (1, 2, 3)]
+        assert await store.ensure_schema() == []
+    finally:
+        await store.close()
+
+
 async def test_a_foreign_table_is_not_touched(any_db) -> None:
     if any_db.scheme == "mysql":
         conn = pymysql.connect(host=any_db.host, port=any_db.port, user=any_db.user,
