@@ -12,6 +12,7 @@ import sqlite3
 import urllib.error
 import urllib.parse
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 import pyarrow.csv as pcsv
@@ -195,3 +196,15 @@ def test_openapi_documents_every_route(api) -> None:
     params = {p["name"] for p in spec["paths"]["/slots"]["get"]["parameters"]}
     assert {"symbol", "family", "from", "to", "resolved", "point", "minute", "limit", "cursor",
             "format"} <= params
+
+
+def test_cli_refuses_a_missing_store_or_lake_in_one_line(tmp_path: Path, capsys) -> None:
+    from slotml.cli import main
+
+    assert main(["api", "--db", f"sqlite:///{tmp_path}/none.db", "--port", "1"]) == 2
+    err = capsys.readouterr().err
+    errors = [ln for ln in err.splitlines() if ln.startswith("slotml api: error:")]
+    assert len(errors) == 1 and "no store at" in errors[0] and "Traceback" not in err
+    assert main(["dashboard", "--lake-dir", str(tmp_path / "nolake")]) == 2
+    assert "no lake at" in capsys.readouterr().err
+    assert not (tmp_path / "none.db").exists()  # a read-only tool never creates a store
