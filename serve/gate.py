@@ -162,16 +162,29 @@ class DecisionLog:
     def write(self, d: Decision, features: dict[str, float | None] | None, context: dict | None) -> None:
         rec: dict[str, Any] = {"ts": time.time()}
         if context:
-            rec.update(context)
+            rec.update({k: _finite(v) for k, v in context.items()})
         rec.update({"decision": "enter" if d.enter else "skip", "outcome": d.outcome,
                     "size": d.size, "p_win": d.p_win, "price": d.price, "edge": d.edge,
                     "reason": d.reason, "features": features or {}})
+        rec = {k: _finite(v) for k, v in rec.items()}
         self._f.write(json.dumps(rec, allow_nan=False, default=_json_default) + "\n")
         self._f.flush()
 
     def close(self) -> None:
         if self._own:
             self._f.close()
+
+
+def _price(p: float | None) -> float | None:
+    """A usable limit price or None: NaN, infinities and prices outside (0, 1) are no price."""
+    if p is None:
+        return None
+    p = float(p)
+    return p if 0.0 < p < 1.0 else None  # NaN fails the comparison too
+
+
+def _finite(v: Any) -> Any:
+    return None if isinstance(v, float) and not math.isfinite(v) else v
 
 
 def _json_default(v: Any) -> Any:
@@ -221,6 +234,7 @@ class EntryGate:
         needed by ``--min-edge`` and Kelly sizing. ``min_order_size``: the market's.
         """
         outcome = normalize_outcome(outcome)
+        price = _price(price)
         if self.scorer is None:
             d = self._manual(outcome, price, move_pct, minutes_into, min_order_size)
         else:
@@ -241,7 +255,7 @@ class EntryGate:
                minutes_into: float | None = None, context: dict | None = None) -> Decision:
         """Pick the side and decide: the higher p_win (model) or the side the move favours
         (filters). ``prices``: {"Up": limit, "Down": limit}."""
-        prices = prices or {}
+        prices = {k: _price(v) for k, v in (prices or {}).items()}
         if self.scorer is None:
             side = UP if (move_pct or 0.0) > 0 else DOWN
             d = self._manual(side, prices.get(side), move_pct, minutes_into, min_order_size)

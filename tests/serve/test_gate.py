@@ -193,3 +193,18 @@ def test_decide_online_model_and_filters(tmp_path: Path) -> None:
     m = manual.decide_online(online, "BTC", 900, slot, d_ms, prices={"Up": 0.55, "Down": 0.42})
     assert m.enter and m.outcome == "Up" and m.price == 0.55
     assert manual.decide_online(online, "BTC", 900, slot, (slot + 240) * 1000).code == "too_early"
+
+
+def test_bad_prices_are_no_price(tmp_path: Path) -> None:
+    g = _gate(tmp_path, min_confidence=0.5, order_size=10, min_order_size=1, min_edge=0.0)
+    for bad in (float("nan"), float("inf"), 0.0, 1.0, -0.2):
+        d = g.decide("Up", vec(0.8), MID, price=bad)
+        assert not d.enter and d.code == "no_price", bad
+    d = g.choose(vec(0.8), MID, prices={"Up": float("nan"), "Down": 0.3})
+    assert d.code == "no_price"
+    buf = io.StringIO()
+    from slotml.serve.gate import DecisionLog
+
+    g.log = DecisionLog(buf)
+    g.decide("Up", vec(0.8), MID, price=0.5, context={"spot": float("nan")})
+    assert json.loads(buf.getvalue())["spot"] is None
