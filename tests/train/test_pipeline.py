@@ -195,3 +195,33 @@ def test_book_probability_uses_the_quotes_there_are():
     # Up mid | 1 - Down mid | one-sided at the top: bid_up 0.98, 1 - ask_down 0.97 | ask only | none
     assert got[:4] == pytest.approx([0.41, 0.68, 0.975, 0.03])
     assert np.isnan(got[4])
+
+
+def test_test_days_are_used_for_nothing_but_the_report(tmp_path):
+    """Flip every test-day outcome: the model file computes exactly the same function.
+    Flip the calibration outcomes: the booster is unchanged, only the calibration moves."""
+    import onnxruntime as ort
+
+    ds, _ = synthetic_training_set(n_windows=500, seed=5)
+    cfg = TrainConfig(data_dir=tmp_path, lake_dir=tmp_path / "lake", models_dir=tmp_path / "m",
+                      split=SplitConfig(test_days=1), params=FAST)
+    split = temporal_split(ds, cfg.split)
+
+    def outputs(y: np.ndarray) -> tuple[np.ndarray, dict]:
+        d = ds.take(np.ones(len(ds), bool))
+        d.y = y
+        res = train_on_dataset(d, split, cfg)
+        sess = ort.InferenceSession(str(res.model_path), providers=["CPUExecutionProvider"])
+        return sess.run(None, {"features": ds.X})[0], res.metrics
+
+    base, m0 = outputs(ds.y)
+    y_test = ds.y.copy()
+    y_test[split.test.mask] = 1 - y_test[split.test.mask]
+    same, m1 = outputs(y_test)
+    assert np.array_equal(base, same)
+    assert m1["overall"]["model"]["brier"] != m0["overall"]["model"]["brier"]  # the report did change
+    y_cal = ds.y.copy()
+    y_cal[split.calibration.mask] = 1 - y_cal[split.calibration.mask]
+    moved, m2 = outputs(y_cal)
+    assert not np.allclose(base, moved, atol=0.05)
+    assert m2["overall"]["model_uncalibrated"] == m0["overall"]["model_uncalibrated"]
