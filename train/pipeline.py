@@ -281,6 +281,24 @@ def _latest_eval_card(models_dir: Path) -> Path | None:
     return None
 
 
+def _eval_card(cfg: TrainConfig) -> Path | None:
+    return cfg.eval_card or _latest_eval_card(cfg.models_dir)
+
+
+def _evaluation_summary(cfg: TrainConfig) -> dict[str, Any]:
+    """--final: the evaluation card's name and its overall test-day scores (for the metadata)."""
+    ec = _eval_card(cfg)
+    if ec is None:
+        return {"evaluation_card": None}
+    try:
+        card = json.loads(Path(ec).read_text())
+    except (OSError, ValueError) as e:
+        raise UserError(f"--eval-card {ec}: cannot read it ({e})") from None
+    m = card.get("metrics") or {}
+    return {"evaluation_card": Path(ec).name, "evaluation_model": card.get("model"),
+            "evaluation_overall": m.get("overall"), "evaluation_oracle": m.get("oracle")}
+
+
 def _check_rows(split: Split, n: int) -> np.ndarray:
     fit_idx = np.flatnonzero(split.fit.mask)
     step = max(1, len(fit_idx) // CHECK_FIT_ROWS)
@@ -343,7 +361,8 @@ def train_on_dataset(ds: TrainingSet, split: Split, cfg: TrainConfig,
                 y_test, raw_onnx_probabilities(ex.raw, ds.X[tm]))
             metrics["test_windows"] = split.test.windows
         else:
-            metrics = {"final": True}
+            # no test days: carry the evaluation run that justified this model
+            metrics = {"final": True, **_evaluation_summary(cfg)}
 
     stats = {**ds.stats}
     models_dir = cfg.models_dir
@@ -372,7 +391,7 @@ def train_on_dataset(ds: TrainingSet, split: Split, cfg: TrainConfig,
                             title=f"reliability on the test days ({len(y_test):,} rows)")
         eval_link = None
         if cfg.split.final:
-            ec = cfg.eval_card or _latest_eval_card(models_dir)
+            ec = _eval_card(cfg)
             eval_link = {"card": str(ec) if ec else None,
                          "note": None if ec else "no evaluation run found: run without --final first"}
         card = {

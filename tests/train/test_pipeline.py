@@ -170,6 +170,8 @@ def test_cli_trains_from_the_lake_and_promotes(tmp_path, capsys):
     final = json.loads(cards[-1].read_text())
     assert final["final"] is True and final["splits"]["test"] is None
     assert final["evaluation_run"]["card"].endswith(name.replace(".onnx", "_card.json"))
+    assert final["metrics"]["evaluation_model"] == name
+    assert final["metrics"]["evaluation_overall"]["model"]["brier"] == card["metrics"]["overall"]["model"]["brier"]
 
 
 def test_cli_too_little_data_is_one_line_exit_2(tmp_path, capsys):
