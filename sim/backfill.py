@@ -25,6 +25,7 @@ import gc
 import logging
 import math
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -97,6 +98,22 @@ def generate(cfg: SimConfig, days: float, end: float | str | None = None,
     ``exact``: build every row with ``ingest.snapshot.make_snapshot`` (slow); the default builds
     the same rows with numpy (tests/sim/test_backfill.py checks they are identical).
     """
+    out: Backfill | None = None
+    for part in generate_parts(cfg, days, end, missing_fraction, exact):
+        if out is None:
+            out = part
+            continue
+        out.snapshots += part.snapshots
+        out.resolutions += part.resolutions
+        for k, v in part.oracle.items():
+            out.oracle[k] += v
+    assert out is not None
+    return out
+
+
+def generate_parts(cfg: SimConfig, days: float, end: float | str | None = None,
+                   missing_fraction: float = 0.002, exact: bool = False) -> Iterator[Backfill]:
+    """``generate`` one asset at a time (what the CLI streams into the store: bounded memory)."""
     world = World(cfg)
     w = world.window_s
     sc = world.scale
@@ -104,22 +121,21 @@ def generate(cfg: SimConfig, days: float, end: float | str | None = None,
     t_start = int(math.ceil((t_end - days * 86400) / w)) * w
     if t_start >= t_end:
         raise UserError("--days must cover at least one window")
-    out = Backfill(t_start=t_start, t_end=t_end)
     step = int(SNAPSHOT_INTERVAL_S)
     grid = np.arange(int(math.ceil(t_start / step)) * step, t_end, step, dtype=np.int64)
     missing = _missing_ticks(cfg.seed, grid, missing_fraction)
-    out.missing_ticks = int(missing.sum())
     grid = grid[~missing]
     starts = np.arange(t_start, t_end, w, dtype=np.int64)
-    gc_was = gc.isenabled()
-    gc.disable()  # ~700k small dicts: the cyclic GC would rescan them over and over
-    try:
-        for sym in cfg.symbols:
+    for sym in cfg.symbols:
+        out = Backfill(t_start=t_start, t_end=t_end, missing_ticks=int(missing.sum()))
+        gc_was = gc.isenabled()
+        gc.disable()  # ~170k small dicts per asset: the cyclic GC would rescan them over and over
+        try:
             _one_symbol(world, sym, starts, grid, t_end, sc, out, exact)
-    finally:
-        if gc_was:
-            gc.enable()
-    return out
+        finally:
+            if gc_was:
+                gc.enable()
+        yield out
 
 
 def _one_symbol(world: World, sym: str, starts: np.ndarray, grid: np.ndarray, t_end: int,
@@ -284,17 +300,33 @@ def _rows_fast(sym, w, rule, grid, wstart, captured, books, size_a, size_b, base
     return [dict(zip(keys, vals, strict=True)) for vals in zip(*cols.values(), strict=True)]
 
 
-def write_oracle(bf: Backfill, data_dir: Path) -> Path:
+def write_oracle(frames: list, data_dir: Path) -> Path:
+    """The oracle per snapshot, keyed (symbol, window_s, slot_ts, tick_ms), written atomically."""
     import polars as pl
 
     path = Path(data_dir) / "sim" / "oracle.parquet"
     path.parent.mkdir(parents=True, exist_ok=True)
-    df = pl.DataFrame(bf.oracle, schema={"symbol": pl.Utf8, "window_s": pl.Int32, "slot_ts": pl.Int64,
-                                         "tick_ms": pl.Int64, "p_up": pl.Float64, "p_maker": pl.Float64})
+    df = pl.concat(frames) if frames else oracle_frame(Backfill())
     tmp = path.with_suffix(".parquet.tmp")
     df.write_parquet(tmp)
     tmp.replace(path)
     return path
+
+
+def oracle_frame(bf: Backfill):
+    import polars as pl
+
+    return pl.DataFrame(bf.oracle, schema={"symbol": pl.Utf8, "window_s": pl.Int32, "slot_ts": pl.Int64,
+                                           "tick_ms": pl.Int64, "p_up": pl.Float64, "p_maker": pl.Float64})
+
+
+async def _write(store, bf: Backfill) -> tuple[int, int]:
+    n_snap = n_res = 0
+    for i in range(0, len(bf.snapshots), CHUNK):
+        n_snap += await store.insert_snapshots(bf.snapshots[i: i + CHUNK])
+    for i in range(0, len(bf.resolutions), CHUNK):
+        n_res += await store.upsert_resolutions(bf.resolutions[i: i + CHUNK])
+    return n_snap, n_res
 
 
 async def write_store(bf: Backfill, url) -> tuple[int, int]:
@@ -304,28 +336,51 @@ async def write_store(bf: Backfill, url) -> tuple[int, int]:
     await store.connect()
     try:
         await store.ensure_schema()
-        n_snap = 0
-        for i in range(0, len(bf.snapshots), CHUNK):
-            n_snap += await store.insert_snapshots(bf.snapshots[i: i + CHUNK])
-        n_res = 0
-        for i in range(0, len(bf.resolutions), CHUNK):
-            n_res += await store.upsert_resolutions(bf.resolutions[i: i + CHUNK])
-        return n_snap, n_res
+        return await _write(store, bf)
     finally:
         await store.close()
+
+
+async def backfill_into(cfg: SimConfig, url, data_dir: Path, *, days: float, end: str | float | None,
+                        missing_fraction: float) -> dict[str, Any]:
+    """Generate asset by asset and write each into the store as it comes (bounded memory)."""
+    from slotml.ingest.store import open_store
+
+    store = open_store(url)
+    await store.connect()
+    stats: dict[str, Any] = {"snapshots": 0, "resolutions": 0, "generate_s": 0.0, "write_s": 0.0}
+    frames = []
+    try:
+        await store.ensure_schema()
+        parts = generate_parts(cfg, days, end, missing_fraction)
+        while True:
+            t = time.perf_counter()
+            bf = next(parts, None)
+            stats["generate_s"] += time.perf_counter() - t
+            if bf is None:
+                break
+            t = time.perf_counter()
+            n_snap, n_res = await _write(store, bf)
+            stats["write_s"] += time.perf_counter() - t
+            stats["snapshots"] += n_snap
+            stats["resolutions"] += n_res
+            stats.update(t_start=bf.t_start, t_end=bf.t_end, missing_ticks=bf.missing_ticks)
+            frames.append(oracle_frame(bf))
+            del bf
+    finally:
+        await store.close()
+    stats["oracle_path"] = write_oracle(frames, data_dir)
+    return stats
 
 
 def run_backfill(cfg: SimConfig, settings: CommonSettings, *, days: float, end: str | float | None,
                  missing_fraction: float) -> int:
     """``slotml sim backfill``: generate, write both tables and the oracle file, report."""
     log_config(cfg, log)
-    t = time.perf_counter()
-    bf = generate(cfg, days, end, missing_fraction)
-    t_gen = time.perf_counter() - t
-    n_snap, n_res = asyncio.run(write_store(bf, settings.db))
-    t_db = time.perf_counter() - t - t_gen
-    opath = write_oracle(bf, settings.data_dir)
-    print(f"backfilled {cfg.family} {','.join(cfg.symbols)} {bf.t_start}..{bf.t_end} into {settings.db}: "
-          f"{n_snap} snapshots ({bf.missing_ticks} ticks missing), {n_res} resolution rows; "
-          f"oracle -> {opath} (generate {t_gen:.1f} s, write {t_db:.1f} s)", flush=True)
+    st = asyncio.run(backfill_into(cfg, settings.db, settings.data_dir, days=days, end=end,
+                                   missing_fraction=missing_fraction))
+    print(f"backfilled {cfg.family} {','.join(cfg.symbols)} {st['t_start']}..{st['t_end']} into "
+          f"{settings.db}: {st['snapshots']} new snapshots ({st['missing_ticks']} ticks missing), "
+          f"{st['resolutions']} resolution rows written; oracle -> {st['oracle_path']} "
+          f"(generate {st['generate_s']:.1f} s, write {st['write_s']:.1f} s)", flush=True)
     return 0
