@@ -258,12 +258,58 @@ def test_sync_variant_serves() -> None:
         assert sim.inject("tick_size_change")["kind"] == "tick_size_change"
 
 
-@pytest.mark.parametrize("n", [1])
-async def test_ping_pong_rtds_lowercase(n: int) -> None:
+async def test_rtds_filter_unsubscribe_and_lowercase_ping() -> None:
     async with running_sim(SimConfig(family="10s")) as sim:
         async with aiohttp.ClientSession() as s:
             ws = await s.ws_connect(sim.rtds_url)
             await ws.send_str("ping")
-            msg = await ws.receive(timeout=3)
-            assert msg.data == "pong"
-            await asyncio.sleep(0)
+            assert (await ws.receive(timeout=3)).data == "pong"
+            await ws.send_str(json.dumps({"action": "subscribe", "subscriptions": [
+                {"topic": "crypto_prices_chainlink", "type": "*", "filters": '{"symbol":"eth/usd"}'}]}))
+            syms = set()
+            while True:  # the backfill frame(s), then the first update: all for eth/usd only
+                f = await _recv_json(ws)
+                syms.add(f["payload"]["symbol"])
+                if f["type"] == "update":
+                    break
+            assert syms == {"eth/usd"}
+            await ws.send_str(json.dumps({"action": "unsubscribe", "subscriptions": [
+                {"topic": "crypto_prices_chainlink", "type": "*"}]}))
+            await asyncio.sleep(0.2)  # let in-flight frames land
+            while True:
+                try:
+                    await ws.receive(timeout=0.05)
+                except TimeoutError:
+                    break
+            with pytest.raises(TimeoutError):
+                await ws.receive(timeout=1.5)  # unsubscribed: nothing more
+
+
+def test_cli_serve_subprocess(tmp_path) -> None:
+    """`slotml sim serve` runs as a process (the demo and the benchmarks use it)."""
+    import subprocess
+    import sys
+    from urllib.request import urlopen
+
+    from tests.util import free_port, wait_for
+
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "slotml.cli", "sim", "serve", "--port", str(port),
+                             "--family", "10s", "--symbols", "BTC,ETH", "--synthetic-assets", "2",
+                             "--data-dir", str(tmp_path)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        def health():
+            try:
+                with urlopen(f"http://127.0.0.1:{port}/_sim/config", timeout=1) as r:
+                    return json.loads(r.read())
+            except OSError:
+                return None
+
+        cfg = wait_for(health, timeout=20, what="sim serve")
+        assert cfg["family"] == "10s" and cfg["symbols"] == ["BTC", "ETH"] and cfg["synthetic_assets"] == 2
+        with urlopen(f"http://127.0.0.1:{port}/_sim/markets?symbols=SYN1", timeout=2) as r:
+            assert json.loads(r.read())[0]["slug"].startswith("syn1-updown-10s-")
+    finally:
+        proc.terminate()
+        proc.wait(10)
