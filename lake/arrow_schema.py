@@ -57,3 +57,18 @@ def fingerprint(table: Table) -> str:
 
 def table(name: str) -> Table:
     return TABLES[name]
+
+
+# Doubles on the price grid have few distinct values per partition file: dictionary-encode them.
+# The other doubles (timestamps, sizes, Chainlink prices, moves) are near-unique, and a
+# dictionary there only costs time and bytes (measured: files ~20% smaller, written faster).
+GRID_DOUBLES = frozenset({
+    "minutes_into_slot", "bid_up", "ask_up", "bid_down", "ask_down", "spread_up", "spread_down",
+    "tick_size", "min_order_size", "fee_rate", "fee_exponent",
+})
+
+
+def dictionary_columns(table: Table) -> list[str]:
+    """Columns worth a Parquet dictionary: strings, small ints, booleans, grid prices."""
+    return [c.name for c in table.columns
+            if c.kind in ("str", "int", "tinyint", "bool") or c.name in GRID_DOUBLES]

@@ -37,7 +37,7 @@ import pyarrow.parquet as pq
 
 from slotml.errors import UserError
 from slotml.ingest.schema import RESOLUTIONS, SNAPSHOTS, TABLES, Table
-from slotml.lake.arrow_schema import arrow_schema, fingerprint
+from slotml.lake.arrow_schema import arrow_schema, dictionary_columns, fingerprint
 from slotml.lake.manifest import (
     MANIFEST_NAME,
     FileEntry,
@@ -140,6 +140,7 @@ class _TableWriter:
         self.cfg = cfg
         self.table = table
         self.schema = arrow_schema(table)
+        self.dict_cols = dictionary_columns(table)
         self.run_id = run_id
         self.files: dict[tuple[str, str], list[FileEntry]] = defaultdict(list)
         for f in live:
@@ -232,7 +233,8 @@ class _TableWriter:
         data = data.sort_by([(k, "ascending") for k in self.table.unique])
         path = self.cfg.lake_dir / rel
         path.parent.mkdir(parents=True, exist_ok=True)
-        pq.write_table(data, path, compression="zstd", row_group_size=self.cfg.row_group_rows)
+        pq.write_table(data, path, compression="zstd", row_group_size=self.cfg.row_group_rows,
+                       use_dictionary=self.dict_cols)
         max_upd = pc.max(data["updated_at"]).as_py()
         return FileEntry(path=rel, rows=data.num_rows, symbol=key[0], date=key[1],
                          max_updated_at=float(max_upd))
