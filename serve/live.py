@@ -14,7 +14,6 @@ decision tick" means live.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -88,6 +87,3 @@ class LiveFeatures:
 
     def stop(self) -> None:
         self.collector.stop()
-
-    async def wait_ready(self, timeout: float = 10.0) -> None:
-        await asyncio.wait_for(self.collector._ready.wait(), timeout)
