@@ -18,9 +18,10 @@ Monte Carlo of the same process.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from scipy.special import ndtr
-from scipy.stats import poisson
 
 N_JUMPS_MAX = 6
 
@@ -60,8 +61,9 @@ def p_up(*, rule: str, spot_t, m, v, lam, jvar, p2b, known_sum=0.0) -> np.ndarra
     mu = lam * m
     out = np.zeros(np.broadcast(ystar, base_var, mu).shape)
     wsum = np.zeros_like(out)
+    e_mu = np.exp(-mu)
     for n in range(N_JUMPS_MAX + 1):
-        w = poisson.pmf(n, mu)
+        w = e_mu * mu**n / math.factorial(n)  # Poisson pmf
         var = base_var + n * jump_coef
         sd = np.sqrt(np.maximum(var, 0.0))
         with np.errstate(divide="ignore", invalid="ignore"):

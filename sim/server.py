@@ -75,6 +75,7 @@ class SimServer:
         self._runner: web.AppRunner | None = None
         self._rng = random.Random(self.config.seed)
         self._held: list[tuple[_Client, str]] = []  # out-of-order fault
+        self._prefetched = 0
         self.host = self.config.host
         self.port = self.config.port
         for f in self.config.faults:
@@ -109,7 +110,12 @@ class SimServer:
         return app
 
     async def start(self) -> None:
-        self.world_listing(time.time())
+        now = time.time()
+        self.world_listing(now)
+        w = self.world.window_s
+        cur = int(now // w) * w
+        self.world.prefetch(cur)  # builds every asset's regime chain before serving
+        self._prefetched = cur
         self._runner = web.AppRunner(self.app(), access_log=None, handle_signals=False,
                                      shutdown_timeout=0.5)
         await self._runner.setup()
@@ -428,12 +434,23 @@ class SimServer:
             except Exception:  # noqa: BLE001 - the venue keeps running whatever happens
                 log.exception("book loop")
             last = now
+            self._maybe_prefetch(now)
             rate = self.config.book_rate
             n_flicker = int(rate) + (1 if self._rng.random() < rate - int(rate) else 0)
             for j in range(1, n_flicker):
                 await _sleep_until(s - BOOK_LEAD_S + j / n_flicker)
                 self._flicker()
             s += 1
+
+    def _maybe_prefetch(self, now: float) -> None:
+        """Compute the next window of every asset in a worker thread before it is needed, so a
+        rollover with hundreds of assets does not stall the event loop."""
+        w = self.world.window_s
+        nxt = (int(now // w) + 1) * w
+        if nxt > self._prefetched and nxt - now < max(2.0, 0.3 * w):
+            self._prefetched = nxt
+            fut = asyncio.get_running_loop().run_in_executor(None, self.world.prefetch, nxt)
+            fut.add_done_callback(lambda f: f.exception() and log.error("prefetch: %r", f.exception()))
 
     def _publish_books(self, s: int, now: float) -> None:
         subscribed: set[str] = set()

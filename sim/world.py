@@ -9,6 +9,7 @@ from the oracle).
 from __future__ import annotations
 
 import hashlib
+import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cached_property
@@ -139,6 +140,7 @@ class World:
         self.by_token: dict[str, tuple[Market, int]] = {}  # token -> (market, outcome index)
         self.by_condition: dict[str, Market] = {}
         self._windows: dict[tuple[str, int], WindowData] = {}
+        self._lock = threading.RLock()  # the server prefetches windows from a worker thread
 
     # ---- markets --------------------------------------------------------------------------
     def market(self, symbol: str, start: int) -> Market:
@@ -230,11 +232,20 @@ class World:
         got = self._windows.get(key)
         if got is not None:
             return got
-        wd = self._compute_window(m)
-        if len(self._windows) > 4000:
-            self._windows.pop(next(iter(self._windows)))
-        self._windows[key] = wd
-        return wd
+        with self._lock:
+            got = self._windows.get(key)
+            if got is not None:
+                return got
+            wd = self._compute_window(m)
+            if len(self._windows) > 4000:
+                self._windows.pop(next(iter(self._windows)))
+            self._windows[key] = wd
+            return wd
+
+    def prefetch(self, start: int) -> None:
+        """Compute every symbol's window starting at ``start`` (called off the event loop)."""
+        for s in self.symbols:
+            self.window(self.market(s, start))
 
     def _compute_window(self, m: Market) -> WindowData:
         path = self.path(m.symbol)
