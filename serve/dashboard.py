@@ -128,6 +128,16 @@ def calibration_rows(con: Any, scorer: Any, *, bins: int = 10) -> dict[str, Any]
     (``model`` | ``book mid``), slice (``test days`` | ``later days``), bin, n, mean_p,
     observed; summary has n, Brier score and mean predicted vs observed per series and slice.
     """
+    t_from, t_to = model_slices(scorer.meta)
+    if t_from is None:
+        return {"bins": [], "summary": [], "test": (None, None)}
+    return reliability(con, scored_rows(con, scorer, t_from), t_from, t_to, bins=bins)
+
+
+def scored_rows(con: Any, scorer: Any, slot_from: int) -> Any:
+    """The model's decision rows of resolved windows from ``slot_from`` on, scored: a
+    ``pyarrow.Table`` (slot_ts, p_model, up_mid, y). Per window, so per day (the dashboard's
+    cache keeps them per day and model file)."""
     import numpy as np
     import pyarrow as pa
 
@@ -135,26 +145,31 @@ def calibration_rows(con: Any, scorer: Any, *, bins: int = 10) -> dict[str, Any]
     from slotml.features.contract import DEFAULT_LOOKBACK, DEFAULT_TOLERANCE
 
     meta = scorer.meta
-    t_from, t_to = model_slices(meta)
-    if t_from is None:
-        return {"bins": [], "summary": [], "test": (None, None)}
     stats = meta.stats
     table = build_training_set(
         con, meta.decision_points, stats,
         tolerance=float(stats.get("tolerance", DEFAULT_TOLERANCE)),
         lookback=float(stats.get("lookback", DEFAULT_LOOKBACK)),
-        resolved_only=True, window_s=meta.window_s, slot_from=t_from, float64=True)
-    n = table.num_rows
-    if n == 0:
-        return {"bins": [], "summary": [], "test": (t_from, t_to)}
-    X = np.column_stack([table.column(f).to_numpy(zero_copy_only=False) for f in meta.features])
-    p_model = scorer.p_up_batch(X.astype(np.float32))
-    scored = pa.table({
-        "slot_ts": table.column("slot_ts"),
+        resolved_only=True, window_s=meta.window_s, slot_from=slot_from, float64=True)
+    if table.num_rows:
+        X = np.column_stack([table.column(f).to_numpy(zero_copy_only=False)
+                             for f in meta.features])
+        p_model = scorer.p_up_batch(X.astype(np.float32))
+    else:
+        p_model = np.zeros(0)
+    return pa.table({
+        "slot_ts": table.column("slot_ts").cast(pa.int64()),
         "p_model": pa.array(p_model, type=pa.float64()),
         "up_mid": table.column("up_mid").cast(pa.float64()),
         "y": table.column("resolved_up").cast(pa.float64()),
     })
+
+
+def reliability(con: Any, scored: Any, t_from: int, t_to: int, *, bins: int = 10
+                ) -> dict[str, Any]:
+    """``calibration_rows``' bins and summary from scored rows (see ``scored_rows``)."""
+    if scored.num_rows == 0:
+        return {"bins": [], "summary": [], "test": (t_from, t_to)}
     con.register("_scored", scored)
     try:
         base = """

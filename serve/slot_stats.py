@@ -14,6 +14,11 @@ from typing import Any
 
 # A UTC date from epoch seconds without a session time zone: 1970-01-01 + whole days.
 DAY_SQL = "CAST(DATE '1970-01-01' + CAST({col} // 86400 AS INTEGER) AS VARCHAR)"
+# A snapshot stamped inside its own window (all the collector writes: one row per window in
+# progress per tick). Ticks and outage runs use only these, so every tick of an asset and
+# family has one row and one order (no ties between overlapping windows' rows).
+IN_WINDOW_SQL = ("tick_ms >= CAST(slot_ts AS BIGINT) * 1000 "
+                 "AND tick_ms < (CAST(slot_ts AS BIGINT) + window_s) * 1000")
 
 
 def rows(con: Any, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
@@ -87,13 +92,14 @@ ORDER BY day, symbol, window_s
 
 def grid_interval_ms(con: Any, window_s: int, slot_from: int | None = None,
                      slot_to: int | None = None) -> int | None:
-    """The family's snapshot cadence: the most common step between consecutive distinct ticks."""
+    """The family's snapshot cadence: the most common step between consecutive distinct ticks
+    (in-window rows; on a tie the shorter step)."""
     where, params = window_filter(None, window_s, slot_from, slot_to)
     r = con.execute(f"""
-SELECT mode(d) FROM (
+SELECT d FROM (
   SELECT tick_ms - lag(tick_ms) OVER (ORDER BY tick_ms) AS d
-  FROM (SELECT DISTINCT tick_ms FROM slot_snapshots WHERE {where})
-) WHERE d > 0""", params).fetchone()
+  FROM (SELECT DISTINCT tick_ms FROM slot_snapshots WHERE {where} AND {IN_WINDOW_SQL})
+) WHERE d > 0 GROUP BY d ORDER BY count(*) DESC, d LIMIT 1""", params).fetchone()
     return None if r is None or r[0] is None else int(r[0])
 
 
@@ -122,7 +128,7 @@ FROM w GROUP BY ALL ORDER BY day, symbol""", [*params, expected, expected])
 def collection_gaps(con: Any, window_s: int, slot_from: int | None = None,
                     slot_to: int | None = None, limit: int = 50) -> list[dict[str, Any]]:
     """Stretches with no snapshot of ANY asset of the family (the collector was down or cut
-    off): consecutive distinct ticks more than 1.5 cadences apart, longest first."""
+    off): consecutive distinct (in-window) ticks more than 1.5 cadences apart, longest first."""
     step = grid_interval_ms(con, window_s, slot_from, slot_to)
     if not step:
         return []
@@ -130,7 +136,7 @@ def collection_gaps(con: Any, window_s: int, slot_from: int | None = None,
     return rows(con, f"""
 WITH t AS (
   SELECT tick_ms, lag(tick_ms) OVER (ORDER BY tick_ms) AS prev
-  FROM (SELECT DISTINCT tick_ms FROM slot_snapshots WHERE {where})
+  FROM (SELECT DISTINCT tick_ms FROM slot_snapshots WHERE {where} AND {IN_WINDOW_SQL})
 )
 SELECT epoch_ms(prev) AS last_before, epoch_ms(tick_ms) AS first_after,
   CAST(round((tick_ms - prev) / ?) - 1 AS INTEGER) AS missing_ticks,
@@ -144,7 +150,8 @@ def feed_outages(con: Any, window_s: int, slot_from: int | None = None,
                  limit: int = 50) -> list[dict[str, Any]]:
     """Runs of consecutive snapshots (per asset) where a feed failed: ``price`` (no Chainlink
     value), ``book`` (all four best prices NULL) or ``stale book`` (book_age_s above
-    ``stale_book_s``). Runs of at least ``min_ticks`` snapshots, longest first."""
+    ``stale_book_s``). Runs of at least ``min_ticks`` snapshots, longest first. In-window rows
+    only, so an asset's rows of a family are one sequence in tick order."""
     where, params = window_filter(None, window_s, slot_from, slot_to)
     return rows(con, f"""
 WITH s AS (
@@ -152,7 +159,7 @@ WITH s AS (
     CASE WHEN chainlink_price IS NULL THEN 'price'
          WHEN bid_up IS NULL AND ask_up IS NULL AND bid_down IS NULL AND ask_down IS NULL THEN 'book'
          WHEN book_age_s > ? THEN 'stale book' END AS kind
-  FROM slot_snapshots WHERE {where}
+  FROM slot_snapshots WHERE {where} AND {IN_WINDOW_SQL}
 ),
 runs AS (
   SELECT *, row_number() OVER (PARTITION BY symbol ORDER BY tick_ms)
@@ -163,7 +170,7 @@ SELECT symbol, kind, epoch_ms(min(tick_ms)) AS start, epoch_ms(max(tick_ms)) AS 
   count(*) AS snapshots, (max(tick_ms) - min(tick_ms)) / 1000.0 AS seconds
 FROM runs WHERE kind IS NOT NULL
 GROUP BY symbol, kind, run HAVING count(*) >= ?
-ORDER BY count(*) DESC, min(tick_ms) LIMIT ?""", [float(stale_book_s), *params, int(min_ticks),
+ORDER BY count(*) DESC, min(tick_ms), symbol, kind LIMIT ?""", [float(stale_book_s), *params, int(min_ticks),
                                                   int(limit)])
 
 
