@@ -133,6 +133,7 @@ class BookStore:
         self.metrics = metrics
         self.books: dict[str, Book] = {}
         self.on_resolved = on_resolved
+        self.suspect: set[str] = set()  # tokens whose book we dropped: need a fresh snapshot
         self.last_venue_ts: float | None = None  # epoch s from the latest event timestamp
         self.last_offset: float | None = None  # receipt - venue stamp, seconds
 
@@ -236,6 +237,7 @@ class BookStore:
                 raise ParseError("bad_side", side[:10])
             parsed.append((str(c.get("asset_id")), side == "BUY", _price(c.get("price")),
                            _size(c.get("size")), c))
+        last: dict[str, dict[str, Any]] = {}
         for token, is_bid, price, size, c in parsed:
             b = self.books.get(token)
             if b is None:
@@ -243,10 +245,17 @@ class BookStore:
                 continue
             b.set_level(is_bid, price, size)
             b.updated_at = recv_ts
-            if "best_bid" in c and "best_ask" in c:
-                self._check_top(b, c)
+            last[token] = c
+        # the venue states each token's top after the change; check it once the whole event
+        # is applied (several levels of one token may change in one event)
+        for token, c in last.items():
+            b = self.books[token]
+            if "best_bid" in c and "best_ask" in c and self._check_top(b, c):
+                # we missed an update: this book is wrong until a fresh snapshot arrives
+                del self.books[token]
+                self.suspect.add(token)
 
-    def _check_top(self, b: Book, c: dict[str, Any]) -> None:
+    def _check_top(self, b: Book, c: dict[str, Any]) -> bool:
         """The venue states the post-change top; disagreement means we missed something."""
         try:
             vb = float(c["best_bid"]) if c["best_bid"] not in (None, "", "0") else None
@@ -256,3 +265,5 @@ class BookStore:
         if (vb is not None and b.best_bid is not None and abs(vb - b.best_bid) > 1e-9) or \
                 (va is not None and b.best_ask is not None and abs(va - b.best_ask) > 1e-9):
             self.metrics.inc("top_mismatch", stream="clob")
+            return True
+        return False

@@ -38,6 +38,11 @@ def _register_collect(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--health-port", type=int, default=9108,
                    help="/health and /metrics on 127.0.0.1 (default 9108; 0 = off)")
     p.add_argument("--raw-dir", help="capture every frame and REST body here (hourly gzip JSON lines)")
+    p.add_argument("--queue-max", type=int, default=1000,
+                   help="rows the durable writer caches in memory (default 1000)")
+    p.add_argument("--spool-max-mb", type=float, default=512.0,
+                   help="spool size while the database is down before the oldest rows are "
+                   "dropped (default 512)")
     p.add_argument("--lookahead", type=int, default=None,
                    help="windows ahead of the current one to discover and subscribe "
                    "(default: enough to cover one discovery interval, at least 3)")

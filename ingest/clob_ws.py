@@ -265,4 +265,16 @@ class ClobFeed(WsFeed):
         if s == "PONG" or not s:
             return False
         self.books.apply_frame(s, recv_ts)
+        if self.books.suspect:
+            toks = sorted(self.books.suspect & self.tokens)
+            self.books.suspect.clear()
+            if toks:
+                self.metrics.inc("book_resyncs", len(toks), stream=self.name)
+                asyncio.ensure_future(self._resync(toks))
         return True
+
+    async def _resync(self, tokens: list[str]) -> None:
+        """Ask for fresh ``book`` snapshots on the same socket (kept in order with updates)."""
+        await self.send({"operation": "unsubscribe", "assets_ids": tokens})
+        await self.send({"operation": "subscribe", "assets_ids": tokens,
+                         "custom_feature_enabled": True})

@@ -652,7 +652,8 @@ async def run_collector(cfg: CollectorConfig) -> int:
         did = await store.ensure_schema()
         for line in did:
             log.info("store: %s", line)
-        writer = DurableWriter(store, cfg.common.spool_dir)
+        writer = DurableWriter(store, cfg.common.spool_dir, queue_max=cfg.queue_max,
+                               spool_max_mb=cfg.spool_max_mb)
         await writer.start()
         try:
             raw = RawWriter(cfg.raw_dir) if cfg.raw_dir else None

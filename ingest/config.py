@@ -55,6 +55,8 @@ class CollectorConfig:
     retry_limit: float = 3600.0
     health_port: int = 9108
     raw_dir: Path | None = None
+    queue_max: int = 1000  # DurableWriter: rows cached in memory (the rest is read from the spool)
+    spool_max_mb: float = 512.0  # DurableWriter: spool size beyond which the oldest rows drop
     clob_ping_interval: float = 10.0
     rtds_ping_interval: float = 5.0
     http_timeout: float = 10.0
@@ -106,4 +108,6 @@ def config_from_args(args) -> CollectorConfig:  # noqa: ANN001 - argparse.Namesp
         health_port=args.health_port,
         raw_dir=Path(args.raw_dir) if args.raw_dir else None,
         lookahead_windows=getattr(args, "lookahead", None),
+        queue_max=getattr(args, "queue_max", 1000),
+        spool_max_mb=getattr(args, "spool_max_mb", 512.0),
     )

@@ -152,3 +152,27 @@ def test_decode_frame_shapes() -> None:
     assert decode_frame(b'[{"a": 1}, {"b": 2}]') == [{"a": 1}, {"b": 2}]
     with pytest.raises(ParseError):
         decode_frame("{not json")
+
+
+def test_top_mismatch_drops_the_book_until_a_fresh_snapshot() -> None:
+    s = store()
+    s.apply_frame(FRAMES[3], 10.0)
+    ev = json.loads(FRAMES[1])
+    ev["price_changes"][0]["best_bid"] = "0.48"  # the venue's top disagrees with ours: a gap
+    s.apply(ev, 11.0)
+    assert s.top(A) is None and s.top(B) is not None
+    assert s.suspect == {A} and s.metrics.get("top_mismatch") == 1
+    s.apply_frame(FRAMES[3], 12.0)
+    assert s.top(A).bid == 0.49
+
+
+def test_several_levels_of_one_token_in_one_event_check_the_final_top() -> None:
+    s = store()
+    s.apply({"event_type": "book", "asset_id": "t", "timestamp": "1",
+             "bids": [{"price": "0.4", "size": "1"}], "asks": [{"price": "0.6", "size": "1"}]}, 1)
+    s.apply({"event_type": "price_change", "market": "m", "timestamp": "2", "price_changes": [
+        {"asset_id": "t", "price": "0.45", "size": "3", "side": "BUY", "best_bid": "0.46",
+         "best_ask": "0.6"},
+        {"asset_id": "t", "price": "0.46", "size": "2", "side": "BUY", "best_bid": "0.46",
+         "best_ask": "0.6"}]}, 2)
+    assert s.top("t").bid == 0.46 and s.metrics.get("top_mismatch") == 0

@@ -44,6 +44,7 @@ SCHEDULE: list[tuple[float, str, dict[str, Any]]] = [
     (19, "crossed_book", {"duration_s": 2}),
     (23, "ws_silent", {"target": "market", "duration_s": 6}),
     (32, "ws_silent", {"target": "rtds", "duration_s": 6}),
+    (36.5, "_health", {}),  # not a fault: read /health while the relay is silent
     (41, "resolve_close", {}),
     (44, "slow", {"prefix": "/gamma", "delay_s": 3, "count": 2}),
 ]
@@ -65,6 +66,8 @@ class FaultRun:
     metrics: Any
     sim_stats: dict
     alive_at_end: bool
+    silent_health: tuple[int, Any]
+    final_health: tuple[int, Any]
 
 
 @pytest.fixture(scope="module")
@@ -77,11 +80,16 @@ def frun(tmp_path_factory) -> FaultRun:
             t0 = time.time()
             wait_for(lambda: c.metrics.get("snapshots_written") > 0, timeout=15,
                      what="first snapshots")
+            health_url = f"http://127.0.0.1:{cfg.health_port}/health"
             for offset, kind, params in SCHEDULE:
                 time.sleep(max(0.0, t0 + offset - time.time()))
-                sim.inject(kind, **params)
+                if kind == "_health":
+                    silent_health = get_json(health_url)
+                else:
+                    sim.inject(kind, **params)
                 injected[(offset, kind)] = time.time()
             time.sleep(max(0.0, t0 + RUN_S - time.time()))
+            final_health = get_json(health_url)
             alive = all(not t.done() for t in c.collector._tasks)
             metrics = c.metrics
             t_stop = time.time()
@@ -94,7 +102,7 @@ def frun(tmp_path_factory) -> FaultRun:
             outcomes[m.slug] = get_json(f"{sim.control_url}/outcome?slug={m.slug}")[1]
         stats = get_json(f"{sim.control_url}/stats")[1]
     return FaultRun(t0, t_stop, injected, snaps, res, quotes, prices, outcomes, markets,
-                    sim.world.relay_delay, metrics, stats, alive)
+                    sim.world.relay_delay, metrics, stats, alive, silent_health, final_health)
 
 
 def _at(fr: FaultRun, offset: float, kind: str) -> float:
@@ -173,8 +181,8 @@ def test_prices_are_never_wrong(frun: FaultRun) -> None:
             continue
         s = last_published(frun.relay_delay, r["captured_at"])
         allowed = [frun.prices[(r["symbol"], x)] for x in (s, s - 1)]
-        assert (r["chainlink_price"], r["chainlink_twap"]) in \
-            [(p["spot"], p["twap"]) for p in allowed], r
+        assert r["chainlink_price"] in [p["spot"] for p in allowed], r
+        assert r["chainlink_twap"] in [p["twap"] for p in allowed], r
     m = frun.metrics
     assert m.get("price_anomalies", kind="duplicate") >= 1
     assert m.get("price_anomalies", kind="out_of_order") >= 1
@@ -209,3 +217,14 @@ def test_windows_discovered_and_resolved_despite_faults(frun: FaultRun) -> None:
                                                        rel=1e-12)
     assert resolved >= 8
     assert frun.metrics.get("disagreements") == 0, frun.metrics.by_label("disagreements", "kind")
+
+
+def test_health_answers_503_while_chainlink_is_stale(frun: FaultRun) -> None:
+    status, body = frun.silent_health
+    assert status == 503 and body["ok"] is False
+    assert any("chainlink data stale" in p for p in body["problems"])
+    assert body["streams"]["rtds"]["reconnects"] >= 1
+    status, body = frun.final_health
+    assert status == 200 and body["ok"] is True, body
+    assert body["frames_rejected"].get("malformed_json", 0) >= 8
+    assert body["unknown_event_types"]

@@ -205,3 +205,34 @@ async def test_rtds_malformed_frames_do_not_kill_the_feed(frame: str) -> None:
             assert m.get("frames_rejected", stream="rtds") == 1 and relay.connects == 1
         finally:
             await relay.stop()
+
+
+async def test_clob_gap_is_resynced_on_the_same_socket() -> None:
+    a = "25245433628208476987364023432306599125597948324625578977436890641930158259698"
+    bad = json.loads(CLOB[1])
+    bad["price_changes"][0]["best_bid"] = "0.48"  # disagrees with our book: we missed something
+
+    async def script(ws, n, got) -> None:
+        await async_wait_for(lambda: got, what="subscribe")
+        await ws.send(CLOB[3])
+        await ws.send(json.dumps(bad))
+        await async_wait_for(lambda: any('"subscribe"' in x and '"operation"' in x for x in got),
+                             what="resubscribe")
+        await ws.send(CLOB[3])  # the fresh snapshot a subscribe brings
+        await asyncio.sleep(30)
+
+    m = Metrics()
+    books = BookStore(m)
+    async with Venue(script) as v:
+        feed = ClobFeed(v.url, books, m, ping_interval=5, stall_after=5)
+        feed.add_tokens([a])
+        feed.start()
+        try:
+            await async_wait_for(lambda: m.get("book_resyncs") == 1, what="resync")
+            ops = [json.loads(x) for x in v.received[0] if '"operation"' in x]
+            assert [o["operation"] for o in ops] == ["unsubscribe", "subscribe"]
+            assert all(o["assets_ids"] == [a] for o in ops)
+            await async_wait_for(lambda: books.top(a) is not None, what="fresh book")
+            assert books.top(a).bid == 0.49 and feed.connects == 1
+        finally:
+            await feed.stop()
