@@ -95,13 +95,12 @@ def prepare(n_rows: int) -> DbUrl:
             return url
     except Exception:  # noqa: BLE001 - no table yet
         pass
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from tests.lake.storedb import _ddl  # the same DDL the lake tests use
+    from slotml.ingest.ddl import create_table  # the store's own DDL
 
     cur.execute("DROP TABLE IF EXISTS slot_snapshots")
     cur.execute("DROP TABLE IF EXISTS slot_resolutions")
     for t in (SNAPSHOTS, RESOLUTIONS):
-        for stmt in _ddl(t, "mysql"):
+        for stmt in create_table(t, "mysql"):
             cur.execute(stmt)
     names = [c.name for c in SNAPSHOTS.data_columns]
     cols = ", ".join(f"`{n}`" for n in names)

@@ -1,9 +1,6 @@
 """Test-side access to a store: rows go in through the real store interface
 (``slotml.ingest.store``: ensure_schema, insert_snapshots, upsert_resolutions), and come back
 out with direct SQL (every column, id and updated_at included) to compare with the lake.
-
-``_ddl`` (direct DDL generated from ``slotml.ingest.schema``) stays for the benchmark, which
-bulk-loads millions of rows with INSERT ... SELECT.
 """
 
 from __future__ import annotations
@@ -16,26 +13,6 @@ from typing import Any
 
 from slotml.ingest.schema import Table
 from slotml.settings import DbUrl
-
-
-def _ddl(table: Table, dialect: str) -> list[str]:
-    defs = []
-    for c in table.columns:
-        if c.name == "id":
-            defs.append("`id` BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY" if dialect == "mysql"
-                        else '"id" INTEGER PRIMARY KEY AUTOINCREMENT')
-            continue
-        typ = c.mysql_type if dialect == "mysql" else c.sqlite_type
-        defs.append(f"`{c.name}` {typ} {'NULL' if c.nullable else 'NOT NULL'}")
-    uq = ", ".join(f"`{c}`" for c in table.unique)
-    if dialect == "mysql":
-        defs.append(f"UNIQUE KEY uq ({uq})")
-        defs.append("KEY ix_upd (`updated_at`)")
-        return [f"CREATE TABLE `{table.name}` ({', '.join(defs)}) ENGINE=InnoDB "
-                "DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"]
-    return [f"CREATE TABLE `{table.name}` ({', '.join(defs)})",
-            f"CREATE UNIQUE INDEX uq_{table.name} ON `{table.name}` ({uq})",
-            f"CREATE INDEX ix_{table.name}_upd ON `{table.name}` (updated_at)"]
 
 
 class StoreDb:
