@@ -3,7 +3,8 @@
 Imported only by tests, the demo and the CLI. One aiohttp app on one port:
 
 - ``/gamma``: ``/events/slug/{slug}``, ``/events?slug=`` (without ``closed`` only closed events,
-  as the venue), ``/markets/slug/{slug}``, ``/markets?slug=`` (without ``closed`` only open ones);
+  as the venue), ``/events?series_id=&closed=false&limit=``, ``/markets/slug/{slug}``,
+  ``/markets?slug=`` (without ``closed`` only open ones);
 - ``/clob``: ``GET /book?token_id=`` (404 once resolved), ``POST /books``, ``/markets/{condition_id}``,
   ``/midpoint``, ``/price?side=BUY|SELL``;
 - ``/ws/market``: the CLOB market channel (subscribe/operation, ``book`` array, ``price_change``,
@@ -25,6 +26,10 @@ Use in tests::
         sim.world.window(m).up                       # the outcome (from the price path)
 
     with sim_in_thread(family="10s") as sim: ...     # same, for synchronous tests
+
+Timing contract (what the backfill reproduces): the book of second s is published at s - 0.25 s;
+a relay observation stamped s is published at s + 1.5 +- 0.3 s (``World.relay_delay``), so a
+capture within ~0.2 s after a tick g sees the books of g and prices stamped g - 2.
 
 Families ``15m`` (real), ``5m``, ``1m``, ``10s``, ``5s``: the venue's publication delays
 (priceToBeat, resolution, finalPrice) are scaled by window_s / 900. Everything is a pure function

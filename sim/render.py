@@ -12,7 +12,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from slotml.sim.world import SERIES_IDS, Market, World, iso
+from slotml.sim.world import Market, World, iso
 
 MIN_ORDER_SIZE = 5
 TICK = "0.01"
@@ -131,7 +131,7 @@ def gamma_event(world: World, m: Market, now: float, second: int) -> dict[str, A
         "restricted": True,
         "negRisk": False,
         "markets": [mk],
-        "series": [{"id": str(SERIES_IDS.get(m.symbol, 20000)),
+        "series": [{"id": str(world.series_id(m.symbol)),
                     "slug": f"{m.symbol.lower()}-up-or-down-{m.family}",
                     "title": f"{m.symbol} Up or Down {m.family}", "recurrence": m.family}],
         "tags": [],

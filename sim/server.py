@@ -213,11 +213,44 @@ class SimServer:
     async def gamma_events(self, request: web.Request) -> web.Response:
         now = time.time()
         out = []
+        if "series_id" in request.query:
+            return web.json_response(self._series_events(request, now))
         for slug in request.query.getall("slug", []):
             m = self._listed(slug, now)
             if m is not None and self._closed_filter(request, m, now, default=True):
                 out.append(render.gamma_event(self.world, m, now, book_second(now)))
         return web.json_response(out)
+
+    def _series_events(self, request: web.Request, now: float) -> list[dict[str, Any]]:
+        """``/events?series_id=&closed=false&limit=N``: a series' open windows, soonest first
+        (``closed=true``: resolved ones, latest first; without ``closed`` only closed ones)."""
+        w = self.world
+        sym = next((s for s in w.symbols if str(w.series_id(s)) == request.query["series_id"]), None)
+        if sym is None:
+            return []
+        try:
+            limit = max(1, min(500, int(request.query.get("limit", 20))))
+        except ValueError:
+            limit = 20
+        q = request.query.get("closed")
+        want_closed = True if q is None else q.lower() == "true"
+        cur = int(now // w.window_s) * w.window_s
+        out: list[dict[str, Any]] = []
+        if want_closed:
+            start = cur - w.window_s
+            while len(out) < limit and start > cur - 2000 * w.window_s:
+                m = w.market(sym, start)
+                if w.is_resolved(m, now):
+                    out.append(render.gamma_event(w, m, now, book_second(now)))
+                start -= w.window_s
+        else:
+            start = cur - 20 * w.window_s
+            while len(out) < limit and start <= w.listed_horizon(now):
+                m = w.market(sym, start)
+                if not w.is_resolved(m, now) and w.is_listed(m, now):
+                    out.append(render.gamma_event(w, m, now, book_second(now)))
+                start += w.window_s
+        return out
 
     async def gamma_markets(self, request: web.Request) -> web.Response:
         now = time.time()

@@ -206,6 +206,12 @@ class World:
         """Latest window start listed at ``now``."""
         return families.window_start(now, self.window_s) + self.config.list_ahead_windows * self.window_s
 
+    def series_id(self, symbol: str) -> int:
+        """The venue's series id for this asset's family (real ids for 15m BTC/ETH/SOL/XRP)."""
+        if self.config.family == "15m" and symbol in SERIES_IDS:
+            return SERIES_IDS[symbol]
+        return 20000 + 100 * list(families.FAMILIES).index(self.config.family) + self.symbols.index(symbol)
+
     def is_listed(self, m: Market, now: float) -> bool:
         return now >= m.listed_at
 

@@ -58,6 +58,25 @@ async def test_gamma_event_shape() -> None:
     assert isinstance(mk["bestBid"], float) and isinstance(mk["volume"], str)
     assert mk["question"].startswith("Ethereum Up or Down - ") and mk["question"].endswith(" ET")
     assert "eventMetadata" not in ev  # priceToBeat is published only after the END
+    assert ev["series"][0]["id"] == "10191" and ev["series"][0]["slug"] == "eth-up-or-down-15m"
+
+
+async def test_gamma_series_listing() -> None:
+    async with running_sim(SimConfig(family="5s", seed=3)) as sim:
+        async with aiohttp.ClientSession() as s:
+            sid = sim.world.series_id("BTC")
+            r = await s.get(f"{sim.gamma_url}/events", params={"series_id": sid, "closed": "false", "limit": 5})
+            open_ = await r.json()
+            async def closed_events():
+                r = await s.get(f"{sim.gamma_url}/events", params={"series_id": sid, "closed": "true",
+                                                                   "limit": 3})
+                return await r.json()
+
+            closed = await async_wait_for(closed_events, timeout=12, what="a resolved window")
+    assert len(open_) == 5 and all(e["closed"] is False for e in open_)
+    starts = [int(e["slug"].rsplit("-", 1)[1]) for e in open_]
+    assert starts == sorted(starts) and all(e["slug"].startswith("btc-updown-5s-") for e in open_)
+    assert 1 <= len(closed) <= 3 and all(e["closed"] is True for e in closed)
 
 
 async def test_market_ws_and_rest_shapes(clob_frames: list) -> None:
