@@ -28,6 +28,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.signal import lfilter
 
+from slotml.errors import UserError
+
 EPOCH = 1704067200  # 2024-01-01T00:00:00Z: the coarse chain starts here
 BLOCK_S = 900
 DAY_S = 86400
@@ -82,6 +84,7 @@ def _rng(seed: int, *keys: int) -> np.random.Generator:
 @dataclass
 class _Coarse:
     days: int  # number of days covered from EPOCH
+    b0: int  # first block kept (older blocks are dropped: bounded memory per asset)
     x: np.ndarray  # regime per block
     var_s: np.ndarray  # total per-second variance per block
     logp: np.ndarray  # log price at each block start (len blocks + 1)
@@ -107,13 +110,17 @@ class AssetPath:
         """Jump intensity per second."""
         return self.p.jumps_per_day / DAY_S
 
-    def _ensure_coarse(self, day: int) -> _Coarse:
-        if day < 0:
-            raise ValueError(f"time before the sim epoch {EPOCH}")
+    def _ensure_coarse(self, day: int, day_lo: int | None = None) -> _Coarse:
+        """The coarse chain covering days [day_lo, day] (day_lo defaults to day). The chain is
+        always computed from EPOCH (determinism) but only the blocks from two days before
+        day_lo on are kept, so a server with hundreds of assets stays small."""
+        day_lo = day if day_lo is None else day_lo
+        if day_lo < 0:
+            raise UserError(f"time before the sim epoch ({EPOCH}, 2024-01-01): choose a later --end")
         c = self._coarse
-        if c is not None and c.days > day:
+        if c is not None and c.days > day and day_lo * BLOCKS_PER_DAY >= c.b0:
             return c
-        n_days = max(day + 30, 800 if c is None else 2 * c.days)
+        n_days = day + 30
         n_days = -(-n_days // CHUNK_DAYS) * CHUNK_DAYS
         p = self.p
         zs_f, zs_s, zd, nj, gj = [], [], [], [], []
@@ -140,7 +147,9 @@ class AssetPath:
         sj = np.sqrt(p.jump_share * var_s / self.lam_s)
         jtot = np.concatenate(gj) * sj * np.sqrt(njump)
         logp = np.log(p.p0) + np.concatenate([[0.0], np.cumsum(dtot + jtot)])
-        self._coarse = _Coarse(n_days, x, var_s, logp, dtot, njump, jtot)
+        b0 = max(0, (day_lo - 2) * BLOCKS_PER_DAY)
+        self._coarse = _Coarse(n_days, b0, x[b0:].copy(), var_s[b0:].copy(), logp[b0:].copy(),
+                               dtot[b0:].copy(), njump[b0:].copy(), jtot[b0:].copy())
         return self._coarse
 
     def block_stats(self, t: int) -> tuple[float, float, float]:
@@ -148,20 +157,21 @@ class AssetPath:
         15-minute block containing epoch second t."""
         block = (int(t) - EPOCH) // BLOCK_S
         c = self._ensure_coarse(block // BLOCKS_PER_DAY)
-        v = float(c.var_s[block])
+        v = float(c.var_s[block - c.b0])
         return (1 - self.p.jump_share) * v, self.lam_s, self.p.jump_share * v / self.lam_s
 
     def block_stats_array(self, t: np.ndarray) -> tuple[np.ndarray, float, np.ndarray]:
         """Vectorised ``block_stats`` over epoch seconds ``t``."""
         block = (np.asarray(t, dtype=np.int64) - EPOCH) // BLOCK_S
-        c = self._ensure_coarse(int(block.max()) // BLOCKS_PER_DAY)
-        v = c.var_s[block]
+        c = self._ensure_coarse(int(block.max()) // BLOCKS_PER_DAY, int(block.min()) // BLOCKS_PER_DAY)
+        v = c.var_s[block - c.b0]
         return (1 - self.p.jump_share) * v, self.lam_s, self.p.jump_share * v / self.lam_s
 
     def regime(self, t: int) -> float:
         """The log-vol regime x of the block containing epoch second t."""
         block = (int(t) - EPOCH) // BLOCK_S
-        return float(self._ensure_coarse(block // BLOCKS_PER_DAY).x[block])
+        c = self._ensure_coarse(block // BLOCKS_PER_DAY)
+        return float(c.x[block - c.b0])
 
     # ---- fine path --------------------------------------------------------------------------
     def _day_log(self, day: int) -> np.ndarray:
@@ -169,8 +179,8 @@ class AssetPath:
         got = self._days.get(day)
         if got is not None:
             return got
-        c = self._ensure_coarse(day + 1)
-        b0 = day * BLOCKS_PER_DAY
+        c = self._ensure_coarse(day + 1, day)
+        b0 = day * BLOCKS_PER_DAY - c.b0  # index of the day's first block in the kept chain
         sl = slice(b0, b0 + BLOCKS_PER_DAY)
         var_d = (1 - self.p.jump_share) * c.var_s[sl]
         r = _rng(self.seed, self.key, 1, day)
@@ -188,7 +198,7 @@ class AssetPath:
         logs[:, 0] = 0.0
         logs[:, 1:] = cum[:, :-1]
         out = (logs + c.logp[sl][:, None]).ravel()
-        if len(self._days) > 8:
+        if len(self._days) > 3:
             self._days.pop(next(iter(self._days)))
         self._days[day] = out
         return out
@@ -197,8 +207,9 @@ class AssetPath:
         """Log spot at integer seconds t0..t1 inclusive."""
         a, b = int(t0) - EPOCH, int(t1) - EPOCH
         if a < 0:
-            raise ValueError(f"time {t0} is before the sim epoch {EPOCH}")
+            raise UserError(f"time {t0} is before the sim epoch ({EPOCH}, 2024-01-01)")
         d0, d1 = a // DAY_S, b // DAY_S
+        self._ensure_coarse(d1 + 1, d0)
         parts = [self._day_log(d) for d in range(d0, d1 + 1)]
         arr = parts[0] if len(parts) == 1 else np.concatenate(parts)
         return arr[a - d0 * DAY_S: b - d0 * DAY_S + 1]
