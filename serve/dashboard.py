@@ -199,7 +199,7 @@ FROM long GROUP BY ALL ORDER BY series DESC, slice DESC""", [t_to])
 # ------------------------------------------------------------------------------- launcher
 
 def streamlit_command(lake_dir: Path | str, model: str | None, *, host: str = "127.0.0.1",
-                      port: int = 8501) -> list[str]:
+                      port: int = 8501, cache_dir: Path | str | None = None) -> list[str]:
     """The command line that serves the dashboard (``slotml dashboard``; tests run the same)."""
     cmd = [sys.executable, "-m", "streamlit", "run", str(APP),
            "--server.address", host, "--server.port", str(int(port)),
@@ -208,12 +208,43 @@ def streamlit_command(lake_dir: Path | str, model: str | None, *, host: str = "1
            "--", "--lake-dir", str(lake_dir)]
     if model:
         cmd += ["--model", str(model)]
+    if cache_dir:
+        cmd += ["--cache-dir", str(cache_dir)]
     return cmd
+
+
+def warm_cache(lake_dir: Path | str, model: str | None,
+               cache_dir: Path | str | None = None) -> None:
+    """Bring the per-date aggregate cache up to date before the first visit (a year's first
+    build takes a while; afterwards only new or rewritten days are computed). Best effort: the
+    page reads the lake itself if the cache cannot be written."""
+    import logging
+
+    from slotml.serve.dashboard_cache import DashboardCache
+
+    log = logging.getLogger(__name__)
+    cache = DashboardCache(lake_dir, cache_dir)
+    try:
+        st = cache.update()
+    except Exception as e:  # noqa: BLE001 - best effort, logged
+        log.warning("dashboard cache %s not built: %s", cache.dir, e)
+        return
+    print(f"dashboard cache {cache.dir}: {st.computed} of {st.dates} days computed "
+          f"in {st.seconds:.1f}s", flush=True)
+    if model:
+        from slotml.serve.scorer import Scorer, resolve_model_path
+
+        try:
+            path = resolve_model_path(model)
+            cache.calibration_rows(Scorer.load(path), path)
+        except Exception as e:  # noqa: BLE001 - no model is a normal state
+            log.info("calibration not cached: %s", e)
 
 
 def run_streamlit(lake_dir: Path | str, model: str | None, *, host: str = "127.0.0.1",
                   port: int = 8501) -> int:
     """Serve the dashboard until interrupted; returns streamlit's exit code."""
+    warm_cache(lake_dir, model)
     print(f"dashboard on http://{host}:{port} (lake {lake_dir})", flush=True)
     proc = subprocess.Popen(streamlit_command(lake_dir, model, host=host, port=port))
     try:

@@ -1,15 +1,19 @@
 """The Streamlit page of ``slotml dashboard`` (run by ``streamlit run``; args after ``--``).
 
-Reads the lake through ``slotml.lake.connect()``; every number comes from DuckDB
-(``slotml.serve.dashboard`` / ``slotml.serve.slot_stats``) and is shown in a plain table beside
-its chart. Results are cached per lake manifest, model file and selection, so switching assets
-back and forth is instant and a new export shows up on the next load.
+Every number comes from DuckDB and is shown in a plain table beside its chart: from the
+per-date aggregate cache (``slotml.serve.dashboard_cache``, brought up to date with the lake's
+manifest on the first load after an export: only changed dates are recomputed), or, if the
+cache cannot be written, straight from the lake (``slotml.lake.connect()`` with
+``slotml.serve.dashboard`` / ``slotml.serve.slot_stats``; the same numbers, slower). Results are
+also kept in memory per lake manifest, model file and selection, so switching assets back and
+forth is instant and a new export shows up on the next load.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import logging
 import sys
 from pathlib import Path
 from typing import Any
@@ -30,6 +34,8 @@ def _args() -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="dashboard_app")
     p.add_argument("--lake-dir", default=None)
     p.add_argument("--model", default=None)
+    p.add_argument("--cache-dir", default=None)
+    p.add_argument("--no-cache", action="store_true", help="aggregate over the lake itself")
     args, _ = p.parse_known_args(sys.argv[1:])
     return args
 
@@ -48,8 +54,31 @@ def _connect(lake_dir: str) -> Any:
     return connect(lake_dir)
 
 
+@st.cache_data(show_spinner=False, max_entries=16)
+def load_cache(lake_dir: str, manifest_id: int, cache_dir: str | None) -> str | None:
+    """The cache folder, up to date with the lake; None if it cannot be (read-only disk...):
+    the page then aggregates over the lake itself."""
+    from slotml.serve.dashboard_cache import DashboardCache
+
+    cache = DashboardCache(lake_dir, cache_dir)
+    try:
+        cache.update()
+    except Exception:  # noqa: BLE001 - the uncached path gives the same numbers
+        logging.getLogger(__name__).exception("dashboard cache unavailable; reading the lake")
+        return None
+    return str(cache.dir)
+
+
+def _cache(lake_dir: str, cache_dir: str | None) -> Any:
+    from slotml.serve.dashboard_cache import DashboardCache
+
+    return DashboardCache(lake_dir, cache_dir)
+
+
 @st.cache_data(show_spinner=False, max_entries=64)
-def load_families(lake_dir: str, manifest_id: int) -> list[dict]:
+def load_families(lake_dir: str, manifest_id: int, cache_dir: str | None) -> list[dict]:
+    if cache_dir:
+        return _cache(lake_dir, cache_dir).families()
     con = _connect(lake_dir)
     try:
         return slot_stats.families(con)
@@ -58,7 +87,10 @@ def load_families(lake_dir: str, manifest_id: int) -> list[dict]:
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def load_heatmap(lake_dir: str, manifest_id: int, symbol: str, window_s: int) -> list[dict]:
+def load_heatmap(lake_dir: str, manifest_id: int, cache_dir: str | None, symbol: str,
+                 window_s: int) -> list[dict]:
+    if cache_dir:
+        return _cache(lake_dir, cache_dir).heatmap_rows(symbol, window_s)
     con = _connect(lake_dir)
     try:
         return dash.heatmap_rows(con, symbol, window_s)
@@ -67,21 +99,34 @@ def load_heatmap(lake_dir: str, manifest_id: int, symbol: str, window_s: int) ->
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
-def load_calibration(lake_dir: str, manifest_id: int, model_path: str, mtime: float) -> dict:
+def load_calibration(lake_dir: str, manifest_id: int, cache_dir: str | None, model_path: str,
+                     mtime: float) -> dict:
     from slotml.serve.scorer import Scorer
 
     scorer = Scorer.load(model_path)
-    con = _connect(lake_dir)
-    try:
-        out = dash.calibration_rows(con, scorer)
-    finally:
-        con.close()
+    if cache_dir:
+        out = _cache(lake_dir, cache_dir).calibration_rows(scorer, model_path)
+    else:
+        con = _connect(lake_dir)
+        try:
+            out = dash.calibration_rows(con, scorer)
+        finally:
+            con.close()
     out["window_s"] = scorer.window_s
     return out
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
-def load_health(lake_dir: str, manifest_id: int, window_s: int) -> dict[str, list[dict]]:
+def load_health(lake_dir: str, manifest_id: int, cache_dir: str | None, window_s: int
+                ) -> dict[str, list[dict]]:
+    if cache_dir:
+        c = _cache(lake_dir, cache_dir)
+        return {
+            "per_window": c.snapshots_per_window(window_s),
+            "gaps": c.collection_gaps(window_s),
+            "outages": c.feed_outages(window_s),
+            "unresolved": c.unresolved_windows(window_s),
+        }
     con = _connect(lake_dir)
     try:
         return {
@@ -108,13 +153,14 @@ def _models(model_arg: str | None, lake_dir: Path) -> list[Path]:
     return cands
 
 
-def heatmap_section(lake_dir: str, mid: int, symbol: str, window_s: int) -> None:
+def heatmap_section(lake_dir: str, mid: int, cdir: str | None, symbol: str, window_s: int
+                    ) -> None:
     title = f"{HEATMAP_TITLE} — {symbol} {_family(window_s)}"
     st.header(title)
     st.caption("Per resolved window and minute into it (scaled to 15 minutes), the last "
                "snapshot in that minute; the favoured side is Up for a positive settlement move, "
                "Down for a negative one. Cell text: windows counted.")
-    hm = load_heatmap(lake_dir, mid, symbol, window_s)
+    hm = load_heatmap(lake_dir, mid, cdir, symbol, window_s)
     if not hm:
         st.info("no resolved windows with a move for this asset and family")
         return
@@ -135,7 +181,8 @@ def heatmap_section(lake_dir: str, mid: int, symbol: str, window_s: int) -> None
     st.table(pd.DataFrame(t["data"], index=t["index"], columns=t["columns"]))
 
 
-def calibration_section(lake_dir: str, mid: int, models: list[Path]) -> None:
+def calibration_section(lake_dir: str, mid: int, cdir: str | None, models: list[Path]
+                        ) -> None:
     st.header(CALIBRATION_TITLE)
     if not models:
         st.info("no model to check: train one (slotml train --promote) or pass --model")
@@ -144,7 +191,7 @@ def calibration_section(lake_dir: str, mid: int, models: list[Path]) -> None:
     choice = st.sidebar.selectbox("model", names, index=0)
     path = models[names.index(choice)]
     try:
-        cal = load_calibration(lake_dir, mid, str(path), path.stat().st_mtime)
+        cal = load_calibration(lake_dir, mid, cdir, str(path), path.stat().st_mtime)
     except Exception as e:  # noqa: BLE001 - a bad model file is shown, not a crash
         st.error(f"cannot check {path.name}: {e}")
         return
@@ -180,9 +227,9 @@ def calibration_section(lake_dir: str, mid: int, models: list[Path]) -> None:
     st.table(pd.DataFrame(cal["summary"]).round(4))
 
 
-def health_section(lake_dir: str, mid: int, window_s: int) -> None:
+def health_section(lake_dir: str, mid: int, cdir: str | None, window_s: int) -> None:
     st.header(f"{HEALTH_TITLE} — {_family(window_s)}")
-    h = load_health(lake_dir, mid, window_s)
+    h = load_health(lake_dir, mid, cdir, window_s)
     per = pd.DataFrame(h["per_window"])
     if not per.empty:
         title = "Snapshots per window, by day"
@@ -216,7 +263,10 @@ def main() -> None:
     manifest = read_manifest(lake)
     st.caption(f"lake {lake} · export #{manifest.id}"
                + (f" at {_day(int(manifest.created_at))} UTC" if manifest.created_at else ""))
-    fams = load_families(str(lake), manifest.id)
+    cdir = None if args.no_cache else load_cache(str(lake), manifest.id, args.cache_dir)
+    if cdir is None:
+        st.caption("numbers aggregated over the lake itself (no day cache: slower)")
+    fams = load_families(str(lake), manifest.id, cdir)
     if not fams:
         st.warning("the lake is empty: run `slotml export` after collecting")
         return
@@ -224,9 +274,9 @@ def main() -> None:
     window_s = st.sidebar.selectbox("family", windows, format_func=_family)
     symbols = [f["symbol"] for f in fams if f["window_s"] == window_s]
     symbol = st.sidebar.selectbox("asset", symbols)
-    heatmap_section(str(lake), manifest.id, symbol, window_s)
-    calibration_section(str(lake), manifest.id, _models(args.model, lake))
-    health_section(str(lake), manifest.id, window_s)
+    heatmap_section(str(lake), manifest.id, cdir, symbol, window_s)
+    calibration_section(str(lake), manifest.id, cdir, _models(args.model, lake))
+    health_section(str(lake), manifest.id, cdir, window_s)
 
 
 main()

@@ -138,6 +138,11 @@ def test_dashboard_in_chromium(dashboard: str, lake: dict, browser, tmp_path: Pa
     want = independent_heatmap(lake["lake"], SYMBOL, WINDOW_S)
     assert table == want, sorted(set(table.items()) ^ set(want.items()))[:6]
 
+    # the page's numbers came from the day cache beside the lake (serve/dashboard_cache.py)
+    from slotml.serve.dashboard_cache import DashboardCache
+
+    assert DashboardCache(lake["lake"]).is_current()
+
     shot = tmp_path / "dashboard.png"
     browser.execute_script("window.scrollTo(0, 0)")
     browser.save_screenshot(str(shot))
