@@ -129,3 +129,41 @@ def test_incremental_export_rewrites_a_day(sim: dict, tmp_path: Path) -> None:
     third = cache.update()
     assert third.computed_dates == [time.strftime("%Y-%m-%d", time.gmtime(MIDNIGHT))]
     assert_same(cache, lake, sim["model"])
+
+
+def test_empty_lake(tmp_path: Path) -> None:
+    cache = DashboardCache(tmp_path / "lake", tmp_path / "cache")
+    assert cache.update().dates == 0
+    assert cache.families() == [] and cache.heatmap_rows("BTC", W) == []
+    assert cache.snapshots_per_window(W) == [] and cache.collection_gaps(W) == []
+    assert cache.feed_outages(W) == [] and cache.unresolved_windows(W) == []
+
+
+def page_tables(lake: Path, model: Path, *extra: str) -> list:
+    """Every st.table of one run of the page (Streamlit's own script runner)."""
+    import sys
+
+    import streamlit as st
+    from streamlit.testing.v1 import AppTest
+
+    from slotml.serve.dashboard import APP
+
+    st.cache_data.clear()
+    argv = sys.argv
+    sys.argv = [str(APP), "--lake-dir", str(lake), "--model", str(model), *extra]
+    try:
+        at = AppTest.from_file(str(APP), default_timeout=120)
+        at.run()
+    finally:
+        sys.argv = argv
+    assert not at.exception and not at.error
+    return [t.value for t in at.table]
+
+
+def test_page_shows_the_same_tables_with_and_without_the_cache(sim: dict, tmp_path: Path) -> None:
+    cached = page_tables(sim["lake"], sim["model"], "--cache-dir", str(tmp_path / "cache"))
+    assert (tmp_path / "cache" / "CURRENT").exists()
+    direct = page_tables(sim["lake"], sim["model"], "--no-cache")
+    assert len(cached) == len(direct) >= 6  # heatmap, 2 calibration, 4 health (gaps may be empty)
+    for a, b in zip(cached, direct, strict=True):
+        assert a.equals(b), (a, b)
