@@ -54,7 +54,7 @@ def _connect(lake_dir: str) -> Any:
     return connect(lake_dir)
 
 
-@st.cache_data(show_spinner=False, max_entries=16)
+@st.cache_data(show_spinner="bringing the day cache up to date", max_entries=16)
 def load_cache(lake_dir: str, manifest_id: int, cache_dir: str | None) -> str | None:
     """The cache folder, up to date with the lake; None if it cannot be (read-only disk...):
     the page then aggregates over the lake itself."""
