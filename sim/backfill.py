@@ -92,14 +92,15 @@ def _missing_ticks(seed: int, grid: np.ndarray, fraction: float) -> np.ndarray:
 
 
 def generate(cfg: SimConfig, days: float, end: float | str | None = None,
-             missing_fraction: float = 0.002, exact: bool = False) -> Backfill:
+             missing_fraction: float = 0.002, exact: bool = False,
+             interval_s: int = int(SNAPSHOT_INTERVAL_S)) -> Backfill:
     """All rows for ``days`` days ending at ``end`` (floored to the window). Pure: same in, same out.
 
     ``exact``: build every row with ``ingest.snapshot.make_snapshot`` (slow); the default builds
     the same rows with numpy (tests/sim/test_backfill.py checks they are identical).
     """
     out: Backfill | None = None
-    for part in generate_parts(cfg, days, end, missing_fraction, exact):
+    for part in generate_parts(cfg, days, end, missing_fraction, exact, interval_s):
         if out is None:
             out = part
             continue
@@ -112,8 +113,10 @@ def generate(cfg: SimConfig, days: float, end: float | str | None = None,
 
 
 def generate_parts(cfg: SimConfig, days: float, end: float | str | None = None,
-                   missing_fraction: float = 0.002, exact: bool = False) -> Iterator[Backfill]:
-    """``generate`` one asset at a time (what the CLI streams into the store: bounded memory)."""
+                   missing_fraction: float = 0.002, exact: bool = False,
+                   interval_s: int = int(SNAPSHOT_INTERVAL_S)) -> Iterator[Backfill]:
+    """``generate`` one asset at a time (what the CLI streams into the store: bounded memory).
+    ``interval_s``: the collector's snapshot grid (whole seconds; 30 in production)."""
     world = World(cfg)
     w = world.window_s
     sc = world.scale
@@ -121,7 +124,9 @@ def generate_parts(cfg: SimConfig, days: float, end: float | str | None = None,
     t_start = int(math.ceil((t_end - days * 86400) / w)) * w
     if t_start >= t_end:
         raise UserError("--days must cover at least one window")
-    step = int(SNAPSHOT_INTERVAL_S)
+    step = int(interval_s)
+    if step < 1 or step != interval_s:
+        raise UserError("the snapshot interval must be a whole number of seconds >= 1")
     grid = np.arange(int(math.ceil(t_start / step)) * step, t_end, step, dtype=np.int64)
     missing = _missing_ticks(cfg.seed, grid, missing_fraction)
     grid = grid[~missing]
