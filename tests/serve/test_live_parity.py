@@ -187,6 +187,7 @@ async def test_live_online_features_match_the_store(tmp_path: Path) -> None:
     keys = [k for k in decided if first_slot <= k[1] < last_slot]
     assert len(keys) >= 100, f"only {len(keys)} live decisions"
     prev_feats = {"prev_up", "prev_known_source"}
+    PREV_RACE_S = 0.25  # noqa: N806
     equal, quote_equal, unexplained, by_quote, by_prev, by_tick = 0, 0, [], [], [], []
     for key in keys:
         sym, slot, d_ms = key
@@ -216,8 +217,11 @@ async def test_live_online_features_match_the_store(tmp_path: Path) -> None:
         branches = [
             (learnt.get((sym, slot - WINDOW_S, live_f)), p.get(store_f))
             for live_f, store_f in (("resolved_up", "resolved_at"), ("final_price", "final_seen_at"))]
+        # (or learnt by either within PREV_RACE_S of D: the two processes stamp "known at" with
+        # their own clocks a few ms apart, so at the boundary either answer is legitimate)
         prev_timing = set(diffs) <= prev_feats and any(
             (a is not None and a <= decided_at[key]) != (b is not None and b < d_ms / 1000)
+            or any(t is not None and abs(t - d_ms / 1000) < PREV_RACE_S for t in (a, b))
             for a, b in branches)
         missed_tick = set(mine) != set(theirs)  # one process's snapshot loop skipped a tick
         if quote_changed:
