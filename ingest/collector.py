@@ -229,7 +229,13 @@ class Collector:
             if self.cfg.health_port:
                 self.health = HealthServer(self.cfg.health_port, self.health_status,
                                            self.metrics_text)
-                await self.health.start()
+                try:
+                    await self.health.start()
+                except OSError as e:  # collecting matters more than the endpoint
+                    self.metrics.inc("health_port_errors")
+                    log.error("health endpoint on 127.0.0.1:%d unavailable (%s); collecting "
+                              "without it", self.cfg.health_port, e)
+                    self.health = None
             self._tasks = [
                 asyncio.create_task(self._loop("discovery", self.cfg.discovery_interval,
                                                self.discover_once), name="discovery"),

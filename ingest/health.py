@@ -103,7 +103,12 @@ class HealthServer:
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
-        await site.start()
+        try:
+            await site.start()
+        except OSError:
+            await self._runner.cleanup()
+            self._runner = None
+            raise
         if self.port == 0:  # tests: learn the port the OS chose
             self.port = site._server.sockets[0].getsockname()[1]  # noqa: SLF001
         log.info("health endpoint on http://%s:%d/health", self.host, self.port)

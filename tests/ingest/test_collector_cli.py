@@ -36,3 +36,30 @@ def test_operator_errors_are_one_line(argv, msg, capsys, tmp_path) -> None:
     assert main([*argv, *db]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and msg in err[0]
+
+
+async def test_health_server_port_in_use_raises_cleanly() -> None:
+    import socket
+
+    from slotml.ingest.health import HealthServer, Metrics, prometheus_text
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        h = HealthServer(port, lambda: (True, {}), lambda: prometheus_text(Metrics(), {}))
+        with pytest.raises(OSError):
+            await h.start()
+        await h.stop()
+
+
+def test_prometheus_text_format() -> None:
+    from slotml.ingest.health import Metrics, prometheus_text
+
+    m = Metrics()
+    m.inc("frames_rejected", stream="clob", reason='bad "x"')
+    m.inc("frames_rejected", stream="clob", reason='bad "x"')
+    text = prometheus_text(m, {"windows_tracked": 3, "none": None})
+    assert '# TYPE slotml_frames_rejected_total counter' in text
+    assert 'slotml_frames_rejected_total{reason="bad \\"x\\"",stream="clob"} 2' in text
+    assert "slotml_windows_tracked 3" in text and "none" not in text

@@ -266,3 +266,15 @@ def test_rederive_at_the_live_cadence_reproduces_the_live_rows(run: Run) -> None
                 f"{k} {col}: live {v!r} rederived {a[col]!r}"
     coarse = derive_rows(run.raw_dir, "5s", SYMBOLS, 1.0, run.cfg.stale_after)
     assert coarse and all(r["tick_ms"] % 1000 == 0 for r in coarse)
+
+
+def test_rederive_command_writes_a_separate_store(run: Run, tmp_path) -> None:
+    from slotml.cli import main
+    from slotml.settings import DbUrl
+    from tests.ingest.collector_harness import read_tables
+
+    db = tmp_path / "rederived.db"
+    assert main(["rederive", str(run.raw_dir), "--cadence", "0.5", "--family", "5s",
+                 "--symbols", ",".join(SYMBOLS), "--db", f"sqlite:///{db}"]) == 0
+    snaps, _ = read_tables(DbUrl(scheme="sqlite", path=db))
+    assert len(snaps) == len(run.snaps)
