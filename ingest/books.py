@@ -134,6 +134,7 @@ class BookStore:
         self.books: dict[str, Book] = {}
         self.on_resolved = on_resolved
         self.suspect: set[str] = set()  # tokens whose book we dropped: need a fresh snapshot
+        self.retired: set[str] = set()  # tokens of ended windows: followed for market_resolved only
         self.last_venue_ts: float | None = None  # epoch s from the latest event timestamp
         self.last_offset: float | None = None  # receipt - venue stamp, seconds
 
@@ -144,6 +145,13 @@ class BookStore:
     def drop(self, token_ids: list[str]) -> None:
         for t in token_ids:
             self.books.pop(t, None)
+            self.retired.discard(t)
+
+    def retire(self, token_ids: list[str]) -> None:
+        """The window ended: no more snapshots, so stop keeping its books (memory, CPU)."""
+        for t in token_ids:
+            self.books.pop(t, None)
+            self.retired.add(t)
 
     def top(self, token_id: str) -> BookTop | None:
         b = self.books.get(token_id)
@@ -205,6 +213,8 @@ class BookStore:
         token = ev.get("asset_id")
         if not isinstance(token, str) or not token:
             raise ParseError("no_asset_id")
+        if token in self.retired:
+            return
         bids, asks = _levels(ev.get("bids")), _levels(ev.get("asks"))
         tick = ev.get("tick_size")
         try:
@@ -241,7 +251,11 @@ class BookStore:
         for token, is_bid, price, size, c in parsed:
             b = self.books.get(token)
             if b is None:
-                self.metrics.inc("price_change_without_book", stream="clob")
+                if token not in self.retired:
+                    # an update for a token we hold no snapshot of (its snapshot was lost):
+                    # ask for one rather than wait for the venue to send it
+                    self.metrics.inc("price_change_without_book", stream="clob")
+                    self.suspect.add(token)
                 continue
             b.set_level(is_bid, price, size)
             b.updated_at = recv_ts

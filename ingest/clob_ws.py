@@ -222,6 +222,8 @@ class ClobFeed(WsFeed):
         # After close 1000 "all subscribed assets resolved": tokens to keep following (the
         # collector keeps those of windows not yet ended; the venue would not close for them).
         self.keep: Callable[[str], bool] = lambda _token: False
+        self.resync_every = 2.0
+        self._resynced: dict[str, float] = {}
 
     def wanted(self) -> bool:
         return bool(self.tokens)
@@ -266,8 +268,15 @@ class ClobFeed(WsFeed):
             return False
         self.books.apply_frame(s, recv_ts)
         if self.books.suspect:
-            toks = sorted(self.books.suspect & self.tokens)
+            # at most one resync per token per resync_every seconds (the snapshot needs a
+            # round trip, and updates keep arriving meanwhile)
+            toks = sorted(t for t in self.books.suspect & self.tokens
+                          if recv_ts - self._resynced.get(t, 0.0) >= self.resync_every)
             self.books.suspect.clear()
+            for t in toks:
+                self._resynced[t] = recv_ts
+            if len(self._resynced) > 4 * len(self.tokens) + 100:
+                self._resynced = {t: v for t, v in self._resynced.items() if t in self.tokens}
             if toks:
                 self.metrics.inc("book_resyncs", len(toks), stream=self.name)
                 asyncio.ensure_future(self._resync(toks))

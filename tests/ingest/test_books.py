@@ -176,3 +176,16 @@ def test_several_levels_of_one_token_in_one_event_check_the_final_top() -> None:
         {"asset_id": "t", "price": "0.46", "size": "2", "side": "BUY", "best_bid": "0.46",
          "best_ask": "0.6"}]}, 2)
     assert s.top("t").bid == 0.46 and s.metrics.get("top_mismatch") == 0
+
+
+def test_retired_tokens_keep_no_book() -> None:
+    s = store()
+    s.apply_frame(FRAMES[3], 1.0)
+    s.retire([A])
+    s.apply_frame(FRAMES[3], 2.0)
+    s.apply_frame(FRAMES[1], 3.0)
+    assert s.top(A) is None and s.top(B) is not None
+    assert s.metrics.get("price_change_without_book") == 0
+    s.drop([A])
+    s.apply_frame(FRAMES[3], 4.0)
+    assert s.top(A) is not None

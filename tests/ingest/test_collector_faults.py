@@ -165,7 +165,8 @@ def test_recovery_within_timeouts(frun: FaultRun) -> None:
         assert after, f"no rows after {what} outage"
         for r in after:
             if what in ("all", "book"):
-                assert r["bid_up"] is not None or r["ask_up"] is not None, r
+                assert r["bid_up"] is not None or r["ask_up"] is not None, \
+                    (what, r["captured_at"] - end, r["tick_ms"], r["slot_ts"])
             if what in ("all", "price"):
                 assert r["chainlink_price"] is not None and r["chainlink_twap"] is not None, r
     m = frun.metrics
