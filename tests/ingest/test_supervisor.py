@@ -103,9 +103,10 @@ files = {ROOT}/deploy/supervisor/slotml-collect.conf
         wait_for(lambda: _pid(conf) > 0, timeout=20, what="collector started by supervisord")
         first = _pid(conf)
         wait_for(lambda: _count(db) > 20, timeout=30, what="snapshots before the kill")
-        # kill in the middle of a window, after at least one window has ended
+        # kill inside a window, 1.2 s after the previous one ended: that one resolves on the
+        # sim 1.7-3.3 s after its end, i.e. always after the kill
         now = time.time()
-        kill_at = int(now // 5) * 5 + 7.5
+        kill_at = int(now // 5) * 5 + 6.2
         time.sleep(kill_at - now)
         os.kill(first, signal.SIGKILL)
         killed_at = time.time()
