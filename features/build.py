@@ -32,13 +32,19 @@ from slotml.features.contract import (
 # The decision row's columns (fetched back by a hash join on its key once the ASOF found it).
 _ROW_COLS = (
     "dir_move_pct", "spot_move_pct", "bid_up", "ask_up", "bid_down", "ask_down",
-    "bid_size_up", "ask_size_up", "bid_size_down", "ask_size_down",
+    "bid_size_up", "ask_size_up", "bid_size_down", "ask_size_down", "chainlink_price",
+    "chainlink_twap",
 )
 
 # ms(frac) of contract.py, in the same IEEE order: floor(frac * window_s * 1000 + 0.5)
 _MS = "CAST(floor({frac} * {w} * CAST(1000 AS DOUBLE) + CAST(0.5 AS DOUBLE)) AS BIGINT)"
 # minutes(ms) of contract.py: 15 * ms / (window_s * 1000)
 _MIN = "(CAST(15 AS DOUBLE) * ({ms}) / ({w} * 1000))"
+
+# lead_move_pct of contract.py, in the same IEEE order (NULL when a factor is missing)
+_LEAD = ("((CAST(1 AS DOUBLE) + r.dir_move_pct / 100) * r.chainlink_price "
+         "/ nullif(r.chainlink_twap, 0) - 1) * 100")
+_LEFT = "(CAST(15 AS DOUBLE) - " + _MIN.format(ms="r.tick_ms - r.slot_ts * 1000", w="r.window_s") + ")"
 
 # One feature = one SQL expression over the decision row `r` (with the lookback row's
 # r.lb_tick / r.lb_move and the instant r.decision_ms), the running sums `f`, the previous
@@ -67,6 +73,9 @@ _FEATURE_SQL: dict[str, str] = {
               + _MIN.format(ms="r.tick_ms - r.slot_ts * 1000", w="r.window_s") + ") > 0 "
               "THEN r.dir_move_pct / (v.sigma * sqrt(CAST(15 AS DOUBLE) - "
               + _MIN.format(ms="r.tick_ms - r.slot_ts * 1000", w="r.window_s") + ")) END",
+    "lead_move_pct": _LEAD,
+    "lead_move_z": "CASE WHEN v.sigma > 0 AND " + _LEFT + " > 0 "
+                   "THEN " + _LEAD + " / (v.sigma * sqrt(" + _LEFT + ")) END",
     "snapshot_count": "f.n_so_far",
     "hour": "(r.tick_ms // 3600000) % 24",
     "weekday": "(r.tick_ms // 86400000 + 3) % 7",

@@ -52,6 +52,17 @@ Features (all float32 in this order; NaN = missing; r = decision row):
                      same units as realised_vol, fitted by ``build.fit_stats`` on TRAINING days
                      only and stored in the model's metadata. NaN if no stats, the move is
                      missing, sigma <= 0 or minutes_left <= 0.
+``lead_move_pct``    the settlement move carried forward to the spot stream:
+                     ``((1 + r.dir_move_pct / 100) * r.chainlink_price / r.chainlink_twap - 1) * 100``
+                     (computed in that order). For a TWAP-settled market this is exactly the spot
+                     against price_to_beat: the 60 s TWAP lags the spot by ~30 s, and the final
+                     TWAP is centred on where the spot is NOW, so this is the move the outcome
+                     hinges on (on the sim it closed about a third of the model's Brier gap to
+                     the oracle). For a spot-settled market it is the move times spot/twap (a
+                     defined, harmless number; such markets ended in August 2026). NaN if any of
+                     the three is missing or chainlink_twap == 0.
+``lead_move_z``      lead_move_pct / (sigma * sqrt(minutes_left)), sigma as for move_z; NaN under
+                     the same conditions as move_z (or lead_move_pct missing).
 ``snapshot_count``   number of rows so far (including r).
 ``hour``             UTC hour of r.tick_ms: (tick_ms // 3_600_000) % 24.
 ``weekday``          UTC weekday of r.tick_ms, 0 = Monday: (tick_ms // 86_400_000 + 3) % 7
@@ -78,7 +89,7 @@ from __future__ import annotations
 import math
 from fractions import Fraction
 
-CONTRACT_VERSION = 1
+CONTRACT_VERSION = 2  # 2: lead_move_pct, lead_move_z
 
 FEATURES: tuple[str, ...] = (
     "dir_move_pct",
@@ -99,6 +110,8 @@ FEATURES: tuple[str, ...] = (
     "move_velocity",
     "realised_vol",
     "move_z",
+    "lead_move_pct",
+    "lead_move_z",
     "snapshot_count",
     "hour",
     "weekday",

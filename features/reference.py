@@ -117,6 +117,15 @@ def features_at(
     if not math.isnan(move) and not math.isnan(sigma) and sigma > 0 and minutes_left > 0:
         move_z = move / (sigma * math.sqrt(minutes_left))
 
+    # lead_move_pct: the settlement move carried forward to the spot stream
+    cp, ct = _f(r.get("chainlink_price")), _f(r.get("chainlink_twap"))
+    lead = NAN
+    if not math.isnan(move) and not math.isnan(cp) and not math.isnan(ct) and ct != 0:
+        lead = ((1.0 + move / 100) * cp / ct - 1) * 100
+    lead_z = NAN
+    if not math.isnan(lead) and not math.isnan(sigma) and sigma > 0 and minutes_left > 0:
+        lead_z = lead / (sigma * math.sqrt(minutes_left))
+
     prev_up, prev_source = prev_outcome(prev_resolution, decision_ms)
     tick = r["tick_ms"]
     out = {
@@ -138,6 +147,8 @@ def features_at(
         "move_velocity": velocity,
         "realised_vol": vol,
         "move_z": move_z,
+        "lead_move_pct": lead,
+        "lead_move_z": lead_z,
         "snapshot_count": float(len(rows)),
         "hour": float((tick // 3_600_000) % 24),
         "weekday": float((tick // 86_400_000 + 3) % 7),

@@ -229,6 +229,13 @@ class WindowState:
         sigma = self.sigma
         v[_I["move_z"]] = (m / (sigma * math.sqrt(minutes_left))
                            if m == m and sigma == sigma and sigma > 0 and minutes_left > 0 else NAN)
+        cp, ct = _opt(row.get("chainlink_price")), _opt(row.get("chainlink_twap"))
+        lead = (((1.0 + m / 100) * cp / ct - 1) * 100
+                if m == m and cp is not None and ct is not None and ct != 0 else NAN)
+        v[_I["lead_move_pct"]] = lead
+        v[_I["lead_move_z"]] = (lead / (sigma * math.sqrt(minutes_left))
+                                if lead == lead and sigma == sigma and sigma > 0 and minutes_left > 0
+                                else NAN)
         v[_I["hour"]] = float((tick // 3_600_000) % 24)
         v[_I["weekday"]] = float((tick // 86_400_000 + 3) % 7)
         v[_I["asset"]] = self.asset

@@ -39,8 +39,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--points", help="decision points as fractions of the window (default 5/15,7/15,10/15)")
     p.add_argument("--embargo-windows", type=int, default=1,
                    help="whole windows dropped between slices (default 1)")
-    p.add_argument("--calib-frac", type=float, default=0.2,
-                   help="share of the time before the test days used for calibration (default 0.2)")
+    p.add_argument("--calib-frac", type=float, default=0.4,
+                   help="share of the time before the test days used for calibration (default 0.4)")
     p.add_argument("--min-windows", type=int,
                    help="minimum resolved windows in the training slice (default 200)")
     p.add_argument("--models-dir", help="where models go (default <data-dir>/models)")

@@ -32,7 +32,11 @@ DAY_S = 86400
 class SplitConfig:
     test_days: float = 3.0
     final: bool = False
-    calib_frac: float = 0.2  # share of the span before the test days given to calibration
+    # Share of the span before the test days given to calibration. 0.4, not 0.2: isotonic on
+    # 10 of 50 sim days added ~0.008 of ECE on the test days (its steps carry the slice's
+    # noise) and failed the oracle + 0.01 bar; 20 days kept it ~0.003-0.006 under, while the
+    # booster, fitted on 30 days instead of 40, lost < 0.2% of Brier (README "calibration").
+    calib_frac: float = 0.4
     es_frac: float = 0.15  # latest share of the training span used for early stopping
     embargo_windows: int = 1
     # Minimum resolved (asset, window) pairs per slice; below them training refuses to run.

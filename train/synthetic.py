@@ -76,6 +76,8 @@ def synthetic_training_set(
         "move_velocity": m / np.maximum(t, 1.0) + 0.05 * rng.standard_normal(n),
         "realised_vol": sw * np.exp(0.15 * rng.standard_normal(n)),
         "move_z": m / (sb * np.sqrt(left)),
+        "lead_move_pct": m,  # the synthetic path has no TWAP lag (no extra RNG draws)
+        "lead_move_z": m / (sb * np.sqrt(left)),
         "snapshot_count": np.floor(t * 2) + 1,
         "hour": ((tick_ms // 3_600_000) % 24).astype(float),
         "weekday": ((tick_ms // 86_400_000 + 3) % 7).astype(float),

@@ -129,3 +129,13 @@ def test_things_known_before_the_decision_do_move_features() -> None:
             row["bid_up"] = 0.123
     changed = _changed(base, _features(pa.Table.from_pylist(srows, schema=snaps.schema), res, p, {}))
     assert {"bid_up", "up_mid", "spread_up"} <= changed
+    # the spot at the decision row moves lead_move_pct (and its z with stats), nothing else
+    stats = {"move_vol_per_min": {}, "default_move_vol_per_min": 0.05}
+    base = _features(snaps, res, p, stats)
+    srows = snaps.to_pylist()
+    for row in srows:
+        if row["tick_ms"] <= _decision_ms(row["slot_ts"], row["window_s"], p) \
+                and row["chainlink_price"] is not None:
+            row["chainlink_price"] *= 1.001
+    changed = _changed(base, _features(pa.Table.from_pylist(srows, schema=snaps.schema), res, p, stats))
+    assert changed == {"lead_move_pct", "lead_move_z"}
