@@ -1,8 +1,11 @@
 """Issue 6: export of N snapshot rows from MariaDB into the lake vs pandas read_sql + to_parquet.
 
-Both sides run in their own subprocess, each reporting its wall time and peak RSS (its own
-ru_maxrss plus its largest child's, i.e. the mariadb client for ours), so the memory figures
-are comparable and one does not inherit the other's heap. A reader-only comparison on a slice
+Both sides run in their own subprocess, each reporting its wall time and peak RSS, so the
+memory figures are comparable and one does not inherit the other's heap. Peak RSS is the
+process's own VmHWM (exact, per address space) or the sampled RSS of its process tree (the
+mariadb client, for the CLI reader), whichever is larger. Not ru_maxrss: Linux carries the
+parent's high-water mark into a forked child across exec (a child of a parent that once held
+2.4 GB reports 2.4 GB while using 10 MB), so it measured whatever the bench process had held. A reader-only comparison on a slice
 of the table records the alternatives the design chose between (client TSV, PyMySQL
 streaming, connectorx by id range when installed).
 
@@ -20,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
 from pathlib import Path
 
 from bench import Row
@@ -129,7 +133,7 @@ def prepare(n_rows: int) -> DbUrl:
 
 
 _OURS = """
-import json, resource, sys, time, logging
+import json, sys, time, logging
 from pathlib import Path
 from slotml.lake.export import ExportConfig, run_export
 from slotml.settings import DbUrl
@@ -140,13 +144,12 @@ r = run_export(ExportConfig(db=url, lake_dir=lake, grace_s=0, reader=sys.argv[3]
                             tables=("slot_snapshots",)))
 dt = time.perf_counter() - t0
 rows = r.tables["slot_snapshots"].rows_read
-print(json.dumps({"rows": rows, "seconds": dt, "files": r.files_written,
-                  "rss_self": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
-                  "rss_child": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}))
+hwm = next(int(x.split()[1]) for x in open("/proc/self/status") if x.startswith("VmHWM"))
+print(json.dumps({"rows": rows, "seconds": dt, "files": r.files_written, "hwm_kb": hwm}))
 """
 
 _PANDAS = """
-import json, resource, sys, time, warnings
+import json, sys, time, warnings
 import pandas as pd, pymysql
 from slotml.settings import DbUrl
 warnings.simplefilter("ignore")
@@ -157,19 +160,53 @@ conn = pymysql.connect(host=url.host, port=url.port, user=url.user, password=url
 df = pd.read_sql("SELECT * FROM slot_snapshots", conn)
 df.to_parquet(sys.argv[2], compression="zstd")
 dt = time.perf_counter() - t0
-print(json.dumps({"rows": len(df), "seconds": dt,
-                  "rss_self": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
-                  "rss_child": 0}))
+hwm = next(int(x.split()[1]) for x in open("/proc/self/status") if x.startswith("VmHWM"))
+print(json.dumps({"rows": len(df), "seconds": dt, "hwm_kb": hwm}))
 """
 
 
+def _tree_rss_kb(pid: int) -> int:
+    """Current RSS of pid and its descendants (0 once gone)."""
+    total, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            with open(f"/proc/{p}/status") as f:
+                total += next((int(x.split()[1]) for x in f if x.startswith("VmRSS")), 0)
+            for task in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{task}/children") as f:
+                    todo += [int(c) for c in f.read().split()]
+        except (OSError, ValueError):
+            continue
+    return total
+
+
 def _run(code: str, *args: str) -> dict:
-    env = dict(os.environ)
-    p = subprocess.run([sys.executable, "-c", textwrap.dedent(code), *args], capture_output=True,
-                       text=True, env=env, timeout=3600)
-    if p.returncode != 0:
-        raise RuntimeError(f"bench subprocess failed: {p.stderr[-2000:]}")
-    return json.loads(p.stdout.strip().splitlines()[-1])
+    """Run a bench side in its own process; add ``peak_mb`` (see the module docstring)."""
+    proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent(code), *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    peak = [0]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.wait(0.02):
+            peak[0] = max(peak[0], _tree_rss_kb(proc.pid))
+
+    th = threading.Thread(target=sample, daemon=True)
+    th.start()
+    try:
+        out, err = proc.communicate(timeout=3600)
+    finally:
+        done.set()
+        th.join()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    if proc.returncode != 0:
+        raise RuntimeError(f"bench subprocess failed: {err[-2000:]}")
+    res = json.loads(out.strip().splitlines()[-1])
+    res["peak_mb"] = max(res["hwm_kb"], peak[0]) / 1024
+    return res
 
 
 def run(quick: bool) -> list[Row]:
@@ -181,8 +218,8 @@ def run(quick: bool) -> list[Row]:
     assert ours["rows"] == n and base["rows"] == n, (ours, base)
     ours_rps = n / ours["seconds"]
     base_rps = n / base["seconds"]
-    ours_mb = (ours["rss_self"] + ours["rss_child"]) / 1024
-    base_mb = base["rss_self"] / 1024
+    ours_mb = ours["peak_mb"]
+    base_mb = base["peak_mb"]
     label = f"{n / 1e6:g}M snapshot rows"
     aim_note = " (at 5M; quick = smoke)" if quick else ""
     return [
