@@ -168,16 +168,37 @@ class Store(ABC):
     async def upsert_resolutions(self, rows: Sequence[Mapping[str, Any]]) -> int:
         """Fill-NULL upsert; returns how many rows were inserted or really changed."""
 
-    @abstractmethod
-    async def fetch_resolutions(self, *, symbol: str | None = None, window_s: int | None = None,
-                                slot_ts_min: int | None = None, slot_ts_max: int | None = None,
-                                unresolved_only: bool = False) -> list[dict[str, Any]]: ...
+    # Backend SQL dialect for the shared reads below: placeholder and identifier quote.
+    MARK: str = "?"
+    QUOTE: str = '"'
 
     @abstractmethod
+    async def _select(self, table: Table, where: str, params: list[Any], order: str
+                      ) -> list[dict[str, Any]]:
+        """SELECT every column of ``table`` with a WHERE suffix, as Python-typed dicts."""
+
+    def _order(self, *cols: str) -> str:
+        return ", ".join(f"{self.QUOTE}{c}{self.QUOTE}" for c in cols)
+
+    async def fetch_resolutions(self, *, symbol: str | None = None, window_s: int | None = None,
+                                slot_ts_min: int | None = None, slot_ts_max: int | None = None,
+                                unresolved_only: bool = False) -> list[dict[str, Any]]:
+        """Ordered by symbol, window_s, slot_ts."""
+        where, params = where_clause(symbol=symbol, window_s=window_s, slot_ts_min=slot_ts_min,
+                                     slot_ts_max=slot_ts_max, mark=self.MARK, quote=self.QUOTE)
+        if unresolved_only:
+            where += (" AND " if where else " WHERE ") + f"{self._order('resolved_up')} IS NULL"
+        return await self._select(RESOLUTIONS, where, params,
+                                  self._order("symbol", "window_s", "slot_ts"))
+
     async def fetch_snapshots(self, *, symbol: str | None = None, window_s: int | None = None,
                               slot_ts_min: int | None = None, slot_ts_max: int | None = None
                               ) -> list[dict[str, Any]]:
         """Ordered by symbol, window_s, slot_ts, tick_ms."""
+        where, params = where_clause(symbol=symbol, window_s=window_s, slot_ts_min=slot_ts_min,
+                                     slot_ts_max=slot_ts_max, mark=self.MARK, quote=self.QUOTE)
+        return await self._select(SNAPSHOTS, where, params,
+                                  self._order("symbol", "window_s", "slot_ts", "tick_ms"))
 
     @abstractmethod
     async def count(self, table: str) -> int: ...

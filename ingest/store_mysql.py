@@ -26,7 +26,6 @@ from slotml.ingest.store import (
     Store,
     StoreUnavailable,
     from_db,
-    where_clause,
 )
 from slotml.settings import DbUrl, mask_url
 
@@ -72,6 +71,9 @@ def _values(conn: aiomysql.Connection, chunk: list[dict[str, Any]], names: list[
 
 
 class MysqlStore(Store):
+    MARK = "%s"
+    QUOTE = "`"
+
     def __init__(self, url: DbUrl, connect_timeout: float = 5.0, op_timeout: float = 30.0,
                  pool_size: int = 4) -> None:
         if url.scheme != "mysql":
@@ -257,23 +259,6 @@ class MysqlStore(Store):
             return [from_db(table, names, r) for r in await cur.fetchall()]
 
         return await self._run(work, write=False)
-
-    async def fetch_resolutions(self, *, symbol: str | None = None, window_s: int | None = None,
-                                slot_ts_min: int | None = None, slot_ts_max: int | None = None,
-                                unresolved_only: bool = False) -> list[dict[str, Any]]:
-        where, params = where_clause(symbol=symbol, window_s=window_s, slot_ts_min=slot_ts_min,
-                                     slot_ts_max=slot_ts_max, mark="%s", quote="`")
-        if unresolved_only:
-            where += (" AND " if where else " WHERE ") + "`resolved_up` IS NULL"
-        return await self._select(RESOLUTIONS, where, params, "`symbol`, `window_s`, `slot_ts`")
-
-    async def fetch_snapshots(self, *, symbol: str | None = None, window_s: int | None = None,
-                              slot_ts_min: int | None = None, slot_ts_max: int | None = None
-                              ) -> list[dict[str, Any]]:
-        where, params = where_clause(symbol=symbol, window_s=window_s, slot_ts_min=slot_ts_min,
-                                     slot_ts_max=slot_ts_max, mark="%s", quote="`")
-        return await self._select(SNAPSHOTS, where, params,
-                                  "`symbol`, `window_s`, `slot_ts`, `tick_ms`")
 
     async def count(self, table: str) -> int:
         self._table(table)

@@ -26,7 +26,6 @@ from slotml.ingest.store import (
     Store,
     StoreUnavailable,
     from_db,
-    where_clause,
 )
 from slotml.settings import DbUrl
 
@@ -41,6 +40,9 @@ def _q(name: str) -> str:
 
 
 class SqliteStore(Store):
+    MARK = "?"
+    QUOTE = '"'
+
     def __init__(self, url: DbUrl, busy_timeout: float = 10.0) -> None:
         if url.scheme != "sqlite" or url.path is None:
             raise UserError(f"{url} is not a SQLite URL")
@@ -182,23 +184,6 @@ class SqliteStore(Store):
             return [from_db(table, names, r) for r in conn.execute(sql, params).fetchall()]
 
         return await self._call(work)
-
-    async def fetch_resolutions(self, *, symbol: str | None = None, window_s: int | None = None,
-                                slot_ts_min: int | None = None, slot_ts_max: int | None = None,
-                                unresolved_only: bool = False) -> list[dict[str, Any]]:
-        where, params = where_clause(symbol=symbol, window_s=window_s, slot_ts_min=slot_ts_min,
-                                     slot_ts_max=slot_ts_max, mark="?", quote='"')
-        if unresolved_only:
-            where += (" AND " if where else " WHERE ") + '"resolved_up" IS NULL'
-        return await self._select(RESOLUTIONS, where, params, '"symbol", "window_s", "slot_ts"')
-
-    async def fetch_snapshots(self, *, symbol: str | None = None, window_s: int | None = None,
-                              slot_ts_min: int | None = None, slot_ts_max: int | None = None
-                              ) -> list[dict[str, Any]]:
-        where, params = where_clause(symbol=symbol, window_s=window_s, slot_ts_min=slot_ts_min,
-                                     slot_ts_max=slot_ts_max, mark="?", quote='"')
-        return await self._select(SNAPSHOTS, where, params,
-                                  '"symbol", "window_s", "slot_ts", "tick_ms"')
 
     async def count(self, table: str) -> int:
         self._table(table)
