@@ -54,24 +54,11 @@ def normalize_outcome(outcome: str) -> str:
         raise ValueError(f"outcome must be 'Up' or 'Down', got {outcome!r}") from None
 
 
-def contract_feature_list() -> tuple[list[str] | None, str | None]:
-    """(feature names, contract version) of this version's feature contract.
+def contract_feature_list() -> tuple[list[str], str]:
+    """(feature names, contract version) of this version's feature contract (a pure module)."""
+    from slotml.features.contract import CONTRACT_VERSION, FEATURES
 
-    Imported lazily from ``slotml.features.contract`` (a pure module); ``(None, None)`` when the
-    contract is not available, in which case ``Scorer.load`` cannot check and says so.
-    """
-    try:
-        from slotml.features import contract
-    except ImportError:
-        return None, None
-    names = None
-    for attr in ("FEATURE_NAMES", "FEATURES", "NAMES"):
-        v = getattr(contract, attr, None)
-        if v:
-            names = [getattr(f, "name", f) for f in v]
-            break
-    version = getattr(contract, "CONTRACT_VERSION", None)
-    return names, (None if version is None else str(version))
+    return list(FEATURES), str(CONTRACT_VERSION)
 
 
 def resolve_model_path(path: str | os.PathLike[str]) -> Path:
@@ -162,8 +149,6 @@ def _load_state(source: Path, contract_features: Any, contract_version: Any) -> 
         names, version = contract_feature_list()
         if contract_features is _DEFAULT:
             contract_features = names
-            if names is None:
-                log.warning("features/contract.py not importable: model features NOT checked")
         if contract_version is _DEFAULT:
             contract_version = version
     try:
