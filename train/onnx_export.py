@@ -250,17 +250,8 @@ def run_batched(sess: Any, X: np.ndarray, outputs: list[str]) -> list[np.ndarray
 
 def raw_onnx_probabilities(raw: Any, X: np.ndarray) -> np.ndarray:
     """P(Up) of the exported (uncalibrated) booster, float32."""
-    sess = session(raw)
     prob = next(o.name for o in raw.graph.output if o.name != "label")
-    out = run_batched_2d(sess, X, prob)
-    return out[:, 1].astype(np.float32)
-
-
-def run_batched_2d(sess: Any, X: np.ndarray, output: str) -> np.ndarray:
-    X = np.ascontiguousarray(X, dtype=np.float32)
-    parts = [sess.run([output], {INPUT_NAME: X[i:i + CHECK_BATCH]})[0]
-             for i in range(0, len(X), CHECK_BATCH)]
-    return np.concatenate(parts) if parts else np.empty((0, 2), np.float32)
+    return run_batched(session(raw), X, [prob])[0].reshape(-1, 2)[:, 1].astype(np.float32)
 
 
 @dataclass
