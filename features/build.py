@@ -26,6 +26,9 @@ from slotml.features.contract import (
     FEATURES,
     KEYS,
     LABELS,
+    PREV_MEASURED,
+    PREV_OFFICIAL,
+    PREV_UNKNOWN,
     metadata,
 )
 
@@ -44,7 +47,12 @@ _MIN = "(CAST(15 AS DOUBLE) * ({ms}) / ({w} * 1000))"
 # lead_move_pct of contract.py, in the same IEEE order (NULL when a factor is missing)
 _LEAD = ("((CAST(1 AS DOUBLE) + r.dir_move_pct / 100) * r.chainlink_price "
          "/ nullif(r.chainlink_twap, 0) - 1) * 100")
-_LEFT = "(CAST(15 AS DOUBLE) - " + _MIN.format(ms="r.tick_ms - r.slot_ts * 1000", w="r.window_s") + ")"
+_INTO = _MIN.format(ms="r.tick_ms - r.slot_ts * 1000", w="r.window_s")
+_LEFT = "(CAST(15 AS DOUBLE) - " + _INTO + ")"
+# prev_up's two branches of contract.py: the official outcome, else the measured one, as known at D
+_PREV_OFFICIAL = "p.resolved_up IS NOT NULL AND p.resolved_at < r.decision_ms / CAST(1000 AS DOUBLE)"
+_PREV_MEASURED = ("p.final_price IS NOT NULL AND p.price_to_beat IS NOT NULL "
+                  "AND p.final_seen_at < r.decision_ms / CAST(1000 AS DOUBLE)")
 
 # One feature = one SQL expression over the decision row `r` (with the lookback row's
 # r.lb_tick / r.lb_move and the instant r.decision_ms), the running sums `f`, the previous
@@ -53,8 +61,8 @@ _FEATURE_SQL: dict[str, str] = {
     "dir_move_pct": "r.dir_move_pct",
     "abs_move_pct": "abs(r.dir_move_pct)",
     "spot_move_pct": "r.spot_move_pct",
-    "minutes_into": _MIN.format(ms="r.tick_ms - r.slot_ts * 1000", w="r.window_s"),
-    "minutes_left": "CAST(15 AS DOUBLE) - " + _MIN.format(ms="r.tick_ms - r.slot_ts * 1000", w="r.window_s"),
+    "minutes_into": _INTO,
+    "minutes_left": _LEFT,
     "bid_up": "r.bid_up",
     "ask_up": "r.ask_up",
     "bid_down": "r.bid_down",
@@ -69,10 +77,8 @@ _FEATURE_SQL: dict[str, str] = {
                      + _MIN.format(ms="nullif(r.tick_ms - r.lb_tick, 0)", w="r.window_s"),
     "realised_vol": "CASE WHEN f.last_mv_tick > f.first_mv_tick THEN sqrt(f.cum_sq / "
                     + _MIN.format(ms="f.last_mv_tick - f.first_mv_tick", w="r.window_s") + ") END",
-    "move_z": "CASE WHEN v.sigma > 0 AND (CAST(15 AS DOUBLE) - "
-              + _MIN.format(ms="r.tick_ms - r.slot_ts * 1000", w="r.window_s") + ") > 0 "
-              "THEN r.dir_move_pct / (v.sigma * sqrt(CAST(15 AS DOUBLE) - "
-              + _MIN.format(ms="r.tick_ms - r.slot_ts * 1000", w="r.window_s") + ")) END",
+    "move_z": "CASE WHEN v.sigma > 0 AND " + _LEFT + " > 0 "
+              "THEN r.dir_move_pct / (v.sigma * sqrt(" + _LEFT + ")) END",
     "lead_move_pct": _LEAD,
     "lead_move_z": "CASE WHEN v.sigma > 0 AND " + _LEFT + " > 0 "
                    "THEN " + _LEAD + " / (v.sigma * sqrt(" + _LEFT + ")) END",
@@ -80,14 +86,10 @@ _FEATURE_SQL: dict[str, str] = {
     "hour": "(r.tick_ms // 3600000) % 24",
     "weekday": "(r.tick_ms // 86400000 + 3) % 7",
     "asset": "a.code",
-    "prev_up": "CASE WHEN p.resolved_up IS NOT NULL AND p.resolved_at < r.decision_ms / CAST(1000 AS DOUBLE) "
-               "THEN CAST(p.resolved_up AS INTEGER) "
-               "WHEN p.final_price IS NOT NULL AND p.price_to_beat IS NOT NULL "
-               "AND p.final_seen_at < r.decision_ms / CAST(1000 AS DOUBLE) "
-               "THEN CAST(p.final_price >= p.price_to_beat AS INTEGER) END",
-    "prev_known_source": "CASE WHEN p.resolved_up IS NOT NULL AND p.resolved_at < r.decision_ms / CAST(1000 AS DOUBLE) THEN 2 "
-                         "WHEN p.final_price IS NOT NULL AND p.price_to_beat IS NOT NULL "
-                         "AND p.final_seen_at < r.decision_ms / CAST(1000 AS DOUBLE) THEN 1 ELSE 0 END",
+    "prev_up": f"CASE WHEN {_PREV_OFFICIAL} THEN CAST(p.resolved_up AS INTEGER) "
+               f"WHEN {_PREV_MEASURED} THEN CAST(p.final_price >= p.price_to_beat AS INTEGER) END",
+    "prev_known_source": f"CASE WHEN {_PREV_OFFICIAL} THEN {PREV_OFFICIAL} "
+                         f"WHEN {_PREV_MEASURED} THEN {PREV_MEASURED} ELSE {PREV_UNKNOWN} END",
 }
 assert tuple(_FEATURE_SQL) == FEATURES, "the SQL must define exactly the contract's features, in order"
 
