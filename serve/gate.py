@@ -238,7 +238,6 @@ class EntryGate:
         if self.scorer is None:
             d = self._manual(outcome, price, move_pct, minutes_into, min_order_size)
         else:
-            p_win = None
             pre = self._model_precheck(outcome, vector, fraction)
             if pre is None:
                 p_win = self.scorer.p_win(outcome, vector)

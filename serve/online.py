@@ -207,6 +207,7 @@ class WindowState:
         v = [NAN] * N_FEATURES
         m = NAN if move is None else move
         minutes_into = _minutes(tick - self.start_ms, self.window_s)
+        minutes_left = SCALE_MINUTES - minutes_into
         bid_up, ask_up = _f(_opt(row.get("bid_up"))), _f(_opt(row.get("ask_up")))
         bid_down, ask_down = _f(_opt(row.get("bid_down"))), _f(_opt(row.get("ask_down")))
         spread_up, spread_down = ask_up - bid_up, ask_down - bid_down
@@ -214,7 +215,7 @@ class WindowState:
         v[_I["abs_move_pct"]] = abs(m)
         v[_I["spot_move_pct"]] = _f(_opt(row.get("spot_move_pct")))
         v[_I["minutes_into"]] = minutes_into
-        v[_I["minutes_left"]] = SCALE_MINUTES - minutes_into
+        v[_I["minutes_left"]] = minutes_left
         v[_I["bid_up"]] = bid_up
         v[_I["ask_up"]] = ask_up
         v[_I["bid_down"]] = bid_down
@@ -225,7 +226,6 @@ class WindowState:
         v[_I["spread_ratio"]] = _ratio(spread_up, spread_down)
         v[_I["imbalance_up"]] = _imbalance(_opt(row.get("bid_size_up")), _opt(row.get("ask_size_up")))
         v[_I["imbalance_down"]] = _imbalance(_opt(row.get("bid_size_down")), _opt(row.get("ask_size_down")))
-        minutes_left = SCALE_MINUTES - minutes_into
         sigma = self.sigma
         v[_I["move_z"]] = (m / (sigma * math.sqrt(minutes_left))
                            if m == m and sigma == sigma and sigma > 0 and minutes_left > 0 else NAN)
@@ -281,10 +281,6 @@ class WindowState:
         out[_I["prev_known_source"]] = float(prev_src)
         return True
 
-    def fraction_at(self, decision_ms: int) -> float:
-        """Where ``decision_ms`` lies in the window, as a fraction (the model's decision points)."""
-        return (decision_ms - self.start_ms) / (self.window_s * 1000)
-
     def row_at(self, decision_ms: int) -> Mapping[str, Any] | None:
         i = self.row_index_at(decision_ms)
         return None if i < 0 else self.rows[i]
@@ -309,10 +305,6 @@ class OnlineFeatures:
         self.windows: dict[tuple[str, int, int], WindowState] = {}
         self.resolutions: dict[tuple[str, int, int], PrevResolution] = {}
         self._out = np.empty(N_FEATURES, dtype=np.float32)
-
-    @classmethod
-    def for_scorer(cls, scorer: Any, **kw: Any) -> OnlineFeatures:
-        return cls(scorer.stats, **kw)
 
     def set_stats(self, stats: Mapping[str, Any] | None) -> None:
         """New fitted statistics (after a model reload): rebuild the windows' derived parts."""
