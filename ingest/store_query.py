@@ -188,9 +188,8 @@ async def latest_slot(store: Store) -> tuple[int | None, float | None]:
     slot = raw[0][0] if raw else None
     if slot is None:
         return None, None
-    mark = "%s" if store.url.scheme == "mysql" else "?"
     raw = await store.execute(  # type: ignore[attr-defined]
-        f"SELECT MAX(captured_at) FROM {SNAPSHOTS.name} WHERE slot_ts = {mark}", [int(slot)])
+        f"SELECT MAX(captured_at) FROM {SNAPSHOTS.name} WHERE slot_ts = {store.MARK}", [int(slot)])
     cap = raw[0][0] if raw else None
     return int(slot), None if cap is None else float(cap)
 
