@@ -66,8 +66,7 @@ def reliability(y: np.ndarray, p: np.ndarray, bins: int = ECE_BINS) -> dict[str,
     """Per equal-width bin: rows, mean predicted, observed Up rate (None for empty bins)."""
     p = np.asarray(p, np.float64)
     y = np.asarray(y, np.float64)
-    idx = np.minimum((p * bins).astype(int), bins - 1)
-    idx = np.clip(idx, 0, bins - 1)
+    idx = np.clip((p * bins).astype(int), 0, bins - 1)
     count = np.bincount(idx, minlength=bins)
     sp = np.bincount(idx, weights=p, minlength=bins)
     sy = np.bincount(idx, weights=y, minlength=bins)
@@ -120,7 +119,7 @@ def book_probability(up_mid: np.ndarray | None, n: int) -> tuple[np.ndarray, int
 
 
 def filter_rule(y: np.ndarray, symbol: np.ndarray, slot_ts: np.ndarray, point: np.ndarray,
-                window_s: int, spot_move_pct: np.ndarray | None, p_model: np.ndarray,
+                spot_move_pct: np.ndarray | None, p_model: np.ndarray,
                 rule: FilterRule) -> dict[str, Any]:
     """The manual filters as a decision rule, one entry per window (the first passing point)."""
     out: dict[str, Any] = {"rule": asdict(rule)}
@@ -163,7 +162,7 @@ def _group(y: np.ndarray, preds: dict[str, np.ndarray], keys: np.ndarray) -> dic
 
 
 def evaluate(*, y: np.ndarray, p_model: np.ndarray, symbol: np.ndarray, slot_ts: np.ndarray,
-             point: np.ndarray, window_s: int, base_rate: float,
+             point: np.ndarray, base_rate: float,
              up_mid: np.ndarray | None = None, spot_move_pct: np.ndarray | None = None,
              oracle_p: np.ndarray | None = None, rule: FilterRule | None = None) -> dict[str, Any]:
     """The report's metrics dict (stored in the model file's ``metrics`` metadata)."""
@@ -191,6 +190,6 @@ def evaluate(*, y: np.ndarray, p_model: np.ndarray, symbol: np.ndarray, slot_ts:
             "model_same_rows": score(y[have], p_model[have]),
             "book_mid_same_rows": score(y[have], book[have]),
         }
-    out["manual_filters"] = filter_rule(y, symbol, slot_ts, point, window_s, spot_move_pct,
+    out["manual_filters"] = filter_rule(y, symbol, slot_ts, point, spot_move_pct,
                                         p_model, rule or FilterRule())
     return out

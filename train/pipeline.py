@@ -112,7 +112,7 @@ def dataset_from_arrow(table: Any, *, window_s: int, points: tuple[float, ...],
     def col(name: str, dtype: Any) -> np.ndarray:
         return np.asarray(table.column(name).to_numpy(zero_copy_only=False), dtype=dtype)[resolved]
 
-    X = np.column_stack([col(f, np.float32) for f in FEATURES]) if len(FEATURES) else None
+    X = np.column_stack([col(f, np.float32) for f in FEATURES])
     book = book_probability_from_quotes(
         col("bid_up", np.float64), col("ask_up", np.float64),
         col("bid_down", np.float64), col("ask_down", np.float64))
@@ -299,7 +299,7 @@ def _evaluation_summary(cfg: TrainConfig) -> dict[str, Any]:
             "evaluation_overall": m.get("overall"), "evaluation_oracle": m.get("oracle")}
 
 
-def _check_rows(split: Split, n: int) -> np.ndarray:
+def _check_rows(split: Split) -> np.ndarray:
     fit_idx = np.flatnonzero(split.fit.mask)
     step = max(1, len(fit_idx) // CHECK_FIT_ROWS)
     m = split.calibration.mask.copy()
@@ -331,7 +331,7 @@ def train_on_dataset(ds: TrainingSet, split: Split, cfg: TrainConfig,
     with stages("fit booster"):
         fr = fit_booster(ds.X[fit], ds.y[fit], ds.X[es], ds.y[es], cfg.params)
     with stages(f"export + {cfg.calibration} calibration + checks"):
-        check_mask = _check_rows(split, len(ds))
+        check_mask = _check_rows(split)
         ex = export_calibrated(fr.booster, ds.n_features, ds.X[cal], ds.y[cal], cfg.calibration,
                                ds.X[check_mask], cfg.prob_floor)
         log.info("export checks passed on %d rows: raw vs XGBoost %.2g, calibrated vs sklearn %.2g",
@@ -350,7 +350,7 @@ def train_on_dataset(ds: TrainingSet, split: Split, cfg: TrainConfig,
             oracle = load_oracle(cfg.oracle_path, ds, rows) if cfg.oracle_path else None
             metrics = M.evaluate(
                 y=y_test, p_model=p_test, symbol=ds.symbol[tm], slot_ts=ds.slot_ts[tm],
-                point=ds.point[tm], window_s=ds.window_s, base_rate=base_rate,
+                point=ds.point[tm], base_rate=base_rate,
                 up_mid=None if ds.up_mid is None else ds.up_mid[tm],
                 spot_move_pct=None if ds.spot_move_pct is None else ds.spot_move_pct[tm],
                 oracle_p=oracle, rule=cfg.filters,

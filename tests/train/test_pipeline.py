@@ -111,7 +111,7 @@ def test_metrics_definitions():
     # filters: first passing decision point per window, the side the move favours
     r = M.filter_rule(
         y=np.array([1, 1, 0, 0]), symbol=np.array(["BTC"] * 4), slot_ts=np.array([0, 0, 900, 900]),
-        point=np.array([1 / 3, 2 / 3, 1 / 3, 2 / 3]), window_s=900,
+        point=np.array([1 / 3, 2 / 3, 1 / 3, 2 / 3]),
         spot_move_pct=np.array([0.01, 0.2, -0.3, 0.3]), p_model=np.array([0.5, 0.9, 0.2, 0.7]),
         rule=M.FilterRule(0.05, 0.5, 5.0),
     )
