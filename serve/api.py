@@ -22,7 +22,6 @@ import io
 import json
 import logging
 import math
-import re
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -37,7 +36,9 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from slotml import __version__
+from slotml.errors import UserError
 from slotml.features.contract import DEFAULT_TOLERANCE, frac_ms
+from slotml.ingest.config import family_seconds
 from slotml.ingest.schema import SNAPSHOTS
 from slotml.ingest.store import Store, StoreUnavailable, open_store
 from slotml.ingest.store_query import (
@@ -56,10 +57,8 @@ DEFAULT_LIMIT = 1000
 MAX_LIMIT = 100_000
 MAX_EPOCH = 2**31 - 1  # slot_ts is a 32-bit INT in the store
 MAX_ID = 2**62
-MINUTE_FAMILY = "15m"  # minute= is defined on 15-minute windows
 PARQUET_TYPE = "application/vnd.apache.parquet"
 CSV_TYPE = "text/csv"
-_FAMILY = re.compile(r"^([1-9][0-9]{0,5})([ms])$")
 
 
 @dataclass(frozen=True)
@@ -111,14 +110,13 @@ def parse_time(param: str, text: str | None) -> int | None:
 
 
 def family_window(family: str | None) -> int | None:
-    """``15m`` -> 900, ``5s`` -> 5 (the venue's family names)."""
+    """``15m`` -> 900, ``5s`` -> 5 (the venue's family names, as ``slotml collect`` reads them)."""
     if family is None:
         return None
-    m = _FAMILY.match(family)
-    if not m:
-        raise invalid("family", "use a family name such as 15m, 5m or 5s", family)
-    n = int(m.group(1))
-    return n * 60 if m.group(2) == "m" else n
+    try:
+        return family_seconds(family)
+    except UserError:
+        raise invalid("family", "use a family name such as 15m, 5m or 5s", family) from None
 
 
 def encode_cursor(after: tuple[int, int]) -> str:
