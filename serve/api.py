@@ -371,28 +371,24 @@ def create_app(config: ApiConfig, store: Store | None = None) -> FastAPI:
     ) -> Any:
         import duckdb
 
-        from slotml.lake import connect
+        from slotml.lake.query import refresh
         from slotml.serve.slot_stats import summary_rows
 
         window_s = family_window(family)
         slot_from, slot_to = parse_time("from", from_), parse_time("to", to)
         if slot_from is not None and slot_to is not None and slot_to <= slot_from:
             raise invalid("to", "to must be after from", to)
+        con = duckdb.connect()
         try:
-            con = connect(config.lake_dir, threads=2)
-        except (duckdb.Error, OSError, ValueError) as e:
-            return JSONResponse({"detail": f"lake unavailable: {e}"}, status_code=503)
-        try:
-            from slotml.lake import read_manifest
-
+            con.execute("SET threads = 2")
+            manifest = refresh(con, config.lake_dir)  # the id below is the export the rows read
             rows = summary_rows(con, symbol=symbol.upper() if symbol else None,
                                 window_s=window_s, slot_from=slot_from, slot_to=slot_to)
-            mid = read_manifest(config.lake_dir).id
-        except (duckdb.Error, OSError) as e:  # a file deleted under us, a corrupt file
+        except (duckdb.Error, OSError, ValueError) as e:  # unreadable manifest, file gone, corrupt
             return JSONResponse({"detail": f"lake unavailable: {e}"}, status_code=503)
         finally:
             con.close()
-        return {"rows": rows, "lake_manifest_id": mid}
+        return {"rows": rows, "lake_manifest_id": manifest.id}
 
     @app.get("/health", response_model=Health,
              responses={503: {"model": Health, "description": "the store cannot be reached"}},
