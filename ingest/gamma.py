@@ -287,8 +287,6 @@ class HttpClient:
         self.backoff_max = backoff_max
         self.on_body = on_body
         self._session = None
-        self.last_server_date: float | None = None
-        self.clock_offset: float | None = None  # local - server (Date header), seconds
 
     async def start(self) -> None:
         import aiohttp

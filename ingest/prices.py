@@ -97,9 +97,6 @@ class PriceSource(ABC):
     @abstractmethod
     async def stop(self) -> None: ...
 
-    @abstractmethod
-    def status(self) -> dict[str, Any]: ...
-
 
 class PriceBook:
     """Observations of every (symbol, series), fed from decoded relay messages. Pure state,
@@ -228,7 +225,3 @@ class RtdsRelay(WsFeed, PriceSource):
 
     def at(self, symbol: str, series: str, ts_s: float) -> Observation | None:
         return self.prices.at(symbol, series, ts_s)
-
-    def status(self) -> dict[str, Any]:
-        return {"connected": self.connected, "reconnects": self.reconnects,
-                "last_message_at": self.last_message_at, "last_data_at": self.last_data_at}

@@ -70,7 +70,6 @@ class Spool:
         self.corrupt = 0  # lines skipped at open (torn by a kill / power loss)
         self.replay_rows = 0  # rows above the ack found at open
         self.drops: list[tuple[int, int, int]] = []  # (lo, hi, rows) not yet seen by the writer
-        self.dropped_total = 0
         self.write_errors = 0
         self.dirty = False  # written since the last fsync
         self._fd: int | None = None
@@ -206,13 +205,11 @@ class Spool:
     def _enforce_limit(self) -> None:
         while self.bytes > self.max_bytes and len(self.segments) > 1:
             seg = self._remove_oldest()
-            self._hint = None
             if seg.last is None or seg.last <= self.floor:
                 continue
             lo = max(seg.first or 0, self.floor + 1)
             rows = seg.last - lo + 1
             self.drops.append((lo, seg.last, rows))
-            self.dropped_total += rows
             self.floor = seg.last
 
     def _remove_oldest(self) -> _Segment:
