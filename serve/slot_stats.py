@@ -115,8 +115,7 @@ def snapshots_per_window(con: Any, window_s: int, slot_from: int | None = None,
     return rows(con, f"""
 WITH w AS (
   SELECT symbol, slot_ts, count(*) AS n FROM slot_snapshots
-  WHERE {where} AND tick_ms >= CAST(slot_ts AS BIGINT) * 1000
-    AND tick_ms < (CAST(slot_ts AS BIGINT) + window_s) * 1000
+  WHERE {where} AND {IN_WINDOW_SQL}
   GROUP BY symbol, slot_ts
 )
 SELECT {DAY_SQL.format(col="slot_ts")} AS day, symbol, count(*) AS windows,
