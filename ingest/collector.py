@@ -174,7 +174,8 @@ def build_row(cap: Capture, tick_ms: int, metrics: Metrics) -> dict[str, Any]:
 
 def window_row(win: Window, tick_ms: int, now: float, books: BookStore, prices: Any,
                clob_fresh: bool, stale_after: float, metrics: Metrics) -> dict[str, Any]:
-    """One window's snapshot row from the live state (shared by the daemon and rederive)."""
+    """One window's snapshot row from the state at ``now`` (rederive; the daemon splits it
+    into ``capture`` for all windows first, then ``build_row``)."""
     return build_row(capture(win, now, books, prices, clob_fresh, stale_after, metrics),
                      tick_ms, metrics)
 

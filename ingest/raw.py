@@ -1,12 +1,12 @@
 """Raw capture (``--raw-dir``): every websocket frame and REST body with its receipt time.
 
 Hourly gzip JSON lines, ``raw-YYYYMMDDHH.jsonl.gz``, one object per line:
-``{"t": receipt epoch s, "src": "clob" | "rtds" | "gamma:<url>" | "clob_rest:<url>" | "tick",
-"body": text}``. ``tick`` lines mark when each live snapshot was taken (``body`` =
-``{"tick_ms": .., "captured_at": ..}``) so ``slotml rederive`` can cut the replay at the same
-instants and reproduce the live rows exactly. Each hour's file is a series of gzip members
-(flushed every ``flush_s``), so a killed collector loses at most the last few seconds and the
-file stays readable up to there.
+``{"t": receipt epoch s, "src": "clob" | "rtds" | "clob:open" | "clob:close" | "rtds:open" |
+"rtds:close" | "gamma:<url>" | "clob:<url>" | "tick", "body": text}``. ``tick`` lines mark when
+each live snapshot was taken (``body`` = ``{"tick_ms": .., "captured": {"SYM:slot_ts": epoch s}}``)
+so ``slotml rederive`` can cut the replay at the same instants and reproduce the live rows
+exactly. Each hour's file is a series of gzip members (flushed every ``flush_s``), so a killed
+collector loses at most the last few seconds and the file stays readable up to there.
 """
 
 from __future__ import annotations
