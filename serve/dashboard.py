@@ -15,7 +15,6 @@ are also what the browser test reads back).
 
 from __future__ import annotations
 
-import math
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -199,7 +198,7 @@ FROM long GROUP BY ALL ORDER BY series DESC, slice DESC""", [t_to])
 # ------------------------------------------------------------------------------- launcher
 
 def streamlit_command(lake_dir: Path | str, model: str | None, *, host: str = "127.0.0.1",
-                      port: int = 8501, cache_dir: Path | str | None = None) -> list[str]:
+                      port: int = 8501) -> list[str]:
     """The command line that serves the dashboard (``slotml dashboard``; tests run the same)."""
     cmd = [sys.executable, "-m", "streamlit", "run", str(APP),
            "--server.address", host, "--server.port", str(int(port)),
@@ -208,13 +207,10 @@ def streamlit_command(lake_dir: Path | str, model: str | None, *, host: str = "1
            "--", "--lake-dir", str(lake_dir)]
     if model:
         cmd += ["--model", str(model)]
-    if cache_dir:
-        cmd += ["--cache-dir", str(cache_dir)]
     return cmd
 
 
-def warm_cache(lake_dir: Path | str, model: str | None,
-               cache_dir: Path | str | None = None) -> None:
+def warm_cache(lake_dir: Path | str, model: str | None) -> None:
     """Bring the per-date aggregate cache up to date before the first visit (a year's first
     build takes a while; afterwards only new or rewritten days are computed). Best effort: the
     page reads the lake itself if the cache cannot be written."""
@@ -223,7 +219,7 @@ def warm_cache(lake_dir: Path | str, model: str | None,
     from slotml.serve.dashboard_cache import DashboardCache
 
     log = logging.getLogger(__name__)
-    cache = DashboardCache(lake_dir, cache_dir)
+    cache = DashboardCache(lake_dir)
     try:
         st = cache.update()
     except Exception as e:  # noqa: BLE001 - best effort, logged
@@ -256,7 +252,3 @@ def run_streamlit(lake_dir: Path | str, model: str | None, *, host: str = "127.0
         except subprocess.TimeoutExpired:
             proc.kill()
             return 130
-
-
-def fmt_rate(x: float | None) -> str:
-    return "" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.3f}"
