@@ -682,11 +682,10 @@ async def run_collector(cfg: CollectorConfig) -> int:
 
 
 async def close_writer(writer: Any, timeout: float = 5.0) -> None:
-    """``writer.close()`` with a deadline: rows it could not commit stay in the spool (replayed
-    at the next start), so shutting down never hangs on the database."""
-    flushed = await writer.flush(timeout)
+    """``writer.close(timeout)`` with a hard deadline on top: rows it could not commit stay in
+    the spool (replayed at the next start), so shutting down never hangs on the database."""
     try:
-        await asyncio.wait_for(writer.close(0.5), 2.0)
+        await asyncio.wait_for(writer.close(timeout), timeout + 2.0)
     except TimeoutError:
-        log.warning("writer did not stop within 2 s (flushed: %s); rows not committed stay "
-                    "spooled for the next start", flushed)
+        log.warning("writer did not stop within %.0f s; rows not committed stay spooled for the "
+                    "next start", timeout + 2.0)
