@@ -28,8 +28,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from slotml.errors import UserError
 from slotml.ingest.schema import RESOLUTIONS, SNAPSHOTS
-from slotml.ingest.spool import Record, Spool
+from slotml.ingest.spool import Record, Spool, SpoolBusy
 from slotml.ingest.store import RowRejected, Store, StoreUnavailable, coerce_row
 
 log = logging.getLogger(__name__)
@@ -50,9 +51,8 @@ class DurableWriter:
         self._queue: collections.deque[Record] = collections.deque()
         self._wake = asyncio.Event()
         self._progress = asyncio.Event()
-        self._closed = asyncio.Event()
+        self._closed = asyncio.Event()  # close() was called: retry briskly, cut backoffs short
         self._task: asyncio.Task | None = None
-        self._closing = False
         self._stop = False
         self._inflight: tuple[int, int] | None = None
         self._inflight_dropped = 0
@@ -72,9 +72,6 @@ class DurableWriter:
         """Open the spool (replaying what a previous run left) and start the flusher."""
         if self._task is not None:
             return
-        from slotml.errors import UserError
-        from slotml.ingest.spool import SpoolBusy
-
         try:
             self.spool.open()
         except SpoolBusy as e:
@@ -111,7 +108,6 @@ class DurableWriter:
         """Flush what can be flushed within ``timeout`` s, then stop; the rest stays spooled."""
         if self._task is None:
             return
-        self._closing = True
         self._closed.set()
         self._wake.set()
         flushed = await self.flush(timeout)
@@ -235,7 +231,7 @@ class DurableWriter:
             if await self._commit(batch):
                 backoff = self.retry_min_s
             else:
-                if self._closing:  # close() is waiting: retry briskly, but do not spin
+                if self._closed.is_set():  # close() is waiting: retry briskly, but do not spin
                     await asyncio.sleep(min(backoff, self.retry_min_s))
                 else:
                     with contextlib.suppress(TimeoutError):  # close() cuts a long backoff short
