@@ -85,7 +85,6 @@ def _rng(seed: int, *keys: int) -> np.random.Generator:
 class _Coarse:
     days: int  # number of days covered from EPOCH
     b0: int  # first block kept (older blocks are dropped: bounded memory per asset)
-    x: np.ndarray  # regime per block
     var_s: np.ndarray  # total per-second variance per block
     logp: np.ndarray  # log price at each block start (len blocks + 1)
     dtot: np.ndarray  # diffusion total per block
@@ -148,8 +147,8 @@ class AssetPath:
         jtot = np.concatenate(gj) * sj * np.sqrt(njump)
         logp = np.log(p.p0) + np.concatenate([[0.0], np.cumsum(dtot + jtot)])
         b0 = max(0, (day_lo - 2) * BLOCKS_PER_DAY)
-        self._coarse = _Coarse(n_days, b0, x[b0:].copy(), var_s[b0:].copy(), logp[b0:].copy(),
-                               dtot[b0:].copy(), njump[b0:].copy(), jtot[b0:].copy())
+        self._coarse = _Coarse(n_days, b0, var_s[b0:].copy(), logp[b0:].copy(), dtot[b0:].copy(),
+                               njump[b0:].copy(), jtot[b0:].copy())
         return self._coarse
 
     def block_stats(self, t: int) -> tuple[float, float, float]:
@@ -166,12 +165,6 @@ class AssetPath:
         c = self._ensure_coarse(int(block.max()) // BLOCKS_PER_DAY, int(block.min()) // BLOCKS_PER_DAY)
         v = c.var_s[block - c.b0]
         return (1 - self.p.jump_share) * v, self.lam_s, self.p.jump_share * v / self.lam_s
-
-    def regime(self, t: int) -> float:
-        """The log-vol regime x of the block containing epoch second t."""
-        block = (int(t) - EPOCH) // BLOCK_S
-        c = self._ensure_coarse(block // BLOCKS_PER_DAY)
-        return float(c.x[block - c.b0])
 
     # ---- fine path --------------------------------------------------------------------------
     def _day_log(self, day: int) -> np.ndarray:
@@ -244,7 +237,3 @@ class PriceModel:
 
     def __getitem__(self, symbol: str) -> AssetPath:
         return self.paths[symbol.upper()]
-
-    def settlement(self, symbol: str, rule: str, t0: int, t1: int) -> np.ndarray:
-        p = self[symbol]
-        return p.twap(t0, t1) if rule == "twap60" else p.spot(t0, t1)

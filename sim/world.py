@@ -224,9 +224,6 @@ class World:
     def path(self, symbol: str) -> AssetPath:
         return self.prices[symbol]
 
-    def settlement(self, symbol: str, t0: int, t1: int, rule: str | None = None) -> np.ndarray:
-        return self.prices.settlement(symbol, rule or self.config.settlement, t0, t1)
-
     @cached_property
     def vbar(self) -> dict[str, float]:
         """Each asset's long-run variance per second (what the maker assumes)."""
