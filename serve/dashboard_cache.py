@@ -49,6 +49,7 @@ import pyarrow.parquet as pq
 
 from slotml.lake.manifest import FileEntry, Manifest, TableState, read_manifest
 from slotml.lake.query import view_sql
+from slotml.serve import slot_stats
 from slotml.serve.dashboard import MOVE_EDGES, bucket_case, bucket_labels, model_slices, reliability
 from slotml.serve.slot_stats import DAY_SQL, IN_WINDOW_SQL, rows
 
@@ -323,21 +324,17 @@ class DashboardCache:
         return gen
 
     # -- readers ----------------------------------------------------------------------------
-    def _con(self) -> tuple[Any, Path]:
+    @contextmanager
+    def connection(self) -> Iterator[Any]:
+        """A DuckDB connection with the current state's tables as views."""
         gen = self.generation()
         if gen is None:
             raise RuntimeError(f"no dashboard cache at {self.dir}: call update() first")
         con = duckdb.connect()
-        for name in TABLES:
-            path = str(gen / f"{name}.parquet").replace("'", "''")
-            con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet('{path}')")
-        return con, gen
-
-    @contextmanager
-    def connection(self) -> Iterator[Any]:
-        """A DuckDB connection with the current state's tables as views."""
-        con, _ = self._con()
         try:
+            for name in TABLES:
+                path = str(gen / f"{name}.parquet").replace("'", "''")
+                con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet('{path}')")
             yield con
         finally:
             con.close()
@@ -390,8 +387,6 @@ GROUP BY minute, bucket ORDER BY minute, bucket""", [symbol, window_s])
         with self.connection() as con:
             ticks = self._ticks(con, window_s)
         if ticks is None:
-            from slotml.serve import slot_stats
-
             return self._reference(lambda c: slot_stats.grid_interval_ms(c, window_s))
         return self._mode(*ticks)
 
@@ -410,8 +405,6 @@ GROUP BY ALL ORDER BY day, symbol""", [expected, expected, window_s])
 
     def collection_gaps(self, window_s: int, limit: int = 50) -> list[dict[str, Any]]:
         """= ``slot_stats.collection_gaps(con, window_s, limit=limit)``."""
-        from slotml.serve import slot_stats
-
         with self.connection() as con:
             ticks = self._ticks(con, window_s)
             if ticks is None:
@@ -446,8 +439,6 @@ FROM _gaps ORDER BY tick_ms - prev DESC, prev LIMIT ?""", [step, int(limit)])
                      ) -> list[dict[str, Any]]:
         """= ``slot_stats.feed_outages(con, window_s, min_ticks=.., limit=..)`` (runs that
         reach midnight are joined with the next date's first run of the same kind)."""
-        from slotml.serve import slot_stats
-
         with self.connection() as con:
             edges = con.execute("""
 SELECT symbol, date, first_tick, last_tick FROM outage_edges WHERE window_s = ?
