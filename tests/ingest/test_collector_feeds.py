@@ -182,7 +182,7 @@ async def test_rtds_unfiltered_subscribe_backfill_and_updates() -> None:
             await async_wait_for(lambda: relay.at("BTC", SPOT, 1788600388) is not None,
                                  what="spot")
             await async_wait_for(lambda: "PING" in v.received[0], what="PING")
-            assert relay.status()["connected"] is True
+            assert relay.connected is True
         finally:
             await relay.stop()
 
