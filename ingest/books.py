@@ -275,7 +275,7 @@ class BookStore:
             vb = float(c["best_bid"]) if c["best_bid"] not in (None, "", "0") else None
             va = float(c["best_ask"]) if c["best_ask"] not in (None, "", "0") else None
         except (TypeError, ValueError):
-            return
+            return False
         if (vb is not None and b.best_bid is not None and abs(vb - b.best_bid) > 1e-9) or \
                 (va is not None and b.best_ask is not None and abs(va - b.best_ask) > 1e-9):
             self.metrics.inc("top_mismatch", stream="clob")

@@ -223,12 +223,8 @@ def parse_market(event: dict, family: str, window_s: int) -> MarketInfo:
     if not cid:
         raise ParseError("no_condition_id", slug)
     fees = market.get("feeSchedule") if isinstance(market.get("feeSchedule"), dict) else {}
-    fees_enabled = market.get("feesEnabled")
-    if fees_enabled is False:
-        fee_rate, fee_exp, taker_only = 0.0, _num(fees.get("exponent")), fees.get("takerOnly")
-    else:
-        fee_rate, fee_exp, taker_only = (_num(fees.get("rate")), _num(fees.get("exponent")),
-                                         fees.get("takerOnly"))
+    fee_rate = 0.0 if market.get("feesEnabled") is False else _num(fees.get("rate"))
+    taker_only = fees.get("takerOnly")
     resolved_up, split = resolution_state(market)
     meta = event.get("eventMetadata") if isinstance(event.get("eventMetadata"), dict) else {}
     return MarketInfo(
@@ -245,7 +241,7 @@ def parse_market(event: dict, family: str, window_s: int) -> MarketInfo:
         tick_size=_num(market.get("orderPriceMinTickSize")),
         min_order_size=_num(market.get("orderMinSize")),
         fee_rate=fee_rate,
-        fee_exponent=fee_exp,
+        fee_exponent=_num(fees.get("exponent")),
         fee_taker_only=taker_only if isinstance(taker_only, bool) else None,
         closed=market.get("closed") is True,
         uma_status=str(market.get("umaResolutionStatus") or ""),

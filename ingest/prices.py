@@ -215,10 +215,7 @@ class RtdsRelay(WsFeed, PriceSource):
                       '{"topic": "crypto_prices_twap_sixty", "type": "*"}]}')
 
     def on_frame(self, text: str, recv_ts: float) -> bool:
-        s = text.strip()
-        if not s or s.upper() == "PONG":
-            return False
-        return self.prices.apply_frame(s, recv_ts)
+        return self.prices.apply_frame(text, recv_ts)  # PONG/empty: no events, no data
 
     def latest(self, symbol: str, series: str) -> Observation | None:
         return self.prices.latest(symbol, series)

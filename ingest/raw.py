@@ -133,8 +133,7 @@ class Replay:
                 self.books.apply_frame(s, t)
                 self.clob_last_data = t
         elif src == "rtds":
-            if body.strip() and body.strip().upper() != "PONG":
-                self.prices.apply_frame(body, t)
+            self.prices.apply_frame(body, t)
         elif src == "clob:open":
             self.books.invalidate_all()
             self.clob_connected, self.clob_last_data = True, t
