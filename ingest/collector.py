@@ -36,6 +36,7 @@ from slotml.ingest.gamma import (
     HttpClient,
     MarketInfo,
     ParseError,
+    candidate_starts,
     clob_winner,
     parse_market,
     slug_for,
@@ -347,8 +348,6 @@ class Collector:
 
     # ---------------------------------------------------------------- discovery
     async def discover_once(self) -> None:
-        from slotml.ingest.gamma import candidate_starts
-
         now = self.clock()
         starts = candidate_starts(now, self.cfg.window_s, self.cfg.lookahead)
         todo = [(sym, ts) for sym in self.cfg.symbols for ts in starts
@@ -448,8 +447,8 @@ class Collector:
         for cap in caps:
             self.writer.put_snapshot(build_row(cap, tick_ms, self.metrics))
         n = len(caps)
-        times = {f"{c.win.info.symbol}:{c.win.info.slot_ts}": c.at for c in caps}
         if self.raw is not None and n:
+            times = {f"{c.win.info.symbol}:{c.win.info.slot_ts}": c.at for c in caps}
             self.raw.write("tick", json.dumps({"tick_ms": tick_ms, "captured": times}),
                            captured_at)
         self.last_tick_ms = tick_ms
