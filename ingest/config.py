@@ -78,7 +78,7 @@ class CollectorConfig:
 
 def _env_or(value: str | None, key: str) -> str:
     env, default = ENV_URLS[key]
-    return (value or os.environ.get(env) or default).rstrip("/") if key.endswith("_url") else value
+    return (value or os.environ.get(env) or default).rstrip("/")
 
 
 def config_from_args(args) -> CollectorConfig:  # noqa: ANN001 - argparse.Namespace
@@ -107,7 +107,7 @@ def config_from_args(args) -> CollectorConfig:  # noqa: ANN001 - argparse.Namesp
         retry_limit=args.retry_limit,
         health_port=args.health_port,
         raw_dir=Path(args.raw_dir) if args.raw_dir else None,
-        lookahead_windows=getattr(args, "lookahead", None),
-        queue_max=getattr(args, "queue_max", 1000),
-        spool_max_mb=getattr(args, "spool_max_mb", 512.0),
+        lookahead_windows=args.lookahead,
+        queue_max=args.queue_max,
+        spool_max_mb=args.spool_max_mb,
     )
