@@ -40,6 +40,7 @@ from slotml.sim.config import SimConfig
 from slotml.sim.maker import maker_prob, quote_books
 from slotml.sim.oracle import known_sum, p_up
 from slotml.sim.prices import _rng, asset_key, twap_of
+from slotml.sim.render import FEE_SCHEDULE, MIN_ORDER_SIZE, TICK
 from slotml.sim.server import BOOK_LEAD_S
 from slotml.sim.world import World
 
@@ -213,8 +214,9 @@ def _one_symbol(world: World, sym: str, starts: np.ndarray, grid: np.ndarray, t_
         row: dict[str, Any] = {
             "symbol": sym, "window_s": w, "slot_ts": s, "end_ts": m.end, "slug": m.slug,
             "condition_id": m.condition_id, "up_token_id": m.up_token, "down_token_id": m.down_token,
-            "settlement": rule, "tick_size": 0.01, "min_order_size": 5.0, "fee_rate": 0.07,
-            "fee_exponent": 1.0, "fee_taker_only": True,
+            "settlement": rule, "tick_size": float(TICK), "min_order_size": float(MIN_ORDER_SIZE),
+            "fee_rate": float(FEE_SCHEDULE["rate"]), "fee_exponent": float(FEE_SCHEDULE["exponent"]),
+            "fee_taker_only": FEE_SCHEDULE["takerOnly"],
             "price_to_beat": float(p2b[k]), "spot_price_to_beat": float(spot[s - t0]),
         }
         seen = m.end + world.relay_delay(m.end)
