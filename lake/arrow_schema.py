@@ -12,7 +12,7 @@ import hashlib
 
 import pyarrow as pa
 
-from slotml.ingest.schema import TABLES, Column, Table
+from slotml.ingest.schema import Column, Table
 
 _ARROW = {
     "int": pa.int32(),
@@ -53,10 +53,6 @@ def fingerprint(table: Table) -> str:
     """Changes whenever a column, its kind or nullability changes."""
     text = ";".join(f"{c.name}:{c.kind}:{int(c.nullable)}" for c in table.columns)
     return hashlib.sha1(f"{table.name}|{text}".encode()).hexdigest()[:16]
-
-
-def table(name: str) -> Table:
-    return TABLES[name]
 
 
 # Doubles on the price grid have few distinct values per partition file: dictionary-encode them.

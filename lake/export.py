@@ -173,7 +173,6 @@ class _TableWriter:
         self.buffered = 0
         self.seq = 0
         self.superseded: list[FileEntry] = []  # old-manifest files replaced by this run
-        self.written: list[Path] = []
         self.stats = TableStats()
         self.pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="lake-write")
 
@@ -235,7 +234,6 @@ class _TableWriter:
     def _written(self, key: tuple[str, str], existing: list[FileEntry],
                  fut: Future[FileEntry]) -> None:
         entry = fut.result()
-        self.written.append(self.cfg.lake_dir / entry.path)
         self.stats.files_written += 1
         for f in existing:
             if f.path in self.old_paths:
@@ -314,13 +312,6 @@ def clear_leftovers(lake_dir: Path, manifest: Manifest, grace_s: float,
         p.unlink(missing_ok=True)
         deleted += 1
     return deleted, keep_pending
-
-
-def _sync_files(paths: list[Path]) -> None:
-    """Make the new files durable before the manifest names them (one sync(2), not one
-    fsync per file: a run writes thousands of small partition files)."""
-    if paths:
-        os.sync()
 
 
 def _prefetch(it: Iterator[pa.Table], depth: int = 1) -> Iterator[pa.Table]:
@@ -427,19 +418,19 @@ def run_export(cfg: ExportConfig, source: Source | None = None) -> ExportResult:
             source = open_source(cfg.db, cfg.reader)
         tables = dict(old.tables)
         superseded: list[FileEntry] = []
-        written: list[Path] = []
         try:
             for name in cfg.tables:
                 state, writer = _export_table(cfg, source, TABLES[name], run_id, old.tables.get(name))
                 tables[name] = state
                 superseded += writer.superseded
-                written += writer.written
                 result.tables[name] = writer.stats
         finally:
             if own_source:
                 source.close()
-        if cfg.fsync:
-            _sync_files(written)
+        if cfg.fsync and result.files_written:
+            # the new files durable before the manifest names them: one sync(2), not an fsync
+            # per file (a run writes thousands of small partition files)
+            os.sync()
         now = time.time()
         new = Manifest(id=run_id, created_at=now, tables=tables, source=str(cfg.db),
                        source_key=cfg.db.key(),
