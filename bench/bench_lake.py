@@ -5,9 +5,9 @@ memory figures are comparable and one does not inherit the other's heap. Peak RS
 process's own VmHWM (exact, per address space) or the sampled RSS of its process tree (the
 mariadb client, for the CLI reader), whichever is larger. Not ru_maxrss: Linux carries the
 parent's high-water mark into a forked child across exec (a child of a parent that once held
-2.4 GB reports 2.4 GB while using 10 MB), so it measured whatever the bench process had held. A reader-only comparison on a slice
-of the table records the alternatives the design chose between (client TSV, PyMySQL
-streaming, connectorx by id range when installed).
+2.4 GB reports 2.4 GB while using 10 MB), so it measured whatever the bench process had held.
+A reader-only comparison on a slice of the table records the alternatives the design chose
+between (connectorx by id range, client TSV, PyMySQL streaming).
 
 Data: one realistic day (4 assets x 96 windows x 30 ticks, with NULLs) inserted once, then
 doubled with INSERT ... SELECT shifted by whole days until N rows; kept between runs in
@@ -85,7 +85,7 @@ def _day_rows() -> list[tuple]:
 
 
 def prepare(n_rows: int) -> DbUrl:
-    """Make ``slotml_test_bench.slot_snapshots`` hold exactly n_rows (reused when it does)."""
+    """Make the bench database's ``slot_snapshots`` hold exactly n_rows (reused when it does)."""
     from slotml.ingest.schema import RESOLUTIONS, SNAPSHOTS
 
     url = bench_url(quick=n_rows < FULL_ROWS)
