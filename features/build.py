@@ -29,6 +29,7 @@ from slotml.features.contract import (
     PREV_MEASURED,
     PREV_OFFICIAL,
     PREV_UNKNOWN,
+    REGIME_WINDOWS,
     metadata,
 )
 
@@ -54,9 +55,14 @@ _PREV_OFFICIAL = "p.resolved_up IS NOT NULL AND p.resolved_at < r.decision_ms / 
 _PREV_MEASURED = ("p.final_price IS NOT NULL AND p.price_to_beat IS NOT NULL "
                   "AND p.final_seen_at < r.decision_ms / CAST(1000 AS DOUBLE)")
 
+# prev_vol_k of contract.py from the regime sums g.q_k (squared increments) / g.t_k (ms spanned)
+_REGIME = ("CASE WHEN v.sigma > 0 AND g.t_{k} > 0 THEN sqrt(g.q_{k} / "
+           + _MIN.format(ms="g.t_{k}", w="r.window_s") + ") / v.sigma END")
+
 # One feature = one SQL expression over the decision row `r` (with the lookback row's
-# r.lb_tick / r.lb_move and the instant r.decision_ms), the running sums `f`, the previous
-# window's resolution `p`, the asset's sigma `v` and its code `a`.
+# r.lb_tick / r.lb_move and the instant r.decision_ms), the running sums `f`, the earlier
+# windows' regime sums `g`, the previous window's resolution `p`, the asset's sigma `v` and its
+# code `a`.
 _FEATURE_SQL: dict[str, str] = {
     "dir_move_pct": "r.dir_move_pct",
     "abs_move_pct": "abs(r.dir_move_pct)",
@@ -82,6 +88,7 @@ _FEATURE_SQL: dict[str, str] = {
     "lead_move_pct": _LEAD,
     "lead_move_z": "CASE WHEN v.sigma > 0 AND " + _LEFT + " > 0 "
                    "THEN " + _LEAD + " / (v.sigma * sqrt(" + _LEFT + ")) END",
+    **{f"prev_vol_{k}": _REGIME.replace("{k}", str(k)) for k in REGIME_WINDOWS},
     "snapshot_count": "f.n_so_far",
     "hour": "(r.tick_ms // 3600000) % 24",
     "weekday": "(r.tick_ms // 86400000 + 3) % 7",
@@ -96,6 +103,8 @@ assert tuple(_FEATURE_SQL) == FEATURES, "the SQL must define exactly the contrac
 
 def _filters(window_s: int | None, symbols: Sequence[str] | None, slot_from: int | None,
              slot_to: int | None) -> tuple[str, dict[str, Any]]:
+    """The predicate on the snapshot rows read (``slot_from`` reaches back the windows
+    prev_vol_k pools; the output starts at ``$f_slot_from`` all the same) and its parameters."""
     where, params = ["tick_ms >= CAST(slot_ts AS BIGINT) * 1000"], {}
     if window_s is not None:
         where.append("window_s = $f_window_s")
@@ -103,9 +112,14 @@ def _filters(window_s: int | None, symbols: Sequence[str] | None, slot_from: int
     if symbols:
         where.append("list_contains($f_symbols, symbol)")
         params["f_symbols"] = [str(s) for s in symbols]
+    params["f_slot_from"] = None if slot_from is None else int(slot_from)
     if slot_from is not None:
-        where.append("slot_ts >= $f_slot_from")
-        params["f_slot_from"] = int(slot_from)
+        back = max(REGIME_WINDOWS)
+        if window_s is not None:  # a constant bound, so the lake's row-group statistics prune
+            params["f_read_from"] = int(slot_from) - back * int(window_s)
+            where.append("slot_ts >= $f_read_from")
+        else:
+            where.append(f"slot_ts + {back} * window_s >= $f_slot_from")
     if slot_to is not None:
         where.append("slot_ts < $f_slot_to")
         params["f_slot_to"] = int(slot_to)
@@ -115,7 +129,8 @@ def _filters(window_s: int | None, symbols: Sequence[str] | None, slot_from: int
 def training_set_sql(feature_type: str = "FLOAT", resolved_only: bool = False,
                      where: str = "TRUE") -> str:
     """The query. Named parameters: $points (DOUBLE[]), $tolerance, $lookback, $vol_symbols,
-    $vol_sigmas, $default_sigma, $asset_symbols, $asset_codes, plus those of ``where``.
+    $vol_sigmas, $default_sigma, $asset_symbols, $asset_codes, $f_slot_from (first window
+    start to output, NULL = all), plus those of ``where``.
 
     Cost model (4.2M rows, 2 cores): sorts dominate (window functions with frames and ASOF
     joins sort), so there are two, both of narrow rows on an integer window key: a ``lag``
@@ -127,6 +142,9 @@ def training_set_sql(feature_type: str = "FLOAT", resolved_only: bool = False,
         for name, expr in _FEATURE_SQL.items()
     )
     row_cols = ", ".join(_ROW_COLS)
+    regime_sums = ", ".join(
+        f"sum(c.q) FILTER (WHERE b.j <= {k}) AS q_{k}, sum(c.t) FILTER (WHERE b.j <= {k}) AS t_{k}"
+        for k in REGIME_WINDOWS)
     return f"""
 WITH src AS (
   SELECT symbol, window_s, CAST(slot_ts AS BIGINT) AS slot_ts, tick_ms, {row_cols}
@@ -154,7 +172,8 @@ pts AS (SELECT unnest(CAST($points AS DOUBLE[])) AS point),
 grid AS (
   SELECT w.wkey, w.window_s, pt.point,
     w.slot_ts * 1000 + {_MS.format(frac="pt.point", w="w.window_s")} AS decision_ms
-  FROM (SELECT DISTINCT wkey, window_s, slot_ts FROM rows) w CROSS JOIN pts pt
+  FROM (SELECT DISTINCT wkey, window_s, slot_ts FROM rows
+        WHERE $f_slot_from IS NULL OR slot_ts >= $f_slot_from) w CROSS JOIN pts pt
 ),
 -- sort 2: ONE ASOF join answers both lookups, the decision row (latest row at or before the
 -- decision instant D; never "nearest") and the lookback row (latest at or before D - lookback)
@@ -186,6 +205,21 @@ so_far AS (
     ON r.tick_ms <= r.slot_ts * 1000 + {_MS.format(frac="pt.point", w="r.window_s")}
   GROUP BY r.wkey, pt.point
 ),
+-- prev_vol_k: each window's closed rows (tick before its end) give Q (squared increments) and
+-- T (ms its non-missing moves span); window j back is wkey - j * window_s * 2^30
+closed AS (
+  SELECT wkey, window_s, coalesce(sum(d_move * d_move), 0) AS q,
+    coalesce(max(CASE WHEN dir_move_pct IS NOT NULL THEN tick_ms END)
+             - min(CASE WHEN dir_move_pct IS NOT NULL THEN tick_ms END), 0) AS t
+  FROM rows WHERE tick_ms < (slot_ts + window_s) * 1000 GROUP BY wkey, window_s
+),
+regime AS (
+  SELECT w.wkey, {regime_sums}
+  FROM (SELECT DISTINCT wkey, window_s FROM grid) w
+  CROSS JOIN range(1, {max(REGIME_WINDOWS) + 1}) b(j)
+  JOIN closed c ON c.wkey = w.wkey - b.j * w.window_s * 1073741824
+  GROUP BY w.wkey
+),
 -- the decision row's book and moves: a hash join on its unique key
 r AS (
   SELECT d.point, d.decision_ms, d.lb_move, d.lb_tick, s.*
@@ -205,6 +239,7 @@ SELECT
     CAST(c.final_price >= c.price_to_beat AS TINYINT) AS measured_up
 FROM r
 JOIN so_far f ON f.wkey = r.wkey AND f.point = r.point
+LEFT JOIN regime g ON g.wkey = r.wkey
 LEFT JOIN slot_resolutions p
   ON p.symbol = r.symbol AND p.window_s = r.window_s AND p.slot_ts = r.slot_ts - r.window_s
 LEFT JOIN slot_resolutions c

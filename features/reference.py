@@ -18,6 +18,7 @@ from slotml.features.contract import (
     PREV_MEASURED,
     PREV_OFFICIAL,
     PREV_UNKNOWN,
+    REGIME_WINDOWS,
     SCALE_MINUTES,
     frac_ms,
 )
@@ -48,12 +49,25 @@ def prev_outcome(prev: Mapping[str, Any] | None, decision_ms: int) -> tuple[floa
     return NAN, PREV_UNKNOWN
 
 
+def closed_totals(rows: Iterable[Mapping[str, Any]], window_s: int, slot_ts: int) -> tuple[float, float]:
+    """(Q, T) of prev_vol_k for one earlier window: squared increments of its non-missing moves
+    among its closed rows (start <= tick < end) and the scaled minutes those moves span."""
+    start, end = slot_ts * 1000, (slot_ts + window_s) * 1000
+    moves = sorted((x["tick_ms"], x["dir_move_pct"]) for x in rows
+                   if start <= x["tick_ms"] < end and x["dir_move_pct"] is not None)
+    if len(moves) < 2:
+        return 0.0, 0.0
+    q = sum((moves[i][1] - moves[i - 1][1]) ** 2 for i in range(1, len(moves)))
+    return q, _minutes(moves[-1][0] - moves[0][0], window_s)
+
+
 def features_at(
     rows_up_to_tick: Iterable[Mapping[str, Any]],
     prev_resolution: Mapping[str, Any] | None,
     decision_ms: int,
     stats: Mapping[str, Any] | None,
     *,
+    earlier_rows: Iterable[Mapping[str, Any]] = (),
     tolerance: float = DEFAULT_TOLERANCE,
     lookback: float = DEFAULT_LOOKBACK,
 ) -> dict[str, Any] | None:
@@ -63,6 +77,8 @@ def features_at(
     ``rows_up_to_tick``: that window's ``slot_snapshots`` rows as dicts (any order; rows after
     ``decision_ms`` or before the window start are ignored, so passing them is harmless).
     ``prev_resolution``: the previous window's ``slot_resolutions`` row (or None).
+    ``earlier_rows``: snapshot rows of earlier windows, for prev_vol_k (any rows may be passed:
+    only those of the same symbol and window_s, in the k windows before this one, are used).
     The result also carries ``tick_ms`` (the decision row's) under that key.
     """
     all_rows = list(rows_up_to_tick)
@@ -126,6 +142,21 @@ def features_at(
     if not math.isnan(lead) and not math.isnan(sigma) and sigma > 0 and minutes_left > 0:
         lead_z = lead / (sigma * math.sqrt(minutes_left))
 
+    # prev_vol_k: the closed rows of the k windows before this one
+    slot_ts = start // 1000
+    by_slot: dict[int, list[Mapping[str, Any]]] = {}
+    for x in earlier_rows:
+        if x["symbol"] == symbol and int(x["window_s"]) == window_s:
+            by_slot.setdefault(int(x["slot_ts"]), []).append(x)
+    regime: dict[str, float] = {}
+    for k in REGIME_WINDOWS:
+        q = t = 0.0
+        for j in range(1, k + 1):
+            dq, dt = closed_totals(by_slot.get(slot_ts - j * window_s, []), window_s, slot_ts - j * window_s)
+            q, t = q + dq, t + dt
+        ok = t > 0 and not math.isnan(sigma) and sigma > 0
+        regime[f"prev_vol_{k}"] = math.sqrt(q / t) / sigma if ok else NAN
+
     prev_up, prev_source = prev_outcome(prev_resolution, decision_ms)
     tick = r["tick_ms"]
     out = {
@@ -149,6 +180,7 @@ def features_at(
         "move_z": move_z,
         "lead_move_pct": lead,
         "lead_move_z": lead_z,
+        **regime,
         "snapshot_count": float(len(rows)),
         "hour": float((tick // 3_600_000) % 24),
         "weekday": float((tick // 86_400_000 + 3) % 7),

@@ -15,7 +15,7 @@ of numbers instead of recomputing the window.
 from __future__ import annotations
 
 import math
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +30,7 @@ from slotml.features.contract import (
     PREV_MEASURED,
     PREV_OFFICIAL,
     PREV_UNKNOWN,
+    REGIME_WINDOWS,
     SCALE_MINUTES,
     frac_ms,
 )
@@ -38,6 +39,7 @@ NAN = float("nan")
 N_FEATURES = len(FEATURES)
 IDX = {name: i for i, name in enumerate(FEATURES)}
 _I = IDX  # short alias for the hot paths below
+_REGIME_NAMES = tuple(f"prev_vol_{k}" for k in REGIME_WINDOWS)
 
 
 def _f(v: Any) -> float:
@@ -252,8 +254,11 @@ class WindowState:
             return -1
         return i
 
-    def fill(self, out: np.ndarray, decision_ms: int, prev: PrevResolution | None) -> bool:
-        """Write the vector at ``decision_ms`` into ``out`` (float32 [n]); False if no row."""
+    def fill(self, out: np.ndarray, decision_ms: int, prev: PrevResolution | None,
+             regime: tuple[float, ...] = (NAN,) * len(REGIME_WINDOWS)) -> bool:
+        """Write the vector at ``decision_ms`` into ``out`` (float32 [n]); False if no row.
+
+        ``regime``: prev_vol_k in REGIME_WINDOWS order (they read other windows: the caller's)."""
         i = self.row_index_at(decision_ms)
         if i < 0:
             return False
@@ -277,9 +282,19 @@ class WindowState:
         out[_I["move_velocity"]] = velocity
         out[_I["realised_vol"]] = vol
         out[_I["snapshot_count"]] = float(i + 1)
+        for name, value in zip(_REGIME_NAMES, regime, strict=True):
+            out[_I[name]] = value
         out[_I["prev_up"]] = prev_up
         out[_I["prev_known_source"]] = float(prev_src)
         return True
+
+    def closed_totals(self) -> tuple[float, float]:
+        """(Q, T) of prev_vol_k: squared move increments among the rows stamped before the
+        window's end and the scaled minutes their moves span (0, 0 with fewer than two)."""
+        i = bisect_left(self.ticks, self.start_ms + self.window_s * 1000) - 1
+        if i < 0 or self.n_moves[i] < 2:
+            return 0.0, 0.0
+        return self.cum_sq[i], _minutes(self.last_move_tick[i] - self.first_move_tick, self.window_s)
 
     def row_at(self, decision_ms: int) -> Mapping[str, Any] | None:
         i = self.row_index_at(decision_ms)
@@ -292,15 +307,23 @@ class OnlineFeatures:
     ``stats`` are the model's fitted statistics (``scorer.stats``); tolerance and lookback
     default to the contract's and may be overridden by ``stats["tolerance"]`` /
     ``stats["lookback"]`` when a model was trained with other values.
+
+    prev_vol_k reads the last ``max(REGIME_WINDOWS)`` windows' rows: a bot that starts mid-hour
+    should feed the store's recent rows first (``add_snapshot`` takes them in any order), else
+    those two features are NaN until the windows have passed live. ``keep_windows`` (windows
+    kept per symbol and family) must cover them plus the current and the next window.
     """
 
     def __init__(self, stats: Mapping[str, Any] | None = None, *, tolerance: float | None = None,
-                 lookback: float | None = None, keep_windows: int = 4) -> None:
+                 lookback: float | None = None, keep_windows: int = 6) -> None:
         self.stats = dict(stats or {})
         self.tolerance = float(tolerance if tolerance is not None
                                else self.stats.get("tolerance", DEFAULT_TOLERANCE))
         self.lookback = float(lookback if lookback is not None
                               else self.stats.get("lookback", DEFAULT_LOOKBACK))
+        if keep_windows < max(REGIME_WINDOWS) + 2:
+            raise ValueError(f"keep_windows must be at least {max(REGIME_WINDOWS) + 2} "
+                             "(prev_vol_k reads that many earlier windows)")
         self.keep_windows = keep_windows
         self.windows: dict[tuple[str, int, int], WindowState] = {}
         self.resolutions: dict[tuple[str, int, int], PrevResolution] = {}
@@ -356,7 +379,23 @@ class OnlineFeatures:
             return None
         buf = self._out if out is None else out
         prev = self.resolutions.get((symbol, int(window_s), int(slot_ts) - int(window_s)))
-        return buf if w.fill(buf, decision_ms, prev) else None
+        return buf if w.fill(buf, decision_ms, prev, self._regime(w)) else None
+
+    def _regime(self, w: WindowState) -> tuple[float, ...]:
+        """prev_vol_k of window ``w``: pooled closed totals of the k windows before it."""
+        sigma = w.sigma
+        if not sigma > 0:  # also NaN: no stats
+            return (NAN,) * len(REGIME_WINDOWS)
+        out: list[float] = []
+        q = t = 0.0
+        for j in range(1, max(REGIME_WINDOWS) + 1):
+            earlier = self.windows.get((w.symbol, w.window_s, w.slot_ts - j * w.window_s))
+            if earlier is not None:
+                dq, dt = earlier.closed_totals()
+                q, t = q + dq, t + dt
+            if j in REGIME_WINDOWS:
+                out.append(math.sqrt(q / t) / sigma if t > 0 else NAN)
+        return tuple(out)
 
 
 def vector_dict(vector: np.ndarray | None) -> dict[str, float | None]:

@@ -62,6 +62,14 @@ def synthetic_training_set(
     prev = np.full(nw, np.nan)
     same = np.r_[False, sym_w[1:] == sym_w[:-1]]
     prev[same] = y_w[np.flatnonzero(same) - 1]
+    # regime: the earlier windows' vol in units of the asset's norm (no extra RNG draws)
+    ratio = sigma_w / base_sigma
+    prev_vol = {k: np.full(nw, np.nan) for k in (1, 4)}
+    for i in range(nw):
+        back = [i - j for j in range(1, 5) if i - j >= 0 and sym_w[i - j] == sym_w[i]]
+        for k, out in prev_vol.items():
+            if back[:k]:
+                out[i] = float(np.sqrt(np.mean(ratio[back[:k]] ** 2)))
     cols = {
         "dir_move_pct": m,
         "abs_move_pct": np.abs(m),
@@ -78,6 +86,8 @@ def synthetic_training_set(
         "move_z": m / (sb * np.sqrt(left)),
         "lead_move_pct": m,  # the synthetic path has no TWAP lag (no extra RNG draws)
         "lead_move_z": m / (sb * np.sqrt(left)),
+        "prev_vol_1": prev_vol[1][wi],
+        "prev_vol_4": prev_vol[4][wi],
         "snapshot_count": np.floor(t * 2) + 1,
         "hour": ((tick_ms // 3_600_000) % 24).astype(float),
         "weekday": ((tick_ms // 86_400_000 + 3) % 7).astype(float),

@@ -65,9 +65,10 @@ def reference_set(con: duckdb.DuckDBPyConnection, points: tuple[float, ...], sta
     out: dict[tuple, dict[str, Any]] = {}
     for (sym, w, slot), rows in snaps.items():
         prev = res.get((sym, w, slot - w))
+        earlier = [x for j in range(1, 5) for x in snaps.get((sym, w, slot - j * w), [])]
         for p in points:
             d = slot * 1000 + frac_ms(p, w)
-            f = features_at(rows, prev, d, stats, **kw)
+            f = features_at(rows, prev, d, stats, earlier_rows=earlier, **kw)
             if f is not None:
                 out[(sym, w, slot, p)] = f
     return out

@@ -39,14 +39,15 @@ def _rand(rng: random.Random) -> float | None:
     return None if rng.random() < 0.2 else rng.uniform(-5, 5)
 
 
-def _mutate_future(snaps: pa.Table, res: pa.Table, p: float, seed: int) -> tuple[pa.Table, pa.Table]:
-    """Rewrite whatever became known after each window's decision instant for point p."""
+def _mutate_future(snaps: pa.Table, res: pa.Table, cut_ms: int, seed: int) -> tuple[pa.Table, pa.Table]:
+    """Rewrite whatever became known after instant ``cut_ms``, in every window (features of a
+    window read earlier windows' rows, so "the future" is one instant for the whole lake)."""
     rng = random.Random(seed)
+    cut_s = cut_ms / 1000.0
     out_snaps = []
     changed = 0
     for row in snaps.to_pylist():
-        d = _decision_ms(row["slot_ts"], row["window_s"], p)
-        if row["tick_ms"] <= d:
+        if row["tick_ms"] <= cut_ms:
             out_snaps.append(row)
             continue
         changed += 1
@@ -57,20 +58,18 @@ def _mutate_future(snaps: pa.Table, res: pa.Table, p: float, seed: int) -> tuple
         out_snaps.append(row)
         if rng.random() < 0.3:  # and new ones appear
             out_snaps.append({**row, "tick_ms": row["tick_ms"] + 7, "dir_move_pct": _rand(rng)})
-    assert changed > 100
+    assert changed > 20
     out_res = []
     for row in res.to_pylist():
-        # this row is the PREVIOUS window of slot_ts + window_s: its decision instant is the bar
-        d_s = _decision_ms(row["slot_ts"] + row["window_s"], row["window_s"], p) / 1000.0
         row["official_price_to_beat"] = _rand(rng)  # published long after: never known in time
         row["official_final_price"] = _rand(rng)
         row["prev_resolved_up"] = rng.choice([True, False, None])
-        if row["resolved_at"] is None or row["resolved_at"] >= d_s:
+        if row["resolved_at"] is None or row["resolved_at"] >= cut_s:
             row["resolved_up"] = rng.choice([True, False])
-            row["resolved_at"] = max(row["resolved_at"] or d_s, d_s) + rng.uniform(0, 500)
-        if row["final_seen_at"] is None or row["final_seen_at"] >= d_s:
+            row["resolved_at"] = max(row["resolved_at"] or cut_s, cut_s) + rng.uniform(0, 500)
+        if row["final_seen_at"] is None or row["final_seen_at"] >= cut_s:
             row["final_price"] = rng.uniform(0, 2e5)
-            row["final_seen_at"] = max(row["final_seen_at"] or d_s, d_s) + rng.uniform(0, 500)
+            row["final_seen_at"] = max(row["final_seen_at"] or cut_s, cut_s) + rng.uniform(0, 500)
         out_res.append(row)
     return (pa.Table.from_pylist(out_snaps, schema=snaps.schema),
             pa.Table.from_pylist(out_res, schema=res.schema))
@@ -98,12 +97,25 @@ def test_nothing_known_after_the_decision_moves_a_feature(p: float) -> None:
     load_into(con, snaps, res)
     stats = fit_stats(con)  # a parameter: the same for both builds
     base = _features(snaps, res, p, stats)
-    m_snaps, m_res = _mutate_future(snaps, res, p, seed=12)
-    after = _features(m_snaps, m_res, p, stats)
     assert len(base) > 60
-    assert _changed(base, after) == set()
-    # the labels (known after the decision) did change: the mutation was real
-    assert any(base[k]["resolved_up"] != after[k]["resolved_up"] for k in base)
+    # cuts at decision instants across both families: each compares every row decided by then
+    cuts = sorted({round(k[4] * 1000) for k in _decision_keys(base)})[1::3]
+    assert len(cuts) >= 6
+    labels_moved = 0
+    for i, cut in enumerate(cuts):
+        m_snaps, m_res = _mutate_future(snaps, res, cut, seed=12 + i)
+        after = _features(m_snaps, m_res, p, stats)
+        decided = {k for k, row in base.items() if round(row["decision_ts"] * 1000) <= cut}
+        assert any(round(base[k]["decision_ts"] * 1000) == cut for k in decided)
+        assert decided <= after.keys()
+        assert _changed({k: base[k] for k in decided}, {k: after[k] for k in decided}) == set(), cut
+        # the labels (known after the decision) did change: the mutation was real
+        labels_moved += sum(base[k]["resolved_up"] != after[k]["resolved_up"] for k in decided)
+    assert labels_moved > 0
+
+
+def _decision_keys(rows: dict) -> list[tuple]:
+    return [(*k, row["decision_ts"]) for k, row in rows.items()]
 
 
 def test_things_known_before_the_decision_do_move_features() -> None:
@@ -139,3 +151,31 @@ def test_things_known_before_the_decision_do_move_features() -> None:
             row["chainlink_price"] *= 1.001
     changed = _changed(base, _features(pa.Table.from_pylist(srows, schema=snaps.schema), res, p, stats))
     assert changed == {"lead_move_pct", "lead_move_z"}
+
+
+def test_earlier_windows_closed_rows_move_only_the_regime_features() -> None:
+    """A window's rows after its own decision instant but before its end are known to the next
+    windows' decisions: changing them moves prev_vol_k of later windows and nothing else."""
+    p = DEFAULT_POINTS[1]
+    snaps, res = _tables(seed=31)
+    stats = {"move_vol_per_min": {}, "default_move_vol_per_min": 0.05}
+    base = _features(snaps, res, p, stats)
+    srows = snaps.to_pylist()
+    moved = 0
+    for row in srows:
+        end_ms = (row["slot_ts"] + row["window_s"]) * 1000
+        if _decision_ms(row["slot_ts"], row["window_s"], p) < row["tick_ms"] < end_ms \
+                and row["dir_move_pct"] is not None:
+            row["dir_move_pct"] *= 3
+            moved += 1
+    assert moved > 20
+    changed = _changed(base, _features(pa.Table.from_pylist(srows, schema=snaps.schema), res, p, stats))
+    assert changed == {"prev_vol_1", "prev_vol_4"}
+    # rows stamped at or after a window's end are not its closed rows: they move nothing
+    srows = snaps.to_pylist()
+    late = [{**row, "tick_ms": (row["slot_ts"] + row["window_s"]) * 1000 + 5, "dir_move_pct": 99.0}
+            for row in srows if row["tick_ms"] == max(r["tick_ms"] for r in srows
+                                                       if r["slot_ts"] == row["slot_ts"])]
+    assert late
+    changed = _changed(base, _features(pa.Table.from_pylist(srows + late, schema=snaps.schema), res, p, stats))
+    assert changed == set()

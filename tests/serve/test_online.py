@@ -74,7 +74,7 @@ def _assert_same(got: np.ndarray | None, want: dict | None, ctx: str) -> None:
 @pytest.mark.parametrize("seed", range(6))
 def test_parity_with_reference_on_random_windows(seed: int) -> None:
     rng = random.Random(seed)
-    checked = 0
+    checked = regime_seen = 0
     for k in range(40):
         symbol = rng.choice(["BTC", "ETH", "SOL", "DOGE"])
         window_s = rng.choice([900, 900, 9, 15])
@@ -85,15 +85,20 @@ def test_parity_with_reference_on_random_windows(seed: int) -> None:
         instants += [start + rng.randrange(0, window_s * 1000) for _ in range(6)]
         prev = random_prev(rng, symbol, window_s, slot_ts, slot_ts + rng.uniform(0, window_s))
         stats = STATS if rng.random() > 0.2 else None
+        # earlier windows (some absent) for prev_vol_k, fed before this one as a live bot would
+        earlier = [x for j in range(1, 6) if rng.random() > 0.25
+                   for x in random_window(rng, symbol, window_s, slot_ts - j * window_s)]
         online = OnlineFeatures(stats)
         if prev is not None:
             online.add_resolution(prev)
+        for row in earlier:
+            online.add_snapshot(row)
         # live order: feed rows one by one, ask at each instant once its rows are in
         pending = sorted(instants)
         for row in rows:
             while pending and pending[0] < row["tick_ms"]:
                 d = pending.pop(0)
-                want = reference.features_at(rows, prev, d, stats)
+                want = reference.features_at(rows, prev, d, stats, earlier_rows=earlier)
                 _assert_same(online.vector_at(symbol, window_s, slot_ts, d), want, f"live {seed}/{k}@{d}")
                 checked += 1
             online.add_snapshot(row)
@@ -101,14 +106,16 @@ def test_parity_with_reference_on_random_windows(seed: int) -> None:
         shuffled = OnlineFeatures(stats)
         if prev is not None:
             shuffled.add_resolution(prev)
-        for row in rng.sample(rows, len(rows)):
+        for row in rng.sample(rows + earlier, len(rows) + len(earlier)):
             shuffled.add_snapshot(row)
         for d in instants:
-            want = reference.features_at(rows, prev, d, stats)
+            want = reference.features_at(rows, prev, d, stats, earlier_rows=earlier)
             _assert_same(shuffled.vector_at(symbol, window_s, slot_ts, d), want, f"replay {seed}/{k}@{d}")
+            regime_seen += want is not None and not math.isnan(want["prev_vol_4"])
             _assert_same(online.vector_at(symbol, window_s, slot_ts, d), want, f"after {seed}/{k}@{d}")
             checked += 1
     assert checked > 300
+    assert regime_seen > 100  # prev_vol_k really computed (not always NaN)
 
 
 def test_prev_outcome_known_only_after_it_was_seen() -> None:
@@ -139,8 +146,10 @@ def test_rows_outside_tolerance_and_before_start() -> None:
 
 
 def test_pruning_keeps_recent_windows() -> None:
-    online = OnlineFeatures(keep_windows=2)
-    for k in range(6):
+    online = OnlineFeatures(keep_windows=6)
+    for k in range(10):
         online.window("BTC", 900, k * 900)
         online.add_resolution({"symbol": "BTC", "window_s": 900, "slot_ts": k * 900, "resolved_up": 1})
-    assert sorted(s for (_, _, s) in online.windows) == [2700, 3600, 4500]
+    assert sorted(s for (_, _, s) in online.windows) == [k * 900 for k in range(3, 10)]
+    with pytest.raises(ValueError, match="keep_windows must be at least 6"):
+        OnlineFeatures(keep_windows=4)  # prev_vol_4 of the current window needs 4 earlier ones
