@@ -29,6 +29,7 @@ from slotml.features.contract import (
     PREV_MEASURED,
     PREV_OFFICIAL,
     PREV_UNKNOWN,
+    PRIOR_MINUTES,
     REGIME_WINDOWS,
     metadata,
 )
@@ -59,6 +60,29 @@ _PREV_MEASURED = ("p.final_price IS NOT NULL AND p.price_to_beat IS NOT NULL "
 _REGIME = ("CASE WHEN v.sigma > 0 AND g.t_{k} > 0 THEN sqrt(g.q_{k} / "
            + _MIN.format(ms="g.t_{k}", w="r.window_s") + ") / v.sigma END")
 
+# realised_vol's sums over the rows so far (0, 0 with fewer than two moves)
+_HAS_CUR = "f.last_mv_tick > f.first_mv_tick"
+_VOL = ("CASE WHEN " + _HAS_CUR + " THEN sqrt(f.cum_sq / "
+        + _MIN.format(ms="f.last_mv_tick - f.first_mv_tick", w="r.window_s") + ") END")
+_K = max(REGIME_WINDOWS)
+_HAS_PRIOR = f"g.t_{_K} > 0"
+# lead_blend_z's b: sqrt((Q + P * V4^2) / (T + P)), the P terms only when V4 is known
+_BLEND = (
+    "sqrt((CASE WHEN " + _HAS_CUR + " THEN f.cum_sq ELSE 0 END"
+    f" + CASE WHEN {_HAS_PRIOR} THEN {PRIOR_MINUTES!r} * (g.q_{_K} / "
+    + _MIN.format(ms=f"g.t_{_K}", w="r.window_s") + ") ELSE 0 END)"
+    " / nullif(CASE WHEN " + _HAS_CUR + " THEN "
+    + _MIN.format(ms="f.last_mv_tick - f.first_mv_tick", w="r.window_s") + " ELSE 0 END"
+    f" + CASE WHEN {_HAS_PRIOR} THEN {PRIOR_MINUTES!r} ELSE 0 END, 0))"
+)
+
+
+def _lead_over(vol: str) -> str:
+    """lead_move_pct in units of the volatility ``vol`` expected over the time left."""
+    return (f"CASE WHEN ({vol}) > 0 AND {_LEFT} > 0 "
+            f"THEN {_LEAD} / (({vol}) * sqrt({_LEFT})) END")
+
+
 # One feature = one SQL expression over the decision row `r` (with the lookback row's
 # r.lb_tick / r.lb_move and the instant r.decision_ms), the running sums `f`, the earlier
 # windows' regime sums `g`, the previous window's resolution `p`, the asset's sigma `v` and its
@@ -81,14 +105,15 @@ _FEATURE_SQL: dict[str, str] = {
     "imbalance_down": "(r.bid_size_down - r.ask_size_down) / nullif(r.bid_size_down + r.ask_size_down, 0)",
     "move_velocity": "(r.dir_move_pct - r.lb_move) / "
                      + _MIN.format(ms="nullif(r.tick_ms - r.lb_tick, 0)", w="r.window_s"),
-    "realised_vol": "CASE WHEN f.last_mv_tick > f.first_mv_tick THEN sqrt(f.cum_sq / "
-                    + _MIN.format(ms="f.last_mv_tick - f.first_mv_tick", w="r.window_s") + ") END",
+    "realised_vol": _VOL,
     "move_z": "CASE WHEN v.sigma > 0 AND " + _LEFT + " > 0 "
               "THEN r.dir_move_pct / (v.sigma * sqrt(" + _LEFT + ")) END",
     "lead_move_pct": _LEAD,
     "lead_move_z": "CASE WHEN v.sigma > 0 AND " + _LEFT + " > 0 "
                    "THEN " + _LEAD + " / (v.sigma * sqrt(" + _LEFT + ")) END",
     **{f"prev_vol_{k}": _REGIME.replace("{k}", str(k)) for k in REGIME_WINDOWS},
+    "lead_rv_z": _lead_over(_VOL),
+    "lead_blend_z": _lead_over(_BLEND),
     "snapshot_count": "f.n_so_far",
     "hour": "(r.tick_ms // 3600000) % 24",
     "weekday": "(r.tick_ms // 86400000 + 3) % 7",

@@ -72,11 +72,22 @@ Features (all float32 in this order; NaN = missing; r = decision row):
                      T_j = minutes(t_last - t_first) of those moves (Q_j = T_j = 0 with fewer
                      than two). ``prev_vol_k = sqrt(sum Q_j / sum T_j) / sigma`` (sigma as for
                      move_z): realised_vol's estimator over the last k windows, in units of the
-                     fitted norm. Volatility clusters (the sim's regimes, real hourly vol): the
-                     book prices the move with today's vol, the oracle knows the regime, and
-                     these two features closed a further third of the Brier gap on the sim.
-                     NaN if sum T_j == 0 (no earlier window, or none with two moves), no stats
-                     or sigma <= 0.
+                     fitted norm. Volatility clusters (the sim's regimes, real hourly vol), and
+                     the oracle knows the regime exactly. NaN if sum T_j == 0 (no earlier
+                     window, or none with two moves), no stats or sigma <= 0.
+``lead_rv_z``        lead_move_pct / (realised_vol * sqrt(minutes_left)): the lead move in units
+                     of the window's OWN volatility so far (a tree cannot divide two inputs;
+                     the outcome hinges on this ratio). NaN if either is missing,
+                     realised_vol <= 0 or minutes_left <= 0. Needs no fitted statistic.
+``lead_blend_z``     lead_move_pct / (b * sqrt(minutes_left)) with the blended volatility
+                     ``b = sqrt((Q + P * V4^2) / (T + P))``: Q and T are realised_vol's sums over
+                     the rows so far (squared increments, minutes(t_k - t_1); both 0 if k < 2),
+                     V4 = sqrt(sum Q_j / sum T_j) is prev_vol_4 before the division by sigma,
+                     and ``P = PRIOR_MINUTES`` (15): the earlier windows count as one window's
+                     worth of evidence, so early in a window b leans on the regime and late in
+                     it on the window itself. Without V4 (sum T_j == 0) the P terms drop out
+                     (b = realised_vol). NaN if lead_move_pct is missing, the denominator is 0,
+                     b <= 0 or minutes_left <= 0. Needs no fitted statistic.
 ``snapshot_count``   number of rows so far (including r).
 ``hour``             UTC hour of r.tick_ms: (tick_ms // 3_600_000) % 24.
 ``weekday``          UTC weekday of r.tick_ms, 0 = Monday: (tick_ms // 86_400_000 + 3) % 7
@@ -103,7 +114,7 @@ from __future__ import annotations
 import math
 from fractions import Fraction
 
-CONTRACT_VERSION = 3  # 2: lead_move_pct, lead_move_z; 3: prev_vol_1, prev_vol_4
+CONTRACT_VERSION = 3  # 2: lead_move_pct, lead_move_z; 3: prev_vol_1/_4, lead_rv_z, lead_blend_z
 
 FEATURES: tuple[str, ...] = (
     "dir_move_pct",
@@ -128,6 +139,8 @@ FEATURES: tuple[str, ...] = (
     "lead_move_z",
     "prev_vol_1",
     "prev_vol_4",
+    "lead_rv_z",
+    "lead_blend_z",
     "snapshot_count",
     "hour",
     "weekday",
@@ -147,6 +160,7 @@ DEFAULT_POINTS: tuple[float, ...] = (5 / 15, 7 / 15, 10 / 15)
 DEFAULT_TOLERANCE = 1 / 15  # of the window: the decision row may be at most this old
 DEFAULT_LOOKBACK = 2 / 15  # of the window: move_velocity's lookback
 REGIME_WINDOWS: tuple[int, ...] = (1, 4)  # prev_vol_k: how many earlier windows each one pools
+PRIOR_MINUTES = 15.0  # lead_blend_z: the weight (scaled minutes) of the earlier windows' vol
 SCALE_MINUTES = 15.0  # a window is 15 scaled minutes long
 
 PREV_OFFICIAL, PREV_MEASURED, PREV_UNKNOWN = 2, 1, 0

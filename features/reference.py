@@ -18,6 +18,7 @@ from slotml.features.contract import (
     PREV_MEASURED,
     PREV_OFFICIAL,
     PREV_UNKNOWN,
+    PRIOR_MINUTES,
     REGIME_WINDOWS,
     SCALE_MINUTES,
     frac_ms,
@@ -122,9 +123,11 @@ def features_at(
     # realised_vol over the non-missing moves so far
     moves = [(x["tick_ms"], x["dir_move_pct"]) for x in rows if x["dir_move_pct"] is not None]
     vol = NAN
+    q_cur = t_cur = 0.0  # realised_vol's sums (lead_blend_z reuses them)
     if len(moves) >= 2:
-        sq = sum((moves[i][1] - moves[i - 1][1]) ** 2 for i in range(1, len(moves)))
-        vol = math.sqrt(sq / _minutes(moves[-1][0] - moves[0][0], window_s))
+        q_cur = sum((moves[i][1] - moves[i - 1][1]) ** 2 for i in range(1, len(moves)))
+        t_cur = _minutes(moves[-1][0] - moves[0][0], window_s)
+        vol = math.sqrt(q_cur / t_cur)
 
     sigma = NAN
     if stats:
@@ -149,6 +152,7 @@ def features_at(
         if x["symbol"] == symbol and int(x["window_s"]) == window_s:
             by_slot.setdefault(int(x["slot_ts"]), []).append(x)
     regime: dict[str, float] = {}
+    v4_sq = NAN  # the largest k's pooled vol, squared (lead_blend_z's prior)
     for k in REGIME_WINDOWS:
         q = t = 0.0
         for j in range(1, k + 1):
@@ -156,6 +160,16 @@ def features_at(
             q, t = q + dq, t + dt
         ok = t > 0 and not math.isnan(sigma) and sigma > 0
         regime[f"prev_vol_{k}"] = math.sqrt(q / t) / sigma if ok else NAN
+        v4_sq = q / t if t > 0 else NAN
+
+    def lead_over(v: float) -> float:
+        ok = not math.isnan(lead) and not math.isnan(v) and v > 0 and minutes_left > 0
+        return lead / (v * math.sqrt(minutes_left)) if ok else NAN
+
+    prior_q, prior_t = (0.0, 0.0) if math.isnan(v4_sq) else (PRIOR_MINUTES * v4_sq, PRIOR_MINUTES)
+    blend = math.sqrt((q_cur + prior_q) / (t_cur + prior_t)) if t_cur + prior_t > 0 else NAN
+    regime["lead_rv_z"] = lead_over(vol)
+    regime["lead_blend_z"] = lead_over(blend)
 
     prev_up, prev_source = prev_outcome(prev_resolution, decision_ms)
     tick = r["tick_ms"]

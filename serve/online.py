@@ -30,6 +30,7 @@ from slotml.features.contract import (
     PREV_MEASURED,
     PREV_OFFICIAL,
     PREV_UNKNOWN,
+    PRIOR_MINUTES,
     REGIME_WINDOWS,
     SCALE_MINUTES,
     frac_ms,
@@ -40,6 +41,7 @@ N_FEATURES = len(FEATURES)
 IDX = {name: i for i, name in enumerate(FEATURES)}
 _I = IDX  # short alias for the hot paths below
 _REGIME_NAMES = tuple(f"prev_vol_{k}" for k in REGIME_WINDOWS)
+_NO_REGIME = ((0.0, 0.0),) * len(REGIME_WINDOWS)
 
 
 def _f(v: Any) -> float:
@@ -120,7 +122,7 @@ class WindowState:
     __slots__ = (
         "symbol", "window_s", "slot_ts", "start_ms", "tol_ms", "lb_ms", "sigma", "asset",
         "ticks", "static", "moves", "cum_sq", "n_moves", "last_move_tick", "first_move_tick",
-        "rows",
+        "rows", "leads",
     )
 
     def __init__(self, symbol: str, window_s: int, slot_ts: int,
@@ -145,6 +147,7 @@ class WindowState:
         self.last_move_tick: list[int] = []  # tick of the last non-missing move among rows 0..i
         self.first_move_tick: int | None = None
         self.rows: list[Mapping[str, Any]] = []
+        self.leads: list[float] = []  # per row: lead_move_pct in float64 (the z features divide it)
 
     def __len__(self) -> int:
         return len(self.ticks)
@@ -186,7 +189,9 @@ class WindowState:
         self.cum_sq.append(cum)
         self.n_moves.append(n)
         self.last_move_tick.append(last_tick)
-        self.static.append(self._static(row, tick, move))
+        static, lead = self._static(row, tick, move)
+        self.static.append(static)
+        self.leads.append(lead)
         self.rows.append(row)
 
     def _last_move_value(self) -> float:
@@ -199,13 +204,14 @@ class WindowState:
         tick = int(row["tick_ms"])
         rows = [r for r, t in zip(self.rows, self.ticks, strict=True) if t != tick] + [row]
         rows.sort(key=lambda r: int(r["tick_ms"]))
-        for name in ("ticks", "static", "moves", "cum_sq", "n_moves", "last_move_tick", "rows"):
+        for name in ("ticks", "static", "moves", "cum_sq", "n_moves", "last_move_tick", "rows", "leads"):
             setattr(self, name, [])
         self.first_move_tick = None
         for r in rows:
             self._append(r, int(r["tick_ms"]))
 
-    def _static(self, row: Mapping[str, Any], tick: int, move: float | None) -> np.ndarray:
+    def _static(self, row: Mapping[str, Any], tick: int, move: float | None) -> tuple[np.ndarray, float]:
+        """(the row-only features as float32, lead_move_pct in float64)."""
         v = [NAN] * N_FEATURES
         m = NAN if move is None else move
         minutes_into = _minutes(tick - self.start_ms, self.window_s)
@@ -241,7 +247,7 @@ class WindowState:
         v[_I["hour"]] = float((tick // 3_600_000) % 24)
         v[_I["weekday"]] = float((tick // 86_400_000 + 3) % 7)
         v[_I["asset"]] = self.asset
-        return np.array(v, dtype=np.float32)  # computed in float64, stored as the model reads it
+        return np.array(v, dtype=np.float32), lead  # computed in float64, stored as the model reads it
 
     # -- reading ------------------------------------------------------------------------------
     def row_index_at(self, decision_ms: int) -> int:
@@ -255,10 +261,11 @@ class WindowState:
         return i
 
     def fill(self, out: np.ndarray, decision_ms: int, prev: PrevResolution | None,
-             regime: tuple[float, ...] = (NAN,) * len(REGIME_WINDOWS)) -> bool:
+             pooled: tuple[tuple[float, float], ...] = _NO_REGIME) -> bool:
         """Write the vector at ``decision_ms`` into ``out`` (float32 [n]); False if no row.
 
-        ``regime``: prev_vol_k in REGIME_WINDOWS order (they read other windows: the caller's)."""
+        ``pooled``: (sum Q_j, sum T_j) of the k earlier windows, per k in REGIME_WINDOWS (they
+        read other windows: the caller has them, see ``OnlineFeatures.pooled``)."""
         i = self.row_index_at(decision_ms)
         if i < 0:
             return False
@@ -274,16 +281,27 @@ class WindowState:
             if j != i and lm is not None and move is not None:
                 velocity = (move - lm) / _minutes(tick - self.ticks[j], self.window_s)
         vol = NAN
+        q_cur = t_cur = 0.0
         if self.n_moves[i] >= 2:
-            span = _minutes(self.last_move_tick[i] - self.first_move_tick, self.window_s)
-            vol = math.sqrt(self.cum_sq[i] / span)
+            q_cur = self.cum_sq[i]
+            t_cur = _minutes(self.last_move_tick[i] - self.first_move_tick, self.window_s)
+            vol = math.sqrt(q_cur / t_cur)
+        sigma = self.sigma
+        q4, t4 = pooled[-1]  # the largest k: lead_blend_z's prior
+        prior_q, prior_t = (PRIOR_MINUTES * (q4 / t4), PRIOR_MINUTES) if t4 > 0 else (0.0, 0.0)
+        blend = math.sqrt((q_cur + prior_q) / (t_cur + prior_t)) if t_cur + prior_t > 0 else NAN
+        lead = self.leads[i]
+        left = SCALE_MINUTES - _minutes(tick - self.start_ms, self.window_s)
         prev_up, prev_src = prev.outcome_at(decision_ms) if prev is not None else (NAN, PREV_UNKNOWN)
         out[:] = v
         out[_I["move_velocity"]] = velocity
         out[_I["realised_vol"]] = vol
         out[_I["snapshot_count"]] = float(i + 1)
-        for name, value in zip(_REGIME_NAMES, regime, strict=True):
-            out[_I[name]] = value
+        for name, (q, t) in zip(_REGIME_NAMES, pooled, strict=True):
+            out[_I[name]] = math.sqrt(q / t) / sigma if t > 0 and sigma > 0 else NAN
+        ok = lead == lead and left > 0
+        out[_I["lead_rv_z"]] = lead / (vol * math.sqrt(left)) if ok and vol > 0 else NAN
+        out[_I["lead_blend_z"]] = lead / (blend * math.sqrt(left)) if ok and blend > 0 else NAN
         out[_I["prev_up"]] = prev_up
         out[_I["prev_known_source"]] = float(prev_src)
         return True
@@ -379,14 +397,12 @@ class OnlineFeatures:
             return None
         buf = self._out if out is None else out
         prev = self.resolutions.get((symbol, int(window_s), int(slot_ts) - int(window_s)))
-        return buf if w.fill(buf, decision_ms, prev, self._regime(w)) else None
+        return buf if w.fill(buf, decision_ms, prev, self.pooled(w)) else None
 
-    def _regime(self, w: WindowState) -> tuple[float, ...]:
-        """prev_vol_k of window ``w``: pooled closed totals of the k windows before it."""
-        sigma = w.sigma
-        if not sigma > 0:  # also NaN: no stats
-            return (NAN,) * len(REGIME_WINDOWS)
-        out: list[float] = []
+    def pooled(self, w: WindowState) -> tuple[tuple[float, float], ...]:
+        """(sum Q_j, sum T_j) of the closed rows of the k windows before ``w``, per k in
+        REGIME_WINDOWS (windows not held count as absent, as in the contract)."""
+        out: list[tuple[float, float]] = []
         q = t = 0.0
         for j in range(1, max(REGIME_WINDOWS) + 1):
             earlier = self.windows.get((w.symbol, w.window_s, w.slot_ts - j * w.window_s))
@@ -394,7 +410,7 @@ class OnlineFeatures:
                 dq, dt = earlier.closed_totals()
                 q, t = q + dq, t + dt
             if j in REGIME_WINDOWS:
-                out.append(math.sqrt(q / t) / sigma if t > 0 else NAN)
+                out.append((q, t))
         return tuple(out)
 
 

@@ -70,6 +70,8 @@ def synthetic_training_set(
         for k, out in prev_vol.items():
             if back[:k]:
                 out[i] = float(np.sqrt(np.mean(ratio[back[:k]] ** 2)))
+    rv = sw * np.exp(0.15 * rng.standard_normal(n))
+    pv4 = prev_vol[4][wi] * sb
     cols = {
         "dir_move_pct": m,
         "abs_move_pct": np.abs(m),
@@ -82,12 +84,15 @@ def synthetic_training_set(
         "spread_up": 2 * half, "spread_down": 2 * half, "spread_ratio": np.ones(n),
         "imbalance_up": rng.uniform(-1, 1, n), "imbalance_down": rng.uniform(-1, 1, n),
         "move_velocity": m / np.maximum(t, 1.0) + 0.05 * rng.standard_normal(n),
-        "realised_vol": sw * np.exp(0.15 * rng.standard_normal(n)),
+        "realised_vol": rv,
         "move_z": m / (sb * np.sqrt(left)),
         "lead_move_pct": m,  # the synthetic path has no TWAP lag (no extra RNG draws)
         "lead_move_z": m / (sb * np.sqrt(left)),
         "prev_vol_1": prev_vol[1][wi],
         "prev_vol_4": prev_vol[4][wi],
+        "lead_rv_z": m / (rv * np.sqrt(left)),
+        "lead_blend_z": m / (np.sqrt(np.where(np.isnan(pv4), rv**2, (rv**2 * t + 15 * pv4**2) / (t + 15)))
+                             * np.sqrt(left)),
         "snapshot_count": np.floor(t * 2) + 1,
         "hour": ((tick_ms // 3_600_000) % 24).astype(float),
         "weekday": ((tick_ms // 86_400_000 + 3) % 7).astype(float),

@@ -150,12 +150,13 @@ def test_things_known_before_the_decision_do_move_features() -> None:
                 and row["chainlink_price"] is not None:
             row["chainlink_price"] *= 1.001
     changed = _changed(base, _features(pa.Table.from_pylist(srows, schema=snaps.schema), res, p, stats))
-    assert changed == {"lead_move_pct", "lead_move_z"}
+    assert changed == {"lead_move_pct", "lead_move_z", "lead_rv_z", "lead_blend_z"}
 
 
 def test_earlier_windows_closed_rows_move_only_the_regime_features() -> None:
     """A window's rows after its own decision instant but before its end are known to the next
-    windows' decisions: changing them moves prev_vol_k of later windows and nothing else."""
+    windows' decisions: changing them moves the regime features of later windows (prev_vol_k and
+    lead_blend_z's prior) and nothing else."""
     p = DEFAULT_POINTS[1]
     snaps, res = _tables(seed=31)
     stats = {"move_vol_per_min": {}, "default_move_vol_per_min": 0.05}
@@ -170,7 +171,7 @@ def test_earlier_windows_closed_rows_move_only_the_regime_features() -> None:
             moved += 1
     assert moved > 20
     changed = _changed(base, _features(pa.Table.from_pylist(srows, schema=snaps.schema), res, p, stats))
-    assert changed == {"prev_vol_1", "prev_vol_4"}
+    assert changed == {"prev_vol_1", "prev_vol_4", "lead_blend_z"}
     # rows stamped at or after a window's end are not its closed rows: they move nothing
     srows = snaps.to_pylist()
     late = [{**row, "tick_ms": (row["slot_ts"] + row["window_s"]) * 1000 + 5, "dir_move_pct": 99.0}

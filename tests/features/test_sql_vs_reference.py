@@ -56,7 +56,8 @@ def test_sql_equals_reference_on_rough_windows(seed: int) -> None:
     # the randomization really reached the branches (a test that cannot fail is a defect)
     col = {name: table.column(name).to_pylist() for name in FEATURES}
     for name in ("bid_up", "up_mid", "spread_ratio", "imbalance_up", "move_velocity",
-                 "realised_vol", "move_z", "dir_move_pct", "prev_up"):
+                 "realised_vol", "move_z", "dir_move_pct", "prev_up", "prev_vol_1", "prev_vol_4",
+                 "lead_rv_z", "lead_blend_z"):
         assert any(math.isnan(v) for v in col[name]), f"{name} never missing"
         assert any(not math.isnan(v) for v in col[name]), f"{name} always missing"
     assert {0.0, 1.0, 2.0} <= set(col["prev_known_source"])
@@ -94,6 +95,17 @@ def test_resolved_only_and_filters() -> None:
     slots = sorted(set(full.column("slot_ts").to_pylist()))
     cut = build_training_set(con, slot_from=slots[3], slot_to=slots[10])
     assert set(cut.column("slot_ts").to_pylist()) == set(slots[3:10])
+    # a window's features do not depend on where the selection starts: prev_vol_k still reads
+    # the windows before slot_from (with and without a family, two ways of reaching back)
+    stats = fit_stats(con)
+    whole = keyed(build_training_set(con, stats=stats, window_s=900))
+    s900 = sorted({k[2] for k in whole})
+    for kw in ({"window_s": 900}, {}):
+        part = keyed(build_training_set(con, stats=stats, slot_from=s900[6], **kw))
+        part = {k: v for k, v in part.items() if k[1] == 900}
+        assert part and {k[2] for k in part} == set(s900[6:])
+        assert diff_features(part, {k: whole[k] for k in part}, tol=0.0) == []
+        assert any(not math.isnan(v["prev_vol_4"]) for v in part.values())
 
 
 def test_fit_stats_respects_the_training_filter() -> None:
