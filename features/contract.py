@@ -103,6 +103,15 @@ Features (all float32 in this order; NaN = missing; r = decision row):
                      are published long after.
 ``prev_known_source`` 2 = official, 1 = measured, 0 = unknown (which branch prev_up took).
 
+The Up/Down mirror (``MIRROR``): the features the same decision row would have in the mirrored
+world, where every move changes sign and the two outcome tokens trade places (the Up token's
+book is the Down token's, and the outcome flips). Up and Down are symmetric by construction
+(the "at or above" tie is measure zero on 8-decimal prices), so train/ fits and calibrates on
+each row AND its mirror: twice the rows, and no base rate learnt from a slice's luck. Rules:
+``same``; ``neg`` (minus; for the percent moves exact in log terms, off by a second-order
+term of < 1e-4 % at these sizes); ``swap:X`` (feature X's value); ``inv`` (1/x, NaN at 0);
+``one_minus``; ``mean:X,Y`` (the mean of features X and Y: the Down token's mid).
+
 Non-feature columns of the training set: keys ``symbol, window_s, slot_ts, point`` (the
 fraction), ``tick_ms`` (r's), ``decision_ts``; labels ``resolved_up`` (the target: the window's
 official outcome, 1/0, NULL while unresolved) and ``measured_up`` (final_price >=
@@ -150,6 +159,40 @@ FEATURES: tuple[str, ...] = (
 )
 FEATURE_DTYPE = "float32"  # the model's input: one float32 vector in FEATURES order
 
+# The Up/Down mirror of every feature (see the module text); train/ applies it.
+MIRROR: dict[str, str] = {
+    "dir_move_pct": "neg",
+    "abs_move_pct": "same",
+    "spot_move_pct": "neg",
+    "minutes_into": "same",
+    "minutes_left": "same",
+    "bid_up": "swap:bid_down",
+    "ask_up": "swap:ask_down",
+    "bid_down": "swap:bid_up",
+    "ask_down": "swap:ask_up",
+    "up_mid": "mean:bid_down,ask_down",
+    "spread_up": "swap:spread_down",
+    "spread_down": "swap:spread_up",
+    "spread_ratio": "inv",
+    "imbalance_up": "swap:imbalance_down",
+    "imbalance_down": "swap:imbalance_up",
+    "move_velocity": "neg",
+    "realised_vol": "same",
+    "move_z": "neg",
+    "lead_move_pct": "neg",
+    "lead_move_z": "neg",
+    "prev_vol_1": "same",
+    "prev_vol_4": "same",
+    "lead_rv_z": "neg",
+    "lead_blend_z": "neg",
+    "snapshot_count": "same",
+    "hour": "same",
+    "weekday": "same",
+    "asset": "same",
+    "prev_up": "one_minus",
+    "prev_known_source": "same",
+}
+
 KEYS: tuple[str, ...] = ("symbol", "window_s", "slot_ts", "point", "tick_ms", "decision_ts")
 LABELS: tuple[str, ...] = ("resolved_up", "measured_up")
 TARGET = "resolved_up"
@@ -164,6 +207,7 @@ PRIOR_MINUTES = 15.0  # lead_blend_z: the weight (scaled minutes) of the earlier
 SCALE_MINUTES = 15.0  # a window is 15 scaled minutes long
 
 PREV_OFFICIAL, PREV_MEASURED, PREV_UNKNOWN = 2, 1, 0
+assert tuple(MIRROR) == FEATURES, "every feature needs its mirror rule, in contract order"
 
 
 def frac_ms(frac: float, window_s: int) -> int:

@@ -28,6 +28,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--params", help="XGBoost parameters as a JSON object (or @file.json) overriding "
                    "the defaults; also num_boost_round and early_stopping_rounds")
     p.add_argument("--calibration", choices=["isotonic", "platt"], default="isotonic")
+    p.add_argument("--no-mirror", action="store_true",
+                   help="fit and calibrate on the rows only, not also on their Up/Down mirror "
+                   "images (features/contract.py MIRROR; on by default)")
     p.add_argument("--prob-floor", type=float, default=0.005,
                    help="calibrated P(Up) is kept in [floor, 1 - floor] (default 0.005): a finite "
                    "calibration slice cannot justify certainty")
@@ -83,6 +86,7 @@ def _train(args: argparse.Namespace) -> int:
         points=points,
         eval_card=Path(args.eval_card) if args.eval_card else None,
         prob_floor=args.prob_floor,
+        mirror=not args.no_mirror,
     )
     if cfg.oracle is not None and not cfg.oracle.exists():
         raise UserError(f"--oracle {cfg.oracle}: no such file")

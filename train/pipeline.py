@@ -52,6 +52,7 @@ class TrainConfig:
     filters: FilterRule = field(default_factory=FilterRule)
     eval_card: Path | None = None  # --final: the evaluation run's card (default: latest)
     prob_floor: float = 0.005  # calibrated P(Up) kept in [floor, 1 - floor] (onnx_export.PROB_FLOOR)
+    mirror: bool = True  # fit and calibrate on each row and its Up/Down mirror (train/mirror.py)
 
     @property
     def oracle_path(self) -> Path | None:
@@ -314,6 +315,7 @@ def train_on_dataset(ds: TrainingSet, split: Split, cfg: TrainConfig,
     """Everything after the features: fit, export + calibrate + check, metrics, write."""
     from slotml.train import metrics as M
     from slotml.train.fit import fit_booster
+    from slotml.train.mirror import with_mirror
     from slotml.train.onnx_export import (
         INPUT_NAME,
         OUTPUT_NAME,
@@ -328,11 +330,20 @@ def train_on_dataset(ds: TrainingSet, split: Split, cfg: TrainConfig,
 
     stages = stages or Stages()
     fit, es, cal = split.fit.mask, split.early_stop.mask, split.calibration.mask
+
+    def rows(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """A slice's rows for fitting: with their mirror images unless --no-mirror."""
+        if cfg.mirror:
+            return with_mirror(ds.X[mask], ds.y[mask], ds.feature_names)
+        return ds.X[mask], ds.y[mask]
+
+    if cfg.mirror:
+        log.info("fitting and calibrating on each row and its Up/Down mirror (--no-mirror: off)")
     with stages("fit booster"):
-        fr = fit_booster(ds.X[fit], ds.y[fit], ds.X[es], ds.y[es], cfg.params)
+        fr = fit_booster(*rows(fit), *rows(es), cfg.params)
     with stages(f"export + {cfg.calibration} calibration + checks"):
         check_mask = _check_rows(split)
-        ex = export_calibrated(fr.booster, ds.n_features, ds.X[cal], ds.y[cal], cfg.calibration,
+        ex = export_calibrated(fr.booster, ds.n_features, *rows(cal), cfg.calibration,
                                ds.X[check_mask], cfg.prob_floor)
         log.info("export checks passed on %d rows: raw vs XGBoost %.2g, calibrated vs sklearn %.2g",
                  ex.check.rows, ex.check.raw_max_abs_diff, ex.check.calibrated_max_abs_diff)
@@ -411,6 +422,7 @@ def train_on_dataset(ds: TrainingSet, split: Split, cfg: TrainConfig,
             "splits": split.describe(),
             "booster": {"params": fr.params, "best_iteration": fr.best_iteration,
                         "rounds_trained": fr.rounds_trained, "early_stop_logloss": fr.es_logloss},
+            "mirror_augmentation": cfg.mirror,
             "calibration": {"kind": cfg.calibration, "fitted_rows": ex.calibration.n,
                             **ex.calibration.info},
             "export_checks": ex.check.describe(),

@@ -50,6 +50,10 @@ def test_model_file_metadata_card_plot_promote(synth, tmp_path):
     assert card["model"] == res.model_path.name and card["final"] is False
     assert card["export_checks"]["raw_vs_xgboost"] <= 1e-6
     assert card["export_checks"]["calibrated_vs_sklearn"] <= 1e-6
+    # fit and calibration saw each row and its Up/Down mirror (the test rows: only themselves)
+    assert card["mirror_augmentation"] is True
+    assert card["calibration"]["fitted_rows"] == 2 * int(split.calibration.mask.sum())
+    assert res.metrics["rows"] == int(split.test.mask.sum())
 
     # metadata: serve's own validator accepts it; features listed in contract order
     m = onnx.load(res.model_path)
@@ -164,11 +168,13 @@ def test_cli_trains_from_the_lake_and_promotes(tmp_path, capsys):
     assert card["timings_s"]["fit booster"] > 0
 
     # --final: no test days, links the evaluation run above
-    rc = main(["train", "--data-dir", str(tmp_path), "--final", "--params", json.dumps(FAST)])
+    rc = main(["train", "--data-dir", str(tmp_path), "--final", "--params", json.dumps(FAST),
+               "--no-mirror"])
     assert rc == 0
     cards = sorted((tmp_path / "models").glob("*_card.json"))
     final = json.loads(cards[-1].read_text())
     assert final["final"] is True and final["splits"]["test"] is None
+    assert card["mirror_augmentation"] is True and final["mirror_augmentation"] is False
     assert final["evaluation_run"]["card"].endswith(name.replace(".onnx", "_card.json"))
     assert final["metrics"]["evaluation_model"] == name
     assert final["metrics"]["evaluation_overall"]["model"]["brier"] == card["metrics"]["overall"]["model"]["brier"]
