@@ -189,7 +189,7 @@ def run(quick: bool) -> list[Row]:
     b50, b99 = _pcts(t_base)
     f50, f99 = _pcts(t_full)
     return [
-        Row(ISSUE, f"scorer p_up p50 ({len(t_onnx):,} rows, 200 trees, 24 features)", o50, "us",
+        Row(ISSUE, f"scorer p_up p50 ({len(t_onnx):,} rows, 200 trees, {len(FEATURES)} features)", o50, "us",
             baseline=b50, baseline_name="predict_proba+isotonic", higher_is_better=False),
         Row(ISSUE, f"scorer p_up p99 ({where})", o99, "us", baseline=b99, baseline_name="predict_proba+isotonic",
             higher_is_better=False, aim="p99 < 50 us and >= 10x",

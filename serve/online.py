@@ -122,7 +122,7 @@ class WindowState:
     __slots__ = (
         "symbol", "window_s", "slot_ts", "start_ms", "tol_ms", "lb_ms", "sigma", "asset",
         "ticks", "static", "moves", "cum_sq", "n_moves", "last_move_tick", "first_move_tick",
-        "rows", "leads",
+        "rows", "leads", "_closed",
     )
 
     def __init__(self, symbol: str, window_s: int, slot_ts: int,
@@ -148,6 +148,7 @@ class WindowState:
         self.first_move_tick: int | None = None
         self.rows: list[Mapping[str, Any]] = []
         self.leads: list[float] = []  # per row: lead_move_pct in float64 (the z features divide it)
+        self._closed: tuple[float, float] | None = None  # closed_totals(), until a row changes it
 
     def __len__(self) -> int:
         return len(self.ticks)
@@ -170,6 +171,7 @@ class WindowState:
         return True
 
     def _append(self, row: Mapping[str, Any], tick: int) -> None:
+        self._closed = None
         move = _opt(row.get("dir_move_pct"))
         i = len(self.ticks)
         cum = self.cum_sq[-1] if i else 0.0
@@ -309,10 +311,14 @@ class WindowState:
     def closed_totals(self) -> tuple[float, float]:
         """(Q, T) of prev_vol_k: squared move increments among the rows stamped before the
         window's end and the scaled minutes their moves span (0, 0 with fewer than two)."""
-        i = bisect_left(self.ticks, self.start_ms + self.window_s * 1000) - 1
-        if i < 0 or self.n_moves[i] < 2:
-            return 0.0, 0.0
-        return self.cum_sq[i], _minutes(self.last_move_tick[i] - self.first_move_tick, self.window_s)
+        if self._closed is None:
+            i = bisect_left(self.ticks, self.start_ms + self.window_s * 1000) - 1
+            if i < 0 or self.n_moves[i] < 2:
+                self._closed = (0.0, 0.0)
+            else:
+                span = _minutes(self.last_move_tick[i] - self.first_move_tick, self.window_s)
+                self._closed = (self.cum_sq[i], span)
+        return self._closed
 
     def row_at(self, decision_ms: int) -> Mapping[str, Any] | None:
         i = self.row_index_at(decision_ms)
