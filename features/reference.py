@@ -50,16 +50,22 @@ def prev_outcome(prev: Mapping[str, Any] | None, decision_ms: int) -> tuple[floa
     return NAN, PREV_UNKNOWN
 
 
-def closed_totals(rows: Iterable[Mapping[str, Any]], window_s: int, slot_ts: int) -> tuple[float, float]:
-    """(Q, T) of prev_vol_k for one earlier window: squared increments of its non-missing moves
-    among its closed rows (start <= tick < end) and the scaled minutes those moves span."""
-    start, end = slot_ts * 1000, (slot_ts + window_s) * 1000
-    moves = sorted((x["tick_ms"], x["dir_move_pct"]) for x in rows
-                   if start <= x["tick_ms"] < end and x["dir_move_pct"] is not None)
+def move_sums(rows: Iterable[Mapping[str, Any]], window_s: int) -> tuple[float, float]:
+    """(Q, T) of rows in tick order: the sum of squared increments of their non-missing moves
+    and the scaled minutes those moves span; (0, 0) with fewer than two moves."""
+    moves = [(x["tick_ms"], x["dir_move_pct"]) for x in rows if x["dir_move_pct"] is not None]
     if len(moves) < 2:
         return 0.0, 0.0
     q = sum((moves[i][1] - moves[i - 1][1]) ** 2 for i in range(1, len(moves)))
     return q, _minutes(moves[-1][0] - moves[0][0], window_s)
+
+
+def closed_totals(rows: Iterable[Mapping[str, Any]], window_s: int, slot_ts: int) -> tuple[float, float]:
+    """(Q, T) of prev_vol_k for one earlier window: ``move_sums`` of its closed rows
+    (start <= tick < end)."""
+    start, end = slot_ts * 1000, (slot_ts + window_s) * 1000
+    return move_sums(sorted((x for x in rows if start <= x["tick_ms"] < end),
+                            key=lambda x: x["tick_ms"]), window_s)
 
 
 def features_at(
@@ -120,14 +126,9 @@ def features_at(
         if lrow["dir_move_pct"] is not None and not math.isnan(move) and lrow is not r:
             velocity = (move - lrow["dir_move_pct"]) / _minutes(r["tick_ms"] - lrow["tick_ms"], window_s)
 
-    # realised_vol over the non-missing moves so far
-    moves = [(x["tick_ms"], x["dir_move_pct"]) for x in rows if x["dir_move_pct"] is not None]
-    vol = NAN
-    q_cur = t_cur = 0.0  # realised_vol's sums (lead_blend_z reuses them)
-    if len(moves) >= 2:
-        q_cur = sum((moves[i][1] - moves[i - 1][1]) ** 2 for i in range(1, len(moves)))
-        t_cur = _minutes(moves[-1][0] - moves[0][0], window_s)
-        vol = math.sqrt(q_cur / t_cur)
+    # realised_vol over the non-missing moves so far (lead_blend_z reuses its sums)
+    q_cur, t_cur = move_sums(rows, window_s)
+    vol = math.sqrt(q_cur / t_cur) if t_cur > 0 else NAN
 
     sigma = NAN
     if stats:

@@ -282,12 +282,8 @@ class WindowState:
             lm = self.moves[j]
             if j != i and lm is not None and move is not None:
                 velocity = (move - lm) / _minutes(tick - self.ticks[j], self.window_s)
-        vol = NAN
-        q_cur = t_cur = 0.0
-        if self.n_moves[i] >= 2:
-            q_cur = self.cum_sq[i]
-            t_cur = _minutes(self.last_move_tick[i] - self.first_move_tick, self.window_s)
-            vol = math.sqrt(q_cur / t_cur)
+        q_cur, t_cur = self._sums_to(i)
+        vol = math.sqrt(q_cur / t_cur) if t_cur > 0 else NAN
         sigma = self.sigma
         q4, t4 = pooled[-1]  # the largest k: lead_blend_z's prior
         prior_q, prior_t = (PRIOR_MINUTES * (q4 / t4), PRIOR_MINUTES) if t4 > 0 else (0.0, 0.0)
@@ -312,13 +308,15 @@ class WindowState:
         """(Q, T) of prev_vol_k: squared move increments among the rows stamped before the
         window's end and the scaled minutes their moves span (0, 0 with fewer than two)."""
         if self._closed is None:
-            i = bisect_left(self.ticks, self.start_ms + self.window_s * 1000) - 1
-            if i < 0 or self.n_moves[i] < 2:
-                self._closed = (0.0, 0.0)
-            else:
-                span = _minutes(self.last_move_tick[i] - self.first_move_tick, self.window_s)
-                self._closed = (self.cum_sq[i], span)
+            self._closed = self._sums_to(bisect_left(self.ticks, self.start_ms + self.window_s * 1000) - 1)
         return self._closed
+
+    def _sums_to(self, i: int) -> tuple[float, float]:
+        """(Q, T) of rows 0..i: squared move increments and the scaled minutes the moves span
+        (realised_vol's sums; 0, 0 with fewer than two moves or i < 0)."""
+        if i < 0 or self.n_moves[i] < 2:
+            return 0.0, 0.0
+        return self.cum_sq[i], _minutes(self.last_move_tick[i] - self.first_move_tick, self.window_s)
 
     def row_at(self, decision_ms: int) -> Mapping[str, Any] | None:
         i = self.row_index_at(decision_ms)
@@ -334,7 +332,7 @@ class OnlineFeatures:
 
     prev_vol_k reads the last ``max(REGIME_WINDOWS)`` windows' rows: a bot that starts mid-hour
     should feed the store's recent rows first (``add_snapshot`` takes them in any order), else
-    those two features are NaN until the windows have passed live. ``keep_windows`` (windows
+    prev_vol_k are NaN (and lead_blend_z has no prior) until the windows have passed live. ``keep_windows`` (windows
     kept per symbol and family) must cover them plus the current and the next window.
     """
 
