@@ -239,13 +239,20 @@ class ClobFeed(WsFeed):
         self._wake.set()
 
     def remove_tokens(self, tokens: Iterable[str]) -> None:
+        tokens = list(tokens)
         gone = [t for t in tokens if t in self.tokens]
+        self._forget(tokens)  # also tokens a close already forgot (a later retire may have marked them)
         if not gone:
             return
-        self.tokens.difference_update(gone)
-        self.books.drop(gone)
         if self._ws is not None:
             asyncio.ensure_future(self.send({"operation": "unsubscribe", "assets_ids": gone}))
+
+    def _forget(self, gone: list[str]) -> None:
+        """Tokens no longer followed: their books, retired marks and resync times go too."""
+        self.tokens.difference_update(gone)
+        self.books.drop(gone)
+        for t in gone:
+            self._resynced.pop(t, None)
 
     async def on_open(self, ws: Any) -> None:
         self.books.invalidate_all()
@@ -257,8 +264,7 @@ class ClobFeed(WsFeed):
 
     def on_all_resolved(self) -> None:
         self.books.invalidate_all()
-        gone = {t for t in self.tokens if not self.keep(t)}
-        self.tokens -= gone
+        self._forget([t for t in self.tokens if not self.keep(t)])
         if self.tokens:
             self.metrics.inc("close_all_resolved_unexpected", stream=self.name)
 
@@ -275,8 +281,6 @@ class ClobFeed(WsFeed):
             self.books.suspect.clear()
             for t in toks:
                 self._resynced[t] = recv_ts
-            if len(self._resynced) > 4 * len(self.tokens) + 100:
-                self._resynced = {t: v for t, v in self._resynced.items() if t in self.tokens}
             if toks:
                 self.metrics.inc("book_resyncs", len(toks), stream=self.name)
                 asyncio.ensure_future(self._resync(toks))

@@ -71,7 +71,6 @@ class Window:
     checked: set[str] = field(default_factory=set)  # disagreement kinds already counted
     done: bool = False
     ptb_missing_counted: bool = False
-    retired: bool = False  # its books were dropped at the end
 
     @property
     def key(self) -> tuple[str, int]:
@@ -483,9 +482,8 @@ class Collector:
 
     async def _resolve(self, win: Window) -> None:
         info = win.info
-        if not win.retired:  # ended: keep the subscription (market_resolved), drop the books
-            win.retired = True
-            self.books.retire([info.up_token_id, info.down_token_id])
+        # ended: keep the subscription (market_resolved), drop the books (idempotent)
+        self.books.retire([info.up_token_id, info.down_token_id])
         self._fill_bases(win)
         if win.final_price is None:
             series = settle_series(info.settlement)

@@ -23,6 +23,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from slotml.ingest import ddl
 from slotml.ingest.schema import RESOLUTIONS, SNAPSHOTS, TABLES, Column, Table
 from slotml.settings import DbUrl
 
@@ -133,13 +134,13 @@ def from_db(table: Table, names: Sequence[str], values: Sequence[Any]) -> dict[s
 
 
 def where_clause(*, symbol: str | None, window_s: int | None, slot_ts_min: int | None,
-                 slot_ts_max: int | None, mark: str, quote: str) -> tuple[str, list[Any]]:
+                 slot_ts_max: int | None, mark: str, dialect: str) -> tuple[str, list[Any]]:
     conds: list[str] = []
     params: list[Any] = []
     for col, op, v in (("symbol", "=", symbol), ("window_s", "=", window_s),
                        ("slot_ts", ">=", slot_ts_min), ("slot_ts", "<=", slot_ts_max)):
         if v is not None:
-            conds.append(f"{quote}{col}{quote} {op} {mark}")
+            conds.append(f"{ddl.q(dialect, col)} {op} {mark}")
             params.append(v)
     return (" WHERE " + " AND ".join(conds)) if conds else "", params
 
@@ -168,9 +169,8 @@ class Store(ABC):
     async def upsert_resolutions(self, rows: Sequence[Mapping[str, Any]]) -> int:
         """Fill-NULL upsert; returns how many rows were inserted or really changed."""
 
-    # Backend SQL dialect for the shared reads below: placeholder and identifier quote.
+    # The backend's placeholder for the shared reads below (identifiers: ddl.q by url.scheme).
     MARK: str = "?"
-    QUOTE: str = '"'
 
     @abstractmethod
     async def _select(self, table: Table, where: str, params: list[Any], order: str
@@ -178,14 +178,14 @@ class Store(ABC):
         """SELECT every column of ``table`` with a WHERE suffix, as Python-typed dicts."""
 
     def _order(self, *cols: str) -> str:
-        return ", ".join(f"{self.QUOTE}{c}{self.QUOTE}" for c in cols)
+        return ", ".join(ddl.q(self.url.scheme, c) for c in cols)
 
     async def fetch_resolutions(self, *, symbol: str | None = None, window_s: int | None = None,
                                 slot_ts_min: int | None = None, slot_ts_max: int | None = None,
                                 unresolved_only: bool = False) -> list[dict[str, Any]]:
         """Ordered by symbol, window_s, slot_ts."""
         where, params = where_clause(symbol=symbol, window_s=window_s, slot_ts_min=slot_ts_min,
-                                     slot_ts_max=slot_ts_max, mark=self.MARK, quote=self.QUOTE)
+                                     slot_ts_max=slot_ts_max, mark=self.MARK, dialect=self.url.scheme)
         if unresolved_only:
             where += (" AND " if where else " WHERE ") + f"{self._order('resolved_up')} IS NULL"
         return await self._select(RESOLUTIONS, where, params,
@@ -196,7 +196,7 @@ class Store(ABC):
                               ) -> list[dict[str, Any]]:
         """Ordered by symbol, window_s, slot_ts, tick_ms."""
         where, params = where_clause(symbol=symbol, window_s=window_s, slot_ts_min=slot_ts_min,
-                                     slot_ts_max=slot_ts_max, mark=self.MARK, quote=self.QUOTE)
+                                     slot_ts_max=slot_ts_max, mark=self.MARK, dialect=self.url.scheme)
         return await self._select(SNAPSHOTS, where, params,
                                   self._order("symbol", "window_s", "slot_ts", "tick_ms"))
 

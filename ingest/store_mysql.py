@@ -72,7 +72,6 @@ def _values(conn: aiomysql.Connection, chunk: list[dict[str, Any]], names: list[
 
 class MysqlStore(Store):
     MARK = "%s"
-    QUOTE = "`"
 
     def __init__(self, url: DbUrl, connect_timeout: float = 5.0, op_timeout: float = 30.0,
                  pool_size: int = 4) -> None:

@@ -40,9 +40,6 @@ def _q(name: str) -> str:
 
 
 class SqliteStore(Store):
-    MARK = "?"
-    QUOTE = '"'
-
     def __init__(self, url: DbUrl, busy_timeout: float = 10.0) -> None:
         if url.scheme != "sqlite" or url.path is None:
             raise UserError(f"{url} is not a SQLite URL")

@@ -189,3 +189,20 @@ def test_retired_tokens_keep_no_book() -> None:
     s.drop([A])
     s.apply_frame(FRAMES[3], 4.0)
     assert s.top(A) is not None
+
+
+def test_feed_forgets_retired_tokens_after_an_all_resolved_close() -> None:
+    """Close 1000 ("all resolved") forgets the ended tokens; the collector's later untrack
+    (and a retire in between) must not leave them in the store's retired set for good."""
+    from slotml.ingest.clob_ws import ClobFeed
+
+    books = store()
+    feed = ClobFeed("ws://127.0.0.1:1/ws/market", books, Metrics())
+    feed.add_tokens([A, B])
+    books.retire([A, B])
+    feed._resynced[A] = 1.0
+    feed.on_all_resolved()
+    assert feed.tokens == set() and books.retired == set() and feed._resynced == {}
+    books.retire([A, B])  # a resolve attempt after the close marks them again
+    feed.remove_tokens([A, B])  # the collector untracks the resolved window
+    assert books.retired == set()
