@@ -22,6 +22,7 @@ Numbers (from real 1-minute Bybit candles, May-June 2025; see README "sim calibr
 
 from __future__ import annotations
 
+import threading
 import zlib
 from dataclasses import dataclass
 
@@ -93,7 +94,8 @@ class _Coarse:
 
 
 class AssetPath:
-    """The deterministic path of one asset. Thread-unsafe caches; cheap to rebuild."""
+    """The deterministic path of one asset. Its caches are guarded by a lock: the server's
+    event loop reads the path while a worker thread prefetches the next window from it."""
 
     def __init__(self, seed: int, symbol: str) -> None:
         self.seed = seed
@@ -102,6 +104,7 @@ class AssetPath:
         self.key = asset_key(symbol)
         self._coarse: _Coarse | None = None
         self._days: dict[int, np.ndarray] = {}
+        self._lock = threading.RLock()  # the public readers hold it; the cache builders nest
 
     # ---- per-block parameters -------------------------------------------------------------
     @property
@@ -155,14 +158,16 @@ class AssetPath:
         """(diffusion variance per second, jump intensity per second, jump variance) of the
         15-minute block containing epoch second t."""
         block = (int(t) - EPOCH) // BLOCK_S
-        c = self._ensure_coarse(block // BLOCKS_PER_DAY)
+        with self._lock:
+            c = self._ensure_coarse(block // BLOCKS_PER_DAY)
         v = float(c.var_s[block - c.b0])
         return (1 - self.p.jump_share) * v, self.lam_s, self.p.jump_share * v / self.lam_s
 
     def block_stats_array(self, t: np.ndarray) -> tuple[np.ndarray, float, np.ndarray]:
         """Vectorised ``block_stats`` over epoch seconds ``t``."""
         block = (np.asarray(t, dtype=np.int64) - EPOCH) // BLOCK_S
-        c = self._ensure_coarse(int(block.max()) // BLOCKS_PER_DAY, int(block.min()) // BLOCKS_PER_DAY)
+        with self._lock:
+            c = self._ensure_coarse(int(block.max()) // BLOCKS_PER_DAY, int(block.min()) // BLOCKS_PER_DAY)
         v = c.var_s[block - c.b0]
         return (1 - self.p.jump_share) * v, self.lam_s, self.p.jump_share * v / self.lam_s
 
@@ -202,8 +207,9 @@ class AssetPath:
         if a < 0:
             raise UserError(f"time {t0} is before the sim epoch ({EPOCH}, 2024-01-01)")
         d0, d1 = a // DAY_S, b // DAY_S
-        self._ensure_coarse(d1 + 1, d0)
-        parts = [self._day_log(d) for d in range(d0, d1 + 1)]
+        with self._lock:
+            self._ensure_coarse(d1 + 1, d0)
+            parts = [self._day_log(d) for d in range(d0, d1 + 1)]
         arr = parts[0] if len(parts) == 1 else np.concatenate(parts)
         return arr[a - d0 * DAY_S: b - d0 * DAY_S + 1]
 

@@ -140,7 +140,9 @@ class World:
         self.by_token: dict[str, tuple[Market, int]] = {}  # token -> (market, outcome index)
         self.by_condition: dict[str, Market] = {}
         self._windows: dict[tuple[str, int], WindowData] = {}
-        self._lock = threading.RLock()  # the server prefetches windows from a worker thread
+        # the server prefetches windows (and their markets) from a worker thread; each
+        # AssetPath guards its own caches
+        self._lock = threading.RLock()
 
     # ---- markets --------------------------------------------------------------------------
     def market(self, symbol: str, start: int) -> Market:
@@ -151,6 +153,11 @@ class World:
             return got
         if start % self.window_s:
             raise ValueError(f"start {start} is not aligned to {self.window_s} s")
+        with self._lock:  # the prefetch worker creates markets too: one object per key
+            return self._markets.get(key) or self._new_market(symbol, int(start))
+
+    def _new_market(self, symbol: str, start: int) -> Market:
+        key = (symbol, start)
         cfg = self.config
         slug = families.slug(symbol, cfg.family, start)
         end = start + self.window_s
