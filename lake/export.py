@@ -56,7 +56,8 @@ log = logging.getLogger(__name__)
 
 ROW_GROUP_ROWS = 122_880  # DuckDB's row-group size: one Parquet row group per DuckDB task
 LOCK_NAME = ".export.lock"
-WRITE_AHEAD = 2  # merged partitions queued for the two writer threads, at most
+WRITER_THREADS = 2  # Parquet writer threads
+WRITE_AHEAD = WRITER_THREADS  # merged partitions waiting for the writers, at most
 MMAP_THRESHOLD = 256 << 10  # glibc: allocations this large get their own mapping
 
 
@@ -174,7 +175,7 @@ class _TableWriter:
         self.seq = 0
         self.superseded: list[FileEntry] = []  # old-manifest files replaced by this run
         self.stats = TableStats()
-        self.pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="lake-write")
+        self.pool = ThreadPoolExecutor(max_workers=WRITER_THREADS, thread_name_prefix="lake-write")
 
     def add(self, chunk: pa.Table) -> None:
         if not chunk.num_rows:

@@ -286,9 +286,8 @@ def _eval_card(cfg: TrainConfig) -> Path | None:
     return cfg.eval_card or _latest_eval_card(cfg.models_dir)
 
 
-def _evaluation_summary(cfg: TrainConfig) -> dict[str, Any]:
+def _evaluation_summary(ec: Path | None) -> dict[str, Any]:
     """--final: the evaluation card's name and its overall test-day scores (for the metadata)."""
-    ec = _eval_card(cfg)
     if ec is None:
         return {"evaluation_card": None}
     try:
@@ -330,8 +329,9 @@ def train_on_dataset(ds: TrainingSet, split: Split, cfg: TrainConfig,
 
     stages = stages or Stages()
     fit, es, cal = split.fit.mask, split.early_stop.mask, split.calibration.mask
+    eval_card = _eval_card(cfg) if cfg.split.final else None  # --final: the run it links
 
-    def rows(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def fit_rows(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """A slice's rows for fitting: with their mirror images unless --no-mirror."""
         if cfg.mirror:
             return with_mirror(ds.X[mask], ds.y[mask], ds.feature_names)
@@ -340,10 +340,10 @@ def train_on_dataset(ds: TrainingSet, split: Split, cfg: TrainConfig,
     if cfg.mirror:
         log.info("fitting and calibrating on each row and its Up/Down mirror (--no-mirror: off)")
     with stages("fit booster"):
-        fr = fit_booster(*rows(fit), *rows(es), cfg.params)
+        fr = fit_booster(*fit_rows(fit), *fit_rows(es), cfg.params)
     with stages(f"export + {cfg.calibration} calibration + checks"):
         check_mask = _check_rows(split)
-        ex = export_calibrated(fr.booster, ds.n_features, *rows(cal), cfg.calibration,
+        ex = export_calibrated(fr.booster, ds.n_features, *fit_rows(cal), cfg.calibration,
                                ds.X[check_mask], cfg.prob_floor)
         log.info("export checks passed on %d rows: raw vs XGBoost %.2g, calibrated vs sklearn %.2g",
                  ex.check.rows, ex.check.raw_max_abs_diff, ex.check.calibrated_max_abs_diff)
@@ -373,7 +373,7 @@ def train_on_dataset(ds: TrainingSet, split: Split, cfg: TrainConfig,
             metrics["test_windows"] = split.test.windows
         else:
             # no test days: carry the evaluation run that justified this model
-            metrics = {"final": True, **_evaluation_summary(cfg)}
+            metrics = {"final": True, **_evaluation_summary(eval_card)}
 
     stats = {**ds.stats}
     models_dir = cfg.models_dir
@@ -402,9 +402,8 @@ def train_on_dataset(ds: TrainingSet, split: Split, cfg: TrainConfig,
                             title=f"reliability on the test days ({len(y_test):,} rows)")
         eval_link = None
         if cfg.split.final:
-            ec = _eval_card(cfg)
-            eval_link = {"card": str(ec) if ec else None,
-                         "note": None if ec else "no evaluation run found: run without --final first"}
+            eval_link = {"card": str(eval_card) if eval_card else None,
+                         "note": None if eval_card else "no evaluation run found: run without --final first"}
         card = {
             "model": model_path.name,
             "created_at": created,
