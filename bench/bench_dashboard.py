@@ -127,14 +127,12 @@ def cache_builds(lake_dir: Path, model: Path) -> tuple[float, float]:
     import shutil
 
     from slotml.lake import read_manifest
-    from slotml.lake.manifest import Manifest, TableState
     from slotml.serve.dashboard_cache import DashboardCache
     from slotml.serve.scorer import Scorer
 
     full = read_manifest(lake_dir)
     last = max(f.date for t in full.tables.values() for f in t.files)
-    less = Manifest(id=full.id, tables={n: TableState(files=[f for f in t.files if f.date != last])
-                                        for n, t in full.tables.items()})
+    less = full.only_dates({f.date for t in full.tables.values() for f in t.files} - {last})
     tmp = Path(tempfile.mkdtemp(prefix="slotml_bench_cache_"))
     try:
         cache = DashboardCache(lake_dir, tmp)

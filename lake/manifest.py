@@ -69,6 +69,12 @@ class Manifest:
         t = self.tables.get(table)
         return list(t.files) if t else []
 
+    def only_dates(self, dates: set[str]) -> Manifest:
+        """The same manifest with only the files of ``dates`` (a read-only view for queries)."""
+        return Manifest(id=self.id, tables={
+            name: TableState(files=[f for f in t.files if f.date in dates])
+            for name, t in self.tables.items()})
+
     def to_json(self) -> str:
         d = {
             "format": FORMAT_VERSION,

@@ -43,17 +43,20 @@ def view_sql(lake_dir: Path, table: Table, manifest: Manifest) -> str:
             f"read_parquet([{paths}], hive_partitioning=false, union_by_name=false)")
 
 
-def refresh(con: duckdb.DuckDBPyConnection, lake_dir: Path | str | None = None) -> Manifest:
-    """(Re)create the views over the lake's current manifest; returns that manifest."""
+def refresh(con: duckdb.DuckDBPyConnection, lake_dir: Path | str | None = None,
+            manifest: Manifest | None = None) -> Manifest:
+    """(Re)create the views over the lake's current manifest (or over ``manifest``, e.g. a
+    ``Manifest.only_dates`` subset); returns that manifest."""
     lake = Path(lake_dir) if lake_dir is not None else default_lake_dir()
-    manifest = read_manifest(lake)
+    if manifest is None:
+        manifest = read_manifest(lake)
     for table in TABLES.values():
         con.execute(view_sql(lake, table, manifest))
     return manifest
 
 
 def connect(lake_dir: Path | str | None = None, database: str = ":memory:",
-            threads: int | None = None) -> duckdb.DuckDBPyConnection:
+            threads: int | None = None, manifest: Manifest | None = None) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection with views ``slot_snapshots`` and ``slot_resolutions``.
 
     ``lake_dir`` defaults to the settings' lake (``$SLOTML_HOME/lake`` or ``./data/lake``). An
@@ -62,5 +65,5 @@ def connect(lake_dir: Path | str | None = None, database: str = ":memory:",
     con = duckdb.connect(database)
     if threads:
         con.execute(f"SET threads = {int(threads)}")
-    refresh(con, lake_dir)
+    refresh(con, lake_dir, manifest)
     return con

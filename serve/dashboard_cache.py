@@ -47,8 +47,8 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from slotml.lake.manifest import FileEntry, Manifest, TableState, read_manifest
-from slotml.lake.query import view_sql
+from slotml.lake.manifest import FileEntry, Manifest, read_manifest
+from slotml.lake.query import connect
 from slotml.serve import slot_stats
 from slotml.serve.dashboard import MOVE_EDGES, bucket_case, bucket_labels, model_slices, reliability
 from slotml.serve.slot_stats import DAY_SQL, IN_WINDOW_SQL, rows
@@ -99,15 +99,7 @@ def date_keys(lake_dir: Path, manifest: Manifest) -> dict[str, str]:
 
 def subset_connection(lake_dir: Path, manifest: Manifest, dates: set[str]) -> Any:
     """A DuckDB connection whose views cover only ``dates``' files (schema as the lake's)."""
-    from slotml.ingest.schema import TABLES as SCHEMA
-
-    sub = Manifest(id=manifest.id, tables={
-        name: TableState(files=[f for f in state.files if f.date in dates])
-        for name, state in manifest.tables.items()})
-    con = duckdb.connect()
-    for table in SCHEMA.values():
-        con.execute(view_sql(lake_dir, table, sub))
-    return con
+    return connect(lake_dir, manifest=manifest.only_dates(dates))
 
 
 # ----------------------------------------------------------------------------- per-date SQL
