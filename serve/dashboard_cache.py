@@ -45,6 +45,7 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from slotml.lake.manifest import FileEntry, Manifest, read_manifest
@@ -270,8 +271,7 @@ class DashboardCache:
             if old is not None:
                 for name in TABLES:
                     t = pq.read_table(old / f"{name}.parquet")
-                    keep = [i for i, d in enumerate(t.column("date").to_pylist()) if d not in drop]
-                    parts[name].append(t.take(pa.array(keep, type=pa.int64())))
+                    parts[name].append(t.filter(pc.invert(_date_in(t, drop))))
             batches = [set(changed[i:i + BATCH_DATES]) for i in range(0, len(changed), BATCH_DATES)]
             for batch in batches or ([] if old is not None else [set()]):  # set(): the schemas
                 con = subset_connection(self.lake_dir, manifest, batch)
@@ -539,9 +539,8 @@ ORDER BY day, symbol""", [window_s, float(grace_windows)])
         with self._lock():
             parts = []
             if old is not None and old_keys:
-                keep = [i for i, d in enumerate(old.column("date").to_pylist())
-                        if d in keys and d not in changed]
-                parts.append(old.take(pa.array(keep, type=pa.int64())).replace_schema_metadata())
+                kept = _date_in(old, set(keys) - changed)
+                parts.append(old.filter(kept).replace_schema_metadata())
             dates = sorted(changed)
             for i in range(0, len(dates), BATCH_DATES):
                 batch = set(dates[i:i + BATCH_DATES])
@@ -550,8 +549,7 @@ ORDER BY day, symbol""", [window_s, float(grace_windows)])
                     s = scored_rows(con, scorer, t_from)
                 finally:
                     con.close()
-                day = pa.array([utc_date(int(t) // 86400) for t in s.column("slot_ts").to_pylist()],
-                               pa.string())
+                day = pc.strftime(pc.cast(s.column("slot_ts"), pa.timestamp("s", tz="UTC")), "%Y-%m-%d")
                 parts.append(s.append_column("date", day))
             table = pa.concat_tables(parts) if parts else None
             if table is None:
@@ -563,6 +561,11 @@ ORDER BY day, symbol""", [window_s, float(grace_windows)])
             pq.write_table(table, tmp, compression="zstd")
             os.replace(tmp, path)
         return table.drop(["date"])
+
+
+def _date_in(t: pa.Table, dates: set[str]) -> Any:
+    """Mask of ``t``'s rows whose ``date`` is one of ``dates``."""
+    return pc.is_in(t.column("date"), value_set=pa.array(sorted(dates), pa.string()))
 
 
 def scored_rows_empty() -> pa.Table:
