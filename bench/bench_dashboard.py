@@ -97,7 +97,7 @@ def page_load(lake_dir: Path, model: Path, warm: bool = False, no_cache: bool = 
     import streamlit as st
     from streamlit.testing.v1 import AppTest
 
-    from slotml.serve.dashboard import APP
+    from slotml.web.dashboard_run import APP
 
     if not warm:
         st.cache_data.clear()
@@ -127,8 +127,8 @@ def cache_builds(lake_dir: Path, model: Path) -> tuple[float, float]:
     import shutil
 
     from slotml.lake import read_manifest
-    from slotml.serve.dashboard_cache import DashboardCache
     from slotml.serve.scorer import Scorer
+    from slotml.web.dashboard_cache import DashboardCache
 
     full = read_manifest(lake_dir)
     last = max(f.date for t in full.tables.values() for f in t.files)
@@ -161,7 +161,7 @@ def run(quick: bool) -> list[Row]:
     small = build_lake(root / "lake_1d", 1)
     big_model = build_model(root / f"models_{days}d", big)
     small_model = build_model(root / "models_1d", small)
-    from slotml.serve.dashboard import warm_cache
+    from slotml.web.dashboard_run import warm_cache
 
     label = f"{days} days" if quick else "a year"
     first, one_day = cache_builds(big, big_model)

@@ -1,7 +1,7 @@
-"""serve/: the scorer and entry gate a trading bot loads (onnxruntime only), replay, read API.
+"""serve/: what a trading bot imports: the scorer, entry gate, options, online features, live helpers.
 
 The public names load lazily (``from slotml.serve import Scorer, EntryGate``) so that
-``slotml --help`` (which imports ``slotml.serve.cli``) pays nothing, and a bot importing the
+importing the package pays nothing, and a bot importing the
 scorer never pulls in xgboost, duckdb, polars or sklearn.
 """
 

@@ -18,13 +18,14 @@ from slotml import __version__
 from slotml.errors import UserError
 from slotml.settings import mask_url
 
-# Order = the pipeline's: collect -> export -> features/train -> serve; the sim last.
+# Order = the pipeline's: collect -> export -> features/train -> backtest -> web; the sim last.
 STAGE_CLIS = (
     "slotml.ingest.cli",
     "slotml.lake.cli",
     "slotml.features.cli",
     "slotml.train.cli",
-    "slotml.serve.cli",
+    "slotml.backtest.cli",
+    "slotml.web.cli",
     "slotml.sim.cli",
 )
 
@@ -33,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="slotml",
         description="Polymarket Up/Down slot collector and entry model (ingest -> lake -> "
-        "features -> train -> serve; sim is the local venue).",
+        "features -> train -> serve; backtest replays, web shows; sim is the local venue).",
     )
     parser.add_argument("--version", action="version", version=f"slotml {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")

@@ -228,14 +228,14 @@ def load_oracle(path: Path, ds: TrainingSet, rows: np.ndarray) -> np.ndarray | N
 def policy_table(model_path: Path, cfg: TrainConfig, split: Split) -> dict[str, Any]:
     """The policy table of serve/'s replay (one implementation, in serve/) over the test days.
 
-    Calls ``slotml.serve.replay.policy_table(model_path=, lake_dir=, slot_from=, slot_to=)``
+    Calls ``slotml.backtest.replay.policy_table(model_path=, lake_dir=, slot_from=, slot_to=)``
     (text). The model file is already written when this runs: a replay failure is reported in
     the card and the log, never fatal.
     """
     if split.test is None:
         return {"available": False, "reason": "no test days (--final)"}
     try:
-        from slotml.serve.replay import policy_table as serve_policy_table
+        from slotml.backtest.replay import policy_table as serve_policy_table
     except ImportError as e:
         return {"available": False, "reason": f"serve's replay cannot be imported ({e})"}
     try:

@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from slotml.features.contract import DEFAULT_TOLERANCE, frac_ms
-from slotml.serve.api import ApiConfig, create_app, decode_cursor, encode_cursor
+from slotml.web.api import ApiConfig, create_app, decode_cursor, encode_cursor
 from tests.serve.sim_data import serve_app, shared_sim_data
 
 

@@ -10,7 +10,7 @@ import duckdb
 import pytest
 
 from slotml.ingest.schema import RESOLUTIONS, SNAPSHOTS
-from slotml.serve import slot_stats
+from slotml.web import slot_stats
 from tests.features.helpers import create_tables, insert, snap
 from tests.serve.sim_data import shared_sim_data
 

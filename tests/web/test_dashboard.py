@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from slotml.serve.dashboard import MOVE_EDGES, bucket_labels, heatmap_rows, streamlit_command
+from slotml.web.dashboard import MOVE_EDGES, bucket_labels, heatmap_rows
+from slotml.web.dashboard_run import streamlit_command
 from tests.serve.sim_data import shared_sim_data
 from tests.util import free_port, wait_for
 
@@ -139,7 +140,7 @@ def test_dashboard_in_chromium(dashboard: str, lake: dict, browser, tmp_path: Pa
     assert table == want, sorted(set(table.items()) ^ set(want.items()))[:6]
 
     # the page's numbers came from the day cache beside the lake (serve/dashboard_cache.py)
-    from slotml.serve.dashboard_cache import DashboardCache
+    from slotml.web.dashboard_cache import DashboardCache
 
     assert DashboardCache(lake["lake"]).is_current()
 

@@ -10,20 +10,13 @@ import duckdb
 import numpy as np
 import pytest
 
+from slotml.backtest.replay import default_range, parse_time, pnl_png, replay
+from slotml.backtest.simulate import DecisionRow, WindowInfo, simulate
 from slotml.cli import main
 from slotml.features.contract import CONTRACT_VERSION, FEATURES
 from slotml.features.synth import SynthConfig, generate, load_into
 from slotml.serve import EntryGate, GateConfig, Scorer
 from slotml.serve.gate import FeeSchedule
-from slotml.serve.replay import (
-    DecisionRow,
-    WindowInfo,
-    default_range,
-    parse_time,
-    pnl_png,
-    replay,
-    simulate,
-)
 
 from .models import make_model
 
@@ -188,7 +181,7 @@ def test_cli_replay_end_to_end(tmp_path: Path, capsys) -> None:
     data = json.loads(out_json.read_text())
     assert data["windows"] > 0 and len(data["results"]) == 4
     # the train report's hook
-    from slotml.serve.replay import policy_table
+    from slotml.backtest.replay import policy_table
 
     table = policy_table(model_path=model, lake_dir=lake, slot_from=None, slot_to=None)
     assert isinstance(table, str) and "PnL" in table

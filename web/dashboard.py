@@ -1,4 +1,5 @@
-"""The dashboard's numbers (DuckDB over the lake) and its launcher; the page is dashboard_app.py.
+"""The dashboard's numbers (DuckDB over the lake); the page is dashboard_app.py, the launcher
+``dashboard_run.py``.
 
 Three views a trader checks before trusting a model, and after:
 
@@ -7,7 +8,7 @@ Three views a trader checks before trusting a model, and after:
   move bucket, counting windows: per window and minute, its last snapshot in that minute;
 - ``calibration_rows``: reliability diagram of a model on its test days and on later days
   (after everything it saw), beside the book's own mid as a baseline, with counts per bin;
-- data health: ``slotml.serve.slot_stats``.
+- data health: ``slotml.web.slot_stats``.
 
 Everything is aggregated in DuckDB; the page only draws and tables the returned rows (which
 are also what the browser test reads back).
@@ -15,18 +16,14 @@ are also what the browser test reads back).
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
-from slotml.serve.slot_stats import rows, window_filter
+from slotml.web.slot_stats import rows, window_filter
 
 # Signed move buckets (percent of the settlement series since price_to_beat). A move of exactly
 # 0 favours neither side and is left out.
 MOVE_EDGES: tuple[float, ...] = (-0.3, -0.2, -0.1, -0.05, -0.02, 0.0, 0.02, 0.05, 0.1, 0.2, 0.3)
-APP = Path(__file__).with_name("dashboard_app.py")
 
 
 def bucket_labels(edges: Sequence[float] = MOVE_EDGES) -> list[str]:
@@ -193,62 +190,3 @@ FROM long GROUP BY ALL ORDER BY series DESC, slice DESC""", [t_to])
     finally:
         con.unregister("_scored")
     return {"bins": bins_out, "summary": summary, "test": (t_from, t_to)}
-
-
-# ------------------------------------------------------------------------------- launcher
-
-def streamlit_command(lake_dir: Path | str, model: str | None, *, host: str = "127.0.0.1",
-                      port: int = 8501) -> list[str]:
-    """The command line that serves the dashboard (``slotml dashboard``; tests run the same)."""
-    cmd = [sys.executable, "-m", "streamlit", "run", str(APP),
-           "--server.address", host, "--server.port", str(int(port)),
-           "--server.headless", "true", "--browser.gatherUsageStats", "false",
-           "--server.fileWatcherType", "none", "--global.developmentMode", "false",
-           "--", "--lake-dir", str(lake_dir)]
-    if model:
-        cmd += ["--model", str(model)]
-    return cmd
-
-
-def warm_cache(lake_dir: Path | str, model: str | None) -> None:
-    """Bring the per-date aggregate cache up to date before the first visit (a year's first
-    build takes a while; afterwards only new or rewritten days are computed). Best effort: the
-    page reads the lake itself if the cache cannot be written."""
-    import logging
-
-    from slotml.serve.dashboard_cache import DashboardCache
-
-    log = logging.getLogger(__name__)
-    cache = DashboardCache(lake_dir)
-    try:
-        st = cache.update()
-    except Exception as e:  # noqa: BLE001 - best effort, logged
-        log.warning("dashboard cache %s not built: %s", cache.dir, e)
-        return
-    print(f"dashboard cache {cache.dir}: {st.computed} of {st.dates} days computed "
-          f"in {st.seconds:.1f}s", flush=True)
-    if model:
-        from slotml.serve.scorer import Scorer, resolve_model_path
-
-        try:
-            path = resolve_model_path(model)
-            cache.calibration_rows(Scorer.load(path), path)
-        except Exception as e:  # noqa: BLE001 - no model is a normal state
-            log.info("calibration not cached: %s", e)
-
-
-def run_streamlit(lake_dir: Path | str, model: str | None, *, host: str = "127.0.0.1",
-                  port: int = 8501) -> int:
-    """Serve the dashboard until interrupted; returns streamlit's exit code."""
-    warm_cache(lake_dir, model)
-    print(f"dashboard on http://{host}:{port} (lake {lake_dir})", flush=True)
-    proc = subprocess.Popen(streamlit_command(lake_dir, model, host=host, port=port))
-    try:
-        return proc.wait()
-    except KeyboardInterrupt:
-        proc.terminate()
-        try:
-            return proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            return 130

@@ -4,7 +4,7 @@
   index-backed; SQL in ``slotml.ingest.store_query``), filtered, keyset-paginated, as JSON, CSV
   or Parquet. ``point=`` / ``minute=`` return the feature contract's decision row per window.
 - ``GET /slots/summary``: per asset, family and day, from the LAKE through DuckDB
-  (``slotml.serve.slot_stats``).
+  (``slotml.web.slot_stats``).
 - ``GET /health``: store reachable, newest snapshot, lake manifest.
 
 Every bad parameter is a 422 in FastAPI's own error shape (``{"detail": [{loc, msg, type}]}``),
@@ -372,7 +372,7 @@ def create_app(config: ApiConfig, store: Store | None = None) -> FastAPI:
         import duckdb
 
         from slotml.lake.query import refresh
-        from slotml.serve.slot_stats import summary_rows
+        from slotml.web.slot_stats import summary_rows
 
         window_s = family_window(family)
         slot_from, slot_to = parse_time("from", from_), parse_time("to", to)

@@ -1,10 +1,10 @@
 """The Streamlit page of ``slotml dashboard`` (run by ``streamlit run``; args after ``--``).
 
 Every number comes from DuckDB and is shown in a plain table beside its chart: from the
-per-date aggregate cache (``slotml.serve.dashboard_cache``, brought up to date with the lake's
+per-date aggregate cache (``slotml.web.dashboard_cache``, brought up to date with the lake's
 manifest on the first load after an export: only changed dates are recomputed), or, if the
 cache cannot be written, straight from the lake (``slotml.lake.connect()`` with
-``slotml.serve.dashboard`` / ``slotml.serve.slot_stats``; the same numbers, slower). Results are
+``slotml.web.dashboard`` / ``slotml.web.slot_stats``; the same numbers, slower). Results are
 also kept in memory per lake manifest, model file and selection, so switching assets back and
 forth is instant and a new export shows up on the next load.
 """
@@ -22,8 +22,8 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from slotml.serve import dashboard as dash
-from slotml.serve import slot_stats
+from slotml.web import dashboard as dash
+from slotml.web import slot_stats
 
 HEATMAP_TITLE = "Win rate of the side the move favours"
 CALIBRATION_TITLE = "Calibration"
@@ -58,7 +58,7 @@ def _connect(lake_dir: str) -> Any:
 def load_cache(lake_dir: str, manifest_id: int, cache_dir: str | None) -> str | None:
     """The cache folder, up to date with the lake; None if it cannot be (read-only disk...):
     the page then aggregates over the lake itself."""
-    from slotml.serve.dashboard_cache import DashboardCache
+    from slotml.web.dashboard_cache import DashboardCache
 
     cache = DashboardCache(lake_dir, cache_dir)
     try:
@@ -70,7 +70,7 @@ def load_cache(lake_dir: str, manifest_id: int, cache_dir: str | None) -> str | 
 
 
 def _cache(lake_dir: str, cache_dir: str | None) -> Any:
-    from slotml.serve.dashboard_cache import DashboardCache
+    from slotml.web.dashboard_cache import DashboardCache
 
     return DashboardCache(lake_dir, cache_dir)
 

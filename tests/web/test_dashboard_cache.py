@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from slotml.lake import connect, read_manifest
-from slotml.serve import dashboard, slot_stats
-from slotml.serve.dashboard_cache import DashboardCache
 from slotml.serve.scorer import Scorer
+from slotml.web import dashboard, slot_stats
+from slotml.web.dashboard_cache import DashboardCache
 from tests.serve.sim_data import END, shared_sim_data
 
 W = 300
@@ -146,7 +146,7 @@ def page_tables(lake: Path, model: Path, *extra: str) -> list:
     import streamlit as st
     from streamlit.testing.v1 import AppTest
 
-    from slotml.serve.dashboard import APP
+    from slotml.web.dashboard_run import APP
 
     st.cache_data.clear()
     argv = sys.argv

@@ -24,7 +24,7 @@ max_updated_at, size, mtime):
 
 A state is a generation folder named by ``CURRENT`` (written, then swapped in one rename), so a
 reader never sees half an update. The reference for every number is the uncached functions
-(``slotml.serve.slot_stats`` / ``slotml.serve.dashboard``); tests hold the two equal.
+(``slotml.web.slot_stats`` / ``slotml.web.dashboard``); tests hold the two equal.
 """
 
 from __future__ import annotations
@@ -50,9 +50,9 @@ import pyarrow.parquet as pq
 
 from slotml.lake.manifest import FileEntry, Manifest, read_manifest
 from slotml.lake.query import connect
-from slotml.serve import slot_stats
-from slotml.serve.dashboard import MOVE_EDGES, bucket_case, bucket_labels, model_slices, reliability
-from slotml.serve.slot_stats import DAY_SQL, IN_WINDOW_SQL, rows
+from slotml.web import slot_stats
+from slotml.web.dashboard import MOVE_EDGES, bucket_case, bucket_labels, model_slices, reliability
+from slotml.web.slot_stats import DAY_SQL, IN_WINDOW_SQL, rows
 
 log = logging.getLogger(__name__)
 
@@ -515,7 +515,7 @@ ORDER BY day, symbol""", [window_s, float(grace_windows)])
     def scored_rows(self, scorer: Any, model_path: Path | str, t_from: int,
                     manifest: Manifest | None = None) -> pa.Table:
         from slotml.lake.export import utc_date
-        from slotml.serve.dashboard import scored_rows
+        from slotml.web.dashboard import scored_rows
 
         model = Path(model_path).resolve()
         st = model.stat()

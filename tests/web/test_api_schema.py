@@ -22,7 +22,7 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
-from slotml.serve.api import ApiConfig, create_app
+from slotml.web.api import ApiConfig, create_app
 from tests.serve.sim_data import serve_app, shared_sim_data
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
