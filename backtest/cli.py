@@ -46,7 +46,7 @@ def _replay(args: argparse.Namespace) -> int:
     import logging
     from pathlib import Path
 
-    from slotml.backtest.replay import default_range, parse_time, pnl_png, replay
+    from slotml.backtest.replay import default_range, pnl_png, replay, time_arg
     from slotml.errors import UserError
     from slotml.log import setup_logging
     from slotml.serve.gate import config_from_args
@@ -59,7 +59,7 @@ def _replay(args: argparse.Namespace) -> int:
     log_config(cfg, logging.getLogger("slotml.backtest.replay"))
     model_path = cfg.model_path or str(common.models_dir)
     scorer = Scorer.load(model_path)
-    slot_from, slot_to = parse_time(args.slot_from), parse_time(args.slot_to)
+    slot_from, slot_to = time_arg(args.slot_from), time_arg(args.slot_to)
     if slot_from is None and slot_to is None:
         slot_from, slot_to = default_range(scorer)
     lake_dir = Path(args.lake_dir) if args.lake_dir else common.lake_dir

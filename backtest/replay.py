@@ -19,7 +19,6 @@ in-memory rows and is tested on its own.
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -36,6 +35,7 @@ from slotml.backtest.simulate import (
 from slotml.errors import UserError
 from slotml.serve.gate import EntryGate, FeeSchedule, GateConfig
 from slotml.serve.scorer import Scorer
+from slotml.venue import parse_time
 
 log = logging.getLogger(__name__)
 
@@ -235,22 +235,11 @@ def policy_table(model_path: Path | str, lake_dir: Path | str | None = None,
         con.close()
 
 
-def parse_time(text: str | None) -> int | None:
-    """Epoch seconds, or an ISO date/time (UTC when no zone is given)."""
+def time_arg(text: str | None) -> int | None:
+    """A --from/--to value: epoch seconds or an ISO date/time (UTC when no zone is given)."""
     if text is None or text == "":
         return None
-    try:
-        v = float(text)
-        if math.isfinite(v):
-            return int(v)
-    except ValueError:
-        pass
-    import datetime as dt
-
-    try:
-        t = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise UserError(f"time {text!r}: use epoch seconds or an ISO date like 2026-01-31") from None
-    if t.tzinfo is None:
-        t = t.replace(tzinfo=dt.UTC)
-    return int(t.timestamp())
+    t = parse_time(text)
+    if t is None:
+        raise UserError(f"time {text!r}: use epoch seconds or an ISO date like 2026-01-31")
+    return int(t)

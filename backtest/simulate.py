@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from slotml.serve.gate import DOWN, UP, EntryGate, FeeSchedule
+from slotml.venue import SCALE_MINUTES
 
 FILLS = ("taker", "maker")
 POLICIES = ("model", "filters")
@@ -173,7 +174,7 @@ def simulate(rows: Iterable[DecisionRow], windows: dict[tuple[str, int, int], Wi
             prices = {side: (r.ask(side) if taker else r.bid(side)) for side in (UP, DOWN)}
             d = gate.choose(r.vector, r.point, prices=prices, min_order_size=info.min_order_size,
                             fee=info.fee, taker=taker, move_pct=getattr(r, filter_key),
-                            minutes_into=15.0 * r.point)
+                            minutes_into=SCALE_MINUTES * r.point)
             if not d.enter:
                 last_code = d.code
                 continue

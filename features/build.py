@@ -33,6 +33,7 @@ from slotml.features.contract import (
     REGIME_WINDOWS,
     metadata,
 )
+from slotml.venue import SCALE_MINUTES
 
 # The decision row's columns (fetched back by a hash join on its key once the ASOF found it).
 _ROW_COLS = (
@@ -43,14 +44,14 @@ _ROW_COLS = (
 
 # ms(frac) of contract.py, in the same IEEE order: floor(frac * window_s * 1000 + 0.5)
 _MS = "CAST(floor({frac} * {w} * CAST(1000 AS DOUBLE) + CAST(0.5 AS DOUBLE)) AS BIGINT)"
-# minutes(ms) of contract.py: 15 * ms / (window_s * 1000)
-_MIN = "(CAST(15 AS DOUBLE) * ({ms}) / ({w} * 1000))"
+# minutes(ms) of contract.py: SCALE_MINUTES * ms / (window_s * 1000)
+_MIN = "(CAST(" + repr(SCALE_MINUTES) + " AS DOUBLE) * ({ms}) / ({w} * 1000))"
 
 # lead_move_pct of contract.py, in the same IEEE order (NULL when a factor is missing)
 _LEAD = ("((CAST(1 AS DOUBLE) + r.dir_move_pct / 100) * r.chainlink_price "
          "/ nullif(r.chainlink_twap, 0) - 1) * 100")
 _INTO = _MIN.format(ms="r.tick_ms - r.slot_ts * 1000", w="r.window_s")
-_LEFT = "(CAST(15 AS DOUBLE) - " + _INTO + ")"
+_LEFT = "(CAST(" + repr(SCALE_MINUTES) + " AS DOUBLE) - " + _INTO + ")"
 # prev_up's two branches of contract.py: the official outcome, else the measured one, as known at D
 _PREV_OFFICIAL = "p.resolved_up IS NOT NULL AND p.resolved_at < r.decision_ms / CAST(1000 AS DOUBLE)"
 _PREV_MEASURED = ("p.final_price IS NOT NULL AND p.price_to_beat IS NOT NULL "

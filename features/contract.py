@@ -123,6 +123,8 @@ from __future__ import annotations
 import math
 from fractions import Fraction
 
+from slotml.venue import SCALE_MINUTES  # noqa: F401 - part of the contract: a window is 15 scaled minutes
+
 CONTRACT_VERSION = 3  # 2: lead_move_pct, lead_move_z; 3: prev_vol_1/_4, lead_rv_z, lead_blend_z
 
 FEATURES: tuple[str, ...] = (
@@ -204,7 +206,6 @@ DEFAULT_TOLERANCE = 1 / 15  # of the window: the decision row may be at most thi
 DEFAULT_LOOKBACK = 2 / 15  # of the window: move_velocity's lookback
 REGIME_WINDOWS: tuple[int, ...] = (1, 4)  # prev_vol_k: how many earlier windows each one pools
 PRIOR_MINUTES = 15.0  # lead_blend_z: the weight (scaled minutes) of the earlier windows' vol
-SCALE_MINUTES = 15.0  # a window is 15 scaled minutes long
 
 PREV_OFFICIAL, PREV_MEASURED, PREV_UNKNOWN = 2, 1, 0
 assert tuple(MIRROR) == FEATURES, "every feature needs its mirror rule, in contract order"

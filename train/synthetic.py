@@ -15,6 +15,7 @@ import numpy as np
 
 from slotml.features.contract import ASSET_CODES, CONTRACT_VERSION, DEFAULT_POINTS, FEATURES
 from slotml.train.dataset import TrainingSet
+from slotml.venue import SCALE_MINUTES
 
 SIGMA = {"BTC": 0.046, "ETH": 0.093, "SOL": 0.10, "XRP": 0.10}  # percent per sqrt(minute)
 
@@ -52,13 +53,13 @@ def synthetic_training_set(
     pi = np.tile(np.arange(npt), nw)
     m = path[wi, pi]
     t = minutes[pi]
-    left = 15.0 - t
+    left = SCALE_MINUTES - t
     sw, sb = sigma_w[wi], base_sigma[wi]
     p_true = _phi(m / (sw * np.sqrt(left)))
     book = np.clip(_phi(m / (sb * np.sqrt(left))) + 0.02 * rng.standard_normal(n), 0.01, 0.99)
     half = 0.005 + 0.005 * rng.random(n)
     slot = slot_w[wi]
-    tick_ms = slot * 1000 + np.round(t * window_s / 15.0 * 1000).astype(np.int64)
+    tick_ms = slot * 1000 + np.round(t * window_s / SCALE_MINUTES * 1000).astype(np.int64)
     prev = np.full(nw, np.nan)
     same = np.r_[False, sym_w[1:] == sym_w[:-1]]
     prev[same] = y_w[np.flatnonzero(same) - 1]

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import datetime as dt
 import io
 import json
 import logging
@@ -38,7 +37,6 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 from slotml import __version__
 from slotml.errors import UserError
 from slotml.features.contract import DEFAULT_TOLERANCE, frac_ms
-from slotml.ingest.config import family_seconds
 from slotml.ingest.schema import SNAPSHOTS
 from slotml.ingest.store import Store, StoreUnavailable, open_store
 from slotml.ingest.store_query import (
@@ -50,6 +48,7 @@ from slotml.ingest.store_query import (
     window_lengths,
 )
 from slotml.settings import DbUrl
+from slotml.venue import family_seconds, parse_time
 
 log = logging.getLogger(__name__)
 
@@ -80,32 +79,16 @@ def invalid(param: str, msg: str, value: Any = None) -> RequestValidationError:
                                     "msg": msg, "input": value}])
 
 
-def parse_time(param: str, text: str | None) -> int | None:
+def time_param(param: str, text: str | None) -> int | None:
     """Epoch seconds (integer or decimal) or an ISO 8601 date/time (UTC unless it has a zone)."""
     if text is None or text.strip() == "":
         return None
-    s = text.strip()
-    try:
-        v = float(s)
-    except ValueError:
-        v = None
-    if v is not None:
-        if not math.isfinite(v) or not 0 <= v <= MAX_EPOCH:
-            raise invalid(param, f"epoch seconds must lie in [0, {MAX_EPOCH}]", text)
-        return int(math.floor(v))
-    try:
-        t = dt.datetime.fromisoformat(s.replace("Z", "+00:00"))
-    except ValueError:
+    v = parse_time(text)
+    if v is None:
         raise invalid(param, "use epoch seconds or an ISO 8601 time such as 2026-11-24 or "
-                             "2026-11-24T15:00:00Z", text) from None
-    if t.tzinfo is None:
-        t = t.replace(tzinfo=dt.UTC)
-    try:
-        v = t.timestamp()
-    except (OverflowError, ValueError, OSError):
-        v = -1.0
+                             "2026-11-24T15:00:00Z", text)
     if not 0 <= v <= MAX_EPOCH:
-        raise invalid(param, f"time must lie between 1970 and {MAX_EPOCH} epoch seconds", text)
+        raise invalid(param, f"time must lie in [0, {MAX_EPOCH}] epoch seconds (1970-2038)", text)
     return int(math.floor(v))
 
 
@@ -332,7 +315,7 @@ def create_app(config: ApiConfig, store: Store | None = None) -> FastAPI:
         format: Annotated[Format, Query(description="json, csv or parquet")] = Format.json,
     ) -> Response:
         window_s = family_window(family)
-        slot_from, slot_to = parse_time("from", from_), parse_time("to", to)
+        slot_from, slot_to = time_param("from", from_), time_param("to", to)
         if slot_from is not None and slot_to is not None and slot_to <= slot_from:
             raise invalid("to", "to must be after from", to)
         if point is not None and minute is not None:
@@ -375,7 +358,7 @@ def create_app(config: ApiConfig, store: Store | None = None) -> FastAPI:
         from slotml.web.slot_stats import summary_rows
 
         window_s = family_window(family)
-        slot_from, slot_to = parse_time("from", from_), parse_time("to", to)
+        slot_from, slot_to = time_param("from", from_), time_param("to", to)
         if slot_from is not None and slot_to is not None and slot_to <= slot_from:
             raise invalid("to", "to must be after from", to)
         con = duckdb.connect()

@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from slotml.venue import SCALE_MINUTES
 from slotml.web.slot_stats import rows, window_filter
 
 # Signed move buckets (percent of the settlement series since price_to_beat). A move of exactly
@@ -58,7 +59,7 @@ def heatmap_rows(con: Any, symbol: str, window_s: int, *, slot_from: int | None 
     sql = f"""
 WITH s AS (
   SELECT s.symbol, s.window_s, s.slot_ts, s.tick_ms, s.dir_move_pct,
-    CAST(floor(15.0 * (s.tick_ms - CAST(s.slot_ts AS BIGINT) * 1000) / (s.window_s * 1000.0))
+    CAST(floor({SCALE_MINUTES!r} * (s.tick_ms - CAST(s.slot_ts AS BIGINT) * 1000) / (s.window_s * 1000.0))
          AS INTEGER) AS minute
   FROM slot_snapshots s
   WHERE {where} AND s.tick_ms >= CAST(s.slot_ts AS BIGINT) * 1000

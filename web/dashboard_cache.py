@@ -50,6 +50,7 @@ import pyarrow.parquet as pq
 
 from slotml.lake.manifest import FileEntry, Manifest, read_manifest
 from slotml.lake.query import connect
+from slotml.venue import SCALE_MINUTES
 from slotml.web import slot_stats
 from slotml.web.dashboard import MOVE_EDGES, bucket_case, bucket_labels, model_slices, reliability
 from slotml.web.slot_stats import DAY_SQL, IN_WINDOW_SQL, rows
@@ -135,7 +136,7 @@ ORDER BY date, window_s, symbol, slot_ts""").to_arrow_table()
     out["heatmap"] = con.sql(f"""
 WITH m AS (
   SELECT date, symbol, window_s, slot_ts, tick_ms, dir_move_pct,
-    CAST(floor(15.0 * (tick_ms - CAST(slot_ts AS BIGINT) * 1000) / (window_s * 1000.0))
+    CAST(floor({SCALE_MINUTES!r} * (tick_ms - CAST(slot_ts AS BIGINT) * 1000) / (window_s * 1000.0))
          AS INTEGER) AS minute
   FROM s WHERE tick_ms >= CAST(slot_ts AS BIGINT) * 1000
     AND dir_move_pct IS NOT NULL AND dir_move_pct <> 0

@@ -10,15 +10,14 @@ import duckdb
 import numpy as np
 import pytest
 
-from slotml.backtest.replay import default_range, parse_time, pnl_png, replay
+from slotml.backtest.replay import default_range, pnl_png, replay, time_arg
 from slotml.backtest.simulate import DecisionRow, WindowInfo, simulate
 from slotml.cli import main
 from slotml.features.contract import CONTRACT_VERSION, FEATURES
 from slotml.features.synth import SynthConfig, generate, load_into
 from slotml.serve import EntryGate, GateConfig, Scorer
 from slotml.serve.gate import FeeSchedule
-
-from .models import make_model
+from tests.serve.models import make_model
 
 ABC = ["a", "b", "c"]
 
@@ -198,8 +197,8 @@ def test_cli_errors_are_one_line(tmp_path: Path, capsys) -> None:
     assert "ISO date" in capsys.readouterr().err
 
 
-def test_parse_time() -> None:
-    assert parse_time("1767225600") == 1767225600
-    assert parse_time("2026-01-01") == 1767225600
-    assert parse_time("2026-01-01T00:15:00Z") == 1767225600 + 900
-    assert parse_time(None) is None
+def test_time_arg() -> None:
+    assert time_arg("1767225600") == 1767225600
+    assert time_arg("2026-01-01") == 1767225600
+    assert time_arg("2026-01-01T00:15:00Z") == 1767225600 + 900
+    assert time_arg(None) is None
