@@ -48,15 +48,12 @@ def _replay(args: argparse.Namespace) -> int:
 
     from slotml.backtest.replay import default_range, pnl_png, replay, time_arg
     from slotml.errors import UserError
-    from slotml.log import setup_logging
     from slotml.serve.gate import config_from_args
     from slotml.serve.scorer import Scorer
-    from slotml.settings import CommonSettings, log_config
+    from slotml.settings import start_command
 
-    common = CommonSettings.from_args(args)
-    setup_logging(common.log_format, common.log_level)
     cfg = config_from_args(args)
-    log_config(cfg, logging.getLogger("slotml.backtest.replay"))
+    common = start_command(args, cfg, logging.getLogger("slotml.backtest.replay"))
     model_path = cfg.model_path or str(common.models_dir)
     scorer = Scorer.load(model_path)
     slot_from, slot_to = time_arg(args.slot_from), time_arg(args.slot_to)

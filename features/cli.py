@@ -42,6 +42,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _features(args: argparse.Namespace) -> int:
-    from slotml.features.run import config_from_args, run_features
+    import logging
 
-    return run_features(config_from_args(args))
+    from slotml.features.run import config_from_args, run_features
+    from slotml.settings import log_config, start_command
+
+    start_command(args)
+    cfg = config_from_args(args)
+    log_config(cfg, logging.getLogger("slotml.features.run"))
+    return run_features(cfg)

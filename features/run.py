@@ -60,9 +60,6 @@ def config_from_args(args: argparse.Namespace) -> FeaturesConfig:
     from slotml.settings import CommonSettings
 
     s = CommonSettings.from_args(args)
-    from slotml.log import setup_logging
-
-    setup_logging(s.log_format, s.log_level)
     try:
         points = parse_points(args.points)
     except ValueError as e:
@@ -157,9 +154,6 @@ def build_file(con: Any, cfg: FeaturesConfig, extra_meta: dict[str, Any] | None 
 
 
 def run_features(cfg: FeaturesConfig) -> int:
-    from slotml.settings import log_config
-
-    log_config(cfg, log)
     from slotml.lake import connect
 
     con = connect(cfg.lake_dir)

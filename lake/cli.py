@@ -49,11 +49,9 @@ def _export(args: argparse.Namespace) -> int:
     import logging
 
     from slotml.lake.export import ExportConfig, run_export
-    from slotml.log import setup_logging
-    from slotml.settings import CommonSettings, log_config
+    from slotml.settings import log_config, start_command
 
-    s = CommonSettings.from_args(args)
-    setup_logging(s.log_format, s.log_level)
+    s = start_command(args)
     cfg = ExportConfig(db=s.db, lake_dir=args.lake or s.lake_dir, full=args.full,
                        overlap_s=args.overlap, grace_s=args.grace, reader=args.reader,
                        buffer_rows=args.buffer_rows, fsync=not args.no_fsync)

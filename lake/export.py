@@ -13,6 +13,9 @@ fills (the store yields rows roughly in time order, so a flushed partition is us
 at most ``WRITE_AHEAD`` merged partitions wait for the writers at a time, and only the overlap
 window's (id, updated_at) pairs are held to recognise unchanged rows. ``bound_native_heap``
 stops glibc's heap from growing with the rows read (see there).
+
+About 450 lines, one module: the merge, the writer threads and the manifest commit share one
+run's state and its crash-safety argument, which reads best in one place.
 """
 
 from __future__ import annotations

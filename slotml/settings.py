@@ -202,3 +202,17 @@ def log_config(config: Any, logger: logging.Logger | None = None) -> None:
         type(config).__name__,
         " ".join(f"{k}={v}" for k, v in config_dict(config).items()),
     )
+
+
+def start_command(args: argparse.Namespace, config: Any = None,
+                  logger: logging.Logger | None = None) -> CommonSettings:
+    """The preamble of every command handler: common settings from the flags (env, defaults),
+    logging set up, and the command's typed config logged once with secrets masked. Handlers
+    that build their config from the settings call it first and log the config themselves."""
+    from slotml.log import setup_logging
+
+    common = CommonSettings.from_args(args)
+    setup_logging(common.log_format, common.log_level)
+    if config is not None:
+        log_config(config, logger)
+    return common

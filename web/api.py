@@ -11,6 +11,9 @@ Every bad parameter is a 422 in FastAPI's own error shape (``{"detail": [{loc, m
 so clients and the OpenAPI description see one format; a store or lake that cannot answer is a
 503 with the reason, never a 500. Every value reaches SQL as a bound parameter. The API never
 writes: a read-only database user is enough (README: "Read API").
+
+About 430 lines, one module: the response models and the three routes are one OpenAPI document;
+the SQL lives in the store's query module and ``web/slot_stats``.
 """
 
 from __future__ import annotations

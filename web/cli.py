@@ -37,12 +37,10 @@ def _api(args: argparse.Namespace) -> int:
 
     from slotml.errors import UserError
     from slotml.ingest.store import open_store
-    from slotml.log import setup_logging
-    from slotml.settings import CommonSettings, log_config
+    from slotml.settings import log_config, start_command
     from slotml.web.api import ApiConfig, serve
 
-    common = CommonSettings.from_args(args)
-    setup_logging(common.log_format, common.log_level)
+    common = start_command(args)
     cfg = ApiConfig(db=common.db, lake_dir=Path(args.lake_dir) if args.lake_dir else common.lake_dir,
                     host=args.host, port=args.port)
     log_config(cfg, logging.getLogger("slotml.web.api"))
@@ -80,12 +78,10 @@ def _dashboard(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from slotml.errors import UserError
-    from slotml.log import setup_logging
-    from slotml.settings import CommonSettings
+    from slotml.settings import start_command
     from slotml.web.dashboard_run import run_streamlit
 
-    common = CommonSettings.from_args(args)
-    setup_logging(common.log_format, common.log_level)
+    common = start_command(args)
     lake_dir = Path(args.lake_dir) if args.lake_dir else common.lake_dir
     if not lake_dir.exists():
         raise UserError(f"no lake at {lake_dir} (run `slotml export` first, or pass --lake-dir)")

@@ -25,6 +25,9 @@ max_updated_at, size, mtime):
 A state is a generation folder named by ``CURRENT`` (written, then swapped in one rename), so a
 reader never sees half an update. The reference for every number is the uncached functions
 (``slotml.web.slot_stats`` / ``slotml.web.dashboard``); tests hold the two equal.
+
+About 570 lines, one module: the build, the per-date invalidation and the readers share the
+generation layout and its lock; split, each half would need the other's private details.
 """
 
 from __future__ import annotations
