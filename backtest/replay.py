@@ -3,7 +3,7 @@
 For every resolved window the model never trained or calibrated on, at the model's decision
 points in order, the gate decides; the first decision that passes (and can be placed: the side
 has a quote) is the window's one entry. Model: the side with the higher p_win. Manual filters:
-the side the move favours. Two fill models, both reported (``simulate.py``): taker at the
+the side the move favours. Two fill models, both reported (``fills.py``): taker at the
 best ask with the market's fee, maker at the best bid filled when a later snapshot's ask reaches
 it.
 
@@ -25,13 +25,9 @@ from typing import Any
 
 import numpy as np
 
-from slotml.backtest.simulate import (
-    FILLS,
-    DecisionRow,
-    PolicyResult,
-    WindowInfo,
-    simulate,
-)
+from slotml.backtest.fills import FILLS
+from slotml.backtest.rows import DecisionRow, WindowInfo
+from slotml.backtest.simulate import PolicyResult, simulate
 from slotml.errors import UserError
 from slotml.serve.gate import EntryGate, FeeSchedule, GateConfig
 from slotml.serve.scorer import Scorer

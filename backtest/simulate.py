@@ -1,74 +1,20 @@
-"""The replay's core on plain in-memory rows: one gate, one fill model, at most one entry a window.
-
-Apart from the lake side (``replay.py``) so it is tested on its own and a fill model is a change
-here only. Two fill models:
-
-- taker: buy at the side's best ask, pay the market's taker fee, always filled;
-- maker: a resting bid at the side's best bid, no fee, filled only if a LATER snapshot of the
-  window shows that side's best ask at or below the bid.
-"""
+"""The replay's core on plain in-memory rows: one gate, one fill model (``fills.py``), at most
+one entry a window. Apart from the lake side (``replay.py``), so it is tested on its own."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from slotml.serve.gate import DOWN, UP, EntryGate, FeeSchedule
+from slotml.backtest.fills import FILL_MODELS, FILLS
+from slotml.backtest.rows import DecisionRow, WindowInfo
+from slotml.serve.gate import DOWN, UP, EntryGate
 from slotml.venue import SCALE_MINUTES
 
-FILLS = ("taker", "maker")
 POLICIES = ("model", "filters")
-
-
-@dataclass
-class DecisionRow:
-    """One window at one decision point: the contract's vector and the quotes behind it."""
-
-    symbol: str
-    window_s: int
-    slot_ts: int
-    point: float  # fraction of the window
-    tick_ms: int  # the decision row's snapshot tick
-    vector: np.ndarray  # float32, contract order
-    bid_up: float | None
-    ask_up: float | None
-    bid_down: float | None
-    ask_down: float | None
-    spot_move_pct: float | None
-    dir_move_pct: float | None
-
-    @property
-    def key(self) -> tuple[str, int, int]:
-        return (self.symbol, self.window_s, self.slot_ts)
-
-    def bid(self, side: str) -> float | None:
-        return self.bid_up if side == UP else self.bid_down
-
-    def ask(self, side: str) -> float | None:
-        return self.ask_up if side == UP else self.ask_down
-
-
-@dataclass
-class WindowInfo:
-    """What the market said about one window: outcome, fees, minimum size, later asks."""
-
-    resolved_up: bool
-    fee: FeeSchedule = field(default_factory=FeeSchedule)
-    min_order_size: float | None = None
-    ticks: Sequence[int] = ()  # snapshot ticks, ascending
-    asks_up: Sequence[float | None] = ()
-    asks_down: Sequence[float | None] = ()
-
-    def maker_filled(self, side: str, bid: float, after_ms: int) -> bool:
-        """Whether a later snapshot shows the side's best ask at or below ``bid``."""
-        asks = self.asks_up if side == UP else self.asks_down
-        for t, a in zip(self.ticks, asks, strict=True):
-            if t > after_ms and a is not None and a == a and a <= bid + 1e-12:
-                return True
-        return False
 
 
 @dataclass
@@ -157,9 +103,10 @@ def simulate(rows: Iterable[DecisionRow], windows: dict[tuple[str, int, int], Wi
              gate: EntryGate, fill: str, policy: str | None = None) -> PolicyResult:
     """Run one gate with one fill model over decision rows (any order); at most one entry per
     window: the first decision point (in time) that passes and has a quote."""
-    if fill not in FILLS:
+    if fill not in FILL_MODELS:
         raise ValueError(f"fill must be one of {FILLS}, got {fill!r}")
-    taker = fill == "taker"
+    model = FILL_MODELS[fill]
+    taker = model.taker
     by_window: dict[tuple[str, int, int], list[DecisionRow]] = {}
     for r in rows:
         if r.key in windows:
@@ -171,7 +118,7 @@ def simulate(rows: Iterable[DecisionRow], windows: dict[tuple[str, int, int], Wi
         info = windows[key]
         last_code = "no_rows"
         for r in sorted(by_window[key], key=lambda x: x.point):
-            prices = {side: (r.ask(side) if taker else r.bid(side)) for side in (UP, DOWN)}
+            prices = {side: model.price(r, side) for side in (UP, DOWN)}
             d = gate.choose(r.vector, r.point, prices=prices, min_order_size=info.min_order_size,
                             fee=info.fee, taker=taker, move_pct=getattr(r, filter_key),
                             minutes_into=SCALE_MINUTES * r.point)
@@ -184,7 +131,7 @@ def simulate(rows: Iterable[DecisionRow], windows: dict[tuple[str, int, int], Wi
                 continue
             side = d.outcome
             fee_ps = info.fee.per_share(price, taker)
-            filled = True if taker else info.maker_filled(side, price, r.tick_ms)
+            filled = model.filled(info, side, price, r.tick_ms)
             won = (side == UP) == bool(info.resolved_up)
             pnl = d.size * ((1.0 if won else 0.0) - price - fee_ps) if filled else 0.0
             entries.append(Entry(policy or ("model" if gate.uses_model else "filters"), fill,

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from slotml.backtest.replay import default_range, pnl_png, replay, time_arg
-from slotml.backtest.simulate import DecisionRow, WindowInfo, simulate
+from slotml.backtest.rows import DecisionRow, WindowInfo
+from slotml.backtest.simulate import simulate
 from slotml.cli import main
 from slotml.features.contract import CONTRACT_VERSION, FEATURES
 from slotml.features.synth import SynthConfig, generate, load_into
