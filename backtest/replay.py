@@ -52,14 +52,10 @@ def load_rows(con: Any, scorer: Scorer, slot_from: int | None, slot_to: int | No
     """Decision rows (features/ build) and window info for resolved windows in [from, to),
     leaving out every window the model saw. Returns (rows, windows, skipped counts)."""
     from slotml.features.build import build_training_set
-    from slotml.features.contract import DEFAULT_LOOKBACK, DEFAULT_TOLERANCE
 
     meta = scorer.meta
-    stats = meta.stats
     table = build_training_set(
-        con, meta.decision_points, stats,
-        tolerance=float(stats.get("tolerance", DEFAULT_TOLERANCE)),
-        lookback=float(stats.get("lookback", DEFAULT_LOOKBACK)),
+        con, meta.decision_points, meta.stats, tolerance=meta.tolerance, lookback=meta.lookback,
         resolved_only=True, window_s=meta.window_s, slot_from=slot_from, slot_to=slot_to,
         float64=True)  # exact prices; the vector is cast to float32 below, as the SQL's FLOAT
     cols = {name: table.column(name).to_numpy(zero_copy_only=False) for name in table.column_names}

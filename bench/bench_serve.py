@@ -78,7 +78,7 @@ def build_model(path: Path, features: list[str], n_train: int = 20_000, seed: in
     from onnxmltools.convert.common.data_types import FloatTensorType
     from sklearn.isotonic import IsotonicRegression
 
-    from slotml.serve.model_format import ModelMeta
+    from slotml.model_file import ModelMeta
 
     n_feat = len(features)
     X, y = synthetic(n_train, n_feat, seed)
@@ -103,9 +103,15 @@ def build_model(path: Path, features: list[str], n_train: int = 20_000, seed: in
     g.initializer.extend(inits)
     del g.output[:]
     g.output.append(helper.make_tensor_value_info("p_up", TensorProto.FLOAT, [None]))
-    from slotml.features.contract import CONTRACT_VERSION, DEFAULT_POINTS
+    from slotml.features.contract import (
+        CONTRACT_VERSION,
+        DEFAULT_LOOKBACK,
+        DEFAULT_POINTS,
+        DEFAULT_TOLERANCE,
+    )
 
     meta = ModelMeta(features=tuple(features), decision_points=DEFAULT_POINTS, window_s=900,
+                     tolerance=DEFAULT_TOLERANCE, lookback=DEFAULT_LOOKBACK, calibration="isotonic",
                      stats={"move_vol_per_min": {"BTC": 0.05}, "default_move_vol_per_min": 0.07},
                      feature_contract=str(CONTRACT_VERSION), slotml_version="bench")
     helper.set_model_props(onx, meta.to_metadata())
@@ -154,7 +160,7 @@ def run(quick: bool) -> list[Row]:
 
             # one full decision: feed the next snapshot row (O(1) update), vector, ONNX, gate
             gate = EntryGate(GateConfig(min_confidence=0.55, order_size=20, min_order_size=1), scorer)
-            online = OnlineFeatures(scorer.stats)
+            online = OnlineFeatures.for_model(scorer)
             rng = np.random.default_rng(3)
             slot0 = 1_767_200_400
             snaps = []

@@ -23,9 +23,9 @@ import sys
 from dataclasses import dataclass
 
 from slotml.ingest.snapshot import SNAPSHOT_INTERVAL_S, BookTop, WindowRef, make_snapshot
+from slotml.model_file import ModelFileError
 from slotml.serve import EntryGate, OnlineFeatures, add_model_args
 from slotml.serve.gate import FeeSchedule
-from slotml.serve.model_format import ModelFileError
 
 log = logging.getLogger("td_maker_bot")
 WINDOW_S = 900
@@ -56,7 +56,9 @@ class DemoMarket:
 class Bot:
     def __init__(self, args: argparse.Namespace) -> None:
         self.gate = EntryGate.from_args(args)  # loads and checks the model, or the manual filters
-        self.online = OnlineFeatures(self.gate.scorer.stats if self.gate.scorer else None)
+        # the model's statistics, tolerance and lookback (the contract's defaults without one)
+        scorer = self.gate.scorer
+        self.online = OnlineFeatures.for_model(scorer) if scorer else OnlineFeatures()
         self.reload_requested = False
         self.entered: set[tuple[str, int]] = set()
         signal.signal(signal.SIGHUP, self._on_hup)
@@ -76,7 +78,7 @@ class Bot:
             log.error("model reload refused, keeping %s: %s", scorer.path.name, e)
             return False
         if changed:
-            self.online.set_stats(scorer.stats)
+            self.online.set_model(self.gate.scorer)
         return changed
 
     def on_tick(self, symbol: str, slot_ts: int, tick_ms: int, now: float, up: BookTop,

@@ -123,6 +123,8 @@ from __future__ import annotations
 import math
 from fractions import Fraction
 
+from slotml import model_file as mf
+from slotml.errors import UserError
 from slotml.venue import SCALE_MINUTES  # noqa: F401 - part of the contract: a window is 15 scaled minutes
 
 CONTRACT_VERSION = 3  # 2: lead_move_pct, lead_move_z; 3: prev_vol_1/_4, lead_rv_z, lead_blend_z
@@ -234,15 +236,31 @@ def parse_points(text: str) -> tuple[float, ...]:
     return tuple(sorted(set(out)))
 
 
+def parse_fraction(text: str, flag: str) -> float:
+    """A fraction of the window given on the command line (``"1/15"`` or ``"0.066"``), strictly
+    inside (0, 1): ``--tolerance`` and ``--lookback`` of ``slotml features`` and ``slotml train``."""
+    try:
+        f = float(Fraction(text))
+    except (ValueError, ZeroDivisionError):
+        raise UserError(f"{flag} {text!r}: expected a fraction like 1/15 or 0.066") from None
+    if not 0.0 < f < 1.0:
+        raise UserError(f"{flag} {text!r}: must lie strictly between 0 and 1 (of the window)")
+    return f
+
+
 def metadata(points: tuple[float, ...] = DEFAULT_POINTS, tolerance: float = DEFAULT_TOLERANCE,
              lookback: float = DEFAULT_LOOKBACK) -> dict:
-    """What a model file must record to be scored under this contract (JSON-able)."""
+    """What a model file must record to be scored under this contract (JSON-able).
+
+    The keys shared with the model file have the model file's names and encodings
+    (``slotml.model_file``): the training-set Parquet and the model speak one vocabulary.
+    """
     return {
-        "contract_version": CONTRACT_VERSION,
-        "features": list(FEATURES),
+        mf.KEY_CONTRACT: str(CONTRACT_VERSION),
+        mf.KEY_FEATURES: list(FEATURES),
+        mf.KEY_DECISION_POINTS: list(points),
+        mf.KEY_TOLERANCE: tolerance,
+        mf.KEY_LOOKBACK: lookback,
         "feature_dtype": FEATURE_DTYPE,
-        "points": list(points),
-        "tolerance": tolerance,
-        "lookback": lookback,
         "asset_codes": dict(ASSET_CODES),
     }

@@ -1,7 +1,8 @@
 """``slotml features``: the training set from the lake into one Parquet file, with a summary.
 
-The file carries the contract (features in order, points, tolerance, lookback) and the fitted
-statistics in its Parquet metadata (key ``slotml.features``), so it can be read alone.
+The file carries the contract (features in order, decision points, tolerance, lookback: under
+the model file's key names, ``slotml.model_file``) and the fitted statistics in its Parquet
+metadata (key ``slotml.features``), so it can be read alone.
 """
 
 from __future__ import annotations
@@ -12,12 +13,11 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 from slotml.errors import UserError
-from slotml.features.contract import parse_points
+from slotml.features.contract import parse_fraction, parse_points
 
 log = logging.getLogger("slotml.features")
 
@@ -46,16 +46,6 @@ def _day(text: str, flag: str) -> int:
     return int(d.timestamp())
 
 
-def _frac(text: str, flag: str) -> float:
-    try:
-        f = float(Fraction(text))
-    except (ValueError, ZeroDivisionError):
-        raise UserError(f"{flag} {text!r}: expected a fraction like 1/15 or 0.066") from None
-    if not 0.0 < f < 1.0:
-        raise UserError(f"{flag} {text!r}: must lie strictly between 0 and 1 (of the window)")
-    return f
-
-
 def config_from_args(args: argparse.Namespace) -> FeaturesConfig:
     from slotml.settings import CommonSettings
 
@@ -68,8 +58,8 @@ def config_from_args(args: argparse.Namespace) -> FeaturesConfig:
         lake_dir=args.lake or s.lake_dir,
         out=args.out or s.data_dir / "features" / "training_set.parquet",
         points=points,
-        tolerance=_frac(args.tolerance, "--tolerance"),
-        lookback=_frac(args.lookback, "--lookback"),
+        tolerance=parse_fraction(args.tolerance, "--tolerance"),
+        lookback=parse_fraction(args.lookback, "--lookback"),
         window_s=args.window_s,
         symbols=tuple(x.strip().upper() for x in (args.symbols or "").split(",") if x.strip()),
         slot_from=_day(args.date_from, "--from") if args.date_from else None,

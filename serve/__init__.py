@@ -11,8 +11,8 @@ from typing import Any
 
 _EXPORTS = {
     "Scorer": "slotml.serve.scorer",
-    "ModelFileError": "slotml.serve.model_format",
-    "ModelMeta": "slotml.serve.model_format",
+    "ModelFileError": "slotml.model_file",
+    "ModelMeta": "slotml.model_file",
     "EntryGate": "slotml.serve.gate",
     "GateConfig": "slotml.serve.gate",
     "Decision": "slotml.serve.gate",

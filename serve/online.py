@@ -10,6 +10,9 @@ Each row update is O(1): the per-row part of the vector is computed once when th
 and running sums (squared move increments, counts) are kept as prefixes, so a decision at any
 instant reads the last row at or before it (bisect over at most ~30 rows) and combines a handful
 of numbers instead of recomputing the window.
+
+About 440 lines, one module: the per-window state and the builder over windows share the
+prefix sums; it is the serving side of features/reference.py and is read beside it.
 """
 
 from __future__ import annotations
@@ -326,9 +329,11 @@ class WindowState:
 class OnlineFeatures:
     """All live windows and the resolutions known so far: the bot's feature source.
 
-    ``stats`` are the model's fitted statistics (``scorer.stats``); tolerance and lookback
-    default to the contract's and may be overridden by ``stats["tolerance"]`` /
-    ``stats["lookback"]`` when a model was trained with other values.
+    Build it from the model it feeds: ``OnlineFeatures.for_model(scorer)`` (or a
+    ``ModelMeta``) takes the model's fitted statistics, tolerance and lookback, the values its
+    training set was built with; after a model reload, ``set_model(scorer)``. The bare
+    constructor takes them explicitly (tolerance and lookback default to the contract's, for
+    the manual filters, which have no model).
 
     prev_vol_k reads the last ``max(REGIME_WINDOWS)`` windows' rows: a bot that starts mid-hour
     should feed the store's recent rows first (``add_snapshot`` takes them in any order), else
@@ -339,10 +344,8 @@ class OnlineFeatures:
     def __init__(self, stats: Mapping[str, Any] | None = None, *, tolerance: float | None = None,
                  lookback: float | None = None, keep_windows: int = 6) -> None:
         self.stats = dict(stats or {})
-        self.tolerance = float(tolerance if tolerance is not None
-                               else self.stats.get("tolerance", DEFAULT_TOLERANCE))
-        self.lookback = float(lookback if lookback is not None
-                              else self.stats.get("lookback", DEFAULT_LOOKBACK))
+        self.tolerance = float(DEFAULT_TOLERANCE if tolerance is None else tolerance)
+        self.lookback = float(DEFAULT_LOOKBACK if lookback is None else lookback)
         if keep_windows < max(REGIME_WINDOWS) + 2:
             raise ValueError(f"keep_windows must be at least {max(REGIME_WINDOWS) + 2} "
                              "(prev_vol_k reads that many earlier windows)")
@@ -351,8 +354,25 @@ class OnlineFeatures:
         self.resolutions: dict[tuple[str, int, int], PrevResolution] = {}
         self._out = np.empty(N_FEATURES, dtype=np.float32)
 
+    @classmethod
+    def for_model(cls, model: Any, *, keep_windows: int = 6) -> OnlineFeatures:
+        """The builder for a model: a ``Scorer`` or its ``ModelMeta`` (stats, tolerance and
+        lookback from the model file)."""
+        meta = getattr(model, "meta", model)
+        return cls(meta.stats, tolerance=meta.tolerance, lookback=meta.lookback,
+                   keep_windows=keep_windows)
+
+    def set_model(self, model: Any) -> None:
+        """After a model reload (a ``Scorer`` or ``ModelMeta``): take its statistics, tolerance
+        and lookback and rebuild the windows' derived parts from the rows held."""
+        meta = getattr(model, "meta", model)
+        self.tolerance = float(meta.tolerance)
+        self.lookback = float(meta.lookback)
+        self.set_stats(meta.stats)
+
     def set_stats(self, stats: Mapping[str, Any] | None) -> None:
-        """New fitted statistics (after a model reload): rebuild the windows' derived parts."""
+        """New fitted statistics: rebuild the windows' derived parts (``set_model`` after a
+        model reload: it also takes the model's tolerance and lookback)."""
         self.stats = dict(stats or {})
         old = self.windows
         self.windows = {}

@@ -22,13 +22,12 @@ from typing import Any
 
 import numpy as np
 
-from slotml.serve.model_format import (
-    CURRENT_POINTER,
+from slotml.model_file import (
     INPUT_NAME,
-    MODELS_SUBDIR,
     OUTPUT_NAME,
     ModelFileError,
     ModelMeta,
+    resolve_model_path,
     validate_metadata,
 )
 
@@ -59,52 +58,6 @@ def contract_feature_list() -> tuple[list[str], str]:
     from slotml.features.contract import CONTRACT_VERSION, FEATURES
 
     return list(FEATURES), str(CONTRACT_VERSION)
-
-
-def resolve_model_path(path: str | os.PathLike[str]) -> Path:
-    """The model file that ``path`` designates (file, ``current`` pointer, models or data dir)."""
-    p = Path(path).expanduser()
-    if p.is_dir():
-        for cand in (p / CURRENT_POINTER, p / MODELS_SUBDIR / CURRENT_POINTER):
-            if cand.exists() or cand.is_symlink():
-                p = cand
-                break
-        else:
-            raise ModelFileError(f"{path}: a directory without a {MODELS_SUBDIR}/{CURRENT_POINTER} "
-                                 "pointer (train with --promote, or pass the model file)")
-    if p.is_symlink():
-        target = p.resolve()
-        if not target.exists():
-            raise ModelFileError(f"{p}: points at {target}, which does not exist")
-        return target
-    if not p.exists():
-        raise ModelFileError(f"no model file at {p}")
-    if p.name == CURRENT_POINTER or (p.stat().st_size < 4096 and _is_pointer_text(p)):
-        try:
-            name = p.read_text(encoding="utf-8").strip()
-        except (OSError, UnicodeDecodeError) as e:
-            raise ModelFileError(f"{p}: unreadable model pointer ({e})") from None
-        if not name or "\n" in name:
-            raise ModelFileError(f"{p}: a model pointer must hold one model file name")
-        target = Path(name)
-        if not target.is_absolute():
-            target = p.parent / target
-        if not target.exists():
-            raise ModelFileError(f"{p}: names {target}, which does not exist")
-        return target
-    return p
-
-
-def _is_pointer_text(p: Path) -> bool:
-    try:
-        head = p.read_bytes()[:4096]
-    except OSError:
-        return False
-    try:
-        text = head.decode("utf-8").strip()
-    except UnicodeDecodeError:
-        return False
-    return bool(text) and "\n" not in text and text.endswith(".onnx")
 
 
 @dataclass(frozen=True)
@@ -215,13 +168,17 @@ class Scorer:
         """
         source = Path(path)
         state = _load_state(source, contract_features, contract_version)
-        log.info("model loaded: %s (%d features, decision points %s, window %ds)", state.path,
-                 state.meta.n_features, list(state.meta.decision_points), state.meta.window_s)
+        m = state.meta
+        log.info("model loaded: %s (%s, %d features, decision points %s, window %ds, "
+                 "tolerance %.4g, lookback %.4g)", state.path, m.format, m.n_features,
+                 list(m.decision_points), m.window_s, m.tolerance, m.lookback)
         return cls(state, source, contract_features, contract_version)
 
     # -- metadata ---------------------------------------------------------------------------
     @property
     def meta(self) -> ModelMeta:
+        """The model's metadata (``slotml.model_file.ModelMeta``): decision_points, window_s,
+        tolerance, lookback, stats, ... as the file records them."""
         return self._state.meta
 
     @property
@@ -240,6 +197,16 @@ class Scorer:
     @property
     def window_s(self) -> int:
         return self._state.meta.window_s
+
+    @property
+    def tolerance(self) -> float:
+        """Max age of the decision row, as a fraction of the window (the model was built with it)."""
+        return self._state.meta.tolerance
+
+    @property
+    def lookback(self) -> float:
+        """move_velocity's lookback, as a fraction of the window (the model was built with it)."""
+        return self._state.meta.lookback
 
     @property
     def stats(self) -> dict[str, Any]:

@@ -40,6 +40,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "when present)")
     p.add_argument("--window-s", type=int, help="window family to train (default: the lake's only one)")
     p.add_argument("--points", help="decision points as fractions of the window (default 5/15,7/15,10/15)")
+    p.add_argument("--tolerance", default="1/15",
+                   help="max age of the decision row, fraction of the window (default 1/15); "
+                   "recorded in the model, which every reader then uses")
+    p.add_argument("--lookback", default="2/15",
+                   help="move_velocity lookback, fraction of the window (default 2/15); "
+                   "recorded in the model")
     p.add_argument("--embargo-windows", type=int, default=1,
                    help="whole windows dropped between slices (default 1)")
     p.add_argument("--calib-frac", type=float, default=0.4,
@@ -60,7 +66,7 @@ def _train(args: argparse.Namespace) -> int:
     common = CommonSettings.from_args(args)
     setup_logging(common.log_format, common.log_level)
 
-    from slotml.features.contract import DEFAULT_POINTS, parse_points
+    from slotml.features.contract import DEFAULT_POINTS, parse_fraction, parse_points
     from slotml.train.fit import parse_params
     from slotml.train.pipeline import TrainConfig, run
     from slotml.train.split import SplitConfig
@@ -84,6 +90,8 @@ def _train(args: argparse.Namespace) -> int:
         oracle=Path(args.oracle) if args.oracle else None,
         window_s=args.window_s,
         points=points,
+        tolerance=parse_fraction(args.tolerance, "--tolerance"),
+        lookback=parse_fraction(args.lookback, "--lookback"),
         eval_card=Path(args.eval_card) if args.eval_card else None,
         prob_floor=args.prob_floor,
         mirror=not args.no_mirror,

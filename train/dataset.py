@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from slotml.features.contract import DEFAULT_LOOKBACK, DEFAULT_TOLERANCE
+
 
 @dataclass
 class TrainingSet:
@@ -29,6 +31,8 @@ class TrainingSet:
     spot_move_pct: np.ndarray | None = None  # signed spot move, percent (the manual filters' input)
     stats: dict[str, Any] = field(default_factory=dict)  # fitted statistics for the online builder
     contract_version: str = ""
+    tolerance: float = DEFAULT_TOLERANCE  # of the window: the features were built with these
+    lookback: float = DEFAULT_LOOKBACK
     lake_manifest_id: int | None = None
     skipped: dict[str, int] = field(default_factory=dict)  # rows left out and why (e.g. unresolved)
 
@@ -64,7 +68,8 @@ class TrainingSet:
             tick_ms=self.tick_ms[mask], point=self.point[mask], feature_names=self.feature_names,
             window_s=self.window_s, decision_points=self.decision_points,
             up_mid=opt(self.up_mid), spot_move_pct=opt(self.spot_move_pct), stats=self.stats,
-            contract_version=self.contract_version, lake_manifest_id=self.lake_manifest_id,
+            contract_version=self.contract_version, tolerance=self.tolerance,
+            lookback=self.lookback, lake_manifest_id=self.lake_manifest_id,
             skipped=self.skipped,
         )
 

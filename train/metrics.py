@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from slotml.serve.gate import (
+from slotml.serve.options import (
     DEFAULT_MAX_MOVE_PCT,
     DEFAULT_MIN_ENTRY_MINUTES,
     DEFAULT_MIN_MOVE_PCT,

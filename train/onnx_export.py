@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from slotml.errors import UserError
-from slotml.serve.model_format import INPUT_NAME, OUTPUT_NAME
+from slotml.model_file import INPUT_NAME, OUTPUT_NAME
 
 log = logging.getLogger(__name__)
 

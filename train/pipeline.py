@@ -5,6 +5,9 @@ file, its card and its reliability diagram share one stem, ``td_model_YYYYMMDD_H
 Statistics the features need (per-asset volatility) are fitted on the training slice only:
 the split is decided on a first pass over the resolved rows (it depends only on window start
 times and outcomes), then the set is rebuilt with those statistics.
+
+About 470 lines, one module: the run is one sequence of steps over one config and one split;
+the steps themselves (split, fit, export, metrics, report) each have their own module.
 """
 
 from __future__ import annotations
@@ -13,7 +16,6 @@ import contextlib
 import datetime as dt
 import json
 import logging
-import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -23,9 +25,9 @@ from typing import Any
 import numpy as np
 
 from slotml import __version__
+from slotml import model_file as mf
 from slotml.errors import UserError
-from slotml.features.contract import DEFAULT_POINTS
-from slotml.serve import model_format as mf
+from slotml.features.contract import DEFAULT_LOOKBACK, DEFAULT_POINTS, DEFAULT_TOLERANCE
 from slotml.train.dataset import TrainingSet
 from slotml.train.metrics import FilterRule
 from slotml.train.split import Split, SplitConfig, temporal_split
@@ -49,6 +51,8 @@ class TrainConfig:
     oracle: Path | None = None  # None: <data-dir>/sim/oracle.parquet when present
     window_s: int | None = None  # None: the only family in the lake
     points: tuple[float, ...] = DEFAULT_POINTS
+    tolerance: float = DEFAULT_TOLERANCE  # of the window: max age of the decision row
+    lookback: float = DEFAULT_LOOKBACK  # of the window: move_velocity's lookback
     filters: FilterRule = field(default_factory=FilterRule)
     eval_card: Path | None = None  # --final: the evaluation run's card (default: latest)
     prob_floor: float = 0.005  # calibrated P(Up) kept in [floor, 1 - floor] (onnx_export.PROB_FLOOR)
@@ -97,7 +101,9 @@ class Stages:
 # ---------------------------------------------------------------- features -> TrainingSet
 
 def dataset_from_arrow(table: Any, *, window_s: int, points: tuple[float, ...],
-                       stats: dict[str, Any], manifest_id: int | None = None) -> TrainingSet:
+                       stats: dict[str, Any], manifest_id: int | None = None,
+                       tolerance: float = DEFAULT_TOLERANCE,
+                       lookback: float = DEFAULT_LOOKBACK) -> TrainingSet:
     """features/'s training-set table (KEYS, FEATURES, LABELS) -> TrainingSet (resolved rows)."""
     from slotml.features.contract import CONTRACT_VERSION, FEATURES, TARGET
 
@@ -124,7 +130,8 @@ def dataset_from_arrow(table: Any, *, window_s: int, points: tuple[float, ...],
         point=col("point", np.float64), feature_names=list(FEATURES), window_s=int(window_s),
         decision_points=[float(p) for p in points], up_mid=book,
         spot_move_pct=col("spot_move_pct", np.float64), stats=dict(stats),
-        contract_version=str(CONTRACT_VERSION), lake_manifest_id=manifest_id,
+        contract_version=str(CONTRACT_VERSION), tolerance=float(tolerance),
+        lookback=float(lookback), lake_manifest_id=manifest_id,
         skipped={"unresolved_rows": n_unresolved},
     )
 
@@ -169,11 +176,13 @@ def load_dataset(con: Any, cfg: TrainConfig, stages: Stages,
     from slotml.features.build import build_training_set, fit_stats
 
     window_s = _family(con, cfg.window_s)
+    shape = {"tolerance": cfg.tolerance, "lookback": cfg.lookback}  # built with, and recorded
     with stages("features (split pass)"):
         # all rows (unresolved ones are counted, then dropped, by dataset_from_arrow)
-        t0 = build_training_set(con, cfg.points, None, resolved_only=False, window_s=window_s)
+        t0 = build_training_set(con, cfg.points, None, resolved_only=False, window_s=window_s,
+                                **shape)
         ds0 = dataset_from_arrow(t0, window_s=window_s, points=cfg.points, stats={},
-                                 manifest_id=manifest_id)
+                                 manifest_id=manifest_id, **shape)
         split = temporal_split(ds0, cfg.split)
         log.info("%d resolved rows, %d windows; split %s", len(ds0), ds0.n_windows(),
                  json.dumps(split.describe()))
@@ -181,9 +190,10 @@ def load_dataset(con: Any, cfg: TrainConfig, stages: Stages,
     with stages("fit statistics (training slice)"):
         stats = fit_stats(con, "window_s = ? AND slot_ts <= ?", [window_s, int(train.last_slot)])
     with stages("features"):
-        t1 = build_training_set(con, cfg.points, stats, resolved_only=True, window_s=window_s)
+        t1 = build_training_set(con, cfg.points, stats, resolved_only=True, window_s=window_s,
+                                **shape)
         ds = dataset_from_arrow(t1, window_s=window_s, points=cfg.points, stats=stats,
-                                manifest_id=manifest_id)
+                                manifest_id=manifest_id, **shape)
     ds.skipped = dict(ds0.skipped)
     same = (len(ds) == len(ds0) and np.array_equal(ds.slot_ts, ds0.slot_ts)
             and np.array_equal(ds.symbol, ds0.symbol) and np.array_equal(ds.point, ds0.point))
@@ -252,21 +262,15 @@ def policy_table(model_path: Path, cfg: TrainConfig, split: Split) -> dict[str, 
 def _model_stem(models_dir: Path) -> str:
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
     while True:
-        stem = mf.MODEL_FILE_PREFIX + now.strftime(mf.MODEL_FILE_TIME_FORMAT)
-        if not (models_dir / (stem + mf.MODEL_FILE_SUFFIX)).exists():
-            return stem
+        name = mf.model_file_name(now)
+        if not (models_dir / name).exists():
+            return name.removesuffix(mf.MODEL_FILE_SUFFIX)
         now += dt.timedelta(seconds=1)
 
 
 def promote(models_dir: Path, model_path: Path) -> Path:
     """Point ``<models>/current`` at ``model_path`` atomically (a one-line text file)."""
-    pointer = models_dir / mf.CURRENT_POINTER
-    tmp = models_dir / f".{mf.CURRENT_POINTER}.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
-        f.write(model_path.name + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, pointer)
+    pointer = mf.write_pointer(models_dir, model_path)
     log.info("promoted: %s -> %s", pointer, model_path.name)
     return pointer
 
@@ -384,7 +388,8 @@ def train_on_dataset(ds: TrainingSet, split: Split, cfg: TrainConfig,
     created = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     meta = mf.ModelMeta(
         features=tuple(ds.feature_names), decision_points=tuple(sorted(ds.decision_points)),
-        window_s=ds.window_s, stats=stats, calibration=cfg.calibration,
+        window_s=ds.window_s, tolerance=ds.tolerance, lookback=ds.lookback,
+        stats=stats, calibration=cfg.calibration,
         feature_contract=str(ds.contract_version), slotml_version=__version__,
         splits=split.describe(), lake_manifest_id=ds.lake_manifest_id,
         metrics=metrics, created_at=created,
@@ -414,6 +419,8 @@ def train_on_dataset(ds: TrainingSet, split: Split, cfg: TrainConfig,
             "features": ds.feature_names,
             "decision_points": ds.decision_points,
             "window_s": ds.window_s,
+            "tolerance": ds.tolerance,
+            "lookback": ds.lookback,
             "lake_manifest_id": ds.lake_manifest_id,
             "rows": len(ds),
             "windows": ds.n_windows(),

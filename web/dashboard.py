@@ -139,14 +139,10 @@ def scored_rows(con: Any, scorer: Any, slot_from: int) -> Any:
     import pyarrow as pa
 
     from slotml.features.build import build_training_set
-    from slotml.features.contract import DEFAULT_LOOKBACK, DEFAULT_TOLERANCE
 
     meta = scorer.meta
-    stats = meta.stats
     table = build_training_set(
-        con, meta.decision_points, stats,
-        tolerance=float(stats.get("tolerance", DEFAULT_TOLERANCE)),
-        lookback=float(stats.get("lookback", DEFAULT_LOOKBACK)),
+        con, meta.decision_points, meta.stats, tolerance=meta.tolerance, lookback=meta.lookback,
         resolved_only=True, window_s=meta.window_s, slot_from=slot_from, float64=True)
     if table.num_rows:
         X = np.column_stack([table.column(f).to_numpy(zero_copy_only=False)

@@ -141,7 +141,7 @@ def load_health(lake_dir: str, manifest_id: int, cache_dir: str | None, window_s
 
 def _models(model_arg: str | None, lake_dir: Path) -> list[Path]:
     """Model files to choose from: the designated one first, then the rest of its folder."""
-    from slotml.serve.scorer import resolve_model_path
+    from slotml.model_file import resolve_model_path
 
     cands: list[Path] = []
     try:

@@ -11,7 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from slotml.serve.scorer import Scorer, resolve_model_path
+from slotml.model_file import resolve_model_path
+from slotml.serve.scorer import Scorer
 from slotml.web.dashboard_cache import DashboardCache
 
 APP = Path(__file__).with_name("dashboard_app.py")

@@ -11,7 +11,7 @@ import pytest
 
 from slotml.cli import main
 from slotml.features.build import build_training_set, fit_stats, read_training_set
-from slotml.features.contract import DEFAULT_POINTS, FEATURES
+from slotml.features.contract import CONTRACT_VERSION, DEFAULT_POINTS, FEATURES
 from slotml.features.synth import SynthConfig, generate
 from slotml.lake import connect
 from slotml.lake.manifest import FileEntry, Manifest, TableState, write_manifest
@@ -47,7 +47,9 @@ def test_features_command_writes_the_set_with_its_contract(tmp_path: Path, capsy
     table, meta = read_training_set(out)
     assert summary["rows"] == table.num_rows > 0 and summary["windows"] > 300
     assert table.column("resolved_up").null_count == 0
-    assert meta["features"] == list(FEATURES) and meta["points"] == list(DEFAULT_POINTS)
+    assert meta["features"] == list(FEATURES) and meta["decision_points"] == list(DEFAULT_POINTS)
+    assert meta["tolerance"] == 1 / 15 and meta["lookback"] == 2 / 15
+    assert meta["feature_contract"] == str(CONTRACT_VERSION)
     assert meta["lake_manifest_id"] == 7
     # the stats were fitted on the first day only: the same as fitting them directly
     con = connect(lake)

@@ -13,7 +13,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from slotml.serve.model_format import ModelMeta
+from slotml.model_file import ModelMeta
 
 DECISION_POINTS = (5 / 15, 7 / 15, 10 / 15)
 
@@ -21,6 +21,7 @@ DECISION_POINTS = (5 / 15, 7 / 15, 10 / 15)
 def make_model(path: Path, features: list[str], weights: list[float] | None = None,
                bias: float = 0.0, *, decision_points: tuple[float, ...] = DECISION_POINTS,
                window_s: int = 900, stats: dict[str, Any] | None = None,
+               tolerance: float = 1 / 15, lookback: float = 2 / 15,
                meta_over: dict[str, str | None] | None = None, output_2d: bool = False,
                input_name: str = "features", output_name: str = "p_up") -> Path:
     n = len(features)
@@ -54,7 +55,8 @@ def make_model(path: Path, features: list[str], weights: list[float] | None = No
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 15)])
     model.ir_version = 8
     meta = ModelMeta(features=tuple(features), decision_points=decision_points,
-                     window_s=window_s, stats=stats or {}, feature_contract="test",
+                     window_s=window_s, tolerance=tolerance, lookback=lookback,
+                     stats=stats or {}, calibration="isotonic", feature_contract="test",
                      slotml_version="0.1.0").to_metadata()
     for k, v in (meta_over or {}).items():
         if v is None:

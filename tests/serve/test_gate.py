@@ -176,7 +176,7 @@ def test_decide_online_model_and_filters(tmp_path: Path) -> None:
                                meta_over={"feature_contract": str(CONTRACT_VERSION)}))
     slot = 1_767_200_400
     ref = WindowRef("BTC", 900, slot, price_to_beat=100.0, spot_price_to_beat=100.0)
-    online = OnlineFeatures(s.stats)
+    online = OnlineFeatures.for_model(s)
     for k in range(0, 12):
         price = 100.0 + 0.01 * k  # drifting up: +0.11% at minute 5.5
         row, _ = make_snapshot(ref, (slot + 30 * k) * 1000, slot + 30 * k,

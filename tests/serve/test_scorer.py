@@ -14,8 +14,8 @@ import pytest
 from onnx import TensorProto, helper
 
 from slotml.features.contract import CONTRACT_VERSION, FEATURES
+from slotml.model_file import resolve_model_path
 from slotml.serve import ModelFileError, Scorer
-from slotml.serve.scorer import resolve_model_path
 
 from .models import make_model, sigmoid
 
@@ -108,9 +108,11 @@ def test_refuses_output_outside_unit_interval(tmp_path: Path) -> None:
         [helper.make_tensor_value_info("p_up", TensorProto.FLOAT, ["N"])])
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 11)])
     m.ir_version = 8
-    from slotml.serve.model_format import ModelMeta
+    from slotml.model_file import ModelMeta
     helper.set_model_props(m, ModelMeta(features=tuple(ABC), decision_points=(0.5,), window_s=900,
-                                        feature_contract="x", slotml_version="0").to_metadata())
+                                        tolerance=0.1, lookback=0.2, stats={},
+                                        calibration="isotonic", feature_contract="x",
+                                        slotml_version="0").to_metadata())
     path = tmp_path / "sum.onnx"
     onnx.save(m, str(path))
     with pytest.raises(ModelFileError, match=r"one probability in \[0, 1\]"):
@@ -170,7 +172,7 @@ def test_importing_serve_stays_light(tmp_path: Path) -> None:
         "from slotml.serve import Scorer, EntryGate, OnlineFeatures, add_model_args\n"
         f"s = Scorer.load({str(path)!r})\n"
         "g = EntryGate(scorer=s)\n"
-        "o = OnlineFeatures(s.stats)\n"
+        "o = OnlineFeatures.for_model(s)\n"
         "v = o.vector_at('BTC', 900, 0, 0)\n"
         "print('heavy=' + ','.join(m for m in ('xgboost', 'duckdb', 'polars', 'sklearn', 'pandas', 'onnx') if m in sys.modules))\n"
         "print('onnxruntime' in sys.modules)\n"

@@ -10,7 +10,7 @@ import onnx
 import pytest
 
 from slotml.features.contract import CONTRACT_VERSION, FEATURES
-from slotml.serve.model_format import validate_metadata
+from slotml.model_file import validate_metadata
 from slotml.train import metrics as M
 from slotml.train.pipeline import TrainConfig, train_on_dataset
 from slotml.train.split import SplitConfig, temporal_split
