@@ -60,11 +60,9 @@ def _train(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from slotml.errors import UserError
-    from slotml.log import setup_logging
-    from slotml.settings import CommonSettings, log_config
+    from slotml.settings import log_config, start_command
 
-    common = CommonSettings.from_args(args)
-    setup_logging(common.log_format, common.log_level)
+    common = start_command(args)
 
     from slotml.features.contract import DEFAULT_POINTS, parse_fraction, parse_points
     from slotml.train.fit import parse_params
