@@ -41,12 +41,12 @@ from slotml.sim.maker import maker_prob, quote_books
 from slotml.sim.oracle import known_sum, p_up
 from slotml.sim.prices import _rng, asset_key, twap_of
 from slotml.sim.render import FEE_SCHEDULE, MIN_ORDER_SIZE, TICK
-from slotml.sim.server import BOOK_LEAD_S
+from slotml.sim.services.books import BOOK_LEAD_S
 from slotml.sim.world import World
 
 log = logging.getLogger(__name__)
 
-RELAY_STEP_S = 2  # at a tick g the latest relayed observation is stamped g - 2 (see server)
+RELAY_STEP_S = 2  # at a tick g the latest relayed observation is stamped g - 2 (see services/relay.py)
 POLL_S = 60.0  # the collector's Gamma resolution polling interval (15m; scaled for short families)
 CHUNK = 20000
 

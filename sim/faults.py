@@ -9,6 +9,7 @@ test can check the collector was exposed to it (``GET /_sim/stats``).
 from __future__ import annotations
 
 import itertools
+import json
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -111,3 +112,30 @@ class Faults:
     def note(self, kind: str, n: int = 1) -> None:
         """Count a one-shot fault's emission."""
         self.emitted[kind] += n
+
+
+def with_extra(obj: Any) -> Any:
+    """The ``extra_fields`` payload: every object gains a field the client does not know."""
+    if isinstance(obj, dict):
+        return {**obj, "sim_extra_field": {"note": "unknown field", "n": 1}}
+    if isinstance(obj, list):
+        return [with_extra(x) for x in obj]
+    return obj
+
+
+def bad_frame(kind: str, channel: str, now_ms: int) -> str:
+    """One ``malformed``/``truncated``/``unknown_event`` frame for a ``market`` or ``rtds`` socket."""
+    if channel == "market":
+        good = {"event_type": "price_change", "market": "0x00", "price_changes": [],
+                "timestamp": str(now_ms)}
+    else:
+        good = {"topic": "crypto_prices_chainlink", "type": "update", "timestamp": now_ms,
+                "payload": {"symbol": "btc/usd", "timestamp": now_ms // 1000 * 1000, "value": 1.0}}
+    if kind == "malformed":
+        return "{this is not json" + str(now_ms)
+    text = json.dumps(good, separators=(",", ":"))
+    if kind == "truncated":
+        return text[: len(text) // 2]
+    if channel == "market":
+        return json.dumps({**good, "event_type": "sim_unknown_event", "whatever": 1})
+    return json.dumps({**good, "type": "sim_unknown_type"})
