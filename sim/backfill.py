@@ -35,7 +35,7 @@ import numpy as np
 
 from slotml.errors import UserError
 from slotml.ingest.snapshot import SNAPSHOT_INTERVAL_S, BookTop, WindowRef, make_snapshot
-from slotml.settings import CommonSettings, log_config
+from slotml.settings import CommonSettings
 from slotml.sim.config import SimConfig
 from slotml.sim.maker import maker_prob, quote_books
 from slotml.sim.oracle import known_sum, p_up
@@ -383,7 +383,6 @@ async def backfill_into(cfg: SimConfig, url, data_dir: Path, *, days: float, end
 def run_backfill(cfg: SimConfig, settings: CommonSettings, *, days: float, end: str | float | None,
                  missing_fraction: float) -> int:
     """``slotml sim backfill``: generate, write both tables and the oracle file, report."""
-    log_config(cfg, log)
     st = asyncio.run(backfill_into(cfg, settings.db, settings.data_dir, days=days, end=end,
                                    missing_fraction=missing_fraction))
     print(f"backfilled {cfg.family} {','.join(cfg.symbols)} {st['t_start']}..{st['t_end']} into "

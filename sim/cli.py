@@ -11,7 +11,7 @@ from slotml.settings import add_common_args
 
 
 def _world_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--family", default="15m", help="15m (real), 5m, 1m, 10s, 5s (default 15m)")
+    p.add_argument("--family", default="15m", help="15m (real), 5m, 1m, 10s, 5s (default 15m; slotml/venue.py)")
     p.add_argument("--symbols", default="BTC,ETH,SOL,XRP", help="comma-separated assets")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--efficient-book", action="store_true",
@@ -61,16 +61,14 @@ def _config(args: argparse.Namespace, **extra):
 def _serve(args: argparse.Namespace) -> int:
     import asyncio
 
-    from slotml.log import setup_logging
-    from slotml.settings import log_config
+    from slotml.settings import start_command
     from slotml.sim.server import SimServer
     from slotml.sim.world import World
 
-    setup_logging(args.log_format, args.log_level)
     cfg = _config(args, host=args.host, port=args.port, synthetic_assets=args.synthetic_assets,
                   book_rate=args.book_rate, faults=tuple(args.faults),
                   unresolved_fraction=args.unresolved_fraction or 0.0)
-    log_config(cfg)
+    start_command(args, cfg)
 
     async def main() -> None:
         server = SimServer(World(cfg))
@@ -88,12 +86,13 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _backfill(args: argparse.Namespace) -> int:
-    from slotml.log import setup_logging
-    from slotml.settings import CommonSettings
+    import logging
+
+    from slotml.settings import start_command
     from slotml.sim.backfill import run_backfill
 
-    setup_logging(args.log_format, args.log_level)
     uf = 0.003 if args.unresolved_fraction is None else args.unresolved_fraction
     cfg = _config(args, unresolved_fraction=uf)
-    return run_backfill(cfg, CommonSettings.from_args(args), days=args.days, end=args.end,
+    common = start_command(args, cfg, logging.getLogger("slotml.sim.backfill"))
+    return run_backfill(cfg, common, days=args.days, end=args.end,
                         missing_fraction=args.missing_fraction)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from slotml import venue
 from slotml.errors import UserError
 
 DEFAULT_SYMBOLS = ("BTC", "ETH", "SOL", "XRP")
@@ -28,10 +29,7 @@ class SimConfig:
     faults: tuple[str, ...] = field(default=())  # fault kinds active from start (see sim.faults)
 
     def __post_init__(self) -> None:
-        from slotml.sim.families import FAMILIES
-
-        if self.family not in FAMILIES:
-            raise UserError(f"unknown family {self.family!r}; use one of {', '.join(FAMILIES)}")
+        venue.family(self.family)  # a one-line UserError naming the known families
         if self.settlement not in ("twap60", "spot"):
             raise UserError(f"settlement must be twap60 or spot, not {self.settlement!r}")
         if not 0.0 <= self.unresolved_fraction <= 1.0:

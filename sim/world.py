@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from slotml.sim import families
+from slotml import venue
 from slotml.sim.config import SimConfig
 from slotml.sim.maker import Draws, WindowBooks, draw_window, maker_prob, quote_books
 from slotml.sim.oracle import known_sum, p_up
@@ -132,8 +132,8 @@ class WindowData:
 class World:
     def __init__(self, config: SimConfig) -> None:
         self.config = config
-        self.window_s = families.window_seconds(config.family)
-        self.scale = families.time_scale(config.family)
+        self.window_s = venue.family_seconds(config.family)
+        self.scale = self.window_s / venue.REAL_WINDOW_S  # venue delays are measured on 15m
         self.symbols = config.all_symbols
         self.prices = PriceModel(config.seed, self.symbols)
         self._markets: dict[tuple[str, int], Market] = {}
@@ -159,7 +159,7 @@ class World:
     def _new_market(self, symbol: str, start: int) -> Market:
         key = (symbol, start)
         cfg = self.config
-        slug = families.slug(symbol, cfg.family, start)
+        slug = venue.slug(symbol, cfg.family, start)
         end = start + self.window_s
         r = _rng(cfg.seed, asset_key(symbol), 3, self.window_s, int(start))
         u = r.random(6)
@@ -191,7 +191,7 @@ class World:
         return m
 
     def market_by_slug(self, slug: str) -> Market | None:
-        parsed = families.parse_slug(slug)
+        parsed = venue.parse_slug(slug)
         if not parsed:
             return None
         sym, fam, start = parsed
@@ -202,7 +202,7 @@ class World:
     def markets_between(self, t0: float, t1: float, symbols: tuple[str, ...] | None = None) -> list[Market]:
         """Markets whose window starts in [t0, t1], every symbol."""
         w = self.window_s
-        first = families.window_start(t0, w) + (w if t0 % w else 0)
+        first = venue.window_start(t0, w) + (w if t0 % w else 0)
         out = []
         for start in range(int(first), int(t1) + 1, w):
             for s in symbols or self.symbols:
@@ -211,13 +211,13 @@ class World:
 
     def listed_horizon(self, now: float) -> int:
         """Latest window start listed at ``now``."""
-        return families.window_start(now, self.window_s) + self.config.list_ahead_windows * self.window_s
+        return venue.window_start(now, self.window_s) + self.config.list_ahead_windows * self.window_s
 
     def series_id(self, symbol: str) -> int:
         """The venue's series id for this asset's family (real ids for 15m BTC/ETH/SOL/XRP)."""
         if self.config.family == "15m" and symbol in SERIES_IDS:
             return SERIES_IDS[symbol]
-        return 20000 + 100 * list(families.FAMILIES).index(self.config.family) + self.symbols.index(symbol)
+        return 20000 + 100 * list(venue.FAMILIES).index(self.config.family) + self.symbols.index(symbol)
 
     def is_listed(self, m: Market, now: float) -> bool:
         return now >= m.listed_at

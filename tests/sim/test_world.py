@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from slotml import venue
 from slotml.errors import UserError
-from slotml.sim import families
 from slotml.sim.config import SimConfig
 from slotml.sim.prices import EPOCH, AssetPath
 from slotml.sim.world import World
@@ -38,9 +38,9 @@ def test_before_epoch_is_a_user_error() -> None:
 
 
 def test_markets_and_families() -> None:
-    assert families.slug("BTC", "15m", 1767200400) == "btc-updown-15m-1767200400"
-    assert families.parse_slug("eth-updown-10s-1767200410") == ("ETH", "10s", 1767200410)
-    assert families.parse_slug("btc-updown-7m-1") is None
+    assert venue.slug("BTC", "15m", 1767200400) == "btc-updown-15m-1767200400"
+    assert venue.parse_slug("eth-updown-10s-1767200410") == ("ETH", "10s", 1767200410)
+    assert venue.parse_slug("btc-updown-7m-1") is None
     w1, w2 = World(SimConfig(seed=4)), World(SimConfig(seed=4))
     m1, m2 = w1.market("XRP", T), w2.market("XRP", T)
     assert m1 == m2 and w1.market_by_slug(m1.slug) is m1
