@@ -90,7 +90,7 @@ def _rederive(args: argparse.Namespace) -> int:
     return 0
 
 
-# --- slotml db: the store (owned by the store; see ingest/store.py) ---------------------------
+# --- slotml db: the store (owned by the store; see ingest/store/) ---------------------------
 
 def _register_db(sub: argparse._SubParsersAction) -> None:
     from slotml.settings import add_common_args
@@ -144,7 +144,7 @@ def _db_init(args: argparse.Namespace) -> int:
 
 def _db_schema(args: argparse.Namespace) -> int:
     if args.ddl:
-        from slotml.ingest.ddl import full_ddl
+        from slotml.ingest.store.ddl import full_ddl
 
         print(full_ddl(args.ddl), end="")
     else:

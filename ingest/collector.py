@@ -652,7 +652,7 @@ async def run_collector(cfg: CollectorConfig) -> int:
 
     from slotml.ingest.raw import RawWriter
     from slotml.ingest.store import open_store
-    from slotml.ingest.writer import DurableWriter
+    from slotml.ingest.store.writer import DurableWriter
 
     store = open_store(cfg.common.db)
     await store.connect()  # a configuration problem raises UserError: one line, exit 2

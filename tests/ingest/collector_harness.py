@@ -53,7 +53,7 @@ class CollectorThread:
 
     async def _run(self) -> None:
         from slotml.ingest.store import open_store
-        from slotml.ingest.writer import DurableWriter
+        from slotml.ingest.store.writer import DurableWriter
 
         self.loop = asyncio.get_running_loop()
         store = open_store(self.cfg.common.db)

@@ -9,7 +9,7 @@ from slotml.ingest.collector import Collector, Window, close_writer
 from slotml.ingest.config import CollectorConfig
 from slotml.ingest.gamma import MarketInfo
 from slotml.ingest.store import open_store
-from slotml.ingest.writer import DurableWriter
+from slotml.ingest.store.writer import DurableWriter
 from slotml.settings import CommonSettings, DbUrl
 
 

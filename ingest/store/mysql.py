@@ -18,13 +18,13 @@ import aiomysql
 import pymysql
 
 from slotml.errors import UserError
-from slotml.ingest import ddl
 from slotml.ingest.schema import RESOLUTIONS, SCHEMA_VERSION, SNAPSHOTS, TABLES, Table
 from slotml.ingest.store import (
     CHUNK_ROWS,
     RowRejected,
     Store,
     StoreUnavailable,
+    ddl,
     from_db,
 )
 from slotml.settings import DbUrl, mask_url
