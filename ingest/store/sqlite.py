@@ -19,12 +19,12 @@ from typing import Any, TypeVar
 
 from slotml.errors import UserError
 from slotml.ingest.schema import RESOLUTIONS, SCHEMA_VERSION, SNAPSHOTS, TABLES, Table
-from slotml.ingest.store import (
+from slotml.ingest.store import ddl
+from slotml.ingest.store.base import (
     CHUNK_ROWS,
     RowRejected,
     Store,
     StoreUnavailable,
-    ddl,
     from_db,
 )
 from slotml.settings import DbUrl

@@ -1,0 +1,209 @@
+"""The ``Store`` interface both backends implement, and the row rules they share.
+
+Coercion and validation (``coerce_row``), the fill-NULL merge of resolution rows, typed reads
+(``from_db``) and the portable WHERE clause live here once, so SQLite and MySQL cannot drift.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from slotml.ingest.schema import RESOLUTIONS, SNAPSHOTS, TABLES, Column, Table
+from slotml.ingest.store import ddl
+from slotml.settings import DbUrl
+
+CHUNK_ROWS = 500  # rows per multi-row statement
+_DATA_COLUMNS = {t.name: tuple(t.data_columns) for t in TABLES.values()}
+_KINDS = {t.name: {c.name: c.kind for c in t.columns} for t in TABLES.values()}
+
+
+class StoreUnavailable(Exception):
+    """The database cannot be reached right now (refused, reset, timed out): retry later."""
+
+
+class RowRejected(ValueError):
+    """A row the store cannot take (missing key, wrong type, too long): retrying cannot help."""
+
+
+def _coerce(table: Table, col: Column, value: Any) -> Any:
+    name = col.name
+    if value is None:
+        return None
+    kind = col.kind
+    try:
+        if kind == "double":
+            if isinstance(value, bool):
+                raise TypeError("bool")
+            v = float(value)
+            return v if math.isfinite(v) else None  # NaN/inf: no value (MySQL cannot hold them)
+        if kind == "bool":
+            if isinstance(value, bool):
+                return value
+            if isinstance(value, int | float) and value in (0, 1):
+                return bool(value)
+            raise TypeError(type(value).__name__)
+        if kind in ("int", "bigint", "tinyint"):
+            if isinstance(value, bool):
+                raise TypeError("bool")
+            if isinstance(value, float):
+                if not value.is_integer():
+                    raise ValueError(f"{value!r} is not integral")
+                return int(value)
+            return int(value)
+        if kind == "str":
+            s = str(value)
+            if len(s) > col.length:
+                raise ValueError(f"{len(s)} characters > {col.length}")
+            return s
+    except (TypeError, ValueError, OverflowError) as e:
+        raise RowRejected(f"{table.name}.{name}: bad value {value!r} ({e})") from None
+    raise RowRejected(f"{table.name}.{name}: unknown kind {kind}")  # pragma: no cover
+
+
+def coerce_row(table: Table, row: Mapping[str, Any], partial: bool = False) -> dict[str, Any]:
+    """Validate and normalise one row to the table's data columns (unknown keys are ignored).
+
+    ``partial``: only the key columns are required (resolution upserts); otherwise every NOT
+    NULL data column must be present. Raises ``RowRejected``.
+    """
+    out: dict[str, Any] = {}
+    for col in _DATA_COLUMNS[table.name]:
+        if col.name in row:
+            out[col.name] = _coerce(table, col, row[col.name])
+        elif col.default is not None and not col.nullable:
+            out[col.name] = int(col.default) if col.kind != "str" else col.default
+        if not col.nullable and out.get(col.name) is None:
+            if not partial or col.name in table.unique:
+                raise RowRejected(f"{table.name}: {col.name} is required")
+    return out
+
+
+def merge_resolutions(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Fold rows sharing a key into one, first known value per column wins (the upsert rule)."""
+    merged: dict[tuple, dict[str, Any]] = {}
+    for r in rows:
+        key = tuple(r[c] for c in RESOLUTIONS.unique)
+        cur = merged.get(key)
+        if cur is None:
+            merged[key] = dict(r)
+        else:
+            for k, v in r.items():
+                if cur.get(k) is None and v is not None:
+                    cur[k] = v
+    return list(merged.values())
+
+
+def from_db(table: Table, names: Sequence[str], values: Sequence[Any]) -> dict[str, Any]:
+    """A fetched row with Python types (bool/None, int, float, str) on both backends."""
+    out: dict[str, Any] = {}
+    kinds = _KINDS[table.name]
+    for n, v in zip(names, values, strict=True):
+        if v is not None:
+            kind = kinds[n]
+            if kind == "bool":
+                v = bool(v)
+            elif kind == "double":
+                v = float(v)
+            elif kind != "str":
+                v = int(v)
+        out[n] = v
+    return out
+
+
+def where_clause(*, symbol: str | None, window_s: int | None, slot_ts_min: int | None,
+                 slot_ts_max: int | None, mark: str, dialect: str) -> tuple[str, list[Any]]:
+    conds: list[str] = []
+    params: list[Any] = []
+    for col, op, v in (("symbol", "=", symbol), ("window_s", "=", window_s),
+                       ("slot_ts", ">=", slot_ts_min), ("slot_ts", "<=", slot_ts_max)):
+        if v is not None:
+            conds.append(f"{ddl.q(dialect, col)} {op} {mark}")
+            params.append(v)
+    return (" WHERE " + " AND ".join(conds)) if conds else "", params
+
+
+class Store(ABC):
+    """One database holding slot_snapshots, slot_resolutions and schema_version."""
+
+    url: DbUrl
+
+    @abstractmethod
+    async def connect(self) -> None:
+        """Open the connection(s). UserError (one line, password masked) if that fails."""
+
+    @abstractmethod
+    async def close(self) -> None: ...
+
+    @abstractmethod
+    async def ensure_schema(self) -> list[str]:
+        """Create or upgrade the tables idempotently; returns what it did (empty: nothing)."""
+
+    @abstractmethod
+    async def insert_snapshots(self, rows: Sequence[Mapping[str, Any]]) -> int:
+        """Insert rows (a duplicate key is a no-op); returns how many were new."""
+
+    @abstractmethod
+    async def upsert_resolutions(self, rows: Sequence[Mapping[str, Any]]) -> int:
+        """Fill-NULL upsert; returns how many rows were inserted or really changed."""
+
+    # The backend's placeholder for the shared reads below (identifiers: ddl.q by url.scheme).
+    MARK: str = "?"
+
+    @abstractmethod
+    async def _select(self, table: Table, where: str, params: list[Any], order: str
+                      ) -> list[dict[str, Any]]:
+        """SELECT every column of ``table`` with a WHERE suffix, as Python-typed dicts."""
+
+    def _order(self, *cols: str) -> str:
+        return ", ".join(ddl.q(self.url.scheme, c) for c in cols)
+
+    async def fetch_resolutions(self, *, symbol: str | None = None, window_s: int | None = None,
+                                slot_ts_min: int | None = None, slot_ts_max: int | None = None,
+                                unresolved_only: bool = False) -> list[dict[str, Any]]:
+        """Ordered by symbol, window_s, slot_ts."""
+        where, params = where_clause(symbol=symbol, window_s=window_s, slot_ts_min=slot_ts_min,
+                                     slot_ts_max=slot_ts_max, mark=self.MARK, dialect=self.url.scheme)
+        if unresolved_only:
+            where += (" AND " if where else " WHERE ") + f"{self._order('resolved_up')} IS NULL"
+        return await self._select(RESOLUTIONS, where, params,
+                                  self._order("symbol", "window_s", "slot_ts"))
+
+    async def fetch_snapshots(self, *, symbol: str | None = None, window_s: int | None = None,
+                              slot_ts_min: int | None = None, slot_ts_max: int | None = None
+                              ) -> list[dict[str, Any]]:
+        """Ordered by symbol, window_s, slot_ts, tick_ms."""
+        where, params = where_clause(symbol=symbol, window_s=window_s, slot_ts_min=slot_ts_min,
+                                     slot_ts_max=slot_ts_max, mark=self.MARK, dialect=self.url.scheme)
+        return await self._select(SNAPSHOTS, where, params,
+                                  self._order("symbol", "window_s", "slot_ts", "tick_ms"))
+
+    @abstractmethod
+    async def count(self, table: str) -> int: ...
+
+    async def __aenter__(self) -> Store:
+        await self.connect()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.url})"
+
+    # helpers shared by the backends
+    @staticmethod
+    def _table(name: str) -> Table:
+        if name not in TABLES and name != "schema_version":
+            raise ValueError(f"unknown table {name!r}")
+        return TABLES.get(name, SNAPSHOTS)
+
+    @staticmethod
+    def _snapshot_rows(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        return [coerce_row(SNAPSHOTS, r) for r in rows]
+
+    @staticmethod
+    def _resolution_rows(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        return merge_resolutions([coerce_row(RESOLUTIONS, r, partial=True) for r in rows])
