@@ -99,7 +99,7 @@ def prepare(n_rows: int) -> DbUrl:
             return url
     except Exception:  # noqa: BLE001 - no table yet
         pass
-    from slotml.ingest.ddl import create_table  # the store's own DDL
+    from slotml.ingest.store.ddl import create_table  # the store's own DDL
 
     cur.execute("DROP TABLE IF EXISTS slot_snapshots")
     cur.execute("DROP TABLE IF EXISTS slot_resolutions")

@@ -16,10 +16,9 @@ import warnings
 from pathlib import Path
 
 from bench import Row
-from slotml.ingest import ddl
 from slotml.ingest.schema import SNAPSHOTS
 from slotml.ingest.snapshot import BookTop, WindowRef, make_snapshot
-from slotml.ingest.store import coerce_row, open_store
+from slotml.ingest.store import coerce_row, ddl, open_store
 from slotml.settings import DbUrl
 
 DEFAULT_URL = "mysql://slotml:slotml@127.0.0.1:3306/slotml_test"
@@ -90,7 +89,7 @@ async def _store_batched(url: DbUrl, data: list[dict], batch: int) -> float:
 
 
 async def _writer_end_to_end(url: DbUrl, data: list[dict], spool: Path) -> tuple[float, float]:
-    from slotml.ingest.writer import DurableWriter
+    from slotml.ingest.store.writer import DurableWriter
 
     store = open_store(url)
     await store.connect()

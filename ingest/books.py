@@ -14,9 +14,9 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from slotml.ingest.gamma import ParseError
-from slotml.ingest.health import Metrics
+from slotml.ingest.metrics import Metrics
 from slotml.ingest.snapshot import BookTop
+from slotml.ingest.wire import ParseError
 
 KNOWN_EVENTS = {"book", "price_change", "tick_size_change", "last_trade_price", "best_bid_ask",
                 "new_market", "market_resolved"}

@@ -14,6 +14,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 # --- slotml collect / rederive: the collector daemon (see ingest/collector.py) ----------------
 
 def _register_collect(sub: argparse._SubParsersAction) -> None:
+    from slotml.ingest.config import PRICE_SOURCES
     from slotml.settings import add_common_args
 
     p = sub.add_parser("collect", help="run the collector daemon (Gamma + CLOB + live-data -> store)",
@@ -28,6 +29,9 @@ def _register_collect(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--clob-url", help="CLOB REST base (env SLOTML_CLOB_URL)")
     p.add_argument("--clob-ws-url", help="CLOB market websocket URL (env SLOTML_CLOB_WS_URL)")
     p.add_argument("--rtds-ws-url", help="live-data websocket URL (env SLOTML_RTDS_WS_URL)")
+    p.add_argument("--price-source", choices=PRICE_SOURCES, default=PRICE_SOURCES[0],
+                   help="where Chainlink prices come from: relay = the live-data websocket "
+                   f"(default {PRICE_SOURCES[0]})")
     p.add_argument("--snapshot-interval", type=float, default=30.0, help="seconds (default 30)")
     p.add_argument("--discovery-interval", type=float, default=60.0, help="seconds (default 60)")
     p.add_argument("--resolution-interval", type=float, default=60.0, help="seconds (default 60)")
@@ -90,7 +94,7 @@ def _rederive(args: argparse.Namespace) -> int:
     return 0
 
 
-# --- slotml db: the store (owned by the store; see ingest/store.py) ---------------------------
+# --- slotml db: the store (owned by the store; see ingest/store/) ---------------------------
 
 def _register_db(sub: argparse._SubParsersAction) -> None:
     from slotml.settings import add_common_args
@@ -144,7 +148,7 @@ def _db_init(args: argparse.Namespace) -> int:
 
 def _db_schema(args: argparse.Namespace) -> int:
     if args.ddl:
-        from slotml.ingest.ddl import full_ddl
+        from slotml.ingest.store.ddl import full_ddl
 
         print(full_ddl(args.ddl), end="")
     else:

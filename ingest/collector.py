@@ -15,6 +15,11 @@ that exact second never arrives (the collector started later than the relay's ba
 or the relay skipped it), it stays NULL and so do the window's moves: rows are never revised
 and a neighbouring second is not the venue's strike. It is counted (``price_to_beat_missing``).
 Data older than ``--stale-after`` is never written as fresh: the columns are NULL and counted.
+
+Around 480 lines on purpose: one class, because the three loops share its window maps
+(``windows``, ``by_token``, ``by_condition``, ``outcomes``). What does not need them lives
+elsewhere: the feeds come from ``feeds.factory``, a window's row from ``window``, the
+``/health`` and ``/metrics`` bodies from ``health``.
 """
 
 from __future__ import annotations
@@ -26,158 +31,35 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
-from slotml.ingest.books import BookStore
-from slotml.ingest.clob_ws import ClobFeed
 from slotml.ingest.config import CollectorConfig
-from slotml.ingest.gamma import (
-    HttpClient,
+from slotml.ingest.feeds.factory import build_feeds
+from slotml.ingest.feeds.gamma import (
     MarketInfo,
-    ParseError,
     candidate_starts,
     clob_winner,
     parse_market,
     slug_for,
 )
-from slotml.ingest.health import HealthServer, Metrics, age, prometheus_text
-from slotml.ingest.prices import SPOT, TWAP60, PriceSource, RtdsRelay
-from slotml.ingest.snapshot import BookTop, WindowRef, grid_tick_ms, make_snapshot
+from slotml.ingest.health import HealthServer, health_status, metrics_text
+from slotml.ingest.metrics import Metrics
+from slotml.ingest.prices import PriceSource
+from slotml.ingest.snapshot import grid_tick_ms
+from slotml.ingest.window import (
+    Window,
+    build_row,
+    capture,
+    fill_bases,
+    info_from_row,
+    settle_series,
+)
+from slotml.ingest.wire import ParseError
 
 log = logging.getLogger(__name__)
 
 PRICE_TOL = 1e-9  # relative: official prices are the same observations rounded to double
-
-
-def settle_series(settlement: str) -> str | None:
-    return {"twap60": TWAP60, "spot": SPOT}.get(settlement)
-
-
-@dataclass
-class Window:
-    info: MarketInfo
-    price_to_beat: float | None = None
-    spot_price_to_beat: float | None = None
-    final_price: float | None = None
-    final_seen_at: float | None = None
-    resolved_up: bool | None = None
-    resolved_at: float | None = None
-    official_ptb: float | None = None
-    official_final: float | None = None
-    prev_resolved_up: bool | None = None
-    ws_winner: bool | None = None
-    clob_winner: bool | None = None
-    checked: set[str] = field(default_factory=set)  # disagreement kinds already counted
-    done: bool = False
-    ptb_missing_counted: bool = False
-
-    @property
-    def key(self) -> tuple[str, int]:
-        return (self.info.symbol, self.info.slot_ts)
-
-    def keycols(self) -> dict[str, Any]:
-        return {"symbol": self.info.symbol, "window_s": self.info.window_s,
-                "slot_ts": self.info.slot_ts}
-
-
-def info_from_row(row: dict[str, Any], family: str) -> MarketInfo | None:
-    """Rebuild a window's metadata from its ``slot_resolutions`` row (restart)."""
-    if not row.get("up_token_id") or not row.get("down_token_id") or not row.get("end_ts"):
-        return None
-    return MarketInfo(
-        symbol=row["symbol"], family=family, window_s=int(row["window_s"]),
-        slot_ts=int(row["slot_ts"]), end_ts=int(row["end_ts"]),
-        slug=row.get("slug") or slug_for(row["symbol"], family, row["slot_ts"]),
-        condition_id=row.get("condition_id") or "", up_token_id=row["up_token_id"],
-        down_token_id=row["down_token_id"], settlement=row.get("settlement") or "twap60",
-        tick_size=row.get("tick_size"), min_order_size=row.get("min_order_size"),
-        fee_rate=row.get("fee_rate"), fee_exponent=row.get("fee_exponent"),
-        fee_taker_only=row.get("fee_taker_only"), slug_ts=int(row["slot_ts"]),
-    )
-
-
-def fill_bases(win: Window, prices: Any) -> dict[str, Any]:
-    """Look for the observations stamped exactly at the window start (set once each)."""
-    info = win.info
-    changed: dict[str, Any] = {}
-    series = settle_series(info.settlement)
-    if win.price_to_beat is None and series is not None:
-        o = prices.at(info.symbol, series, info.slot_ts)
-        if o is not None:
-            win.price_to_beat = changed["price_to_beat"] = o.value
-    if win.spot_price_to_beat is None:
-        o = prices.at(info.symbol, SPOT, info.slot_ts)
-        if o is not None:
-            win.spot_price_to_beat = changed["spot_price_to_beat"] = o.value
-    return changed
-
-
-def fresh_price(prices: Any, symbol: str, series: str, now: float, stale_after: float,
-                metrics: Metrics) -> float | None:
-    """The latest observation, unless it is older than ``stale_after`` (then NULL, counted)."""
-    o = prices.latest(symbol, series)
-    if o is None:
-        metrics.inc("snapshot_nulls", column=series, reason="no_data")
-        return None
-    if now - o.obs_ts > stale_after:
-        metrics.inc("snapshot_nulls", column=series, reason="stale")
-        return None
-    return o.value
-
-
-@dataclass(slots=True)
-class Capture:
-    """The live state one row is made of, read at ``at`` (epoch s)."""
-
-    win: Window
-    at: float
-    up: BookTop | None
-    down: BookTop | None
-    spot: float | None
-    twap: float | None
-
-
-def capture(win: Window, now: float, books: BookStore, prices: Any, clob_fresh: bool,
-            stale_after: float, metrics: Metrics) -> Capture:
-    """Read one window's books and prices (cheap: O(1) per token), nothing else."""
-    info = win.info
-    up = down = None
-    if clob_fresh:
-        up = books.top(info.up_token_id)
-        down = books.top(info.down_token_id)
-        for t in (up, down):
-            if t is None:
-                metrics.inc("snapshot_nulls", column="book", reason="no_book")
-    else:
-        metrics.inc("snapshot_nulls", column="book", reason="stale_stream")
-    return Capture(win, now, up, down,
-                   fresh_price(prices, info.symbol, SPOT, now, stale_after, metrics),
-                   fresh_price(prices, info.symbol, TWAP60, now, stale_after, metrics))
-
-
-def build_row(cap: Capture, tick_ms: int, metrics: Metrics) -> dict[str, Any]:
-    """The row for one capture, via the one snapshot function; rejects are counted."""
-    win, info = cap.win, cap.win.info
-    known = settle_series(info.settlement) is not None
-    ref = WindowRef(info.symbol, info.window_s, info.slot_ts,
-                    info.settlement if known else "unknown",
-                    win.price_to_beat, win.spot_price_to_beat)
-    row, rejects = make_snapshot(ref, tick_ms, cap.at, cap.up, cap.down, cap.spot, cap.twap)
-    if not known:  # e.g. a 30 s TWAP market: we do not follow its series
-        row["dir_move_pct"] = row["abs_move_pct"] = None
-    for r in rejects:
-        side, reason = r.split(":", 1)
-        metrics.inc("book_rejects", side=side, reason=reason)
-    return row
-
-
-def window_row(win: Window, tick_ms: int, now: float, books: BookStore, prices: Any,
-               clob_fresh: bool, stale_after: float, metrics: Metrics) -> dict[str, Any]:
-    """One window's snapshot row from the state at ``now`` (rederive; the daemon splits it
-    into ``capture`` for all windows first, then ``build_row``)."""
-    return build_row(capture(win, now, books, prices, clob_fresh, stale_after, metrics),
-                     tick_ms, metrics)
 
 
 class Collector:
@@ -193,20 +75,13 @@ class Collector:
         self.clock = clock
         self.raw = raw
         self.metrics = Metrics()
-        on_raw = raw.write if raw is not None else None
-        self.books = BookStore(self.metrics, on_resolved=self._on_ws_resolved)
-        self.clob = ClobFeed(cfg.clob_ws_url, self.books, self.metrics,
-                             ping_interval=cfg.clob_ping_interval, stall_after=cfg.stale_after,
-                             backoff_max=cfg.backoff_max, on_raw=on_raw)
+        feeds = build_feeds(cfg, self.metrics, on_resolved=self._on_ws_resolved,
+                            on_raw=raw.write if raw is not None else None, prices=prices)
+        self.books = feeds.books
+        self.clob = feeds.clob
         self.clob.keep = self._token_still_live
-        # boundaries (window starts/ends) are kept until the retry limit has passed
-        retention = max(600.0, cfg.retry_limit + 2 * cfg.window_s)
-        self.prices: PriceSource = prices or RtdsRelay(
-            cfg.rtds_ws_url, cfg.symbols, self.metrics, ping_interval=cfg.rtds_ping_interval,
-            stall_after=cfg.stale_after, backoff_max=cfg.backoff_max, retention_s=retention,
-            on_raw=on_raw, boundary_s=cfg.window_s)
-        self.http = HttpClient(self.metrics, timeout=cfg.http_timeout,
-                               backoff_max=cfg.backoff_max, on_body=on_raw)
+        self.prices: PriceSource = feeds.prices
+        self.http = feeds.http
         self.windows: dict[tuple[str, int], Window] = {}
         self.by_token: dict[str, tuple[str, int]] = {}
         self.by_condition: dict[str, tuple[str, int]] = {}
@@ -229,8 +104,8 @@ class Collector:
             self.clob.start()
             self.prices.start()
             if self.cfg.health_port:
-                self.health = HealthServer(self.cfg.health_port, self.health_status,
-                                           self.metrics_text)
+                self.health = HealthServer(self.cfg.health_port, partial(health_status, self),
+                                           partial(metrics_text, self))
                 try:
                     await self.health.start()
                 except OSError as e:  # collecting matters more than the endpoint
@@ -581,70 +456,6 @@ class Collector:
         if win.ws_winner is not None and win.ws_winner != up:
             self._disagree(win, "ws_market_resolved", f"ws {win.ws_winner}, gamma {up}")
 
-    # ---------------------------------------------------------------- health
-    def _stream_status(self, feed: Any, now: float) -> dict[str, Any]:
-        return {"connected": bool(feed.connected), "reconnects": int(feed.reconnects),
-                "last_message_age_s": age(feed.last_message_at, now),
-                "last_data_age_s": age(feed.last_data_at, now)}
-
-    def health_status(self) -> tuple[bool, dict[str, Any]]:
-        now = self.clock()
-        problems: list[str] = []
-        ages = {}
-        for sym in self.cfg.symbols:
-            o = self.prices.latest(sym, SPOT)
-            ages[sym] = None if o is None else round(now - o.obs_ts, 3)
-        stale = [s for s, a in ages.items() if a is None or a > self.cfg.stale_after]
-        if stale:
-            problems.append(f"chainlink data stale for {','.join(stale)}")
-        offset = getattr(getattr(self.prices, "prices", None), "last_offset", None)
-        if offset is not None and abs(offset) > self.cfg.max_clock_offset:
-            problems.append(f"clock offset {offset:.1f}s")
-        ws = self.writer.stats() if self.writer is not None else {}
-        body = {
-            "ok": not problems,
-            "problems": problems,
-            "uptime_s": round(now - self.started_at, 1),
-            "streams": {"clob": self._stream_status(self.clob, now),
-                        "rtds": self._stream_status(self.prices, now)},
-            "chainlink_age_s": ages,
-            "clock_offset_s": {"rtds": offset, "clob": self.books.last_offset},
-            "queue_depth": ws.get("queue_depth"),
-            "spool_bytes": ws.get("spool_bytes"),
-            "rows_written": ws.get("rows_written"),
-            "rows_dropped": ws.get("rows_dropped"),
-            "db_up": ws.get("db_up"),
-            "frames_rejected": self.metrics.by_label("frames_rejected", "reason"),
-            "unknown_event_types": self.metrics.by_label("unknown_event_types", "type"),
-            "windows_tracked": len(self.windows),
-            "last_tick_ms": self.last_tick_ms,
-            "capture_spread_s": self.last_capture_spread,
-        }
-        return not problems, body
-
-    def metrics_text(self) -> str:
-        ws = self.writer.stats() if self.writer is not None else {}
-        now = self.clock()
-        gauges: dict[str, float | int | None] = {
-            f"writer_{k}": v for k, v in ws.items() if isinstance(v, int | float)}
-        gauges |= {
-            "windows_tracked": len(self.windows),
-            "clob_connected": int(self.clob.connected),
-            "rtds_connected": int(bool(getattr(self.prices, "connected", False))),
-            "clob_frames": self.clob.frames,
-            "rtds_frames": getattr(self.prices, "frames", 0),
-            "clob_reconnects": self.clob.reconnects,
-            "rtds_reconnects": getattr(self.prices, "reconnects", 0),
-            "clob_last_data_age_seconds": age(self.clob.last_data_at, now),
-            "rtds_last_data_age_seconds": age(getattr(self.prices, "last_data_at", None), now),
-            "capture_spread_seconds": self.last_capture_spread,
-        }
-        if self.pass_times:
-            xs = sorted(self.pass_times)
-            gauges["capture_spread_p50_seconds"] = xs[len(xs) // 2]
-            gauges["capture_spread_p99_seconds"] = xs[min(len(xs) - 1, int(0.99 * len(xs)))]
-        return prometheus_text(self.metrics, gauges)
-
 
 async def run_collector(cfg: CollectorConfig) -> int:
     """``slotml collect``: open the store and the durable writer, run until SIGTERM/SIGINT."""
@@ -652,7 +463,7 @@ async def run_collector(cfg: CollectorConfig) -> int:
 
     from slotml.ingest.raw import RawWriter
     from slotml.ingest.store import open_store
-    from slotml.ingest.writer import DurableWriter
+    from slotml.ingest.store.writer import DurableWriter, close_writer
 
     store = open_store(cfg.common.db)
     await store.connect()  # a configuration problem raises UserError: one line, exit 2
@@ -676,13 +487,3 @@ async def run_collector(cfg: CollectorConfig) -> int:
     finally:
         await store.close()
     return 0
-
-
-async def close_writer(writer: Any, timeout: float = 5.0) -> None:
-    """``writer.close(timeout)`` with a hard deadline on top: rows it could not commit stay in
-    the spool (replayed at the next start), so shutting down never hangs on the database."""
-    try:
-        await asyncio.wait_for(writer.close(timeout), timeout + 2.0)
-    except TimeoutError:
-        log.warning("writer did not stop within %.0f s; rows not committed stay spooled for the "
-                    "next start", timeout + 2.0)

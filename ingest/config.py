@@ -26,6 +26,8 @@ ENV_URLS = {
     "rtds_ws_url": ("SLOTML_RTDS_WS_URL", REAL_RTDS_WS_URL),
 }
 DEFAULT_SYMBOLS = ("BTC", "ETH", "SOL", "XRP")
+# --price-source values (``feeds.factory`` builds each; the first is the default).
+PRICE_SOURCES = ("relay",)
 
 _FAMILY = re.compile(r"^(\d+)([ms])$")
 
@@ -48,6 +50,7 @@ class CollectorConfig:
     clob_url: str = REAL_CLOB_URL
     clob_ws_url: str = REAL_CLOB_WS_URL
     rtds_ws_url: str = REAL_RTDS_WS_URL
+    price_source: str = PRICE_SOURCES[0]  # where Chainlink prices come from (feeds.factory)
     snapshot_interval: float = 30.0
     discovery_interval: float = 60.0
     resolution_interval: float = 60.0
@@ -100,6 +103,7 @@ def config_from_args(args) -> CollectorConfig:  # noqa: ANN001 - argparse.Namesp
         clob_url=_env_or(args.clob_url, "clob_url"),
         clob_ws_url=_env_or(args.clob_ws_url, "clob_ws_url"),
         rtds_ws_url=_env_or(args.rtds_ws_url, "rtds_ws_url"),
+        price_source=args.price_source,
         snapshot_interval=args.snapshot_interval,
         discovery_interval=args.discovery_interval,
         resolution_interval=args.resolution_interval,

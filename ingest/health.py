@@ -1,8 +1,8 @@
-"""Counters and the operator endpoints: ``/health`` (JSON) and ``/metrics`` (Prometheus text).
+"""The operator endpoints: ``/health`` (JSON) and ``/metrics`` (Prometheus text), and their bodies.
 
-Every part of the collector counts what it skipped or repaired here, by name and labels, so a
-silent degradation (a stalled relay, crossed books, 429s) shows up as a number instead of a
-quiet hole in the data. The server binds 127.0.0.1 only.
+``health_status`` and ``metrics_text`` read the collector's state (``CollectorState``: its
+feeds, writer, windows, counters) and nothing else, so what an operator sees is assembled in
+one place. The server binds 127.0.0.1 only.
 """
 
 from __future__ import annotations
@@ -10,63 +10,33 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections import defaultdict
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol
+
+from slotml.ingest.books import BookStore
+from slotml.ingest.config import CollectorConfig
+from slotml.ingest.feeds.clob_market import ClobFeed
+from slotml.ingest.metrics import Metrics, prometheus_text
+from slotml.ingest.prices import SPOT, PriceSource
 
 log = logging.getLogger(__name__)
 
-LabelKey = tuple[tuple[str, str], ...]
 
+class CollectorState(Protocol):
+    """What the endpoints read from the collector (``Collector`` has all of it)."""
 
-class Metrics:
-    """Monotonic counters keyed by name and labels (cheap: one dict update per event)."""
-
-    def __init__(self) -> None:
-        self._c: dict[str, dict[LabelKey, float]] = defaultdict(lambda: defaultdict(float))
-
-    def inc(self, name: str, n: float = 1, **labels: str) -> None:
-        self._c[name][tuple(sorted((k, str(v)) for k, v in labels.items()))] += n
-
-    def get(self, name: str, **labels: str) -> float:
-        """Sum of the series whose labels include ``labels`` (all series when none given)."""
-        series = self._c.get(name, {})
-        want = {(k, str(v)) for k, v in labels.items()}
-        return sum(v for key, v in series.items() if want <= set(key))
-
-    def by_label(self, name: str, label: str) -> dict[str, float]:
-        out: dict[str, float] = {}
-        for key, v in self._c.get(name, {}).items():
-            lv = dict(key).get(label, "")
-            out[lv] = out.get(lv, 0.0) + v
-        return out
-
-    def snapshot(self) -> dict[str, dict[LabelKey, float]]:
-        return {k: dict(v) for k, v in self._c.items()}
-
-
-def _labels(key: LabelKey) -> str:
-    if not key:
-        return ""
-    esc = lambda s: s.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")  # noqa: E731
-    return "{" + ",".join(f'{k}="{esc(v)}"' for k, v in key) + "}"
-
-
-def prometheus_text(metrics: Metrics, gauges: dict[str, float | int | None]) -> str:
-    """Prometheus exposition format 0.0.4: counters get ``slotml_`` prefix and ``_total``."""
-    lines: list[str] = []
-    for name, series in sorted(metrics.snapshot().items()):
-        full = f"slotml_{name}_total"
-        lines.append(f"# TYPE {full} counter")
-        for key, v in sorted(series.items()):
-            lines.append(f"{full}{_labels(key)} {v:g}")
-    for name, v in sorted(gauges.items()):
-        if v is None:
-            continue
-        full = f"slotml_{name}"
-        lines.append(f"# TYPE {full} gauge")
-        lines.append(f"{full} {float(v):g}")
-    return "\n".join(lines) + "\n"
+    cfg: CollectorConfig
+    clock: Callable[[], float]
+    started_at: float
+    metrics: Metrics
+    writer: Any  # a DurableWriter (or a sink with ``stats()``), or None
+    books: BookStore
+    clob: ClobFeed
+    prices: PriceSource
+    windows: Mapping[tuple[str, int], Any]
+    last_tick_ms: int | None
+    last_capture_spread: float | None
+    pass_times: Sequence[float]
 
 
 class HealthServer:
@@ -123,3 +93,72 @@ def age(ts: float | None, now: float | None = None) -> float | None:
     if ts is None:
         return None
     return round((now if now is not None else time.time()) - ts, 3)
+
+
+def stream_status(feed: Any, now: float) -> dict[str, Any]:
+    """One websocket's connection state (a ``WsFeed``, or a price source that is one)."""
+    return {"connected": bool(feed.connected), "reconnects": int(feed.reconnects),
+            "last_message_age_s": age(feed.last_message_at, now),
+            "last_data_age_s": age(feed.last_data_at, now)}
+
+
+def health_status(c: CollectorState) -> tuple[bool, dict[str, Any]]:
+    """The ``/health`` body, and whether all is well (else the endpoint answers 503)."""
+    now = c.clock()
+    problems: list[str] = []
+    ages = {}
+    for sym in c.cfg.symbols:
+        o = c.prices.latest(sym, SPOT)
+        ages[sym] = None if o is None else round(now - o.obs_ts, 3)
+    stale = [s for s, a in ages.items() if a is None or a > c.cfg.stale_after]
+    if stale:
+        problems.append(f"chainlink data stale for {','.join(stale)}")
+    offset = getattr(getattr(c.prices, "prices", None), "last_offset", None)
+    if offset is not None and abs(offset) > c.cfg.max_clock_offset:
+        problems.append(f"clock offset {offset:.1f}s")
+    ws = c.writer.stats() if c.writer is not None else {}
+    body = {
+        "ok": not problems,
+        "problems": problems,
+        "uptime_s": round(now - c.started_at, 1),
+        "streams": {"clob": stream_status(c.clob, now),
+                    "rtds": stream_status(c.prices, now)},
+        "chainlink_age_s": ages,
+        "clock_offset_s": {"rtds": offset, "clob": c.books.last_offset},
+        "queue_depth": ws.get("queue_depth"),
+        "spool_bytes": ws.get("spool_bytes"),
+        "rows_written": ws.get("rows_written"),
+        "rows_dropped": ws.get("rows_dropped"),
+        "db_up": ws.get("db_up"),
+        "frames_rejected": c.metrics.by_label("frames_rejected", "reason"),
+        "unknown_event_types": c.metrics.by_label("unknown_event_types", "type"),
+        "windows_tracked": len(c.windows),
+        "last_tick_ms": c.last_tick_ms,
+        "capture_spread_s": c.last_capture_spread,
+    }
+    return not problems, body
+
+
+def metrics_text(c: CollectorState) -> str:
+    """The ``/metrics`` text: every counter, plus gauges of the streams, writer and capture."""
+    ws = c.writer.stats() if c.writer is not None else {}
+    now = c.clock()
+    gauges: dict[str, float | int | None] = {
+        f"writer_{k}": v for k, v in ws.items() if isinstance(v, int | float)}
+    gauges |= {
+        "windows_tracked": len(c.windows),
+        "clob_connected": int(c.clob.connected),
+        "rtds_connected": int(bool(getattr(c.prices, "connected", False))),
+        "clob_frames": c.clob.frames,
+        "rtds_frames": getattr(c.prices, "frames", 0),
+        "clob_reconnects": c.clob.reconnects,
+        "rtds_reconnects": getattr(c.prices, "reconnects", 0),
+        "clob_last_data_age_seconds": age(c.clob.last_data_at, now),
+        "rtds_last_data_age_seconds": age(getattr(c.prices, "last_data_at", None), now),
+        "capture_spread_seconds": c.last_capture_spread,
+    }
+    if c.pass_times:
+        xs = sorted(c.pass_times)
+        gauges["capture_spread_p50_seconds"] = xs[len(xs) // 2]
+        gauges["capture_spread_p99_seconds"] = xs[min(len(xs) - 1, int(0.99 * len(xs)))]
+    return prometheus_text(c.metrics, gauges)

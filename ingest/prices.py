@@ -1,11 +1,12 @@
-"""Chainlink prices: the ``PriceSource`` interface and the live-data relay ("RTDS") behind it.
+"""Chainlink prices, whatever stream brings them: ``PriceSource`` and the ``PriceBook`` state.
 
 The venue settles on observations stamped exactly at the window's start and end, so prices are
 kept by their OBSERVATION time (``payload.timestamp``, whole seconds), not by arrival: a late,
 duplicated or out-of-order update lands in its own second and never moves "latest" backwards.
-The relay is subscribed unfiltered (its filtered subscriptions were seen to go silent after the
-backfill) and filtered on ``payload.symbol`` here. The venue announced an authenticated
-successor (PolyBolt); a second source is one more ``PriceSource`` subclass.
+The relay (``feeds.rtds``) is subscribed unfiltered, so ``PriceBook`` filters on
+``payload.symbol``. The venue announced an authenticated successor (PolyBolt); a second source
+is one more ``PriceSource`` subclass in ``feeds/`` and one more ``--price-source`` value.
+Not a stream itself: ``slotml rederive`` replays relay frames through the same ``PriceBook``.
 """
 
 from __future__ import annotations
@@ -16,9 +17,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from slotml.ingest.books import decode_frame
-from slotml.ingest.clob_ws import RawHook, WsFeed
-from slotml.ingest.gamma import ParseError
-from slotml.ingest.health import Metrics
+from slotml.ingest.metrics import Metrics
+from slotml.ingest.wire import ParseError
 
 SPOT = "spot"
 TWAP60 = "twap60"
@@ -194,31 +194,3 @@ def _point(p: Any) -> tuple[int, float]:
     if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or v <= 0:
         raise ParseError("bad_payload", "value")
     return int(ts), float(v)
-
-
-class RtdsRelay(WsFeed, PriceSource):
-    """The live-data relay (``wss://ws-live-data.polymarket.com``), unfiltered, PING every 5 s."""
-
-    name = "rtds"
-
-    def __init__(self, url: str, symbols: tuple[str, ...], metrics: Metrics,
-                 ping_interval: float = 5.0, stall_after: float = 30.0, backoff_max: float = 30.0,
-                 retention_s: float = 3600.0, on_raw: RawHook | None = None,
-                 boundary_s: float | None = None) -> None:
-        WsFeed.__init__(self, url, metrics, ping_interval, stall_after, backoff_max, on_raw)
-        self.prices = PriceBook(symbols, metrics, retention_s, stream=self.name,
-                                boundary_s=boundary_s)
-
-    async def on_open(self, ws: Any) -> None:
-        await ws.send('{"action": "subscribe", "subscriptions": ['
-                      '{"topic": "crypto_prices_chainlink", "type": "*"}, '
-                      '{"topic": "crypto_prices_twap_sixty", "type": "*"}]}')
-
-    def on_frame(self, text: str, recv_ts: float) -> bool:
-        return self.prices.apply_frame(text, recv_ts)  # PONG/empty: no events, no data
-
-    def latest(self, symbol: str, series: str) -> Observation | None:
-        return self.prices.latest(symbol, series)
-
-    def at(self, symbol: str, series: str, ts_s: float) -> Observation | None:
-        return self.prices.at(symbol, series, ts_s)

@@ -20,6 +20,17 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from slotml.errors import UserError
+from slotml.ingest.books import BookStore
+from slotml.ingest.config import family_seconds
+from slotml.ingest.feeds.gamma import parse_market
+from slotml.ingest.metrics import Metrics
+from slotml.ingest.prices import PriceBook
+from slotml.ingest.snapshot import grid_tick_ms
+from slotml.ingest.store import open_store
+from slotml.ingest.window import Window, fill_bases, window_row
+from slotml.ingest.wire import ParseError
+
 log = logging.getLogger(__name__)
 
 
@@ -105,11 +116,6 @@ class Replay:
     """
 
     def __init__(self, family: str, symbols: tuple[str, ...], stale_after: float) -> None:
-        from slotml.ingest.books import BookStore
-        from slotml.ingest.config import family_seconds
-        from slotml.ingest.health import Metrics
-        from slotml.ingest.prices import PriceBook
-
         self.family = family
         self.window_s = family_seconds(family)
         self.symbols = symbols
@@ -123,9 +129,6 @@ class Replay:
         self.clob_last_data: float | None = None
 
     def feed(self, line: dict[str, Any]) -> None:
-        from slotml.ingest.collector import Window
-        from slotml.ingest.gamma import ParseError, parse_market
-
         src, body, t = str(line.get("src", "")), line.get("body", ""), float(line.get("t", 0))
         if src == "clob":
             s = body.strip()
@@ -150,8 +153,6 @@ class Replay:
 
     def rows_at(self, tick_ms: int, captured: dict[str, float] | None, now: float
                 ) -> list[dict[str, Any]]:
-        from slotml.ingest.collector import fill_bases, window_row
-
         out = []
         tick_s = tick_ms / 1000.0
         fresh = (self.clob_connected and self.clob_last_data is not None
@@ -170,8 +171,6 @@ class Replay:
         return out
 
     def run(self, lines: Iterator[dict[str, Any]], cadence: float) -> list[dict[str, Any]]:
-        from slotml.ingest.snapshot import grid_tick_ms
-
         step = round(cadence * 1000)
         rows: list[dict[str, Any]] = []
         markers = None  # decided by the first tick marker: same cadence -> use markers
@@ -197,8 +196,6 @@ class Replay:
 
 def derive_rows(raw_dir: str | Path, family: str, symbols: tuple[str, ...], cadence: float,
                 stale_after: float = 30.0) -> list[dict[str, Any]]:
-    from slotml.errors import UserError
-
     if not Path(raw_dir).is_dir():
         raise UserError(f"raw capture directory {raw_dir} does not exist")
     return Replay(family, symbols, stale_after).run(read_raw(Path(raw_dir)), cadence)
@@ -207,8 +204,6 @@ def derive_rows(raw_dir: str | Path, family: str, symbols: tuple[str, ...], cade
 async def rederive(raw_dir: str | Path, db: Any, family: str, symbols: tuple[str, ...],
                    cadence: float, stale_after: float = 30.0) -> int:
     """``slotml rederive``: rebuild snapshot rows from a capture into the store at ``db``."""
-    from slotml.ingest.store import open_store
-
     rows = derive_rows(raw_dir, family, symbols, cadence, stale_after)
     store = open_store(db)
     await store.connect()

@@ -1,7 +1,7 @@
 """``slotml api``: the read-only HTTP API over what was collected (FastAPI on uvicorn).
 
 - ``GET /slots``: snapshots joined with their window's resolution, from the STORE (fresh,
-  index-backed; SQL in ``slotml.ingest.store_query``), filtered, keyset-paginated, as JSON, CSV
+  index-backed; SQL in ``slotml.ingest.store.query``), filtered, keyset-paginated, as JSON, CSV
   or Parquet. ``point=`` / ``minute=`` return the feature contract's decision row per window.
 - ``GET /slots/summary``: per asset, family and day, from the LAKE through DuckDB
   (``slotml.web.slot_stats``).
@@ -42,7 +42,7 @@ from slotml.errors import UserError
 from slotml.features.contract import DEFAULT_TOLERANCE, frac_ms
 from slotml.ingest.schema import SNAPSHOTS
 from slotml.ingest.store import Store, StoreUnavailable, open_store
-from slotml.ingest.store_query import (
+from slotml.ingest.store.query import (
     PickSpec,
     SlotQuery,
     fetch_slots,

@@ -150,7 +150,7 @@ def test_replay_over_synthetic_lake_tables(tmp_path: Path) -> None:
 
 
 def _sqlite_store(path: Path, snaps, res) -> str:
-    from slotml.ingest.ddl import full_ddl
+    from slotml.ingest.store.ddl import full_ddl
 
     conn = sqlite3.connect(path)
     conn.executescript(full_ddl("sqlite"))

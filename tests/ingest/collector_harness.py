@@ -14,7 +14,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from slotml.ingest.collector import Collector, close_writer
+from slotml.ingest.collector import Collector
 from slotml.ingest.config import CollectorConfig
 from slotml.ingest.raw import RawWriter
 from slotml.settings import CommonSettings, DbUrl
@@ -53,7 +53,7 @@ class CollectorThread:
 
     async def _run(self) -> None:
         from slotml.ingest.store import open_store
-        from slotml.ingest.writer import DurableWriter
+        from slotml.ingest.store.writer import DurableWriter, close_writer
 
         self.loop = asyncio.get_running_loop()
         store = open_store(self.cfg.common.db)

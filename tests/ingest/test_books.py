@@ -7,8 +7,8 @@ import json
 import pytest
 
 from slotml.ingest.books import BookStore, decode_frame
-from slotml.ingest.gamma import ParseError
-from slotml.ingest.health import Metrics
+from slotml.ingest.metrics import Metrics
+from slotml.ingest.wire import ParseError
 from tests.conftest import FIXTURES
 
 FRAMES = (FIXTURES / "ingest" / "clob_market_frames.jsonl").read_text().splitlines()
@@ -194,7 +194,7 @@ def test_retired_tokens_keep_no_book() -> None:
 def test_feed_forgets_retired_tokens_after_an_all_resolved_close() -> None:
     """Close 1000 ("all resolved") forgets the ended tokens; the collector's later untrack
     (and a retire in between) must not leave them in the store's retired set for good."""
-    from slotml.ingest.clob_ws import ClobFeed
+    from slotml.ingest.feeds.clob_market import ClobFeed
 
     books = store()
     feed = ClobFeed("ws://127.0.0.1:1/ws/market", books, Metrics())

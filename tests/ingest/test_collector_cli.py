@@ -41,7 +41,8 @@ def test_operator_errors_are_one_line(argv, msg, capsys, tmp_path) -> None:
 async def test_health_server_port_in_use_raises_cleanly() -> None:
     import socket
 
-    from slotml.ingest.health import HealthServer, Metrics, prometheus_text
+    from slotml.ingest.health import HealthServer
+    from slotml.ingest.metrics import Metrics, prometheus_text
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -54,7 +55,7 @@ async def test_health_server_port_in_use_raises_cleanly() -> None:
 
 
 def test_prometheus_text_format() -> None:
-    from slotml.ingest.health import Metrics, prometheus_text
+    from slotml.ingest.metrics import Metrics, prometheus_text
 
     m = Metrics()
     m.inc("frames_rejected", stream="clob", reason='bad "x"')

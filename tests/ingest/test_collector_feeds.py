@@ -13,9 +13,10 @@ import pytest
 from websockets.asyncio.server import serve
 
 from slotml.ingest.books import BookStore
-from slotml.ingest.clob_ws import ClobFeed
-from slotml.ingest.health import Metrics
-from slotml.ingest.prices import SPOT, TWAP60, RtdsRelay
+from slotml.ingest.feeds.clob_market import ClobFeed
+from slotml.ingest.feeds.rtds import RtdsRelay
+from slotml.ingest.metrics import Metrics
+from slotml.ingest.prices import SPOT, TWAP60
 from tests.conftest import FIXTURES
 from tests.util import async_wait_for
 

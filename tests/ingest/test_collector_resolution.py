@@ -5,11 +5,12 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from slotml.ingest.collector import Collector, Window, close_writer
+from slotml.ingest.collector import Collector
 from slotml.ingest.config import CollectorConfig
-from slotml.ingest.gamma import MarketInfo
+from slotml.ingest.feeds.gamma import MarketInfo
 from slotml.ingest.store import open_store
-from slotml.ingest.writer import DurableWriter
+from slotml.ingest.store.writer import DurableWriter, close_writer
+from slotml.ingest.window import Window
 from slotml.settings import CommonSettings, DbUrl
 
 

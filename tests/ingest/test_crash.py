@@ -27,7 +27,7 @@ mysql_db = _fx.mysql_db
 WRITER = r"""
 import asyncio, json, sys
 from slotml.ingest.store import open_store
-from slotml.ingest.writer import DurableWriter
+from slotml.ingest.store.writer import DurableWriter
 from slotml.settings import DbUrl
 from tests.ingest.test_store import snap
 

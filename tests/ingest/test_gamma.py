@@ -8,16 +8,15 @@ import pytest
 
 from slotml.errors import UserError
 from slotml.ingest.config import family_seconds
-from slotml.ingest.gamma import (
-    ParseError,
+from slotml.ingest.feeds.gamma import (
     candidate_starts,
     clob_winner,
     parse_market,
     parse_slug,
-    parse_time,
     settlement_rule,
     slug_for,
 )
+from slotml.ingest.wire import ParseError, parse_time
 from tests.conftest import FIXTURES
 
 EVENT = json.loads((FIXTURES / "ingest" / "gamma_event_btc_15m.json").read_text())
@@ -148,8 +147,8 @@ async def test_http_client_backs_off_on_425_429_5xx_and_honours_retry_after() ->
 
     from aiohttp import web
 
-    from slotml.ingest.gamma import HttpClient
-    from slotml.ingest.health import Metrics
+    from slotml.ingest.metrics import Metrics
+    from slotml.ingest.transport.http import HttpClient
 
     script = [(425, {"Retry-After": "0.4"}), (429, {"Retry-After": "0"}), (503, {}),
               (200, {})]

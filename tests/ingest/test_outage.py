@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from slotml.ingest.store import open_store
-from slotml.ingest.writer import DurableWriter
+from slotml.ingest.store.writer import DurableWriter
 from tests.ingest import test_store as _fx
 from tests.ingest.test_store import SLOT, snap
 from tests.ingest.test_writer import assert_exactly_in_order, ticks_of

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from slotml.ingest.health import Metrics
+from slotml.ingest.metrics import Metrics
 from slotml.ingest.prices import SPOT, TWAP60, PriceBook
 from tests.conftest import FIXTURES
 

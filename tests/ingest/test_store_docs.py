@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from slotml.ingest.ddl import full_ddl
 from slotml.ingest.schema import TABLES, docs
+from slotml.ingest.store.ddl import full_ddl
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -10,7 +10,7 @@ import pytest
 
 from slotml.errors import UserError
 from slotml.ingest.store import open_store
-from slotml.ingest.writer import DurableWriter
+from slotml.ingest.store.writer import DurableWriter
 from tests.ingest import test_store as _fx
 from tests.ingest.test_store import SLOT, snap
 from tests.util import async_wait_for

@@ -1,4 +1,4 @@
-"""The store's portable decision-row pick (ingest/store_query.py) equals features/' DuckDB pick.
+"""The store's portable decision-row pick (ingest/store/query.py) equals features/' DuckDB pick.
 
 Same rows on both sides: written to a real store (SQLite and MariaDB), read back, loaded into
 DuckDB. Rough data on purpose: jittered ticks, missing snapshots, rows before the window start,
@@ -16,7 +16,7 @@ from slotml.features.contract import DEFAULT_TOLERANCE, frac_ms
 from slotml.features.synth import SynthConfig, generate
 from slotml.ingest.schema import RESOLUTIONS, SNAPSHOTS
 from slotml.ingest.store import open_store
-from slotml.ingest.store_query import PickSpec, SlotQuery, fetch_slots, slots_sql
+from slotml.ingest.store.query import PickSpec, SlotQuery, fetch_slots, slots_sql
 from tests.features.helpers import create_tables, snap
 
 POINTS = (5 / 15, 7 / 15, 10 / 15, 0.5, 0.97)

@@ -1,38 +1,21 @@
-"""Gamma and CLOB REST: slugs, market metadata, resolution state, and one polite HTTP client.
+"""Gamma REST (and the CLOB's market lookup): slugs, market metadata, resolution state.
 
 Gamma encodes ``outcomes``, ``outcomePrices`` and ``clobTokenIds`` as JSON *strings*; tokens map
 to outcomes by index of ``outcomes`` (never assumed to be Up first). The settlement series is
 read per market (``resolutionSource`` / ``cryptoMarketConfig``) because the venue switched from
 the Chainlink spot stream to its 60 s TWAP in August 2026. A market counts as resolved only when
 ``closed``, ``umaResolutionStatus`` says so and ``outcomePrices`` is exactly one "1" and one "0".
+Pure parsing: the requests go through ``transport.http.HttpClient``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
-import logging
-import random
 import re
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
-from slotml.ingest.health import Metrics
-
-log = logging.getLogger(__name__)
-
-RETRY_STATUSES = {425, 429, 500, 502, 503, 504}
-
-
-class ParseError(ValueError):
-    """A venue payload that does not have the shape we rely on (counted and skipped)."""
-
-    def __init__(self, reason: str, detail: str = "") -> None:
-        super().__init__(f"{reason}: {detail}" if detail else reason)
-        self.reason = reason
+from slotml.ingest.wire import ParseError, parse_time
 
 
 def slug_for(symbol: str, family: str, start: int) -> str:
@@ -51,34 +34,6 @@ _SLUG = re.compile(r"^([a-z0-9]+)-updown-(\d+[ms])-(\d+)$")
 def parse_slug(slug: str) -> tuple[str, str, int] | None:
     m = _SLUG.match(slug or "")
     return (m.group(1).upper(), m.group(2), int(m.group(3))) if m else None
-
-
-def parse_time(value: Any) -> float | None:
-    """Lenient timestamp: ISO with any precision, ``2026-07-07 21:25:17+00``, epoch s or ms."""
-    if value is None or value == "":
-        return None
-    if isinstance(value, int | float):
-        v = float(value)
-        return v / 1000.0 if v > 1e11 else v
-    s = str(value).strip()
-    if re.fullmatch(r"\d+(\.\d+)?", s):
-        return parse_time(float(s))
-    s = s.replace(" ", "T", 1)
-    if s.endswith("Z"):
-        s = s[:-1] + "+00:00"
-    m = re.search(r"([+-]\d\d)$", s)
-    if m:  # "+00" -> "+00:00"
-        s = s + ":00"
-    m = re.match(r"^(.*T\d\d:\d\d:\d\d)\.(\d+)(.*)$", s)
-    if m:  # fromisoformat wants at most 6 fractional digits
-        s = f"{m.group(1)}.{m.group(2)[:6].ljust(6, '0')}{m.group(3)}"
-    try:
-        dt = datetime.fromisoformat(s)
-    except ValueError:
-        return None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    return dt.timestamp()
 
 
 def json_field(obj: dict, key: str) -> Any:
@@ -264,93 +219,3 @@ def clob_winner(market: dict) -> bool | None:
             if o in ("up", "down"):
                 return o == "up"
     return None
-
-
-class HttpClient:
-    """One aiohttp session for Gamma and CLOB REST with backoff on 425/429/5xx.
-
-    ``get_json`` returns the decoded body, or None on 404 (a market not listed yet, a settled
-    book). Retry-After (seconds) is honoured; otherwise capped exponential backoff with jitter.
-    Every response body can be handed to ``on_body`` (raw capture).
-    """
-
-    def __init__(self, metrics: Metrics, timeout: float = 10.0, max_attempts: int = 5,
-                 backoff_max: float = 30.0,
-                 on_body: Callable[[str, str, float], None] | None = None) -> None:
-        self.metrics = metrics
-        self.timeout = timeout
-        self.max_attempts = max_attempts
-        self.backoff_max = backoff_max
-        self.on_body = on_body
-        self._session = None
-
-    async def start(self) -> None:
-        import aiohttp
-
-        self._session = aiohttp.ClientSession(
-            timeout=aiohttp.ClientTimeout(total=self.timeout),
-            headers={"User-Agent": "slotml-collector/0.1"},
-        )
-
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-
-    async def get_json(self, url: str, api: str = "gamma") -> Any:
-        import aiohttp
-
-        assert self._session is not None, "HttpClient.start() first"
-        delay = 0.5
-        for attempt in range(1, self.max_attempts + 1):
-            wait = None
-            try:
-                async with self._session.get(url) as r:
-                    text = await r.text()
-                    now = time.time()
-                    self.metrics.inc("http_responses", api=api, status=str(r.status))
-                    if self.on_body is not None:
-                        self.on_body(f"{api}:{url}", text, now)
-                    if r.status == 404:
-                        return None
-                    if r.status in RETRY_STATUSES:
-                        wait = _retry_after(r.headers.get("Retry-After"))
-                        log.info("%s %s -> HTTP %d (attempt %d)", api, url, r.status, attempt)
-                    elif r.status >= 400:
-                        self.metrics.inc("http_errors", api=api, reason=f"http_{r.status}")
-                        return None
-                    else:
-                        try:
-                            return json.loads(text)
-                        except json.JSONDecodeError:
-                            self.metrics.inc("http_errors", api=api, reason="bad_json")
-                            return None
-            except (aiohttp.ClientError, TimeoutError) as e:
-                self.metrics.inc("http_errors", api=api, reason=type(e).__name__)
-                log.info("%s %s failed: %s (attempt %d)", api, url, type(e).__name__, attempt)
-            if attempt == self.max_attempts:
-                break
-            if wait is None:
-                wait = min(self.backoff_max, delay) * (0.5 + random.random())
-                delay *= 2
-            self.metrics.inc("http_retries", api=api)
-            await asyncio.sleep(min(wait, self.backoff_max))
-        self.metrics.inc("http_gave_up", api=api)
-        return None
-
-
-def _retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        t = parse_time(value)
-        if t is None:
-            try:
-                from email.utils import parsedate_to_datetime
-
-                t = parsedate_to_datetime(value).timestamp()
-            except (TypeError, ValueError):
-                return None
-        return max(0.0, t - time.time())

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from slotml.ingest.schema import RESOLUTIONS, SNAPSHOTS, Column
-from slotml.ingest.store import Store
+from slotml.ingest.store.base import Store
 
 # The resolution columns a /slots row carries beside its snapshot's (names do not clash).
 RESOLUTION_FIELDS: tuple[str, ...] = (

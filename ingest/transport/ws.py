@@ -1,11 +1,11 @@
-"""Websocket feeds: a reconnect-forever base (``WsFeed``) and the CLOB market channel.
+"""The websocket base every venue stream runs on: ``WsFeed``, kept open forever.
 
-Both venue sockets need the same care: text ``PING`` keepalives (the answer ``PONG`` is not
+Every venue socket needs the same care: text ``PING`` keepalives (the answer ``PONG`` is not
 JSON), capped exponential backoff with jitter, resubscribing everything on every connection,
 and a data-stall watchdog, because a socket can stay open and answer pings while delivering
 nothing. ``PONG`` does not count as data. The CLOB closes with 1000 "all subscribed assets
 resolved" when every token we follow has settled: that is normal, and the feed waits for new
-tokens instead of reconnecting into it.
+tokens instead of reconnecting into it (``on_all_resolved``).
 """
 
 from __future__ import annotations
@@ -15,11 +15,10 @@ import json
 import logging
 import random
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
-from slotml.ingest.books import BookStore
-from slotml.ingest.health import Metrics
+from slotml.ingest.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -206,88 +205,3 @@ class WsFeed:
                 await ws.send("PING")
             except Exception:  # noqa: BLE001 - the receive loop sees the closed socket
                 return
-
-
-class ClobFeed(WsFeed):
-    """The CLOB market channel for a changing set of tokens, feeding a ``BookStore``."""
-
-    name = "clob"
-
-    def __init__(self, url: str, books: BookStore, metrics: Metrics, ping_interval: float = 10.0,
-                 stall_after: float = 30.0, backoff_max: float = 30.0,
-                 on_raw: RawHook | None = None) -> None:
-        super().__init__(url, metrics, ping_interval, stall_after, backoff_max, on_raw)
-        self.books = books
-        self.tokens: set[str] = set()
-        # After close 1000 "all subscribed assets resolved": tokens to keep following (the
-        # collector keeps those of windows not yet ended; the venue would not close for them).
-        self.keep: Callable[[str], bool] = lambda _token: False
-        self.resync_every = 2.0
-        self._resynced: dict[str, float] = {}
-
-    def wanted(self) -> bool:
-        return bool(self.tokens)
-
-    def add_tokens(self, tokens: Iterable[str]) -> None:
-        new = [t for t in tokens if t not in self.tokens]
-        if not new:
-            return
-        self.tokens.update(new)
-        if self._ws is not None:
-            asyncio.ensure_future(self.send({"operation": "subscribe", "assets_ids": new,
-                                             "custom_feature_enabled": True}))
-        self._wake.set()
-
-    def remove_tokens(self, tokens: Iterable[str]) -> None:
-        tokens = list(tokens)
-        gone = [t for t in tokens if t in self.tokens]
-        self._forget(tokens)  # also tokens a close already forgot (a later retire may have marked them)
-        if not gone:
-            return
-        if self._ws is not None:
-            asyncio.ensure_future(self.send({"operation": "unsubscribe", "assets_ids": gone}))
-
-    def _forget(self, gone: list[str]) -> None:
-        """Tokens no longer followed: their books, retired marks and resync times go too."""
-        self.tokens.difference_update(gone)
-        self.books.drop(gone)
-        for t in gone:
-            self._resynced.pop(t, None)
-
-    async def on_open(self, ws: Any) -> None:
-        self.books.invalidate_all()
-        await ws.send(json.dumps({"type": "market", "assets_ids": sorted(self.tokens),
-                                  "custom_feature_enabled": True}))
-
-    def on_close(self) -> None:
-        self.books.invalidate_all()
-
-    def on_all_resolved(self) -> None:
-        self.books.invalidate_all()
-        self._forget([t for t in self.tokens if not self.keep(t)])
-        if self.tokens:
-            self.metrics.inc("close_all_resolved_unexpected", stream=self.name)
-
-    def on_frame(self, text: str, recv_ts: float) -> bool:
-        s = text.strip()
-        if s == "PONG" or not s:
-            return False
-        self.books.apply_frame(s, recv_ts)
-        if self.books.suspect:
-            # at most one resync per token per resync_every seconds (the snapshot needs a
-            # round trip, and updates keep arriving meanwhile)
-            toks = sorted(t for t in self.books.suspect & self.tokens
-                          if recv_ts - self._resynced.get(t, 0.0) >= self.resync_every)
-            self.books.suspect.clear()
-            for t in toks:
-                self._resynced[t] = recv_ts
-            if toks:
-                self.metrics.inc("book_resyncs", len(toks), stream=self.name)
-                asyncio.ensure_future(self._resync(toks))
-        return True
-
-    async def _resync(self, tokens: list[str]) -> None:
-        """Ask for fresh ``book`` snapshots on the same socket (kept in order with updates)."""
-        await self.send({"operation": "unsubscribe", "assets_ids": tokens})
-        await self.send({"operation": "subscribe", "assets_ids": tokens,
-                         "custom_feature_enabled": True})

@@ -4,6 +4,8 @@ Every operation takes a connection from the pool under a deadline (``connect_tim
 one, ``op_timeout`` for the work), so a server that hangs can never hang the caller; a
 connection that failed or timed out mid-statement is closed, never reused. Sessions run in UTC
 with strict SQL mode, so a bad value is an error rather than a silently mangled row.
+A little over 400 lines: one backend's pool, deadlines, error mapping and SQL, kept together;
+the rules both backends share are in ``store.base``.
 """
 
 from __future__ import annotations
@@ -18,9 +20,9 @@ import aiomysql
 import pymysql
 
 from slotml.errors import UserError
-from slotml.ingest import ddl
 from slotml.ingest.schema import RESOLUTIONS, SCHEMA_VERSION, SNAPSHOTS, TABLES, Table
-from slotml.ingest.store import (
+from slotml.ingest.store import ddl
+from slotml.ingest.store.base import (
     CHUNK_ROWS,
     RowRejected,
     Store,

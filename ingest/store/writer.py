@@ -1,7 +1,7 @@
 """The durable write path: the collector never blocks on the database and loses nothing.
 
 ``put_snapshot`` / ``put_resolution`` validate the row, append it to the spool (the write-ahead
-log, see ``slotml.ingest.spool``) and keep it in a bounded in-memory queue that caches the
+log, see ``slotml.ingest.store.spool``) and keep it in a bounded in-memory queue that caches the
 spool's tail; they never block and never raise on database trouble. One flusher task commits
 batches strictly in accepted order, records the ack position after each commit and trims the
 spool. While the database is down (refused, reset, hung: the store's deadlines turn a hang
@@ -30,8 +30,8 @@ from typing import Any
 
 from slotml.errors import UserError
 from slotml.ingest.schema import RESOLUTIONS, SNAPSHOTS
-from slotml.ingest.spool import Record, Spool, SpoolBusy
-from slotml.ingest.store import RowRejected, Store, StoreUnavailable, coerce_row
+from slotml.ingest.store.base import RowRejected, Store, StoreUnavailable, coerce_row
+from slotml.ingest.store.spool import Record, Spool, SpoolBusy
 
 log = logging.getLogger(__name__)
 
@@ -326,3 +326,13 @@ def _sync_and_close(fds: list[int]) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+async def close_writer(writer: Any, timeout: float = 5.0) -> None:
+    """``writer.close(timeout)`` with a hard deadline on top: rows it could not commit stay in
+    the spool (replayed at the next start), so shutting down never hangs on the database."""
+    try:
+        await asyncio.wait_for(writer.close(timeout), timeout + 2.0)
+    except TimeoutError:
+        log.warning("writer did not stop within %.0f s; rows not committed stay spooled for the "
+                    "next start", timeout + 2.0)

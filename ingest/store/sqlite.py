@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from slotml.errors import UserError
-from slotml.ingest import ddl
 from slotml.ingest.schema import RESOLUTIONS, SCHEMA_VERSION, SNAPSHOTS, TABLES, Table
-from slotml.ingest.store import (
+from slotml.ingest.store import ddl
+from slotml.ingest.store.base import (
     CHUNK_ROWS,
     RowRejected,
     Store,

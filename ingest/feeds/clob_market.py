@@ -1,0 +1,102 @@
+"""The CLOB market channel: order-book frames for a changing set of tokens into a ``BookStore``.
+
+Tokens come and go while the socket stays open (subscribe/unsubscribe operations); a book that
+looks wrong is resynced by re-subscribing its token on the same socket (a fresh ``book``
+snapshot, ordered with the updates). Reconnects, pings and the stall watchdog are ``WsFeed``'s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from slotml.ingest.books import BookStore
+from slotml.ingest.metrics import Metrics
+from slotml.ingest.transport.ws import RawHook, WsFeed
+
+
+class ClobFeed(WsFeed):
+    """The CLOB market channel for a changing set of tokens, feeding a ``BookStore``."""
+
+    name = "clob"
+
+    def __init__(self, url: str, books: BookStore, metrics: Metrics, ping_interval: float = 10.0,
+                 stall_after: float = 30.0, backoff_max: float = 30.0,
+                 on_raw: RawHook | None = None) -> None:
+        super().__init__(url, metrics, ping_interval, stall_after, backoff_max, on_raw)
+        self.books = books
+        self.tokens: set[str] = set()
+        # After close 1000 "all subscribed assets resolved": tokens to keep following (the
+        # collector keeps those of windows not yet ended; the venue would not close for them).
+        self.keep: Callable[[str], bool] = lambda _token: False
+        self.resync_every = 2.0
+        self._resynced: dict[str, float] = {}
+
+    def wanted(self) -> bool:
+        return bool(self.tokens)
+
+    def add_tokens(self, tokens: Iterable[str]) -> None:
+        new = [t for t in tokens if t not in self.tokens]
+        if not new:
+            return
+        self.tokens.update(new)
+        if self._ws is not None:
+            asyncio.ensure_future(self.send({"operation": "subscribe", "assets_ids": new,
+                                             "custom_feature_enabled": True}))
+        self._wake.set()
+
+    def remove_tokens(self, tokens: Iterable[str]) -> None:
+        tokens = list(tokens)
+        gone = [t for t in tokens if t in self.tokens]
+        self._forget(tokens)  # also tokens a close already forgot (a later retire may have marked them)
+        if not gone:
+            return
+        if self._ws is not None:
+            asyncio.ensure_future(self.send({"operation": "unsubscribe", "assets_ids": gone}))
+
+    def _forget(self, gone: list[str]) -> None:
+        """Tokens no longer followed: their books, retired marks and resync times go too."""
+        self.tokens.difference_update(gone)
+        self.books.drop(gone)
+        for t in gone:
+            self._resynced.pop(t, None)
+
+    async def on_open(self, ws: Any) -> None:
+        self.books.invalidate_all()
+        await ws.send(json.dumps({"type": "market", "assets_ids": sorted(self.tokens),
+                                  "custom_feature_enabled": True}))
+
+    def on_close(self) -> None:
+        self.books.invalidate_all()
+
+    def on_all_resolved(self) -> None:
+        self.books.invalidate_all()
+        self._forget([t for t in self.tokens if not self.keep(t)])
+        if self.tokens:
+            self.metrics.inc("close_all_resolved_unexpected", stream=self.name)
+
+    def on_frame(self, text: str, recv_ts: float) -> bool:
+        s = text.strip()
+        if s == "PONG" or not s:
+            return False
+        self.books.apply_frame(s, recv_ts)
+        if self.books.suspect:
+            # at most one resync per token per resync_every seconds (the snapshot needs a
+            # round trip, and updates keep arriving meanwhile)
+            toks = sorted(t for t in self.books.suspect & self.tokens
+                          if recv_ts - self._resynced.get(t, 0.0) >= self.resync_every)
+            self.books.suspect.clear()
+            for t in toks:
+                self._resynced[t] = recv_ts
+            if toks:
+                self.metrics.inc("book_resyncs", len(toks), stream=self.name)
+                asyncio.ensure_future(self._resync(toks))
+        return True
+
+    async def _resync(self, tokens: list[str]) -> None:
+        """Ask for fresh ``book`` snapshots on the same socket (kept in order with updates)."""
+        await self.send({"operation": "unsubscribe", "assets_ids": tokens})
+        await self.send({"operation": "subscribe", "assets_ids": tokens,
+                         "custom_feature_enabled": True})

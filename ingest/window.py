@@ -1,0 +1,146 @@
+"""One window's state and the row made from it: shared by the live daemon and the replay.
+
+``Collector`` (live) and ``raw.Replay`` (``slotml rederive``) both build rows with these
+functions, so a replayed capture comes out equal to the live rows; neither imports the other.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from slotml.ingest.books import BookStore
+from slotml.ingest.feeds.gamma import MarketInfo, slug_for
+from slotml.ingest.metrics import Metrics
+from slotml.ingest.prices import SPOT, TWAP60
+from slotml.ingest.snapshot import BookTop, WindowRef, make_snapshot
+
+
+def settle_series(settlement: str) -> str | None:
+    return {"twap60": TWAP60, "spot": SPOT}.get(settlement)
+
+
+@dataclass
+class Window:
+    info: MarketInfo
+    price_to_beat: float | None = None
+    spot_price_to_beat: float | None = None
+    final_price: float | None = None
+    final_seen_at: float | None = None
+    resolved_up: bool | None = None
+    resolved_at: float | None = None
+    official_ptb: float | None = None
+    official_final: float | None = None
+    prev_resolved_up: bool | None = None
+    ws_winner: bool | None = None
+    clob_winner: bool | None = None
+    checked: set[str] = field(default_factory=set)  # disagreement kinds already counted
+    done: bool = False
+    ptb_missing_counted: bool = False
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return (self.info.symbol, self.info.slot_ts)
+
+    def keycols(self) -> dict[str, Any]:
+        return {"symbol": self.info.symbol, "window_s": self.info.window_s,
+                "slot_ts": self.info.slot_ts}
+
+
+def info_from_row(row: dict[str, Any], family: str) -> MarketInfo | None:
+    """Rebuild a window's metadata from its ``slot_resolutions`` row (restart)."""
+    if not row.get("up_token_id") or not row.get("down_token_id") or not row.get("end_ts"):
+        return None
+    return MarketInfo(
+        symbol=row["symbol"], family=family, window_s=int(row["window_s"]),
+        slot_ts=int(row["slot_ts"]), end_ts=int(row["end_ts"]),
+        slug=row.get("slug") or slug_for(row["symbol"], family, row["slot_ts"]),
+        condition_id=row.get("condition_id") or "", up_token_id=row["up_token_id"],
+        down_token_id=row["down_token_id"], settlement=row.get("settlement") or "twap60",
+        tick_size=row.get("tick_size"), min_order_size=row.get("min_order_size"),
+        fee_rate=row.get("fee_rate"), fee_exponent=row.get("fee_exponent"),
+        fee_taker_only=row.get("fee_taker_only"), slug_ts=int(row["slot_ts"]),
+    )
+
+
+def fill_bases(win: Window, prices: Any) -> dict[str, Any]:
+    """Look for the observations stamped exactly at the window start (set once each)."""
+    info = win.info
+    changed: dict[str, Any] = {}
+    series = settle_series(info.settlement)
+    if win.price_to_beat is None and series is not None:
+        o = prices.at(info.symbol, series, info.slot_ts)
+        if o is not None:
+            win.price_to_beat = changed["price_to_beat"] = o.value
+    if win.spot_price_to_beat is None:
+        o = prices.at(info.symbol, SPOT, info.slot_ts)
+        if o is not None:
+            win.spot_price_to_beat = changed["spot_price_to_beat"] = o.value
+    return changed
+
+
+def fresh_price(prices: Any, symbol: str, series: str, now: float, stale_after: float,
+                metrics: Metrics) -> float | None:
+    """The latest observation, unless it is older than ``stale_after`` (then NULL, counted)."""
+    o = prices.latest(symbol, series)
+    if o is None:
+        metrics.inc("snapshot_nulls", column=series, reason="no_data")
+        return None
+    if now - o.obs_ts > stale_after:
+        metrics.inc("snapshot_nulls", column=series, reason="stale")
+        return None
+    return o.value
+
+
+@dataclass(slots=True)
+class Capture:
+    """The live state one row is made of, read at ``at`` (epoch s)."""
+
+    win: Window
+    at: float
+    up: BookTop | None
+    down: BookTop | None
+    spot: float | None
+    twap: float | None
+
+
+def capture(win: Window, now: float, books: BookStore, prices: Any, clob_fresh: bool,
+            stale_after: float, metrics: Metrics) -> Capture:
+    """Read one window's books and prices (cheap: O(1) per token), nothing else."""
+    info = win.info
+    up = down = None
+    if clob_fresh:
+        up = books.top(info.up_token_id)
+        down = books.top(info.down_token_id)
+        for t in (up, down):
+            if t is None:
+                metrics.inc("snapshot_nulls", column="book", reason="no_book")
+    else:
+        metrics.inc("snapshot_nulls", column="book", reason="stale_stream")
+    return Capture(win, now, up, down,
+                   fresh_price(prices, info.symbol, SPOT, now, stale_after, metrics),
+                   fresh_price(prices, info.symbol, TWAP60, now, stale_after, metrics))
+
+
+def build_row(cap: Capture, tick_ms: int, metrics: Metrics) -> dict[str, Any]:
+    """The row for one capture, via the one snapshot function; rejects are counted."""
+    win, info = cap.win, cap.win.info
+    known = settle_series(info.settlement) is not None
+    ref = WindowRef(info.symbol, info.window_s, info.slot_ts,
+                    info.settlement if known else "unknown",
+                    win.price_to_beat, win.spot_price_to_beat)
+    row, rejects = make_snapshot(ref, tick_ms, cap.at, cap.up, cap.down, cap.spot, cap.twap)
+    if not known:  # e.g. a 30 s TWAP market: we do not follow its series
+        row["dir_move_pct"] = row["abs_move_pct"] = None
+    for r in rejects:
+        side, reason = r.split(":", 1)
+        metrics.inc("book_rejects", side=side, reason=reason)
+    return row
+
+
+def window_row(win: Window, tick_ms: int, now: float, books: BookStore, prices: Any,
+               clob_fresh: bool, stale_after: float, metrics: Metrics) -> dict[str, Any]:
+    """One window's snapshot row from the state at ``now`` (rederive; the daemon splits it
+    into ``capture`` for all windows first, then ``build_row``)."""
+    return build_row(capture(win, now, books, prices, clob_fresh, stale_after, metrics),
+                     tick_ms, metrics)
