@@ -69,12 +69,10 @@ def _collect(args: argparse.Namespace) -> int:
 
     from slotml.ingest.collector import run_collector
     from slotml.ingest.config import config_from_args
-    from slotml.log import setup_logging
-    from slotml.settings import log_config
+    from slotml.settings import start_command
 
     cfg = config_from_args(args)
-    setup_logging(cfg.common.log_format, cfg.common.log_level)
-    log_config(cfg)
+    start_command(args, cfg)
     return asyncio.run(run_collector(cfg))
 
 
@@ -82,11 +80,9 @@ def _rederive(args: argparse.Namespace) -> int:
     import asyncio
 
     from slotml.ingest.raw import rederive
-    from slotml.log import setup_logging
-    from slotml.settings import CommonSettings
+    from slotml.settings import start_command
 
-    settings = CommonSettings.from_args(args)
-    setup_logging(settings.log_format, settings.log_level)
+    settings = start_command(args)
     symbols = tuple(s.strip().upper() for s in args.symbols.split(",") if s.strip())
     n = asyncio.run(rederive(args.raw_dir, settings.db, args.family, symbols, args.cadence,
                              args.stale_after))
@@ -120,11 +116,9 @@ def _db_init(args: argparse.Namespace) -> int:
     import asyncio
 
     from slotml.ingest.store import open_store
-    from slotml.log import setup_logging
-    from slotml.settings import CommonSettings
+    from slotml.settings import start_command
 
-    settings = CommonSettings.from_args(args)
-    setup_logging(settings.log_format, settings.log_level)
+    settings = start_command(args)
     opts = {"connect_timeout": args.connect_timeout} if settings.db.scheme == "mysql" else {}
 
     async def run() -> list[str]:

@@ -34,6 +34,7 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
+from slotml import venue
 from slotml.ingest.config import CollectorConfig
 from slotml.ingest.feeds.factory import build_feeds
 from slotml.ingest.feeds.gamma import (
@@ -41,7 +42,6 @@ from slotml.ingest.feeds.gamma import (
     candidate_starts,
     clob_winner,
     parse_market,
-    slug_for,
 )
 from slotml.ingest.health import HealthServer, health_status, metrics_text
 from slotml.ingest.metrics import Metrics
@@ -235,7 +235,7 @@ class Collector:
         await asyncio.gather(*(one(s, t) for s, t in todo))
 
     async def _discover(self, symbol: str, start: int) -> None:
-        slug = slug_for(symbol, self.cfg.family, start)
+        slug = venue.slug(symbol, self.cfg.family, start)
         body = await self.http.get_json(f"{self.cfg.gamma_url}/events/slug/{slug}", "gamma")
         if body is None:
             return  # not listed yet (or Gamma down: next round)

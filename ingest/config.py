@@ -7,10 +7,10 @@ supervisor program file points at production or at the sim by environment alone.
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from slotml import venue
 from slotml.errors import UserError
 from slotml.settings import CommonSettings
 
@@ -28,18 +28,6 @@ ENV_URLS = {
 DEFAULT_SYMBOLS = ("BTC", "ETH", "SOL", "XRP")
 # --price-source values (``feeds.factory`` builds each; the first is the default).
 PRICE_SOURCES = ("relay",)
-
-_FAMILY = re.compile(r"^(\d+)([ms])$")
-
-
-def family_seconds(family: str) -> int:
-    """Window length of a family name as the venue spells it: ``15m`` -> 900, ``5s`` -> 5."""
-    m = _FAMILY.match(family.strip())
-    if not m or int(m.group(1)) <= 0:
-        raise UserError(f"--family {family!r}: use a length such as 15m, 5m or 5s")
-    n = int(m.group(1))
-    return n * 60 if m.group(2) == "m" else n
-
 
 @dataclass(frozen=True)
 class CollectorConfig:
@@ -69,7 +57,7 @@ class CollectorConfig:
 
     @property
     def window_s(self) -> int:
-        return family_seconds(self.family)
+        return venue.family_seconds(self.family)
 
     @property
     def lookahead(self) -> int:
@@ -89,7 +77,10 @@ def config_from_args(args) -> CollectorConfig:  # noqa: ANN001 - argparse.Namesp
     symbols = tuple(s.strip().upper() for s in (args.symbols or "").split(",") if s.strip())
     if not symbols:
         raise UserError("--symbols: name at least one asset, e.g. BTC,ETH")
-    family_seconds(args.family)
+    try:
+        venue.family(args.family)
+    except UserError as e:
+        raise UserError(f"--family: {e}") from None
     for name in ("snapshot_interval", "discovery_interval", "resolution_interval", "stale_after"):
         if getattr(args, name) <= 0:
             raise UserError(f"--{name.replace('_', '-')} must be positive")

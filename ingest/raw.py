@@ -20,9 +20,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from slotml import venue
 from slotml.errors import UserError
 from slotml.ingest.books import BookStore
-from slotml.ingest.config import family_seconds
 from slotml.ingest.feeds.gamma import parse_market
 from slotml.ingest.metrics import Metrics
 from slotml.ingest.prices import PriceBook
@@ -117,7 +117,7 @@ class Replay:
 
     def __init__(self, family: str, symbols: tuple[str, ...], stale_after: float) -> None:
         self.family = family
-        self.window_s = family_seconds(family)
+        self.window_s = venue.family_seconds(family)
         self.symbols = symbols
         self.stale_after = stale_after
         self.metrics = Metrics()

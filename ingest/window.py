@@ -9,8 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from slotml import venue
 from slotml.ingest.books import BookStore
-from slotml.ingest.feeds.gamma import MarketInfo, slug_for
+from slotml.ingest.feeds.gamma import MarketInfo
 from slotml.ingest.metrics import Metrics
 from slotml.ingest.prices import SPOT, TWAP60
 from slotml.ingest.snapshot import BookTop, WindowRef, make_snapshot
@@ -54,7 +55,7 @@ def info_from_row(row: dict[str, Any], family: str) -> MarketInfo | None:
     return MarketInfo(
         symbol=row["symbol"], family=family, window_s=int(row["window_s"]),
         slot_ts=int(row["slot_ts"]), end_ts=int(row["end_ts"]),
-        slug=row.get("slug") or slug_for(row["symbol"], family, row["slot_ts"]),
+        slug=row.get("slug") or venue.slug(row["symbol"], family, row["slot_ts"]),
         condition_id=row.get("condition_id") or "", up_token_id=row["up_token_id"],
         down_token_id=row["down_token_id"], settlement=row.get("settlement") or "twap60",
         tick_size=row.get("tick_size"), min_order_size=row.get("min_order_size"),

@@ -70,9 +70,9 @@ def _sql(args: argparse.Namespace) -> int:
 
     from slotml.errors import UserError
     from slotml.lake.query import connect
-    from slotml.settings import CommonSettings
+    from slotml.settings import start_command
 
-    s = CommonSettings.from_args(args)
+    s = start_command(args)
     lake = args.lake or s.lake_dir
     con = connect(lake)
     try:

@@ -15,25 +15,14 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from slotml.ingest.wire import ParseError, parse_time
-
-
-def slug_for(symbol: str, family: str, start: int) -> str:
-    return f"{symbol.lower()}-updown-{family}-{int(start)}"
+from slotml import venue
+from slotml.ingest.wire import ParseError
 
 
 def candidate_starts(now: float, window_s: int, ahead: int) -> list[int]:
     """Window starts worth looking up: the one in progress and the next ``ahead``."""
-    cur = int(now // window_s) * window_s
+    cur = venue.window_start(now, window_s)
     return [cur + k * window_s for k in range(0, ahead + 1)]
-
-
-_SLUG = re.compile(r"^([a-z0-9]+)-updown-(\d+[ms])-(\d+)$")
-
-
-def parse_slug(slug: str) -> tuple[str, str, int] | None:
-    m = _SLUG.match(slug or "")
-    return (m.group(1).upper(), m.group(2), int(m.group(3))) if m else None
 
 
 def json_field(obj: dict, key: str) -> Any:
@@ -153,13 +142,13 @@ def parse_market(event: dict, family: str, window_s: int) -> MarketInfo:
     else:
         raise ParseError("no_market")
     slug = str(market.get("slug") or event.get("slug") or "")
-    parsed = parse_slug(slug)
+    parsed = venue.parse_slug(slug)
     if parsed is None:
         raise ParseError("bad_slug", slug)
     symbol, fam, slug_ts = parsed
-    start = parse_time(market.get("eventStartTime") or event.get("eventStartTime")
-                       or event.get("startTime"))
-    end = parse_time(market.get("endDate") or event.get("endDate"))
+    start = venue.parse_time(market.get("eventStartTime") or event.get("eventStartTime")
+                             or event.get("startTime"), ms=True)
+    end = venue.parse_time(market.get("endDate") or event.get("endDate"), ms=True)
     if start is None or end is None:
         raise ParseError("no_window_times", slug)
     if end <= start:

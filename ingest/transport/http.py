@@ -14,8 +14,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from slotml import venue
 from slotml.ingest.metrics import Metrics
-from slotml.ingest.wire import parse_time
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +101,7 @@ def _retry_after(value: str | None) -> float | None:
     try:
         return max(0.0, float(value))
     except ValueError:
-        t = parse_time(value)
+        t = venue.parse_time(value)
         if t is None:
             try:
                 from email.utils import parsedate_to_datetime
