@@ -24,6 +24,7 @@ from slotml.features.build import build_training_set
 from slotml.features.contract import FEATURES, frac_ms
 from slotml.features.synth import SynthConfig, generate, load_into
 from slotml.model_file import validate_metadata
+from tests.train.test_pipeline import write_lake
 
 FAST = {"nthread": 1, "eta": 0.15, "num_boost_round": 60}
 N_WINDOWS = 160
@@ -44,20 +45,6 @@ def _tables():
     return snaps.filter(pc.invert(gap)), res
 
 
-def _write_lake(lake: Path, snaps, res) -> None:
-    import pyarrow.parquet as pq
-
-    from slotml.lake.manifest import FileEntry, Manifest, TableState, write_manifest
-
-    lake.mkdir(parents=True)
-    tables = {}
-    for name, t in (("slot_snapshots", snaps), ("slot_resolutions", res)):
-        pq.write_table(t, lake / f"{name}.parquet")
-        tables[name] = TableState(files=[FileEntry(path=f"{name}.parquet", rows=t.num_rows,
-                                                   symbol="ALL", date="", max_updated_at=0.0)])
-    write_manifest(lake, Manifest(id=1, created_at=0.0, tables=tables))
-
-
 def _crafted(table) -> dict | None:
     """The crafted (window, 5/15) row of a training-set table, as a dict, or None."""
     rows = [r for r in table.to_pylist()
@@ -72,7 +59,7 @@ def trained(tmp_path_factory):
 
     d = tmp_path_factory.mktemp("shape")
     snaps, res = _tables()
-    _write_lake(d / "lake", snaps, res)
+    write_lake(d / "lake", snaps, res, manifest_id=1)
     rc = main(["train", "--data-dir", str(d), "--test-days", "0.3", "--promote",
                "--params", json.dumps(FAST), "--tolerance", "2/15", "--lookback", "3/15"])
     assert rc == 0

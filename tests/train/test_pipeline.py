@@ -125,22 +125,28 @@ def test_metrics_definitions():
 
 # ------------------------------------------------------------------ through the lake and the CLI
 
-def _write_lake(lake: Path, n_windows: int, seed: int = 0) -> None:
-    """features/' synthetic store tables as a lake: Parquet files named by a manifest."""
+def write_lake(lake: Path, snaps, res, manifest_id: int = 7) -> None:
+    """Store tables as a lake: one Parquet file per table, named by a manifest."""
     import pyarrow.parquet as pq
 
-    from slotml.features.synth import SynthConfig, generate
     from slotml.lake.manifest import FileEntry, Manifest, TableState, write_manifest
 
-    snaps, res = generate(SynthConfig(n_windows=n_windows, seed=seed, p_missing=0.02,
-                                      p_one_sided=0.02, p_unresolved=0.01))
     lake.mkdir(parents=True)
     tables = {}
     for name, t in (("slot_snapshots", snaps), ("slot_resolutions", res)):
         pq.write_table(t, lake / f"{name}.parquet")
         tables[name] = TableState(files=[FileEntry(path=f"{name}.parquet", rows=t.num_rows,
                                                    symbol="ALL", date="", max_updated_at=0.0)])
-    write_manifest(lake, Manifest(id=7, created_at=0.0, tables=tables))
+    write_manifest(lake, Manifest(id=manifest_id, created_at=0.0, tables=tables))
+
+
+def _write_lake(lake: Path, n_windows: int, seed: int = 0) -> None:
+    """features/' synthetic store tables as a lake."""
+    from slotml.features.synth import SynthConfig, generate
+
+    snaps, res = generate(SynthConfig(n_windows=n_windows, seed=seed, p_missing=0.02,
+                                      p_one_sided=0.02, p_unresolved=0.01))
+    write_lake(lake, snaps, res)
 
 
 def test_cli_trains_from_the_lake_and_promotes(tmp_path, capsys):
