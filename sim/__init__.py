@@ -8,11 +8,11 @@ Imported only by tests, the demo and the CLI. One aiohttp app on one port:
 - ``/clob``: ``GET /book?token_id=`` (404 once resolved), ``POST /books``, ``/markets/{condition_id}``,
   ``/midpoint``, ``/price?side=BUY|SELL``;
 - ``/ws/market``: the CLOB market channel (subscribe/operation, ``book`` array, ``price_change``,
-  ``best_bid_ask``/``new_market``/``market_resolved`` with ``custom_feature_enabled``, text PING ->
-  PONG, close 1000 "all subscribed assets resolved");
+  ``last_trade_price`` prints (``print_rate``), ``best_bid_ask``/``new_market``/``market_resolved``
+  with ``custom_feature_enabled``, text PING -> PONG, close 1000 "all subscribed assets resolved");
 - ``/rtds``: live-data relay (``crypto_prices_chainlink``, ``crypto_prices_twap_sixty``, ``_thirty``,
   ``crypto_prices``), 1 Hz whole-second observations relayed ~1.5 s late, subscribe-time backfill;
-- ``/_sim``: control: ``GET markets|oracle|quote|prices|outcome|stats|faults|config|health``,
+- ``/_sim``: control: ``GET markets|oracle|quote|prices|outcome|stats|faults|config|health|prints``,
   ``POST /_sim/faults {"kind": ..., params}``, ``DELETE /_sim/faults``.
 
 Use in tests::

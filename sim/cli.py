@@ -32,6 +32,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     serve.add_argument("--port", type=int, default=8765)
     serve.add_argument("--synthetic-assets", type=int, default=0, help="extra assets (load)")
     serve.add_argument("--book-rate", type=float, default=2.0, help="book changes per token per second")
+    serve.add_argument("--print-rate", type=float, default=0.5,
+                       help="last_trade_price prints per token per second (0: none)")
     serve.add_argument("--fault", action="append", default=[], dest="faults",
                        help="a fault kind active from the start (repeatable; see /_sim/faults)")
     add_common_args(serve, db=False)
@@ -66,7 +68,7 @@ def _serve(args: argparse.Namespace) -> int:
     from slotml.sim.world import World
 
     cfg = _config(args, host=args.host, port=args.port, synthetic_assets=args.synthetic_assets,
-                  book_rate=args.book_rate, faults=tuple(args.faults),
+                  book_rate=args.book_rate, print_rate=args.print_rate, faults=tuple(args.faults),
                   unresolved_fraction=args.unresolved_fraction or 0.0)
     start_command(args, cfg)
 

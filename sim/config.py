@@ -20,6 +20,7 @@ class SimConfig:
     efficient_book: bool = False  # quote the oracle itself (no edge to find: a leak detector)
     synthetic_assets: int = 0  # extra assets SYN0..SYNn-1 (load tests); BTC-like dynamics
     book_rate: float = 2.0  # book changes per token per second on the market websocket
+    print_rate: float = 0.5  # last_trade_price prints per token per second (0: none)
     settlement: str = "twap60"  # "twap60" (venue since Aug 2026) or "spot"
     unresolved_fraction: float = 0.0  # windows that never publish a resolution
     relay_delay_s: float = 1.5  # RTDS relay lag of an observation (jitter +-0.3 s)
@@ -36,6 +37,8 @@ class SimConfig:
             raise UserError("unresolved_fraction must be in [0, 1]")
         if self.book_rate < 0:
             raise UserError("book_rate must be >= 0")
+        if not 0 <= self.print_rate <= 1000:
+            raise UserError("print_rate must be in [0, 1000]")
         syms = [s.upper() for s in self.symbols]
         if not syms or any(not s.isalnum() for s in syms):
             raise UserError(f"bad symbols {self.symbols!r}")

@@ -183,6 +183,17 @@ def ws_book(m: Market, token: str, book: dict, t_ms: int) -> dict[str, Any]:
             "event_type": "book", "last_trade_price": ""}
 
 
+def last_trade_price_event(m: Market, token: str, cents: int, size: str, side: str, t_ms: int,
+                           tx_hash: str | None) -> dict[str, Any]:
+    """A print (key order as in the real frame; ``transaction_hash`` only sometimes, as observed)."""
+    ev: dict[str, Any] = {"asset_id": token, "event_type": "last_trade_price", "fee_rate_bps": "0",
+                          "market": m.condition_id, "price": px(cents), "side": side, "size": size,
+                          "timestamp": str(t_ms)}
+    if tx_hash is not None:
+        ev["transaction_hash"] = tx_hash
+    return ev
+
+
 def new_market_event(m: Market, t_ms: int) -> dict[str, Any]:
     return {
         "event_type": "new_market", "id": m.market_id, "market": m.condition_id,

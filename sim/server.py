@@ -56,7 +56,8 @@ class SimServer:
     # ---- lifecycle ---------------------------------------------------------------------------
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self._fault_mw])
-        for service in (self.gamma, self.clob, self.market_ws, self.relay, self.control):
+        for service in (self.gamma, self.clob, self.market_ws, self.market_ws.prints, self.relay,
+                        self.control):
             app.router.add_routes(service.routes())
         return app
 
@@ -76,6 +77,7 @@ class SimServer:
     async def stop(self) -> None:
         for t in self._tasks:
             t.cancel()
+        self.market_ws.prints.stop()
         for t in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t

@@ -4,7 +4,8 @@ Subscribe answers a ``book`` array; then, each second s at s - BOOK_LEAD_S, the 
 tracked book into ``price_change`` (+ ``best_bid_ask`` with ``custom_feature_enabled``), sends
 ``new_market``/``market_resolved`` and closes sockets whose assets all resolved. Between
 publications, ``book_rate`` size changes per token per second touch only levels below the top (the
-row columns never see them). The loop also prefetches the next window of every asset.
+row columns never see them), and ``print_rate`` trade prints go out (``prints.py``). The loop also
+prefetches the next window of every asset.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from slotml.sim import render
 from slotml.sim.faults import Faults
 from slotml.sim.services.books import BOOK_LEAD_S, Books, book_second
 from slotml.sim.services.connections import Client, Connections, sleep_until
+from slotml.sim.services.prints import Prints
 from slotml.sim.world import Market, World
 
 log = logging.getLogger(__name__)
@@ -50,6 +52,7 @@ class MarketWs:
         self._resolved_sent: set[str] = set()
         self._rng = random.Random(self.config.seed)
         self._prefetched = 0
+        self.prints = Prints(world, conns, books, stats)
 
     def routes(self) -> list[web.RouteDef]:
         return [web.get("/ws/market", self.ws_market)]
@@ -110,6 +113,7 @@ class MarketWs:
             try:
                 self._lifecycle(last, now)
                 self._publish_books(s, now)
+                self.prints.schedule(s, now)
             except Exception:  # noqa: BLE001 - the venue keeps running whatever happens
                 log.exception("book loop")
             last = now

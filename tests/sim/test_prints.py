@@ -1,0 +1,172 @@
+"""The sim's trade prints: the real ``last_trade_price`` shape, at the book's prices, on both
+tokens, recorded exactly as sent, seeded; parsed with the collector's own tape parser."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import defaultdict
+
+import aiohttp
+
+from slotml.ingest.books import BookStore
+from slotml.ingest.metrics import Metrics
+from slotml.ingest.tape import Print, parse_prints
+from slotml.sim import SimConfig, running_sim
+from slotml.sim.services.books import book_second
+from slotml.sim.services.prints import plan
+from slotml.sim.world import World
+from tests.util import async_wait_for
+
+
+def _content(p: Print) -> tuple:
+    """A print without where and when it was received."""
+    return (p.token_id, p.condition_id, p.price, p.size, p.side, p.fee_rate_bps, p.ts_ms, p.tx_hash)
+
+
+class Client:
+    """A market-channel subscriber that keeps books (ingest's BookStore) and every print."""
+
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        self.ws = ws
+        self.books = BookStore(Metrics())
+        self.events: dict[str, list[dict]] = defaultdict(list)  # token -> print events as received
+        self.prints: dict[str, list[Print]] = defaultdict(list)
+        self.frames: list[list[dict] | dict] = []  # frames that carried prints
+        self.off_top: list[tuple] = []  # prints not at the top shown when they arrived
+
+    async def pump(self) -> None:
+        """Read one frame: check its prints against the books as they stand, then apply it."""
+        msg = await self.ws.receive(timeout=5)
+        assert msg.type == aiohttp.WSMsgType.TEXT, msg
+        frame = json.loads(msg.data)
+        prints, bad = parse_prints(frame, time.time())
+        assert bad == []
+        for p in prints:
+            top = self.books.top(p.token_id)
+            if top is None or p.price != (top.ask if p.side == "BUY" else top.bid):
+                self.off_top.append((p, top))
+            self.events[p.token_id].append((frame if isinstance(frame, list) else [frame])[p.frame_index])
+            self.prints[p.token_id].append(p)
+        if prints:
+            self.frames.append(frame)
+        self.books.apply_frame(msg.data, time.time())
+
+
+async def test_prints_shape_prices_record_and_seed(clob_frames: list) -> None:
+    real = next(f for f in clob_frames if isinstance(f, dict) and f.get("event_type") == "last_trade_price")
+    async with running_sim(SimConfig(family="10s", seed=5, print_rate=20)) as sim:
+        m = sim.current_market("BTC", ahead=1)
+        async with aiohttp.ClientSession() as s:
+            ws = await s.ws_connect(sim.ws_market_url)
+            await ws.send_str(json.dumps({"type": "market", "assets_ids": [m.up_token, m.down_token],
+                                          "custom_feature_enabled": True}))
+            c = Client(ws)
+
+            async def varied() -> bool:
+                await c.pump()
+                evs = [e for t in m.tokens for e in c.events[t]]
+                hashes = [e["transaction_hash"] for e in evs if "transaction_hash" in e]
+                seconds = {book_second(p.ts_ms / 1000) for t in m.tokens for p in c.prints[t]}
+                return (all(c.prints[t] for t in m.tokens) and len(hashes) < len(evs)
+                        and len(seconds) >= 3  # a whole second between the first and the last
+                        and len(set(hashes)) < len(hashes)  # one taker, two makers
+                        and any(isinstance(f, dict) for f in c.frames)
+                        and any(isinstance(f, list) and len(f) > 1 for f in c.frames))
+
+            await async_wait_for(varied, timeout=20, interval=0, what="prints of every variety")
+            # everything the sim recorded so far reaches the client, in order
+            sent = {t: list(sim.server.market_ws.prints.sent[t]) for t in m.tokens}
+
+            async def caught_up() -> bool:
+                if all(len(c.events[t]) >= len(sent[t]) for t in m.tokens):
+                    return True
+                await c.pump()
+                return False
+
+            await async_wait_for(caught_up, timeout=10, interval=0, what="the client to catch up")
+            r = await s.get(f"{sim.control_url}/prints", params={"token_id": m.up_token})
+            over_http = await r.json()
+            await ws.close()
+
+    assert c.off_top == []  # BUY at the best ask, SELL at the best bid, of the book shown
+    for t in m.tokens:
+        assert c.events[t][: len(sent[t])] == sent[t]
+        got = [_content(p) for p in c.prints[t][: len(sent[t])]]
+        want = [_content(p) for e in sent[t] for p in parse_prints(e, 0.0)[0]]
+        assert got == want and len(want) == len(sent[t])
+    assert over_http[: len(sent[m.up_token])] == sent[m.up_token]
+
+    # the venue's shape: the real frame's keys (+ transaction_hash, sometimes), all strings
+    for ev in (e for t in m.tokens for e in c.events[t]):
+        assert set(ev) - {"transaction_hash"} == set(real), ev
+        assert all(isinstance(v, str) for v in ev.values())
+        assert ev["market"] == m.condition_id and ev["side"] in ("BUY", "SELL")
+        assert ev["timestamp"].isdigit() and len(ev["timestamp"]) == 13
+        assert 0 < float(ev["price"]) < 1 and float(ev["size"]) > 0
+        assert ev.get("transaction_hash", "0x" + "0" * 64).startswith("0x")
+        assert len(ev.get("transaction_hash", "0x" + "0" * 64)) == 66
+
+    # seeded: the prints of each whole second are the plan of (seed, market, second)
+    by_second: dict[int, list[tuple]] = defaultdict(list)
+    for t in m.tokens:
+        for p in c.prints[t]:
+            by_second[book_second(p.ts_ms / 1000)].append((p.token_id, p.side, p.size, p.tx_hash, p.ts_ms))
+    seconds = sorted(by_second)[1:-1]  # the first and last may be cut by subscribe / close
+    assert len(seconds) >= 1
+    for sec in seconds:
+        want = sorted((f.token, f.side, float(f.size), f.tx_hash or "", fr.t_ms)
+                      for fr in plan(5, m, sec, 20) for f in fr.fills)
+        assert sorted(by_second[sec]) == want
+
+
+def test_same_seed_same_plan_other_seed_another() -> None:
+    cfg = SimConfig(family="10s", seed=7)
+    a, b = World(cfg), World(cfg)
+    start = int(time.time() // 10) * 10
+    ma, mb = a.market("ETH", start), b.market("ETH", start)
+    assert ma == mb
+    pa = [plan(7, ma, s, 5) for s in range(start, start + 10)]
+    assert pa == [plan(7, mb, s, 5) for s in range(start, start + 10)]
+    assert sum(len(f.fills) for fs in pa for f in fs) > 50
+    assert pa != [plan(8, ma, s, 5) for s in range(start, start + 10)]
+    assert all(plan(7, ma, s, 0) == [] for s in range(start, start + 10))
+    # every print of a second falls inside that second's display
+    for s, frames in zip(range(start, start + 10), pa, strict=True):
+        assert all(book_second(f.t_ms / 1000) == s for f in frames)
+
+
+async def test_prints_stop_at_close_and_rate_zero_sends_none() -> None:
+    async with running_sim(SimConfig(family="5s", seed=11, print_rate=10, symbols=("SOL",))) as sim:
+        m = sim.current_market("SOL")
+        if m.end - time.time() < 2:  # too little trading left to see prints
+            m = sim.current_market("SOL", ahead=1)
+        async with aiohttp.ClientSession() as s:
+            ws = await s.ws_connect(sim.ws_market_url)
+            await ws.send_str(json.dumps({"type": "market", "assets_ids": list(m.tokens)}))
+            c = Client(ws)
+
+            async def past_close() -> bool:
+                await c.pump()
+                return time.time() > m.closed_at + 1.0 and bool(c.prints[m.up_token])
+
+            await async_wait_for(past_close, timeout=20, interval=0, what="the market to close")
+            await ws.close()
+        sent = [e for t in m.tokens for e in sim.server.market_ws.prints.sent[t]]
+    assert sent and all(int(e["timestamp"]) < m.closed_at * 1000 for e in sent)
+
+    async with running_sim(SimConfig(family="10s", seed=11, print_rate=0)) as sim:
+        m = sim.current_market("BTC", ahead=1)
+        async with aiohttp.ClientSession() as s:
+            ws = await s.ws_connect(sim.ws_market_url)
+            await ws.send_str(json.dumps({"type": "market", "assets_ids": list(m.tokens)}))
+            c = Client(ws)
+            await async_wait_for(lambda: _pumped(c, sim), timeout=15, interval=0,
+                                 what="three book updates")
+            await ws.close()
+        assert sim.server.stats["last_trade_price_events"] == 0 and not c.frames
+
+
+async def _pumped(c: Client, sim) -> bool:
+    await c.pump()
+    return sim.server.stats["price_change_events"] >= 3
