@@ -37,8 +37,8 @@ class SimConfig:
             raise UserError("unresolved_fraction must be in [0, 1]")
         if self.book_rate < 0:
             raise UserError("book_rate must be >= 0")
-        if not 0 <= self.print_rate <= 1000:
-            raise UserError("print_rate must be in [0, 1000]")
+        if not 0 <= self.print_rate <= 100:  # per token per second; the Poisson draw needs e^-rate > 0
+            raise UserError("print_rate must be in [0, 100]")
         syms = [s.upper() for s in self.symbols]
         if not syms or any(not s.isalnum() for s in syms):
             raise UserError(f"bad symbols {self.symbols!r}")

@@ -8,7 +8,9 @@ import time
 from collections import defaultdict
 
 import aiohttp
+import pytest
 
+from slotml.errors import UserError
 from slotml.ingest.books import BookStore
 from slotml.ingest.metrics import Metrics
 from slotml.ingest.tape import Print, parse_prints
@@ -134,6 +136,9 @@ def test_same_seed_same_plan_other_seed_another() -> None:
     # every print of a second falls inside that second's display
     for s, frames in zip(range(start, start + 10), pa, strict=True):
         assert all(book_second(f.t_ms / 1000) == s for f in frames)
+    for bad in (-1, 101, float("nan")):
+        with pytest.raises(UserError):
+            SimConfig(print_rate=bad)
 
 
 async def test_prints_stop_at_close_and_rate_zero_sends_none() -> None:
