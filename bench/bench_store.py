@@ -16,7 +16,7 @@ import warnings
 from pathlib import Path
 
 from bench import Row
-from slotml.ingest.schema import SNAPSHOTS
+from slotml.ingest.schema import SNAPSHOTS, TABLES
 from slotml.ingest.snapshot import BookTop, WindowRef, make_snapshot
 from slotml.ingest.store import coerce_row, ddl, open_store
 from slotml.settings import DbUrl
@@ -54,7 +54,7 @@ async def _mysql_reset(url: DbUrl) -> None:
             warnings.simplefilter("ignore")
             await cur.execute(f"CREATE DATABASE IF NOT EXISTS `{url.database}`")
             await cur.execute(f"USE `{url.database}`")
-            for t in ("slot_snapshots", "slot_resolutions", "schema_version"):
+            for t in (*TABLES, "schema_version"):
                 await cur.execute(f"DROP TABLE IF EXISTS `{t}`")
     conn.close()
 
