@@ -70,7 +70,7 @@ async def _mysql_naive(url: DbUrl, data: list[dict]) -> float:
     async with conn.cursor() as cur:
         for r in data:
             c = coerce_row(SNAPSHOTS, r)
-            await cur.execute(sql, [c[k] for k in NAMES])
+            await cur.execute(sql, [c.get(k) for k in NAMES])
     dt = time.perf_counter() - t0
     conn.close()
     return len(data) / dt
@@ -116,7 +116,7 @@ def _sqlite_naive(path: Path, data: list[dict]) -> float:
     t0 = time.perf_counter()
     for r in data:
         c = coerce_row(SNAPSHOTS, r)
-        conn.execute(sql, [c[k] for k in NAMES])
+        conn.execute(sql, [c.get(k) for k in NAMES])  # absent (depth): NULL
     dt = time.perf_counter() - t0
     conn.close()
     return len(data) / dt

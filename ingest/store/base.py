@@ -102,6 +102,16 @@ def coerce_row(table: Table, row: Mapping[str, Any], partial: bool = False) -> d
     return out
 
 
+def present_columns(table: Table, rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The data columns any of these coerced rows carries, in table order. ``coerce_row`` leaves
+    out a nullable column the writer did not send; an INSERT without it stores the same NULL,
+    so rows without depth cost what they cost before the 40 depth columns existed."""
+    keys: set[str] = set()
+    for r in rows:
+        keys.update(r)
+    return [c.name for c in _DATA_COLUMNS[table.name] if c.name in keys]
+
+
 def merge_resolutions(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Fold rows sharing a key into one, first known value per column wins (the upsert rule)."""
     merged: dict[tuple, dict[str, Any]] = {}

@@ -28,6 +28,7 @@ from slotml.ingest.store.base import (
     Store,
     StoreUnavailable,
     from_db,
+    present_columns,
 )
 from slotml.settings import DbUrl, mask_url
 
@@ -192,13 +193,12 @@ class MysqlStore(Store):
 
     # --- writes -------------------------------------------------------------------------------
     async def _insert_once(self, table: Table, clean: list[dict[str, Any]]) -> int:
-        names = [c.name for c in table.data_columns]
-        cols = ", ".join(_q(n) for n in [*names, "updated_at"])
-
         async def work(cur: aiomysql.Cursor) -> int:
             n = 0
             for i in range(0, len(clean), CHUNK_ROWS):
                 chunk = clean[i:i + CHUNK_ROWS]
+                names = present_columns(table, chunk)
+                cols = ", ".join(_q(n) for n in [*names, "updated_at"])
                 # a duplicate key sets id to itself: a no-op that counts 0 affected rows
                 # (INSERT IGNORE would also swallow real data errors)
                 sql = (f"INSERT INTO {_q(table.name)} ({cols}) VALUES "

@@ -26,6 +26,7 @@ from slotml.ingest.store.base import (
     Store,
     StoreUnavailable,
     from_db,
+    present_columns,
 )
 from slotml.settings import DbUrl
 
@@ -123,17 +124,17 @@ class SqliteStore(Store):
 
     # --- writes -----------------------------------------------------------------------------
     async def _insert_once(self, table: Table, clean: list[dict[str, Any]]) -> int:
-        names = [c.name for c in table.data_columns]
-        cols = ", ".join(_q(n) for n in [*names, "updated_at"])
-        one = "(" + ", ".join(["?"] * len(names)) + f", {NOW})"
         conflict = ", ".join(_q(c) for c in table.unique)
         # SQLite allows 32766 bound parameters per statement: snapshots have 65 data columns
-        chunk_rows = min(CHUNK_ROWS, 32766 // len(names))
+        chunk_rows = min(CHUNK_ROWS, 32766 // len(table.data_columns))
 
         def work(conn: sqlite3.Connection) -> int:
             n = 0
             for i in range(0, len(clean), chunk_rows):
                 chunk = clean[i:i + chunk_rows]
+                names = present_columns(table, chunk)
+                cols = ", ".join(_q(n) for n in [*names, "updated_at"])
+                one = "(" + ", ".join(["?"] * len(names)) + f", {NOW})"
                 sql = (f"INSERT INTO {_q(table.name)} ({cols}) VALUES "
                        + ", ".join([one] * len(chunk))
                        + f" ON CONFLICT ({conflict}) DO NOTHING")
