@@ -275,3 +275,21 @@ async def test_a_newer_store_is_refused(any_db) -> None:
             await store.ensure_schema()
     finally:
         await store.close()
+
+
+async def test_db_init_prints_the_upgrade(tmp_path, capsys) -> None:
+    import asyncio
+
+    from slotml.cli import main
+    from slotml.settings import DbUrl
+
+    url = DbUrl(scheme="sqlite", path=tmp_path / "v1.db")
+    await make_version_1(url)
+    args = ["db", "init", "--db", url.raw, "--data-dir", str(tmp_path)]
+    assert await asyncio.to_thread(main, args) == 0
+    out = capsys.readouterr().out
+    assert "added columns the 40 depth columns" in out and "created table slot_trades" in out
+    assert "schema version 1 -> 2" in out
+    assert "rows: slot_snapshots 6, slot_resolutions 2, slot_trades 0, slot_tape_gaps 0" in out
+    assert await asyncio.to_thread(main, args) == 0
+    assert "schema up to date, nothing to do" in capsys.readouterr().out
