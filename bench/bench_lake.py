@@ -80,13 +80,13 @@ def _day_rows() -> list[tuple]:
                      "dir_move_pct": rnd.gauss(0, 0.2), "abs_move_pct": rnd.random() / 5,
                      "spot_move_pct": rnd.gauss(0, 0.2), "book_age_s": rnd.random() * 3,
                      "hour_utc": (slot // 3600) % 24, "day_of_week": ((slot // 86400) + 3) % 7}
-                rows.append(tuple(r[n] for n in names))
+                rows.append(tuple(r.get(n) for n in names))  # no depth: NULL
     return rows
 
 
 def prepare(n_rows: int) -> DbUrl:
     """Make the bench database's ``slot_snapshots`` hold exactly n_rows (reused when it does)."""
-    from slotml.ingest.schema import RESOLUTIONS, SNAPSHOTS
+    from slotml.ingest.schema import SNAPSHOTS, TABLES
 
     url = bench_url(quick=n_rows < FULL_ROWS)
     conn = _connect(url)
@@ -94,16 +94,17 @@ def prepare(n_rows: int) -> DbUrl:
     cur.execute(f"CREATE DATABASE IF NOT EXISTS `{url.database}`")
     cur.execute(f"USE `{url.database}`")
     try:
+        for t in TABLES.values():  # every table, with this schema's columns (else rebuild)
+            cur.execute(f"SELECT {', '.join(f'`{n}`' for n in t.names)} FROM `{t.name}` LIMIT 0")
         cur.execute("SELECT COUNT(*) FROM slot_snapshots")
         if cur.fetchone()[0] == n_rows:
             return url
-    except Exception:  # noqa: BLE001 - no table yet
+    except Exception:  # noqa: BLE001 - no table yet, or an older schema's
         pass
     from slotml.ingest.store.ddl import create_table  # the store's own DDL
 
-    cur.execute("DROP TABLE IF EXISTS slot_snapshots")
-    cur.execute("DROP TABLE IF EXISTS slot_resolutions")
-    for t in (SNAPSHOTS, RESOLUTIONS):
+    for t in TABLES.values():  # the tape tables stay empty: the export reads every table
+        cur.execute(f"DROP TABLE IF EXISTS `{t.name}`")
         for stmt in create_table(t, "mysql"):
             cur.execute(stmt)
     names = [c.name for c in SNAPSHOTS.data_columns]

@@ -16,7 +16,7 @@ import warnings
 from pathlib import Path
 
 from bench import Row
-from slotml.ingest.schema import SNAPSHOTS
+from slotml.ingest.schema import SNAPSHOTS, TABLES
 from slotml.ingest.snapshot import BookTop, WindowRef, make_snapshot
 from slotml.ingest.store import coerce_row, ddl, open_store
 from slotml.settings import DbUrl
@@ -54,7 +54,7 @@ async def _mysql_reset(url: DbUrl) -> None:
             warnings.simplefilter("ignore")
             await cur.execute(f"CREATE DATABASE IF NOT EXISTS `{url.database}`")
             await cur.execute(f"USE `{url.database}`")
-            for t in ("slot_snapshots", "slot_resolutions", "schema_version"):
+            for t in (*TABLES, "schema_version"):
                 await cur.execute(f"DROP TABLE IF EXISTS `{t}`")
     conn.close()
 
@@ -70,7 +70,7 @@ async def _mysql_naive(url: DbUrl, data: list[dict]) -> float:
     async with conn.cursor() as cur:
         for r in data:
             c = coerce_row(SNAPSHOTS, r)
-            await cur.execute(sql, [c[k] for k in NAMES])
+            await cur.execute(sql, [c.get(k) for k in NAMES])
     dt = time.perf_counter() - t0
     conn.close()
     return len(data) / dt
@@ -116,7 +116,7 @@ def _sqlite_naive(path: Path, data: list[dict]) -> float:
     t0 = time.perf_counter()
     for r in data:
         c = coerce_row(SNAPSHOTS, r)
-        conn.execute(sql, [c[k] for k in NAMES])
+        conn.execute(sql, [c.get(k) for k in NAMES])  # absent (depth): NULL
     dt = time.perf_counter() - t0
     conn.close()
     return len(data) / dt

@@ -24,7 +24,11 @@ SNAPSHOT_COLUMNS: dict[str, str] = {
     "chainlink_price": "float64", "chainlink_twap": "float64", "dir_move_pct": "float64",
     "abs_move_pct": "float64", "spot_move_pct": "float64", "book_age_s": "float64",
     "hour_utc": "int8", "day_of_week": "int8", "updated_at": "float64",
+    # five levels of depth per token and side, price/size pairs; all NULL here (no depth)
+    **{f"{side}{kind}_{token}_l{lvl}": "float64" for token in ("up", "down")
+       for side in ("bid", "ask") for lvl in range(1, 6) for kind in ("", "_size")},
 }
+DEPTH = [c for c in SNAPSHOT_COLUMNS if c.endswith(("_l1", "_l2", "_l3", "_l4", "_l5"))]
 RESOLUTION_COLUMNS: dict[str, str] = {
     "id": "int64", "symbol": "string", "window_s": "int32", "slot_ts": "int32", "end_ts": "int32",
     "slug": "string", "condition_id": "string", "up_token_id": "string", "down_token_id": "string",
@@ -169,6 +173,7 @@ def generate(cfg: SynthConfig = SynthConfig()) -> tuple[Any, Any]:
         hour_utc=(t_ms // 3_600_000) % 24, day_of_week=(t_ms // 86_400_000 + 3) % 7,
         updated_at=t_ms / 1000.0 + 1.0,
     )
+    cols.update({c: np.full(n, np.nan) for c in DEPTH})
     spot_noise = rng.normal(0, 0.01, n)
     cols["spot_move_pct"] = np.where(rng.random(n) < cfg.p_null_move, np.nan,
                                      np.nan_to_num(mv) + spot_noise)

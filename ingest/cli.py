@@ -115,6 +115,7 @@ def _register_db(sub: argparse._SubParsersAction) -> None:
 def _db_init(args: argparse.Namespace) -> int:
     import asyncio
 
+    from slotml.ingest.schema import TABLES
     from slotml.ingest.store import open_store
     from slotml.settings import start_command
 
@@ -126,7 +127,7 @@ def _db_init(args: argparse.Namespace) -> int:
         await store.connect()
         try:
             done = await store.ensure_schema()
-            counts = {t: await store.count(t) for t in ("slot_snapshots", "slot_resolutions")}
+            counts = {t: await store.count(t) for t in TABLES}
         finally:
             await store.close()
         return [*done, "rows: " + ", ".join(f"{t} {n}" for t, n in counts.items())]

@@ -1,4 +1,4 @@
-"""The store's schema: every column of both tables, documented in this one place.
+"""The store's schema: every column of every table, documented in this one place.
 
 Both backends (SQLite, MySQL/MariaDB) and the lake's Parquet schema are generated from these
 definitions, so a column is added here once. ``docs()`` renders the column reference that the
@@ -9,13 +9,16 @@ Departures from the original design, on purpose: DOUBLE instead of FLOAT (ticks 
 store), ``tick_ms`` in the snapshot key (a retried writer can never duplicate a tick), and the
 settlement / measured-vs-official / fee columns (since August 2026 the markets settle on
 Chainlink's 60 s TWAP).
+
+Version 2 (the trade tape and five levels of depth): ``slot_trades``, ``slot_tape_gaps`` and the
+40 depth columns of ``slot_snapshots``; a version-1 store is upgraded in place.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -26,6 +29,12 @@ class Column:
     doc: str = ""
     length: int = 0  # VARCHAR length for kind == "str"
     default: str | None = None  # SQL literal
+    # value checks ``coerce_row`` applies (a row failing one is rejected, never stored):
+    lo: float | None = None  # minimum (inclusive, exclusive with lo_open)
+    hi: float | None = None  # maximum (inclusive)
+    lo_open: bool = False
+    choices: tuple[str, ...] = ()  # the only values a str column may hold
+    null_is_default: bool = False  # a missing/None value means the default, not "required"
 
     @property
     def mysql_type(self) -> str:
@@ -45,6 +54,15 @@ class Column:
     @property
     def python_type(self) -> type:
         return {"double": float, "str": str, "bool": bool}.get(self.kind, int)
+
+    @property
+    def default_value(self) -> int | float | str | None:
+        """The SQL default as the Python value a writer would have sent."""
+        if self.default is None:
+            return None
+        if self.kind == "str":
+            return self.default[1:-1].replace("''", "'")
+        return float(self.default) if self.kind == "double" else int(self.default)
 
 
 @dataclass(frozen=True)
@@ -81,9 +99,42 @@ _UPDATED = Column(
     "when the row really changes. Incremental export keys on it.",
 )
 
+DEPTH_LEVELS = 5
+
+
+def _depth_columns() -> tuple[Column, ...]:
+    """bid_up_l1, bid_size_up_l1, ..., ask_size_down_l5: price/size pairs, best level first."""
+    out: list[Column] = []
+    for token in ("up", "down"):
+        for side, best in (("bid", "highest"), ("ask", "lowest")):
+            for lvl in range(1, DEPTH_LEVELS + 1):
+                which = ("best", "2nd-best", "3rd-best", "4th-best", "5th-best")[lvl - 1]
+                out.append(Column(
+                    f"{side}_{token}_l{lvl}", "double",
+                    doc=f"Price of the {token.capitalize()} token's {which} {side} level "
+                        f"(level 1 = the {best} price, equal to {side}_{token} when both are "
+                        "filled); NULL when the level is empty, the book was stale/crossed or "
+                        "no depth was captured (a fixed nullable column, not a list: see above)."))
+                out.append(Column(
+                    f"{side}_size_{token}_l{lvl}", "double",
+                    doc=f"Size (shares) at {side}_{token}_l{lvl}; NULL when that level is "
+                        "empty (never 0)."))
+    return tuple(out)
+
+
+DEPTH = _depth_columns()
+DEPTH_COLUMNS: tuple[str, ...] = tuple(c.name for c in DEPTH)
+
 SNAPSHOTS = Table(
     name="slot_snapshots",
-    doc="One row per window per snapshot tick (30 s grid); written once, never updated.",
+    doc=("One row per window per snapshot tick (30 s grid); written once, never updated. "
+         f"Since schema version 2 it also carries the top {DEPTH_LEVELS} levels of each side "
+         "of each token's book as fixed, nullable price/size columns (`bid_up_l1` ... "
+         "`ask_size_down_l5`) rather than list columns: every backend (SQLite, MySQL) and the "
+         "lake's Arrow schema take them as they are, DuckDB reads them as plain columns, and "
+         "a row without depth (rows written before version 2, stale books, the sim's "
+         "backfill) is simply NULLs. They come last, after `updated_at`: ADD COLUMN appends, "
+         "so a fresh store and an upgraded one have the same column order."),
     columns=(
         _ID,
         _SYMBOL,
@@ -111,6 +162,7 @@ SNAPSHOTS = Table(
         Column("hour_utc", "tinyint", doc="Hour of tick_ms, UTC."),
         Column("day_of_week", "tinyint", doc="Weekday of tick_ms, UTC, 0 = Monday."),
         _UPDATED,
+        *DEPTH,
     ),
     unique=("symbol", "window_s", "slot_ts", "tick_ms"),
     indexes=(("symbol", "slot_ts"), ("slot_ts",), ("updated_at",)),
@@ -150,7 +202,70 @@ RESOLUTIONS = Table(
     indexes=(("slot_ts",), ("updated_at",)),
 )
 
-TABLES: dict[str, Table] = {t.name: t for t in (SNAPSHOTS, RESOLUTIONS)}
+_TOKEN = Column("token_id", "str", False, "Outcome token id (decimal string).", length=80)
+
+TRADES = Table(
+    name="slot_trades",
+    doc=("One row per `last_trade_price` print of a tracked window's token (the trade tape); "
+         "written once, never updated. The unique key is the print's own fields plus an "
+         "occurrence counter, so a replay of the spool or of a raw capture stores nothing "
+         "twice while two identical prints (same token, time, price, size, side and hash) "
+         "stay two rows. The tx hash alone is not unique (one transaction can fill several "
+         "orders), and `frame_index` is not in the key (a replayed frame could be split "
+         "differently)."),
+    columns=(
+        _ID,
+        _SYMBOL,
+        _WINDOW,
+        _SLOT,
+        _TOKEN,
+        Column("outcome", "str", False, "Which token printed: `Up` or `Down`.", length=4,
+               choices=("Up", "Down")),
+        Column("condition_id", "str", False, "CLOB condition id of the window's market.",
+               length=66),
+        Column("price", "double", False, "Trade price, in [0, 1].", lo=0.0, hi=1.0),
+        Column("size", "double", False, "Trade size, shares (> 0).", lo=0.0, lo_open=True),
+        Column("side", "str", False, "The taker's side as the venue sends it: `BUY` or `SELL`.",
+               length=4, choices=("BUY", "SELL")),
+        Column("fee_rate_bps", "double", doc="Fee rate of the trade, basis points, as the venue "
+               "sends it; NULL when it sent none."),
+        Column("ts_ms", "bigint", False, "The venue's timestamp of the print, epoch ms."),
+        Column("received_at", "double", False, "When the collector received the frame, epoch s."),
+        Column("tx_hash", "str", False, "Transaction hash; '' when the venue sent none (so the "
+               "unique key works on MySQL, where NULLs never collide).", length=66,
+               default="''", null_is_default=True),
+        Column("frame_index", "int", False, "The print's index within its websocket frame."),
+        Column("occurrence", "int", False, "0 for the first print with the same (token_id, "
+               "ts_ms, price, size, side, tx_hash), 1 for the next identical one, ...", lo=0),
+        _UPDATED,
+    ),
+    unique=("token_id", "ts_ms", "price", "size", "side", "tx_hash", "occurrence"),
+    indexes=(("symbol", "slot_ts"), ("slot_ts",), ("updated_at",)),
+)
+
+TAPE_GAPS = Table(
+    name="slot_tape_gaps",
+    doc=("One row per interval in which a tracked token's trade tape may be incomplete "
+         "(written once, never updated). Prints are not resent after a reconnect, so a window "
+         "whose tokens have a gap overlapping it has an incomplete tape; the backtest excludes "
+         "such windows."),
+    columns=(
+        _ID,
+        _SYMBOL,
+        _WINDOW,
+        _SLOT,
+        _TOKEN,
+        Column("from_ts", "double", False, "Last moment the tape is known whole, epoch s."),
+        Column("to_ts", "double", False, "First moment it is whole again, epoch s (>= from_ts)."),
+        Column("reason", "str", False, "Why: e.g. `reconnect`, `spool-full`, `start`.",
+               length=16),
+        _UPDATED,
+    ),
+    unique=("token_id", "from_ts", "reason"),
+    indexes=(("symbol", "slot_ts"), ("slot_ts",), ("updated_at",)),
+)
+
+TABLES: dict[str, Table] = {t.name: t for t in (SNAPSHOTS, RESOLUTIONS, TRADES, TAPE_GAPS)}
 
 
 def docs() -> str:

@@ -12,7 +12,7 @@ import hashlib
 
 import pyarrow as pa
 
-from slotml.ingest.schema import Column, Table
+from slotml.ingest.schema import DEPTH_COLUMNS, Column, Table
 
 _ARROW = {
     "int": pa.int32(),
@@ -61,6 +61,8 @@ def fingerprint(table: Table) -> str:
 GRID_DOUBLES = frozenset({
     "minutes_into_slot", "bid_up", "ask_up", "bid_down", "ask_down", "spread_up", "spread_down",
     "tick_size", "min_order_size", "fee_rate", "fee_exponent",
+    "price",  # slot_trades
+    *(c for c in DEPTH_COLUMNS if "_size_" not in c),  # depth prices (not their sizes)
 })
 
 

@@ -42,7 +42,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from slotml.errors import UserError
-from slotml.ingest.schema import RESOLUTIONS, SNAPSHOTS, TABLES, Table
+from slotml.ingest.schema import TABLES, Table
 from slotml.lake.arrow_schema import arrow_schema, dictionary_columns, fingerprint
 from slotml.lake.manifest import (
     MANIFEST_NAME,
@@ -94,7 +94,7 @@ class ExportConfig:
     row_group_rows: int = ROW_GROUP_ROWS
     fsync: bool = True
     progress_s: float = 5.0
-    tables: tuple[str, ...] = (SNAPSHOTS.name, RESOLUTIONS.name)
+    tables: tuple[str, ...] = tuple(TABLES)  # every store table (they all have the window keys)
 
 
 @dataclass

@@ -72,7 +72,7 @@ class Manifest:
     def only_dates(self, dates: set[str]) -> Manifest:
         """The same manifest with only the files of ``dates`` (a read-only view for queries)."""
         return Manifest(id=self.id, tables={
-            name: TableState(files=[f for f in t.files if f.date in dates])
+            name: TableState(files=[f for f in t.files if f.date in dates], fingerprint=t.fingerprint)
             for name, t in self.tables.items()})
 
     def to_json(self) -> str:

@@ -7,6 +7,10 @@ files are deleted after the export's grace period.
 
 Hive partition columns are NOT used: the files already hold ``symbol`` and the views expose
 exactly the store's columns (``hive_partitioning=false``), so nothing duplicates or clashes.
+
+A lake written by an older schema still reads: a table the manifest lacks is an empty view, and
+files without a column the schema has since gained (e.g. version 2's depth columns, before the
+next export rebuilds them) show it as NULL.
 """
 
 from __future__ import annotations
@@ -14,9 +18,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import duckdb
+import pyarrow.parquet as pq
 
 from slotml.ingest.schema import TABLES, Table
-from slotml.lake.arrow_schema import duckdb_type
+from slotml.lake.arrow_schema import duckdb_type, fingerprint
 from slotml.lake.manifest import Manifest, read_manifest
 
 
@@ -32,12 +37,28 @@ def _sql_str(s: str) -> str:
     return "'" + s.replace("'", "''") + "'"
 
 
+def _ref(name: str) -> str:
+    return f'"{name}"'
+
+
+def _file_columns(lake_dir: Path, table: Table, manifest: Manifest) -> set[str]:
+    """The columns the table's files hold. One export writes all of a table's files with one
+    schema (a changed fingerprint means a full rebuild), so only a lake written by another
+    schema needs a look, at one file's footer."""
+    state = manifest.tables.get(table.name)
+    if state is None or not state.files or state.fingerprint == fingerprint(table):
+        return set(table.names)
+    return set(pq.read_schema(Path(lake_dir) / state.files[0].path).names)
+
+
 def view_sql(lake_dir: Path, table: Table, manifest: Manifest) -> str:
-    cols = ", ".join(f'CAST("{c.name}" AS {duckdb_type(c)}) AS "{c.name}"' for c in table.columns)
     files = manifest.files(table.name)
     if not files:
         empty = ", ".join(f'CAST(NULL AS {duckdb_type(c)}) AS "{c.name}"' for c in table.columns)
         return f"CREATE OR REPLACE VIEW {table.name} AS SELECT {empty} WHERE false"
+    have = _file_columns(lake_dir, table, manifest)
+    cols = ", ".join(f'CAST({_ref(c.name) if c.name in have else "NULL"} AS {duckdb_type(c)}) '
+                     f'AS {_ref(c.name)}' for c in table.columns)
     paths = ", ".join(_sql_str(str(Path(lake_dir).resolve() / f.path)) for f in files)
     return (f"CREATE OR REPLACE VIEW {table.name} AS SELECT {cols} FROM "
             f"read_parquet([{paths}], hive_partitioning=false, union_by_name=false)")
@@ -57,7 +78,8 @@ def refresh(con: duckdb.DuckDBPyConnection, lake_dir: Path | str | None = None,
 
 def connect(lake_dir: Path | str | None = None, database: str = ":memory:",
             threads: int | None = None, manifest: Manifest | None = None) -> duckdb.DuckDBPyConnection:
-    """A DuckDB connection with views ``slot_snapshots`` and ``slot_resolutions``.
+    """A DuckDB connection with a view per store table (``slot_snapshots``, ``slot_resolutions``,
+    ``slot_trades``, ``slot_tape_gaps``).
 
     ``lake_dir`` defaults to the settings' lake (``$SLOTML_HOME/lake`` or ``./data/lake``). An
     empty or missing lake gives empty views with the right columns and types.

@@ -11,13 +11,15 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from slotml.ingest.schema import RESOLUTIONS, SNAPSHOTS, TABLES, Column, Table
+from slotml.ingest.schema import RESOLUTIONS, SNAPSHOTS, TABLES, TAPE_GAPS, TRADES, Column, Table
 from slotml.ingest.store import ddl
 from slotml.settings import DbUrl
 
 CHUNK_ROWS = 500  # rows per multi-row statement
 _DATA_COLUMNS = {t.name: tuple(t.data_columns) for t in TABLES.values()}
 _KINDS = {t.name: {c.name: c.kind for c in t.columns} for t in TABLES.values()}
+# Tables written once per key (a replayed row is a no-op); resolutions are upserted instead.
+INSERT_ONCE = frozenset(t.name for t in (SNAPSHOTS, TRADES, TAPE_GAPS))
 
 
 class StoreUnavailable(Exception):
@@ -63,6 +65,20 @@ def _coerce(table: Table, col: Column, value: Any) -> Any:
     raise RowRejected(f"{table.name}.{name}: unknown kind {kind}")  # pragma: no cover
 
 
+def _check(table: Table, col: Column, v: Any) -> None:
+    """The column's value checks (schema.Column lo/hi/choices): a row breaking one is rejected
+    rather than stored corrupt."""
+    if v is None:
+        return
+    if col.choices and v not in col.choices:
+        raise RowRejected(f"{table.name}.{col.name}: {v!r} is not one of {', '.join(col.choices)}")
+    if col.lo is not None and (v <= col.lo if col.lo_open else v < col.lo):
+        raise RowRejected(f"{table.name}.{col.name}: {v!r} is "
+                          f"{'<=' if col.lo_open else '<'} {col.lo:g}")
+    if col.hi is not None and v > col.hi:
+        raise RowRejected(f"{table.name}.{col.name}: {v!r} is > {col.hi:g}")
+
+
 def coerce_row(table: Table, row: Mapping[str, Any], partial: bool = False) -> dict[str, Any]:
     """Validate and normalise one row to the table's data columns (unknown keys are ignored).
 
@@ -73,12 +89,27 @@ def coerce_row(table: Table, row: Mapping[str, Any], partial: bool = False) -> d
     for col in _DATA_COLUMNS[table.name]:
         if col.name in row:
             out[col.name] = _coerce(table, col, row[col.name])
+            if out[col.name] is None and col.null_is_default:
+                out[col.name] = col.default_value
+            _check(table, col, out[col.name])
         elif col.default is not None and not col.nullable:
-            out[col.name] = int(col.default) if col.kind != "str" else col.default
+            out[col.name] = col.default_value
         if not col.nullable and out.get(col.name) is None:
             if not partial or col.name in table.unique:
                 raise RowRejected(f"{table.name}: {col.name} is required")
+    if table is TAPE_GAPS and out["to_ts"] < out["from_ts"]:
+        raise RowRejected(f"{table.name}: to_ts {out['to_ts']!r} is before from_ts {out['from_ts']!r}")
     return out
+
+
+def present_columns(table: Table, rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The data columns any of these coerced rows carries, in table order. ``coerce_row`` leaves
+    out a nullable column the writer did not send; an INSERT without it stores the same NULL,
+    so rows without depth cost what they cost before the 40 depth columns existed."""
+    keys: set[str] = set()
+    for r in rows:
+        keys.update(r)
+    return [c.name for c in _DATA_COLUMNS[table.name] if c.name in keys]
 
 
 def merge_resolutions(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -126,7 +157,7 @@ def where_clause(*, symbol: str | None, window_s: int | None, slot_ts_min: int |
 
 
 class Store(ABC):
-    """One database holding slot_snapshots, slot_resolutions and schema_version."""
+    """One database holding the tables of ``ingest.schema`` and schema_version."""
 
     url: DbUrl
 
@@ -142,8 +173,27 @@ class Store(ABC):
         """Create or upgrade the tables idempotently; returns what it did (empty: nothing)."""
 
     @abstractmethod
+    async def _insert_once(self, table: Table, rows: list[dict[str, Any]]) -> int:
+        """Insert coerced rows of ``table`` (a duplicate key is a no-op); how many were new."""
+
     async def insert_snapshots(self, rows: Sequence[Mapping[str, Any]]) -> int:
         """Insert rows (a duplicate key is a no-op); returns how many were new."""
+        return await self.insert_once(SNAPSHOTS, rows)
+
+    async def insert_trades(self, rows: Sequence[Mapping[str, Any]]) -> int:
+        """Insert ``slot_trades`` rows, insert-once like snapshots; returns how many were new."""
+        return await self.insert_once(TRADES, rows)
+
+    async def insert_tape_gaps(self, rows: Sequence[Mapping[str, Any]]) -> int:
+        """Insert ``slot_tape_gaps`` rows, insert-once on their key; how many were new."""
+        return await self.insert_once(TAPE_GAPS, rows)
+
+    async def insert_once(self, table: Table, rows: Sequence[Mapping[str, Any]]) -> int:
+        """Validate (``coerce_row``: RowRejected on a bad row, nothing written) and insert."""
+        if table.name not in INSERT_ONCE:
+            raise ValueError(f"{table.name} is not an insert-once table")
+        clean = [coerce_row(table, r) for r in rows]
+        return await self._insert_once(table, clean) if clean else 0
 
     @abstractmethod
     async def upsert_resolutions(self, rows: Sequence[Mapping[str, Any]]) -> int:
@@ -180,6 +230,24 @@ class Store(ABC):
         return await self._select(SNAPSHOTS, where, params,
                                   self._order("symbol", "window_s", "slot_ts", "tick_ms"))
 
+    async def fetch_trades(self, *, symbol: str | None = None, window_s: int | None = None,
+                           slot_ts_min: int | None = None, slot_ts_max: int | None = None
+                           ) -> list[dict[str, Any]]:
+        """Ordered by symbol, window_s, slot_ts, ts_ms, id (the tape in the venue's order)."""
+        where, params = where_clause(symbol=symbol, window_s=window_s, slot_ts_min=slot_ts_min,
+                                     slot_ts_max=slot_ts_max, mark=self.MARK, dialect=self.url.scheme)
+        return await self._select(TRADES, where, params,
+                                  self._order("symbol", "window_s", "slot_ts", "ts_ms", "id"))
+
+    async def fetch_tape_gaps(self, *, symbol: str | None = None, window_s: int | None = None,
+                              slot_ts_min: int | None = None, slot_ts_max: int | None = None
+                              ) -> list[dict[str, Any]]:
+        """Ordered by symbol, window_s, slot_ts, from_ts, id."""
+        where, params = where_clause(symbol=symbol, window_s=window_s, slot_ts_min=slot_ts_min,
+                                     slot_ts_max=slot_ts_max, mark=self.MARK, dialect=self.url.scheme)
+        return await self._select(TAPE_GAPS, where, params,
+                                  self._order("symbol", "window_s", "slot_ts", "from_ts", "id"))
+
     @abstractmethod
     async def count(self, table: str) -> int: ...
 
@@ -199,10 +267,6 @@ class Store(ABC):
         if name not in TABLES and name != "schema_version":
             raise ValueError(f"unknown table {name!r}")
         return TABLES.get(name, SNAPSHOTS)
-
-    @staticmethod
-    def _snapshot_rows(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-        return [coerce_row(SNAPSHOTS, r) for r in rows]
 
     @staticmethod
     def _resolution_rows(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:

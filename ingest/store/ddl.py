@@ -8,7 +8,7 @@ expression for ``updated_at`` and the legacy-design derivations used by the upgr
 
 from __future__ import annotations
 
-from slotml.ingest.schema import TABLES, Column, Table
+from slotml.ingest.schema import DEPTH_COLUMNS, TABLES, Column, Table
 
 SCHEMA_VERSION_TABLE = "schema_version"
 
@@ -42,6 +42,15 @@ def column_def(col: Column, dialect: str) -> str:
     elif col.name == "updated_at" and dialect == "sqlite":
         parts.append(f"DEFAULT ({NOW_SQL['sqlite']})")
     return " ".join(parts)
+
+
+def name_list(names: list[str]) -> str:
+    """Column names for a message; a run of depth columns is summarised (40 names are noise)."""
+    depth = [n for n in names if n in DEPTH_COLUMNS]
+    if len(depth) == len(DEPTH_COLUMNS):
+        rest = [n for n in names if n not in DEPTH_COLUMNS]
+        return ", ".join([*rest, f"the {len(depth)} depth columns {depth[0]} .. {depth[-1]}"])
+    return ", ".join(names)
 
 
 def unique_name(table: Table) -> str:

@@ -28,6 +28,7 @@ from slotml.ingest.store.base import (
     Store,
     StoreUnavailable,
     from_db,
+    present_columns,
 )
 from slotml.settings import DbUrl, mask_url
 
@@ -191,20 +192,16 @@ class MysqlStore(Store):
                                timeout=max(self.op_timeout, 3600.0))
 
     # --- writes -------------------------------------------------------------------------------
-    async def insert_snapshots(self, rows: Sequence[Mapping[str, Any]]) -> int:
-        clean = self._snapshot_rows(rows)
-        if not clean:
-            return 0
-        names = [c.name for c in SNAPSHOTS.data_columns]
-        cols = ", ".join(_q(n) for n in [*names, "updated_at"])
-
+    async def _insert_once(self, table: Table, clean: list[dict[str, Any]]) -> int:
         async def work(cur: aiomysql.Cursor) -> int:
             n = 0
             for i in range(0, len(clean), CHUNK_ROWS):
                 chunk = clean[i:i + CHUNK_ROWS]
+                names = present_columns(table, chunk)
+                cols = ", ".join(_q(n) for n in [*names, "updated_at"])
                 # a duplicate key sets id to itself: a no-op that counts 0 affected rows
                 # (INSERT IGNORE would also swallow real data errors)
-                sql = (f"INSERT INTO {_q(SNAPSHOTS.name)} ({cols}) VALUES "
+                sql = (f"INSERT INTO {_q(table.name)} ({cols}) VALUES "
                        + _values(cur.connection, chunk, names)
                        + " ON DUPLICATE KEY UPDATE `id` = `id`")
                 n += await cur.execute(sql)
@@ -374,7 +371,7 @@ async def _upgrade(cur: aiomysql.Cursor, db: str, table: Table) -> list[str]:
     if missing:
         await cur.execute(f"ALTER TABLE {t} " + ", ".join(
             f"ADD COLUMN {_q(c.name)} {c.mysql_type} NULL" for c in missing))
-        done.append(f"{name}: added columns {', '.join(c.name for c in missing)}")
+        done.append(f"{name}: added columns {ddl.name_list([c.name for c in missing])}")
     added = {c.name for c in missing}
     if added or not has_key:
         for col in ddl.DERIVE_ORDER:
@@ -392,7 +389,7 @@ async def _upgrade(cur: aiomysql.Cursor, db: str, table: Table) -> list[str]:
                         "kept the lowest id")
     # 5. required columns: rows that still lack one cannot be kept
     notnull = [c for c in table.columns if not c.nullable and c.name != "id"]
-    if missing or not has_key:
+    if any(not c.nullable for c in missing) or not has_key:  # nullable columns: nothing to lose
         n = await cur.execute(f"DELETE FROM {t} WHERE "
                               + " OR ".join(f"{_q(c.name)} IS NULL" for c in notnull))
         if n:

@@ -5,7 +5,8 @@ buffer): a SIGKILL at any moment afterwards loses nothing. fsync policy: the wri
 open segment about once a second while rows arrive and on close/rotation, so a power loss
 can cost at most about the last second; a torn last line is detected and skipped on restart.
 
-Each line is ``{"n": seq, "k": "s"|"r", "r": {...row...}}``; ``seq`` increases by one per row
+Each line is ``{"n": seq, "k": kind, "r": {...row...}}`` (kind: the table's letter, see
+``writer.KINDS``); ``seq`` increases by one per row
 across segments and restarts. The ``ack`` file holds the highest seq the database has
 committed (or that was dropped): on restart everything above it is replayed, in order. A
 segment is deleted once fully acknowledged; the open segment is truncated instead. When the
@@ -37,7 +38,7 @@ class SpoolBusy(Exception):
 @dataclass(slots=True)
 class Record:
     seq: int
-    kind: str  # "s" = snapshot, "r" = resolution
+    kind: str  # "s" snapshot, "r" resolution, "t" trade, "g" tape gap (writer.KINDS)
     row: dict[str, Any]
 
 

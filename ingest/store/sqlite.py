@@ -26,6 +26,7 @@ from slotml.ingest.store.base import (
     Store,
     StoreUnavailable,
     from_db,
+    present_columns,
 )
 from slotml.settings import DbUrl
 
@@ -122,20 +123,19 @@ class SqliteStore(Store):
         return await self._call(lambda c: self._in_tx(c, _ensure_schema))
 
     # --- writes -----------------------------------------------------------------------------
-    async def insert_snapshots(self, rows: Sequence[Mapping[str, Any]]) -> int:
-        clean = self._snapshot_rows(rows)
-        if not clean:
-            return 0
-        names = [c.name for c in SNAPSHOTS.data_columns]
-        cols = ", ".join(_q(n) for n in [*names, "updated_at"])
-        one = "(" + ", ".join(["?"] * len(names)) + f", {NOW})"
-        conflict = ", ".join(_q(c) for c in SNAPSHOTS.unique)
+    async def _insert_once(self, table: Table, clean: list[dict[str, Any]]) -> int:
+        conflict = ", ".join(_q(c) for c in table.unique)
+        # SQLite allows 32766 bound parameters per statement: snapshots have 65 data columns
+        chunk_rows = min(CHUNK_ROWS, 32766 // len(table.data_columns))
 
         def work(conn: sqlite3.Connection) -> int:
             n = 0
-            for i in range(0, len(clean), CHUNK_ROWS):
-                chunk = clean[i:i + CHUNK_ROWS]
-                sql = (f"INSERT INTO {_q(SNAPSHOTS.name)} ({cols}) VALUES "
+            for i in range(0, len(clean), chunk_rows):
+                chunk = clean[i:i + chunk_rows]
+                names = present_columns(table, chunk)
+                cols = ", ".join(_q(n) for n in [*names, "updated_at"])
+                one = "(" + ", ".join(["?"] * len(names)) + f", {NOW})"
+                sql = (f"INSERT INTO {_q(table.name)} ({cols}) VALUES "
                        + ", ".join([one] * len(chunk))
                        + f" ON CONFLICT ({conflict}) DO NOTHING")
                 params = [r.get(k) for r in chunk for k in names]
@@ -220,8 +220,15 @@ def _ensure_schema(conn: sqlite3.Connection) -> list[str]:
             done.append(f"created table {table.name}")
             continue
         cols = _columns(conn, table.name)
-        missing = [c.name for c in table.columns if c.name not in cols]
-        if missing or ddl.unique_name(table) not in _indexes(conn, table.name):
+        missing = [c for c in table.columns if c.name not in cols]
+        keyed = ddl.unique_name(table) in _indexes(conn, table.name)
+        if keyed and missing and all(c.nullable and c.default is None for c in missing):
+            # a later version's plain nullable columns (e.g. version 2's depth): ADD COLUMN
+            # appends them, as in a fresh table, without rebuilding the table
+            for c in missing:
+                conn.execute(f"ALTER TABLE {_q(table.name)} ADD COLUMN {ddl.column_def(c, D)}")
+            done.append(f"{table.name}: added columns {ddl.name_list([c.name for c in missing])}")
+        elif missing or not keyed:
             done += _upgrade_legacy(conn, table, cols)
         idx = _indexes(conn, table.name)
         for cols_ in table.indexes:
@@ -249,7 +256,7 @@ def _upgrade_legacy(conn: sqlite3.Connection, table: Table, cols: dict[str, str]
     if missing:
         for c in missing:
             conn.execute(f"ALTER TABLE {_q(name)} ADD COLUMN {_q(c.name)} {c.sqlite_type}")
-        done.append(f"{name}: added columns {', '.join(c.name for c in missing)}")
+        done.append(f"{name}: added columns {ddl.name_list([c.name for c in missing])}")
     # derive what is missing or still NULL (a half-made table keeps nothing it can compute)
     for col in ddl.DERIVE_ORDER:
         if col in table.names:

@@ -1,6 +1,6 @@
 """The durable write path: the collector never blocks on the database and loses nothing.
 
-``put_snapshot`` / ``put_resolution`` validate the row, append it to the spool (the write-ahead
+``put_snapshot`` / ``put_resolution`` / ``put_trade`` / ``put_tape_gap`` validate the row, append it to the spool (the write-ahead
 log, see ``slotml.ingest.store.spool``) and keep it in a bounded in-memory queue that caches the
 spool's tail; they never block and never raise on database trouble. One flusher task commits
 batches strictly in accepted order, records the ack position after each commit and trims the
@@ -8,8 +8,8 @@ spool. While the database is down (refused, reset, hung: the store's deadlines t
 into an error) the flusher retries with exponential backoff and the spool grows up to
 ``spool_max_mb``; only then are the oldest rows dropped, counted and logged. After a SIGKILL
 the next ``start()`` replays the un-acknowledged spool first; the tables' keys make a replay of
-rows that did reach the database harmless (snapshot duplicates are no-ops, resolution upserts
-are idempotent). ``close()`` flushes what it can within its timeout and leaves the rest in the
+rows that did reach the database harmless (snapshot, trade and tape-gap duplicates are no-ops,
+resolution upserts are idempotent). ``close()`` flushes what it can within its timeout and leaves the rest in the
 spool for the next run.
 
 A row the database itself rejects (e.g. a value out of range) cannot be fixed by retrying:
@@ -29,11 +29,15 @@ from pathlib import Path
 from typing import Any
 
 from slotml.errors import UserError
-from slotml.ingest.schema import RESOLUTIONS, SNAPSHOTS
+from slotml.ingest.schema import RESOLUTIONS, SNAPSHOTS, TAPE_GAPS, TRADES, Table
 from slotml.ingest.store.base import RowRejected, Store, StoreUnavailable, coerce_row
 from slotml.ingest.store.spool import Record, Spool, SpoolBusy
 
 log = logging.getLogger(__name__)
+
+# A spool record's kind -> its table. Resolutions are upserted (partial rows); the others are
+# inserted once per key. The letters are in spool files: never reuse one for another table.
+KINDS: dict[str, Table] = {"s": SNAPSHOTS, "r": RESOLUTIONS, "t": TRADES, "g": TAPE_GAPS}
 
 
 class DurableWriter:
@@ -133,12 +137,19 @@ class DurableWriter:
     def put_resolution(self, row: Mapping[str, Any]) -> None:
         self._put("r", row)
 
+    def put_trade(self, row: Mapping[str, Any]) -> None:
+        """One ``slot_trades`` row (a print of the tape)."""
+        self._put("t", row)
+
+    def put_tape_gap(self, row: Mapping[str, Any]) -> None:
+        """One ``slot_tape_gaps`` row (an interval the tape may be incomplete)."""
+        self._put("g", row)
+
     def _put(self, kind: str, row: Mapping[str, Any]) -> None:
         if self._task is None:
             raise RuntimeError("DurableWriter.start() first")
         try:
-            clean = coerce_row(SNAPSHOTS if kind == "s" else RESOLUTIONS, row,
-                               partial=(kind == "r"))
+            clean = coerce_row(KINDS[kind], row, partial=(kind == "r"))
         except RowRejected as e:
             self._rejected(str(e))
             return
@@ -272,10 +283,13 @@ class DurableWriter:
         self._inflight, self._inflight_dropped = (lo, hi), 0
         try:
             rows = [r.row for r in run]
-            if run[0].kind == "s":
-                await self.store.insert_snapshots(rows)
-            else:
+            table = KINDS.get(run[0].kind)
+            if table is None:  # a spool line of no known kind: retrying cannot help
+                raise RowRejected(f"spool record of unknown kind {run[0].kind!r}")
+            if table is RESOLUTIONS:
                 await self.store.upsert_resolutions(rows)
+            else:
+                await self.store.insert_once(table, rows)
             # rows dropped from the spool while this commit was in flight did arrive after all
             self.rows_dropped -= self._inflight_dropped
             self.rows_written += len(run)

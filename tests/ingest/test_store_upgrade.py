@@ -171,3 +171,125 @@ async def test_a_foreign_table_is_not_touched(any_db) -> None:
             await store.ensure_schema()
     finally:
         await store.close()
+
+
+# --- version 1 (before the trade tape and depth) -> version 2 ---------------------------------
+
+def _raw(url, stmts: list[str]) -> None:
+    """Run statements outside the store (as another program, or the previous slotml, would)."""
+    if url.scheme == "mysql":
+        conn = pymysql.connect(host=url.host, port=url.port, user=url.user, password=url.password,
+                               database=url.database, autocommit=True)
+        with conn.cursor() as cur:
+            for s in stmts:
+                cur.execute(s)
+        conn.close()
+    else:
+        conn = sqlite3.connect(str(url.path))
+        for s in stmts:
+            conn.execute(s)
+        conn.commit()
+        conn.close()
+
+
+async def make_version_1(url) -> tuple[list[dict], list[dict]]:
+    """A store exactly as schema version 1 left it, with rows: made by this code, then the
+    version-2 additions taken away (the depth columns, the tape tables) and the version row
+    set back to 1. Returns its snapshot and resolution rows as read back then."""
+    from slotml.ingest.schema import DEPTH_COLUMNS, TAPE_GAPS, TRADES
+    from tests.ingest.test_store import snap
+
+    store = open_store(url)
+    await store.connect()
+    try:
+        await store.ensure_schema()
+        await store.insert_snapshots([snap(i) for i in range(6)])
+        await store.upsert_resolutions([{"symbol": "BTC", "window_s": 900, "slot_ts": SLOT,
+                                         "slug": "btc-updown-15m-1", "resolved_up": True},
+                                        {"symbol": "ETH", "window_s": 900, "slot_ts": SLOT}])
+        snaps, res = await store.fetch_snapshots(), await store.fetch_resolutions()
+    finally:
+        await store.close()
+    q = "`" if url.scheme == "mysql" else '"'
+    drops = [f"ALTER TABLE slot_snapshots DROP COLUMN {q}{c}{q}" for c in DEPTH_COLUMNS]
+    if url.scheme == "mysql":  # one statement: 40 table copies would be slow
+        drops = ["ALTER TABLE slot_snapshots " + ", ".join(f"DROP COLUMN `{c}`" for c in DEPTH_COLUMNS)]
+    _raw(url, [*drops, f"DROP TABLE {TRADES.name}", f"DROP TABLE {TAPE_GAPS.name}",
+               "DELETE FROM schema_version", "INSERT INTO schema_version (version, applied_at, "
+               "description) VALUES (1, 1767200000.5, 'slotml schema')"])
+    return snaps, res
+
+
+async def test_version_1_store_is_upgraded_in_place(any_db) -> None:
+    from slotml.ingest.schema import DEPTH_COLUMNS, SCHEMA_VERSION, SNAPSHOTS
+
+    assert SCHEMA_VERSION == 2
+    snaps, res = await make_version_1(any_db)
+    v1_cols = [c for c in SNAPSHOTS.names if c not in DEPTH_COLUMNS]
+    store = open_store(any_db)
+    await store.connect()
+    try:
+        done = await store.ensure_schema()
+        assert done == ["slot_snapshots: added columns the 40 depth columns bid_up_l1 .. "
+                        "ask_size_down_l5", "created table slot_trades",
+                        "created table slot_tape_gaps", "schema version 1 -> 2"]
+        assert await store.ensure_schema() == []  # a second run does nothing
+        assert await store.execute("SELECT max(version) FROM schema_version") == [(2,)]
+        # the rows are intact (ids, values, updated_at untouched), their depth NULL
+        after = await store.fetch_snapshots()
+        assert [{k: r[k] for k in v1_cols} for r in after] == [
+            {k: r[k] for k in v1_cols} for r in snaps]
+        assert all(r[c] is None for r in after for c in DEPTH_COLUMNS)
+        assert await store.fetch_resolutions() == res
+        assert await store.count("slot_trades") == 0 and await store.count("slot_tape_gaps") == 0
+        # and the upgraded store takes version-2 rows
+        row = {k: v for k, v in snaps[0].items() if k not in ("id", "updated_at")}
+        assert await store.insert_snapshots([{**row, "tick_ms": row["tick_ms"] + 300_000,
+                                              "bid_up_l1": row["bid_up"], "bid_size_up_l1": 10.0}]) == 1
+        last = (await store.fetch_snapshots())[-1]
+        assert (last["bid_up_l1"], last["bid_size_up_l1"], last["bid_up_l2"]) == (row["bid_up"], 10.0, None)
+        # the column order of an upgraded table is a fresh one's (ADD COLUMN appends)
+        if any_db.scheme == "sqlite":
+            names = [r[1] for r in await store.execute("PRAGMA table_info(slot_snapshots)")]
+        else:
+            names = [r[0] for r in await store.execute(
+                "SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = %s "
+                "AND TABLE_NAME = 'slot_snapshots' ORDER BY ORDINAL_POSITION", [any_db.database])]
+        assert names == SNAPSHOTS.names
+    finally:
+        await store.close()
+
+
+async def test_a_newer_store_is_refused(any_db) -> None:
+    from slotml.errors import UserError
+    from slotml.ingest.schema import SCHEMA_VERSION
+
+    store = open_store(any_db)
+    await store.connect()
+    try:
+        await store.ensure_schema()
+        await store.execute("INSERT INTO schema_version (version, applied_at, description) "
+                            f"VALUES ({SCHEMA_VERSION + 1}, 1.0, 'future')")
+        with pytest.raises(UserError, match=f"database schema version {SCHEMA_VERSION + 1} is "
+                                            f"newer than this slotml's \\({SCHEMA_VERSION}\\)"):
+            await store.ensure_schema()
+    finally:
+        await store.close()
+
+
+async def test_db_init_prints_the_upgrade(tmp_path, capsys) -> None:
+    import asyncio
+
+    from slotml.cli import main
+    from slotml.settings import DbUrl
+
+    url = DbUrl(scheme="sqlite", path=tmp_path / "v1.db")
+    await make_version_1(url)
+    args = ["db", "init", "--db", url.raw, "--data-dir", str(tmp_path)]
+    assert await asyncio.to_thread(main, args) == 0
+    out = capsys.readouterr().out
+    assert "added columns the 40 depth columns" in out and "created table slot_trades" in out
+    assert "schema version 1 -> 2" in out
+    assert "rows: slot_snapshots 6, slot_resolutions 2, slot_trades 0, slot_tape_gaps 0" in out
+    assert await asyncio.to_thread(main, args) == 0
+    assert "schema up to date, nothing to do" in capsys.readouterr().out
