@@ -11,6 +11,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from slotml.ingest.schema import DEPTH_LEVELS
+
 SNAPSHOT_INTERVAL_S = 30.0
 GHOST_BID = 0.01  # a REST/WS book whose only levels are 0.01 bid / 0.99 ask carries no information
 GHOST_ASK = 0.99
@@ -25,6 +27,10 @@ class BookTop:
     bid_size: float | None = None
     ask_size: float | None = None
     updated_at: float | None = None  # epoch s of the last change applied to this book
+    # the top levels of each side, best first, as (price, size): bids descending, asks ascending,
+    # level 1 == (bid, bid_size). Read with the best levels (same state); None = no depth captured
+    bids: tuple[tuple[float, float], ...] | None = None
+    asks: tuple[tuple[float, float], ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +49,23 @@ def grid_tick_ms(now: float, interval_s: float = SNAPSHOT_INTERVAL_S) -> int:
     """The latest grid instant at or before ``now`` (epoch s), in ms; all assets share it."""
     step = round(interval_s * 1000)
     return (int(now * 1000) // step) * step
+
+
+def _depth_ok(levels: tuple[tuple[float, float], ...] | None, best: float | None,
+              best_size: float | None, descending: bool) -> bool:
+    """Best first, strictly ordered, sizes > 0, and level 1 is the best level itself."""
+    if levels is None:
+        return True
+    if not levels:
+        return best is None
+    if levels[0] != (best, best_size):
+        return False
+    prev = None
+    for p, s in levels:
+        if s is None or not s > 0 or (prev is not None and (p >= prev if descending else p <= prev)):
+            return False
+        prev = p
+    return True
 
 
 def check_top(top: BookTop | None) -> tuple[BookTop | None, str | None]:
@@ -64,7 +87,28 @@ def check_top(top: BookTop | None) -> tuple[BookTop | None, str | None]:
             return None, "crossed"
         if top.bid <= GHOST_BID and top.ask >= GHOST_ASK:
             return None, "ghost"
+    if not (_depth_ok(top.bids, top.bid, top.bid_size, True)
+            and _depth_ok(top.asks, top.ask, top.ask_size, False)):
+        return None, "depth_mismatch"  # levels that disagree with the best: trust neither
     return top, None
+
+
+# (price column, size column) of levels 1..DEPTH_LEVELS per (token, side), schema order
+_DEPTH_COLS = {(token, side): tuple((f"{side}_{token}_l{k}", f"{side}_size_{token}_l{k}")
+                                    for k in range(1, DEPTH_LEVELS + 1))
+               for token in ("up", "down") for side in ("bid", "ask")}
+
+
+def depth_columns(token: str, top: BookTop | None, row: dict[str, Any]) -> None:
+    """Fill the depth columns of one token into ``row``: level k absent -> price and size NULL."""
+    for side in ("bid", "ask"):
+        levels = (top.bids if side == "bid" else top.asks) if top is not None else None
+        levels = levels or ()
+        for k, (pc, sc) in enumerate(_DEPTH_COLS[(token, side)]):
+            if k < len(levels):
+                row[pc], row[sc] = levels[k]
+            else:
+                row[pc] = row[sc] = None
 
 
 def move_pct(value: float | None, base: float | None) -> float | None:
@@ -87,7 +131,9 @@ def make_snapshot(
     Returns the row and the list of reject reasons (``"up:crossed"`` ...) for the caller's
     counters. The move columns use the market's settlement series (``twap`` for ``twap60``,
     ``spot`` for ``spot``) against ``price_to_beat``; ``spot_move_pct`` always uses the spot
-    stream against ``spot_price_to_beat``. A missing base leaves the moves NULL.
+    stream against ``spot_price_to_beat``. A missing base leaves the moves NULL. The depth
+    columns come from the tops' ``bids``/``asks`` (the same read as the best levels), so a
+    rejected or missing book NULLs its depth exactly as it NULLs its best levels.
     """
     rejects: list[str] = []
     up, r = check_top(up)
@@ -137,4 +183,6 @@ def make_snapshot(
         "hour_utc": tm.tm_hour,
         "day_of_week": tm.tm_wday,  # time.struct_time: 0 = Monday
     }
+    depth_columns("up", up, row)  # after check_top: a rejected (crossed, ...) book has no depth
+    depth_columns("down", down, row)
     return row, rejects

@@ -14,6 +14,7 @@ from slotml.ingest.books import BookStore
 from slotml.ingest.feeds.gamma import MarketInfo
 from slotml.ingest.metrics import Metrics
 from slotml.ingest.prices import SPOT, TWAP60
+from slotml.ingest.schema import DEPTH_LEVELS
 from slotml.ingest.snapshot import BookTop, WindowRef, make_snapshot
 
 
@@ -107,12 +108,13 @@ class Capture:
 
 def capture(win: Window, now: float, books: BookStore, prices: Any, clob_fresh: bool,
             stale_after: float, metrics: Metrics) -> Capture:
-    """Read one window's books and prices (cheap: O(1) per token), nothing else."""
+    """Read one window's books (best levels and depth in one read per token: they cannot
+    disagree) and prices, nothing else. O(levels) per token."""
     info = win.info
     up = down = None
     if clob_fresh:
-        up = books.top(info.up_token_id)
-        down = books.top(info.down_token_id)
+        up = books.top(info.up_token_id, DEPTH_LEVELS)
+        down = books.top(info.down_token_id, DEPTH_LEVELS)
         for t in (up, down):
             if t is None:
                 metrics.inc("snapshot_nulls", column="book", reason="no_book")

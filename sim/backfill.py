@@ -5,7 +5,7 @@ rendered at the collector's 30 s grid and through the collector's own snapshot f
 (``ingest.snapshot.make_snapshot``). What a live collector sees at a tick g (captured within
 ~50 ms of g) is reproduced exactly:
 
-- books: the state the server publishes for second g (at g - 0.25 s);
+- books: the state the server publishes for second g (at g - 0.25 s), its five levels of depth too;
 - prices: the relay lags 1.5 +- 0.3 s, so the latest observation is the one stamped g - 2;
 - price_to_beat: the settlement observation stamped at the window start, once it has arrived
   (so the first tick of a window has no base yet, as live);
@@ -37,6 +37,7 @@ from slotml.errors import UserError
 from slotml.ingest.snapshot import SNAPSHOT_INTERVAL_S, BookTop, WindowRef, make_snapshot
 from slotml.settings import CommonSettings
 from slotml.sim.config import SimConfig
+from slotml.sim.depth import book_depth, depth_columns, levels_at
 from slotml.sim.maker import maker_prob, quote_books
 from slotml.sim.oracle import known_sum, p_up
 from slotml.sim.prices import _rng, asset_key, twap_of
@@ -183,6 +184,7 @@ def _one_symbol(world: World, sym: str, starts: np.ndarray, grid: np.ndarray, t_
     lw1 = np.array([draws[i].level_w[1] for i in widx])
     size_a = np.round(books.top5 * lw0, 2)  # Up best bid / Down best ask
     size_b = np.round(books.top5 * lw1, 2)  # Up best ask / Down best bid
+    depth = book_depth(books, [draws[i].level_w for i in widx])
     obs = grid - RELAY_STEP_S
     spot_obs = spot[obs - t0]
     twap_obs = twap(obs)
@@ -194,7 +196,7 @@ def _one_symbol(world: World, sym: str, starts: np.ndarray, grid: np.ndarray, t_
     spot_base = spot[wstart - t0]
     rows = (_rows_exact if exact else _rows_fast)(
         sym, w, rule, grid, wstart, captured, books, size_a, size_b, base_known, p2b[widx],
-        spot_base, spot_obs, twap_obs)
+        spot_base, spot_obs, twap_obs, depth)
     out.snapshots.extend(rows)
     gl, ws = grid.tolist(), wstart.tolist()
     o = out.oracle
@@ -241,7 +243,7 @@ def _one_symbol(world: World, sym: str, starts: np.ndarray, grid: np.ndarray, t_
 
 
 def _rows_exact(sym, w, rule, grid, wstart, captured, books, size_a, size_b, base_known, p2b,
-                spot_base, spot_obs, twap_obs) -> list[dict[str, Any]]:
+                spot_base, spot_obs, twap_obs, depth) -> list[dict[str, Any]]:
     """Every row through the collector's own snapshot function."""
     sp = [None if x == 0 else x / 100 for x in range(100)]
     ub, ua, db, da = (books.up_bid.tolist(), books.up_ask.tolist(), books.down_bid.tolist(),
@@ -253,8 +255,10 @@ def _rows_exact(sym, w, rule, grid, wstart, captured, books, size_a, size_b, bas
     for i in range(len(gl)):
         g, c = gl[i], cap[i]
         upd = g - BOOK_LEAD_S
-        upt = BookTop(sp[ub[i]], sp[ua[i]], sa[i] if ub[i] else None, sb[i] if ua[i] else None, upd)
-        dnt = BookTop(sp[db[i]], sp[da[i]], sb[i] if db[i] else None, sa[i] if da[i] else None, upd)
+        upt = BookTop(sp[ub[i]], sp[ua[i]], sa[i] if ub[i] else None, sb[i] if ua[i] else None, upd,
+                      levels_at(depth, "up", "bid", i), levels_at(depth, "up", "ask", i))
+        dnt = BookTop(sp[db[i]], sp[da[i]], sb[i] if db[i] else None, sa[i] if da[i] else None, upd,
+                      levels_at(depth, "down", "bid", i), levels_at(depth, "down", "ask", i))
         ref = WindowRef(sym, w, ws[i], rule, p2bl[i] if bk[i] else None, spb[i] if bk[i] else None)
         row, _ = make_snapshot(ref, g * 1000, c, upt, dnt, so[i], to[i])
         rows.append(row)
@@ -262,7 +266,7 @@ def _rows_exact(sym, w, rule, grid, wstart, captured, books, size_a, size_b, bas
 
 
 def _rows_fast(sym, w, rule, grid, wstart, captured, books, size_a, size_b, base_known, p2b,
-               spot_base, spot_obs, twap_obs) -> list[dict[str, Any]]:
+               spot_base, spot_obs, twap_obs, depth) -> list[dict[str, Any]]:
     """The same rows as ``_rows_exact``, column-wise. The sim's books are never crossed, ghost or
     out of range (ask = bid + spread >= 1 cent, prices in [0.01, 0.99]), so make_snapshot's
     rejections cannot fire; the equality test would catch a change."""
@@ -302,6 +306,7 @@ def _rows_fast(sym, w, rule, grid, wstart, captured, books, size_a, size_b, base
         "book_age_s": (captured - (grid - BOOK_LEAD_S)).tolist(),
         "hour_utc": ((grid // 3600) % 24).tolist(),
         "day_of_week": ((grid // 86400 + 3) % 7).tolist(),  # 1970-01-01 was a Thursday; 0 = Monday
+        **depth_columns(depth),
     }
     keys = list(cols)
     return [dict(zip(keys, vals, strict=True)) for vals in zip(*cols.values(), strict=True)]

@@ -93,6 +93,10 @@ class Control:
             "bid_size": book["bids"][0][1] if book["bids"] else None,
             "ask_size": book["asks"][0][1] if book["asks"] else None,
             "maker_p_up": float(self.world.window(m).books.p[self.world.window(m).at(t)]),
+            # the levels published for second t, best first (between publications book_rate
+            # flickers may change the sizes below the top)
+            "bids": [[c / 100, z] for c, z in book["bids"]],
+            "asks": [[c / 100, z] for c, z in book["asks"]],
         })
 
     async def sim_prices(self, request: web.Request) -> web.Response:

@@ -51,3 +51,65 @@ def test_bad_books_are_nulled_and_counted(top: BookTop, reason: str) -> None:
     row, rejects = make_snapshot(W, 1767200730000, 1767200730.0, top, good, None, None)
     assert rejects == [f"up:{reason}"]
     assert row["bid_up"] is None and row["ask_up"] is None and row["bid_down"] == 0.4
+
+
+# --- depth -------------------------------------------------------------------------------------
+
+def _depth(row: dict, token: str, side: str) -> list:
+    return [(row[f"{side}_{token}_l{k}"], row[f"{side}_size_{token}_l{k}"]) for k in range(1, 6)]
+
+
+def test_depth_fewer_than_five_levels_leaves_the_rest_null() -> None:
+    up = BookTop(0.55, 0.56, 100, 50, bids=((0.55, 100), (0.54, 200), (0.5, 7)),
+                 asks=((0.56, 50),))
+    row, rejects = make_snapshot(W, 1767200730000, 1767200730.0, up, None, None, None)
+    assert rejects == []
+    assert _depth(row, "up", "bid") == [(0.55, 100), (0.54, 200), (0.5, 7), (None, None), (None, None)]
+    assert _depth(row, "up", "ask") == [(0.56, 50)] + [(None, None)] * 4
+    assert _depth(row, "down", "bid") == [(None, None)] * 5  # no book: all NULL, never 0
+
+
+def test_depth_level_one_is_the_best_level() -> None:
+    bids = tuple((round(0.5 - k / 100, 2), 10.0 + k) for k in range(5))
+    asks = tuple((round(0.52 + k / 100, 2), 20.0 + k) for k in range(5))
+    up = BookTop(0.5, 0.52, 10.0, 20.0, bids=bids, asks=asks)
+    row, _ = make_snapshot(W, 1767200730000, 1767200730.0, up, up, None, None)
+    for token in ("up", "down"):
+        for side in ("bid", "ask"):
+            assert (row[f"{side}_{token}_l1"], row[f"{side}_size_{token}_l1"]) == \
+                (row[f"{side}_{token}"], row[f"{side}_size_{token}"])
+    assert _depth(row, "up", "bid") == list(bids) and _depth(row, "up", "ask") == list(asks)
+
+
+def test_depth_empty_side_is_all_null() -> None:
+    up = BookTop(None, 0.99, None, 5, bids=(), asks=((0.99, 5),))
+    row, rejects = make_snapshot(W, 1767200730000, 1767200730.0, up, None, None, None)
+    assert rejects == []
+    assert _depth(row, "up", "bid") == [(None, None)] * 5
+    assert _depth(row, "up", "ask") == [(0.99, 5)] + [(None, None)] * 4
+
+
+def test_depth_not_captured_is_null() -> None:
+    row, _ = make_snapshot(W, 1767200730000, 1767200730.0, BookTop(0.4, 0.41, 1, 1), None, None, None)
+    assert row["bid_up"] == 0.4 and _depth(row, "up", "bid") == [(None, None)] * 5
+
+
+@pytest.mark.parametrize("top,reason", [
+    (BookTop(0.6, 0.5, 1, 1, bids=((0.6, 1),), asks=((0.5, 1),)), "crossed"),
+    (BookTop(0.4, 0.5, 1, 1, bids=((0.39, 1),), asks=((0.5, 1),)), "depth_mismatch"),
+    (BookTop(0.4, 0.5, 1, 1, bids=((0.4, 1), (0.41, 2)), asks=((0.5, 1),)), "depth_mismatch"),
+    (BookTop(0.4, 0.5, 1, 1, bids=((0.4, 1),), asks=((0.5, 1), (0.5, 2))), "depth_mismatch"),
+    (BookTop(0.4, 0.5, 1, 1, bids=((0.4, 1), (0.3, 0)), asks=((0.5, 1),)), "depth_mismatch"),
+])
+def test_depth_of_a_rejected_book_is_null(top: BookTop, reason: str) -> None:
+    row, rejects = make_snapshot(W, 1767200730000, 1767200730.0, top, None, None, None)
+    assert rejects == [f"up:{reason}"] and row["bid_up"] is None
+    assert _depth(row, "up", "bid") == _depth(row, "up", "ask") == [(None, None)] * 5
+
+
+def test_row_carries_every_depth_column() -> None:
+    from slotml.ingest.schema import DEPTH_COLUMNS, SNAPSHOTS
+
+    row, _ = make_snapshot(W, 1767200730000, 1767200730.0, None, None, None, None)
+    assert set(DEPTH_COLUMNS) <= set(row)
+    assert set(row) == {c.name for c in SNAPSHOTS.data_columns}

@@ -206,3 +206,36 @@ def test_feed_forgets_retired_tokens_after_an_all_resolved_close() -> None:
     books.retire([A, B])  # a resolve attempt after the close marks them again
     feed.remove_tokens([A, B])  # the collector untracks the resolved window
     assert books.retired == set()
+
+
+def test_depth_levels_stay_ordered_through_removals_and_re_adds() -> None:
+    s = store()
+    s.apply({"event_type": "book", "asset_id": "t", "timestamp": "1000",  # worst to best, as the wire
+             "bids": [{"price": p, "size": z} for p, z in
+                      (("0.2", "9"), ("0.4", "4"), ("0.3", "3"), ("0.45", "2"), ("0.47", "1"),
+                       ("0.1", "8"))],
+             "asks": [{"price": p, "size": z} for p, z in (("0.6", "6"), ("0.5", "5"))]}, 1.0)
+    top = s.top("t", 5)
+    assert top.bids == ((0.47, 1.0), (0.45, 2.0), (0.4, 4.0), (0.3, 3.0), (0.2, 9.0))
+    assert top.asks == ((0.5, 5.0), (0.6, 6.0))
+    assert top.bids[0] == (top.bid, top.bid_size) and top.asks[0] == (top.ask, top.ask_size)
+
+    def pc(*changes: tuple[str, str, str]) -> dict:
+        return {"event_type": "price_change", "market": "m", "timestamp": "1001",
+                "price_changes": [{"asset_id": "t", "price": p, "size": z, "side": sd}
+                                  for p, z, sd in changes]}
+
+    s.apply(pc(("0.47", "0", "BUY"), ("0.4", "0", "BUY"), ("0.5", "0", "SELL")), 2.0)
+    top = s.top("t", 5)
+    assert top.bids == ((0.45, 2.0), (0.3, 3.0), (0.2, 9.0), (0.1, 8.0))  # 4 left: no padding
+    assert top.asks == ((0.6, 6.0),) and (top.bid, top.ask) == (0.45, 0.6)
+    s.apply(pc(("0.4", "11", "BUY"), ("0.48", "12", "BUY"), ("0.3", "13", "BUY"),
+               ("0.55", "1.5", "SELL"), ("0.58", "2", "SELL")), 3.0)
+    top = s.top("t", 5)
+    assert top.bids == ((0.48, 12.0), (0.45, 2.0), (0.4, 11.0), (0.3, 13.0), (0.2, 9.0))
+    assert top.asks == ((0.55, 1.5), (0.58, 2.0), (0.6, 6.0))
+    assert (top.bid, top.bid_size, top.ask, top.ask_size) == (0.48, 12.0, 0.55, 1.5)
+    s.apply(pc(("0.55", "0", "SELL"), ("0.58", "0", "SELL"), ("0.6", "0", "SELL")), 4.0)
+    top = s.top("t", 5)
+    assert top.asks == () and top.ask is None  # an empty side: no levels, never a 0
+    assert s.top("t").bids is None  # depth only when asked for

@@ -146,6 +146,42 @@ def test_books_equal_what_the_sim_quoted_at_the_tick(run: Run) -> None:
     assert compared >= 0.95 * 2 * len(run.snaps), f"{nulls} NULL book sides"
 
 
+FLICKER_AFTER_S = 0.25  # the sim's first book_rate flicker after publishing second s: s + 0.25
+
+
+def test_depth_equals_the_sims_published_book(run: Run) -> None:
+    """Five levels a side, best first, as the sim published them for the tick's second: prices
+    and level-1 sizes always; deeper sizes exactly when captured before the first flicker, else
+    at most one flickered size per token (0.7-1.3x)."""
+    exact = flickered = 0
+    for r in run.snaps:
+        m = run.markets[(r["symbol"], r["slot_ts"])]
+        second = math.floor(r["tick_ms"] / 1000 + 0.25)
+        before_flicker = r["captured_at"] < second + FLICKER_AFTER_S - 0.01
+        for tok, token in ((m.up_token, "up"), (m.down_token, "down")):
+            if r[f"bid_{token}"] is None and r[f"ask_{token}"] is None:
+                assert all(r[f"{sd}_{token}_l{k}"] is None for sd in ("bid", "ask", "bid_size",
+                                                                       "ask_size") for k in range(1, 6))
+                continue  # no book yet (test_books_equal... bounds these)
+            q = run.quotes[(tok, second)]
+            moved = 0
+            for side, key in (("bid", "bids"), ("ask", "asks")):
+                want = [tuple(lv) for lv in q[key]] + [(None, None)] * (5 - len(q[key]))
+                got = [(r[f"{side}_{token}_l{k}"], r[f"{side}_size_{token}_l{k}"]) for k in range(1, 6)]
+                assert got[0] == (r[f"{side}_{token}"], r[f"{side}_size_{token}"])
+                assert [p for p, _ in got] == [p for p, _ in want], f"{m.slug} {token} {side}"
+                assert got[0] == want[0], f"{m.slug} {token} {side}: {got} vs {want}"
+                for (_, a), (_, b) in zip(got[1:], want[1:], strict=True):
+                    if a != b:
+                        assert not before_flicker, f"{m.slug} {token} {side}: {got} vs {want}"
+                        assert 0.69 * b <= a <= 1.31 * b, (got, want)
+                        moved += 1
+            assert moved <= 1, (r, q)
+            exact += moved == 0
+            flickered += moved
+    assert exact >= 0.4 * 2 * len(run.snaps), (exact, flickered)
+
+
 def test_prices_equal_the_relays_latest_observation(run: Run) -> None:
     exact = 0
     for r in run.snaps:

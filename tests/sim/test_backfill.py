@@ -36,8 +36,9 @@ def test_rows_carry_every_column_and_are_deterministic() -> None:
     c = generate(SimConfig(seed=10), days=0.5, end=END)
     assert a.snapshots == b.snapshots and a.resolutions == b.resolutions and a.oracle == b.oracle
     assert a.snapshots != c.snapshots
-    # every column but the depth ones, which only a live collector's books can fill (NULL here)
-    assert set(a.snapshots[0]) == {col.name for col in SNAPSHOTS.data_columns} - set(DEPTH_COLUMNS)
+    # every column, the depth ones too (the levels the live sim would publish)
+    assert set(a.snapshots[0]) == {col.name for col in SNAPSHOTS.data_columns}
+    assert all(a.snapshots[0][c] is not None for c in ("bid_up_l1", "ask_size_down_l1"))
     assert set(a.resolutions[5]) <= {col.name for col in RESOLUTIONS.data_columns}
     assert a.t_end == END // 900 * 900 and a.t_end - a.t_start == 43200
 
@@ -151,3 +152,23 @@ def test_sixty_days_shape_is_cheap_per_day() -> None:
     bf = generate(SimConfig(seed=1, symbols=("BTC",)), days=3, end=END)
     assert len(bf.snapshots) == 3 * 2880 - bf.missing_ticks
     assert np.isfinite([r["chainlink_price"] for r in bf.snapshots]).all()
+
+
+def test_depth_is_the_book_the_sim_publishes() -> None:
+    """Every row's five levels a side are the world's book at the tick (what the live sim
+    publishes), level 1 is the best level, absent levels are NULL pairs."""
+    cfg = SimConfig(seed=12)
+    bf = generate(cfg, days=0.1, end=END, missing_fraction=0.0)
+    world = World(cfg)
+    n_deep = 0
+    for r in bf.snapshots[::7]:
+        m = world.market(r["symbol"], r["slot_ts"])
+        for token, book in zip(("up", "down"), world.book_levels(m, r["tick_ms"] // 1000), strict=True):
+            for side, key in (("bid", "bids"), ("ask", "asks")):
+                want = [(c / 100, s) for c, s in book[key]] + [(None, None)] * (5 - len(book[key]))
+                got = [(r[f"{side}_{token}_l{k}"], r[f"{side}_size_{token}_l{k}"]) for k in range(1, 6)]
+                assert got == want, (r["symbol"], r["tick_ms"], token, side)
+                assert got[0] == (r[f"{side}_{token}"], r[f"{side}_size_{token}"])
+                n_deep += got[4][0] is not None
+    assert n_deep > 100
+    assert all(c in bf.snapshots[0] for c in DEPTH_COLUMNS)

@@ -27,6 +27,7 @@ from tests.ingest.collector_harness import (
 
 TIMING = {"captured_at", "book_age_s", "resolved_at", "final_seen_at", "updated_at", "id"}
 PRICE_COLS = {"chainlink_price", "chainlink_twap", "dir_move_pct", "abs_move_pct", "spot_move_pct"}
+DEEP_SIZES = {f"{s}_size_{t}_l{k}" for s in ("bid", "ask") for t in ("up", "down") for k in range(2, 6)}
 
 
 def _same(a, b) -> bool:
@@ -57,7 +58,15 @@ def test_live_window_equals_backfill(tmp_path: Path) -> None:
         if not diff:
             exact += 1
             continue
-        # only the price columns may differ, and only as the actual capture time explains
+        # only the price columns may differ, and only as the actual capture time explains; so
+        # may one size below the top a token, if captured after the sim's first flicker (s + 0.25)
+        flicker = {k for k in diff if k in DEEP_SIZES}
+        assert not flicker or r["captured_at"] >= r["tick_ms"] / 1000 + 0.24, (flicker, r, b)
+        assert len({k.split("_")[2] for k in flicker}) == len(flicker), (flicker, r, b)
+        diff -= flicker
+        if not diff:
+            explained += 1
+            continue
         assert diff <= PRICE_COLS, (diff, r, b)
         s = last_published(world.relay_delay, r["captured_at"])
         path = world.path(r["symbol"])
