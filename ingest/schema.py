@@ -132,8 +132,10 @@ SNAPSHOTS = Table(
          "of each token's book as fixed, nullable price/size columns (`bid_up_l1` ... "
          "`ask_size_down_l5`) rather than list columns: every backend (SQLite, MySQL) and the "
          "lake's Arrow schema take them as they are, DuckDB reads them as plain columns, and "
-         "a row without depth (rows written before version 2, stale books, the sim's "
-         "backfill) is simply NULLs. They come last, after `updated_at`: ADD COLUMN appends, "
+         "a row without depth (rows written before version 2, stale or rejected books, "
+         "writers that capture no depth) is simply NULLs. The collector reads the levels "
+         "with the best ones (one read of its book); the sim's backfill writes the levels "
+         "the sim publishes. They come last, after `updated_at`: ADD COLUMN appends, "
          "so a fresh store and an upgraded one have the same column order."),
     columns=(
         _ID,

@@ -133,9 +133,12 @@ def make_snapshot(
     ``spot`` for ``spot``) against ``price_to_beat``; ``spot_move_pct`` always uses the spot
     stream against ``spot_price_to_beat``. A missing base leaves the moves NULL. The depth
     columns come from the tops' ``bids``/``asks`` (the same read as the best levels), so a
-    rejected or missing book NULLs its depth exactly as it NULLs its best levels.
+    rejected or missing book NULLs its depth exactly as it NULLs its best levels. A caller that
+    captures no depth (no top carries levels) gets a row without the depth keys: the store
+    writes them NULL and leaves them out of its INSERT (cheaper).
     """
     rejects: list[str] = []
+    has_depth = any(t is not None and (t.bids is not None or t.asks is not None) for t in (up, down))
     up, r = check_top(up)
     if r:
         rejects.append(f"up:{r}")
@@ -183,6 +186,7 @@ def make_snapshot(
         "hour_utc": tm.tm_hour,
         "day_of_week": tm.tm_wday,  # time.struct_time: 0 = Monday
     }
-    depth_columns("up", up, row)  # after check_top: a rejected (crossed, ...) book has no depth
-    depth_columns("down", down, row)
+    if has_depth:  # after check_top: a rejected (crossed, ...) book has no depth
+        depth_columns("up", up, row)
+        depth_columns("down", down, row)
     return row, rejects

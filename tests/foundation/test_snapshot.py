@@ -89,9 +89,14 @@ def test_depth_empty_side_is_all_null() -> None:
     assert _depth(row, "up", "ask") == [(0.99, 5)] + [(None, None)] * 4
 
 
-def test_depth_not_captured_is_null() -> None:
+def test_depth_not_captured_leaves_the_columns_out() -> None:
+    """No top carries levels (serve's bot, benches, a stale stream): no depth keys, stored NULL."""
+    from slotml.ingest.schema import DEPTH_COLUMNS
+
     row, _ = make_snapshot(W, 1767200730000, 1767200730.0, BookTop(0.4, 0.41, 1, 1), None, None, None)
-    assert row["bid_up"] == 0.4 and _depth(row, "up", "bid") == [(None, None)] * 5
+    assert row["bid_up"] == 0.4 and not set(DEPTH_COLUMNS) & set(row)
+    row, _ = make_snapshot(W, 1767200730000, 1767200730.0, None, None, None, None)
+    assert not set(DEPTH_COLUMNS) & set(row)
 
 
 @pytest.mark.parametrize("top,reason", [
@@ -110,6 +115,7 @@ def test_depth_of_a_rejected_book_is_null(top: BookTop, reason: str) -> None:
 def test_row_carries_every_depth_column() -> None:
     from slotml.ingest.schema import DEPTH_COLUMNS, SNAPSHOTS
 
-    row, _ = make_snapshot(W, 1767200730000, 1767200730.0, None, None, None, None)
-    assert set(DEPTH_COLUMNS) <= set(row)
+    row, _ = make_snapshot(W, 1767200730000, 1767200730.0, None,
+                           BookTop(None, None, bids=(), asks=()), None, None)
+    assert set(DEPTH_COLUMNS) <= set(row) and all(row[c] is None for c in DEPTH_COLUMNS)
     assert set(row) == {c.name for c in SNAPSHOTS.data_columns}

@@ -298,7 +298,7 @@ def test_rederive_at_the_live_cadence_reproduces_the_live_rows(run: Run) -> None
         for col, v in r.items():
             if col in ("id", "updated_at"):
                 continue
-            # a column make_snapshot does not fill (depth, for now) is NULL in the store
+            # every column, the depth ones too (the replayed books give the same levels)
             assert a.get(col) == (pytest.approx(v, abs=1e-9) if isinstance(v, float) else v), \
                 f"{k} {col}: live {v!r} rederived {a.get(col)!r}"
     coarse = derive_rows(run.raw_dir, "5s", SYMBOLS, 1.0, run.cfg.stale_after)

@@ -1,6 +1,6 @@
 """A window collected LIVE from the sim by the real collector equals the same window BACKFILLED
-from the same seed, column by column (timing columns aside: captured_at, book_age_s,
-resolved_at, final_seen_at, updated_at).
+from the same seed, column by column, the five levels of depth included (timing columns aside:
+captured_at, book_age_s, resolved_at, final_seen_at, updated_at).
 
 The backfill assumes the capture happens within ~0.2 s of the tick (books of second g, prices
 stamped g - 2). On a loaded 2-core machine a capture can run later; such a row may then see the
