@@ -63,10 +63,13 @@ def build_feeds(cfg: CollectorConfig, metrics: Metrics, *, on_resolved: Resolved
                 writer: Any = None) -> Feeds:
     """Every feed the collector needs (not started). ``prices`` replaces the configured price
     source (tests hand in their own). The trade tape goes to ``writer`` (``put_trade``,
-    ``put_tape_gap``) unless ``cfg.trades`` is off."""
+    ``put_tape_gap``) unless ``cfg.trades`` is off or the writer is a sink without them (serve's
+    live features keep no tape)."""
     books = BookStore(metrics, on_resolved=on_resolved)
-    tape = (TapeRecorder(metrics, writer.put_trade, writer.put_tape_gap)
-            if cfg.trades and writer is not None else None)
+    put_trade = getattr(writer, "put_trade", None)
+    put_gap = getattr(writer, "put_tape_gap", None)
+    tape = (TapeRecorder(metrics, put_trade, put_gap)
+            if cfg.trades and put_trade is not None and put_gap is not None else None)
     clob = ClobFeed(cfg.clob_ws_url, books, metrics, ping_interval=cfg.clob_ping_interval,
                     stall_after=cfg.stale_after, backoff_max=cfg.backoff_max, on_raw=on_raw,
                     tape=tape)
