@@ -50,11 +50,15 @@ def _register_collect(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lookahead", type=int, default=None,
                    help="windows ahead of the current one to discover and subscribe "
                    "(default: enough to cover one discovery interval, at least 3)")
+    p.add_argument("--no-trades", action="store_true",
+                   help="do not record the trade tape (last_trade_price prints, tape gaps)")
     p.set_defaults(func=_collect)
 
-    r = sub.add_parser("rederive", help="rebuild snapshot rows from a --raw-dir capture",
-                       description="Replay a raw capture through the same books, prices and "
-                       "snapshot function into a (separate) store.")
+    r = sub.add_parser("rederive", help="rebuild snapshot rows and the trade tape from a "
+                       "--raw-dir capture",
+                       description="Replay a raw capture through the same books, prices, "
+                       "snapshot function and tape recorder into a (separate) store; prints and "
+                       "gaps already there are not stored twice.")
     add_common_args(r)
     r.add_argument("raw_dir", help="the collector's --raw-dir")
     r.add_argument("--cadence", type=float, default=30.0, help="snapshot interval, s (default 30)")
@@ -86,7 +90,8 @@ def _rederive(args: argparse.Namespace) -> int:
     symbols = tuple(s.strip().upper() for s in args.symbols.split(",") if s.strip())
     n = asyncio.run(rederive(args.raw_dir, settings.db, args.family, symbols, args.cadence,
                              args.stale_after))
-    print(f"rederive: {n} snapshot rows written to {settings.db}")
+    print(f"rederive: {n['slot_snapshots']} snapshot rows, {n['slot_trades']} prints, "
+          f"{n['slot_tape_gaps']} tape gaps written to {settings.db}")
     return 0
 
 

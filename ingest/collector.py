@@ -47,6 +47,7 @@ from slotml.ingest.health import HealthServer, health_status, metrics_text
 from slotml.ingest.metrics import Metrics
 from slotml.ingest.prices import PriceSource
 from slotml.ingest.snapshot import grid_tick_ms
+from slotml.ingest.tape_feed import window_keys
 from slotml.ingest.window import (
     Window,
     build_row,
@@ -76,7 +77,8 @@ class Collector:
         self.raw = raw
         self.metrics = Metrics()
         feeds = build_feeds(cfg, self.metrics, on_resolved=self._on_ws_resolved,
-                            on_raw=raw.write if raw is not None else None, prices=prices)
+                            on_raw=raw.write if raw is not None else None, prices=prices,
+                            writer=writer)
         self.books = feeds.books
         self.clob = feeds.clob
         self.clob.keep = self._token_still_live
@@ -86,6 +88,7 @@ class Collector:
         self.by_token: dict[str, tuple[str, int]] = {}
         self.by_condition: dict[str, tuple[str, int]] = {}
         self.outcomes: dict[tuple[str, int], bool] = {}  # resolved_up by (symbol, slot_ts)
+        self.clob.window_of = partial(window_keys, self.windows, self.by_token)  # the tape's
         self.known_keys: set[tuple[str, int]] = set()  # rows known to exist in the store
         self.last_tick_ms: int | None = None
         self.last_capture_spread: float | None = None  # duration of the last read pass, s

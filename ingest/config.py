@@ -54,6 +54,7 @@ class CollectorConfig:
     backoff_max: float = 30.0
     max_clock_offset: float = 5.0  # /health answers 503 beyond this (seconds vs venue stamps)
     lookahead_windows: int | None = None  # None = derived from the discovery interval
+    trades: bool = True  # record the trade tape (slot_trades, slot_tape_gaps); --no-trades
 
     @property
     def window_s(self) -> int:
@@ -105,4 +106,5 @@ def config_from_args(args) -> CollectorConfig:  # noqa: ANN001 - argparse.Namesp
         lookahead_windows=args.lookahead,
         queue_max=args.queue_max,
         spool_max_mb=args.spool_max_mb,
+        trades=not getattr(args, "no_trades", False),
     )

@@ -5,7 +5,9 @@ Hourly gzip JSON lines, ``raw-YYYYMMDDHH.jsonl.gz``, one object per line:
 "rtds:close" | "gamma:<url>" | "clob:<url>" | "tick", "body": text}``. ``tick`` lines mark when
 each live snapshot was taken (``body`` = ``{"tick_ms": .., "captured": {"SYM:slot_ts": epoch s}}``)
 so ``slotml rederive`` can cut the replay at the same instants and reproduce the live rows
-exactly. Each hour's file is a series of gzip members (flushed every ``flush_s``), so a killed
+exactly. ``clob:sub`` (``{"open": bool, "tokens": {token: [symbol, window_s, slot_ts, outcome]}}``)
+and ``clob:unsub`` (a list of tokens) lines say which tokens the trade tape followed from when, so
+the replay reproduces the prints (same occurrence keys) and the tape gaps. Each hour's file is a series of gzip members (flushed every ``flush_s``), so a killed
 collector loses at most the last few seconds and the file stays readable up to there.
 """
 
@@ -22,12 +24,13 @@ from typing import Any
 
 from slotml import venue
 from slotml.errors import UserError
-from slotml.ingest.books import BookStore
+from slotml.ingest.books import BookStore, decode_frame
 from slotml.ingest.feeds.gamma import parse_market
 from slotml.ingest.metrics import Metrics
 from slotml.ingest.prices import PriceBook
 from slotml.ingest.snapshot import grid_tick_ms
 from slotml.ingest.store import open_store
+from slotml.ingest.tape_feed import TapeRecorder
 from slotml.ingest.window import Window, fill_bases, window_row
 from slotml.ingest.wire import ParseError
 
@@ -127,22 +130,42 @@ class Replay:
         self.windows: dict[tuple[str, int], Any] = {}
         self.clob_connected = False
         self.clob_last_data: float | None = None
+        self.clob_last_message: float | None = None
+        self.trades: list[dict[str, Any]] = []
+        self.gaps: list[dict[str, Any]] = []
+        self.tape = TapeRecorder(self.metrics, self.trades.append, self.gaps.append)
 
     def feed(self, line: dict[str, Any]) -> None:
         src, body, t = str(line.get("src", "")), line.get("body", ""), float(line.get("t", 0))
         if src == "clob":
+            self.clob_last_message = t
             s = body.strip()
             if s and s != "PONG":
-                self.books.apply_frame(s, t)
+                try:
+                    events = decode_frame(s)
+                except ParseError as e:
+                    self.metrics.inc("frames_rejected", stream="clob", reason=e.reason)
+                    events = []
+                for ev in events:
+                    self.books.apply(ev, t)
+                if events:
+                    self.tape.events(events, t)
                 self.clob_last_data = t
         elif src == "rtds":
             self.prices.apply_frame(body, t)
         elif src == "clob:open":
             self.books.invalidate_all()
             self.clob_connected, self.clob_last_data = True, t
+            self.tape.opened(t)
         elif src == "clob:close":
             self.books.invalidate_all()
             self.clob_connected = False
+            self.tape.closed(self.clob_last_message)
+        elif src == "clob:sub":
+            sub = json.loads(body)
+            self.tape.subscribed(sub["tokens"], t, bool(sub["open"]))
+        elif src == "clob:unsub":
+            self.tape.forget(json.loads(body))
         elif src.startswith("gamma:") and "/events/slug/" in src:
             try:
                 info = parse_market(json.loads(body), self.family, self.window_s)
@@ -194,21 +217,31 @@ class Replay:
         return rows
 
 
-def derive_rows(raw_dir: str | Path, family: str, symbols: tuple[str, ...], cadence: float,
-                stale_after: float = 30.0) -> list[dict[str, Any]]:
+def derive(raw_dir: str | Path, family: str, symbols: tuple[str, ...], cadence: float,
+           stale_after: float = 30.0) -> tuple[list[dict[str, Any]], Replay]:
+    """Snapshot rows of a capture, and the replay (its ``trades`` and ``gaps`` rows)."""
     if not Path(raw_dir).is_dir():
         raise UserError(f"raw capture directory {raw_dir} does not exist")
-    return Replay(family, symbols, stale_after).run(read_raw(Path(raw_dir)), cadence)
+    replay = Replay(family, symbols, stale_after)
+    return replay.run(read_raw(Path(raw_dir)), cadence), replay
+
+
+def derive_rows(raw_dir: str | Path, family: str, symbols: tuple[str, ...], cadence: float,
+                stale_after: float = 30.0) -> list[dict[str, Any]]:
+    return derive(raw_dir, family, symbols, cadence, stale_after)[0]
 
 
 async def rederive(raw_dir: str | Path, db: Any, family: str, symbols: tuple[str, ...],
-                   cadence: float, stale_after: float = 30.0) -> int:
-    """``slotml rederive``: rebuild snapshot rows from a capture into the store at ``db``."""
-    rows = derive_rows(raw_dir, family, symbols, cadence, stale_after)
+                   cadence: float, stale_after: float = 30.0) -> dict[str, int]:
+    """``slotml rederive``: rebuild snapshot rows, prints and tape gaps from a capture into the
+    store at ``db``; returns the rows written per table (rows already there are not rewritten)."""
+    rows, replay = derive(raw_dir, family, symbols, cadence, stale_after)
     store = open_store(db)
     await store.connect()
     try:
         await store.ensure_schema()
-        return await store.insert_snapshots(rows)
+        return {"slot_snapshots": await store.insert_snapshots(rows),
+                "slot_trades": await store.insert_trades(replay.trades),
+                "slot_tape_gaps": await store.insert_tape_gaps(replay.gaps)}
     finally:
         await store.close()

@@ -3,18 +3,24 @@
 Tokens come and go while the socket stays open (subscribe/unsubscribe operations); a book that
 looks wrong is resynced by re-subscribing its token on the same socket (a fresh ``book``
 snapshot, ordered with the updates). Reconnects, pings and the stall watchdog are ``WsFeed``'s.
+Each frame is decoded once; its events go to the books and, unless the tape is off, to a
+``TapeRecorder`` (``tape_feed``), with ``clob:sub``/``clob:unsub`` capture lines so a rederive
+knows which tokens were followed, and from when.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from slotml.ingest.books import BookStore
+from slotml.ingest.books import BookStore, decode_frame
 from slotml.ingest.metrics import Metrics
+from slotml.ingest.tape_feed import TapeRecorder, WindowKeys
 from slotml.ingest.transport.ws import RawHook, WsFeed
+from slotml.ingest.wire import ParseError
 
 
 class ClobFeed(WsFeed):
@@ -24,9 +30,12 @@ class ClobFeed(WsFeed):
 
     def __init__(self, url: str, books: BookStore, metrics: Metrics, ping_interval: float = 10.0,
                  stall_after: float = 30.0, backoff_max: float = 30.0,
-                 on_raw: RawHook | None = None) -> None:
+                 on_raw: RawHook | None = None, tape: TapeRecorder | None = None) -> None:
         super().__init__(url, metrics, ping_interval, stall_after, backoff_max, on_raw)
         self.books = books
+        self.tape = tape
+        # a token's window keys for the tape (the collector's map; None: not tracked)
+        self.window_of: Callable[[str], WindowKeys | None] = lambda _token: None
         self.tokens: set[str] = set()
         # After close 1000 "all subscribed assets resolved": tokens to keep following (the
         # collector keeps those of windows not yet ended; the venue would not close for them).
@@ -45,6 +54,7 @@ class ClobFeed(WsFeed):
         if self._ws is not None:
             asyncio.ensure_future(self.send({"operation": "subscribe", "assets_ids": new,
                                              "custom_feature_enabled": True}))
+            self._tape_subscribed(new, time.time(), on_open=False)
         self._wake.set()
 
     def remove_tokens(self, tokens: Iterable[str]) -> None:
@@ -62,14 +72,32 @@ class ClobFeed(WsFeed):
         self.books.drop(gone)
         for t in gone:
             self._resynced.pop(t, None)
+        if self.tape is not None and gone:
+            self.tape.forget(gone)
+            if self.on_raw is not None:
+                self.on_raw("clob:unsub", json.dumps(sorted(gone)), time.time())
+
+    def _tape_subscribed(self, tokens: Iterable[str], t: float, on_open: bool) -> None:
+        if self.tape is None:
+            return
+        keys = {tok: k for tok in sorted(tokens) if (k := self.window_of(tok)) is not None}
+        if self.on_raw is not None:
+            self.on_raw("clob:sub", json.dumps({"open": on_open, "tokens": keys}), t)
+        self.tape.subscribed(keys, t, on_open)
 
     async def on_open(self, ws: Any) -> None:
         self.books.invalidate_all()
         await ws.send(json.dumps({"type": "market", "assets_ids": sorted(self.tokens),
                                   "custom_feature_enabled": True}))
+        if self.tape is not None:  # subscribed as of the open (the clob:open capture time)
+            t = self.last_data_at if self.last_data_at is not None else time.time()
+            self.tape.opened(t)
+            self._tape_subscribed(self.tokens, t, on_open=True)
 
     def on_close(self) -> None:
         self.books.invalidate_all()
+        if self.tape is not None:
+            self.tape.closed(self.last_message_at)
 
     def on_all_resolved(self) -> None:
         self.books.invalidate_all()
@@ -81,7 +109,15 @@ class ClobFeed(WsFeed):
         s = text.strip()
         if s == "PONG" or not s:
             return False
-        self.books.apply_frame(s, recv_ts)
+        try:
+            events = decode_frame(s)
+        except ParseError as e:
+            self.metrics.inc("frames_rejected", stream="clob", reason=e.reason)
+            events = []
+        for ev in events:
+            self.books.apply(ev, recv_ts)
+        if self.tape is not None and events:
+            self.tape.events(events, recv_ts)
         if self.books.suspect:
             # at most one resync per token per resync_every seconds (the snapshot needs a
             # round trip, and updates keep arriving meanwhile)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from slotml.errors import UserError
 from slotml.ingest.books import BookStore
@@ -17,6 +18,7 @@ from slotml.ingest.feeds.clob_market import ClobFeed
 from slotml.ingest.feeds.rtds import RtdsRelay
 from slotml.ingest.metrics import Metrics
 from slotml.ingest.prices import PriceSource
+from slotml.ingest.tape_feed import TapeRecorder
 from slotml.ingest.transport.http import HttpClient
 from slotml.ingest.transport.ws import RawHook
 
@@ -29,6 +31,7 @@ class Feeds:
     clob: ClobFeed
     prices: PriceSource
     http: HttpClient
+    tape: TapeRecorder | None = None  # None: --no-trades (or no writer to store prints in)
 
 
 def _relay(cfg: CollectorConfig, metrics: Metrics, on_raw: RawHook | None) -> PriceSource:
@@ -56,12 +59,20 @@ def build_price_source(cfg: CollectorConfig, metrics: Metrics,
 
 
 def build_feeds(cfg: CollectorConfig, metrics: Metrics, *, on_resolved: ResolvedHook | None = None,
-                on_raw: RawHook | None = None, prices: PriceSource | None = None) -> Feeds:
+                on_raw: RawHook | None = None, prices: PriceSource | None = None,
+                writer: Any = None) -> Feeds:
     """Every feed the collector needs (not started). ``prices`` replaces the configured price
-    source (tests hand in their own)."""
+    source (tests hand in their own). The trade tape goes to ``writer`` (``put_trade``,
+    ``put_tape_gap``) unless ``cfg.trades`` is off or the writer is a sink without them (serve's
+    live features keep no tape)."""
     books = BookStore(metrics, on_resolved=on_resolved)
+    put_trade = getattr(writer, "put_trade", None)
+    put_gap = getattr(writer, "put_tape_gap", None)
+    tape = (TapeRecorder(metrics, put_trade, put_gap)
+            if cfg.trades and put_trade is not None and put_gap is not None else None)
     clob = ClobFeed(cfg.clob_ws_url, books, metrics, ping_interval=cfg.clob_ping_interval,
-                    stall_after=cfg.stale_after, backoff_max=cfg.backoff_max, on_raw=on_raw)
+                    stall_after=cfg.stale_after, backoff_max=cfg.backoff_max, on_raw=on_raw,
+                    tape=tape)
     http = HttpClient(metrics, timeout=cfg.http_timeout, backoff_max=cfg.backoff_max,
                       on_body=on_raw)
-    return Feeds(books, clob, prices or build_price_source(cfg, metrics, on_raw), http)
+    return Feeds(books, clob, prices or build_price_source(cfg, metrics, on_raw), http, tape)

@@ -1,46 +1,58 @@
-"""A writer process SIGKILLed while MariaDB is cut off loses nothing it had accepted: the
-restarted process replays the spool, and every accepted row is there exactly once, in order."""
+"""A writer process SIGKILLed while its database is cut off (MariaDB behind a proxy that refuses;
+SQLite locked by another connection) loses nothing it had accepted: the restarted process
+replays the spool, and every accepted row (snapshots and trade-tape prints) is there exactly
+once, in order."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
 
 from slotml.ingest.store import open_store
 from tests.ingest import test_store as _fx
+from tests.ingest.test_store_tape import assert_trades_exactly_in_order
 from tests.ingest.test_writer import assert_exactly_in_order, ticks_of
 from tests.tcp_proxy import ThreadedProxy
 from tests.util import wait_for
 
-pytestmark = pytest.mark.mysql
 mysql_db = _fx.mysql_db
 
-# The test's own writer process: puts rows start.. (printing each index once put() returned,
-# i.e. once accepted) and then waits to be killed; with count 0 it only replays and flushes.
+# The test's own writer process: puts rows start.. (a snapshot and a print per index, printing
+# the index once both put() returned, i.e. once accepted) and then waits to be killed; with
+# count 0 it only replays and flushes.
 WRITER = r"""
 import asyncio, json, sys
 from slotml.ingest.store import open_store
 from slotml.ingest.store.writer import DurableWriter
 from slotml.settings import DbUrl
 from tests.ingest.test_store import snap
+from tests.ingest.test_store_tape import trade
 
 url, spool, start, count = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+opts = json.loads(sys.argv[5])
 
 async def main():
-    store = open_store(DbUrl.parse(url), connect_timeout=1.0, op_timeout=2.0)
+    store = open_store(DbUrl.parse(url), **opts)
+    if url.startswith("sqlite"):  # a file: opened once (MySQL's pool connects on demand)
+        await store.connect()
     w = DurableWriter(store, spool, queue_max=50, batch_max=100, retry_min_s=0.05,
                       retry_max_s=0.3)
     await w.start()
     print("replayed", w.stats()["replayed"], flush=True)
     for i in range(start, start + count):
         w.put_snapshot(snap(i))
+        w.put_trade(trade(i, tx_hash=""))
         print(i, flush=True)
         if i % 10 == 0:
             await asyncio.sleep(0.005)
@@ -55,12 +67,12 @@ asyncio.run(main())
 """
 
 
-def spawn(url: str, spool: Path, start: int, count: int) -> subprocess.Popen:
+def spawn(url: str, spool: Path, start: int, count: int, opts: dict) -> subprocess.Popen:
     root = Path(__file__).resolve().parents[2]
     env = {**os.environ, "PYTHONPATH": str(root)}
     return subprocess.Popen([sys.executable, "-c", WRITER, url, str(spool), str(start),
-                             str(count)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=env, cwd=root)
+                             str(count), json.dumps(opts)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env, cwd=root)
 
 
 class Lines:
@@ -79,18 +91,45 @@ class Lines:
         return [int(x) for x in self.lines if x.isdigit()]
 
 
-async def test_sigkill_while_cut_loses_nothing(mysql_db, tmp_path: Path) -> None:
-    direct = open_store(mysql_db)
+class SqliteCut:
+    """SQLite's cut: another connection holds the write lock (WAL readers still read)."""
+
+    def __init__(self, path: Path) -> None:
+        self.conn = sqlite3.connect(str(path), isolation_level=None)
+
+    def refuse(self) -> None:
+        self.conn.execute("BEGIN EXCLUSIVE")
+
+    def restore(self) -> None:
+        self.conn.execute("COMMIT")
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+@pytest.mark.parametrize("backend", [pytest.param("mysql", marks=pytest.mark.mysql), "sqlite"])
+async def test_sigkill_while_cut_loses_nothing(backend: str, request, tmp_path: Path) -> None:
+    db = request.getfixturevalue(f"{backend}_db")
+    direct = open_store(db)
     await direct.connect()
     await direct.ensure_schema()
-    proxy = ThreadedProxy(mysql_db.host, mysql_db.port)
-    url = dataclasses.replace(mysql_db, host="127.0.0.1", port=proxy.port).raw
+    if backend == "mysql":
+        proxy = ThreadedProxy(db.host, db.port)
+        url = dataclasses.replace(db, host="127.0.0.1", port=proxy.port).raw
+        opts = {"connect_timeout": 1.0, "op_timeout": 2.0}
+    else:
+        proxy = SqliteCut(db.path)
+        url, opts = db.raw, {"busy_timeout": 0.2}
     spool = tmp_path / "spool"
     try:
-        p1 = spawn(url, spool, 0, 100_000)
+        p1 = spawn(url, spool, 0, 100_000, opts)
         out1 = Lines(p1)
         # some rows reach the database, then the link is cut and the rest only spools
         wait_for(lambda: len(out1.accepted()) >= 150, timeout=20, what="rows accepted")
+        deadline = time.monotonic() + 20
+        while await direct.count("slot_trades") == 0:  # some of them committed, too
+            assert time.monotonic() < deadline, "nothing committed"
+            await asyncio.sleep(0.02)
         proxy.refuse()
         n_cut = len(out1.accepted())
         wait_for(lambda: len(out1.accepted()) >= n_cut + 400, timeout=20, what="spooled rows")
@@ -103,7 +142,7 @@ async def test_sigkill_while_cut_loses_nothing(mysql_db, tmp_path: Path) -> None
         assert 0 < before < len(accepted)  # the cut really left rows behind
 
         proxy.restore()
-        p2 = spawn(url, spool, 0, 0)
+        p2 = spawn(url, spool, 0, 0, opts)
         so, se = p2.communicate(timeout=60)
         assert p2.returncode == 0, se
         assert "flushed True" in so, so + se
@@ -115,6 +154,10 @@ async def test_sigkill_while_cut_loses_nothing(mysql_db, tmp_path: Path) -> None
         n = len(rows)
         assert len(accepted) <= n <= len(accepted) + 1
         await assert_exactly_in_order(direct, ticks_of(range(n)))
+        # the prints too (the kill may fall between an index's snapshot and its print)
+        n_trades = await direct.count("slot_trades")
+        assert len(accepted) <= n_trades <= n
+        await assert_trades_exactly_in_order(direct, range(n_trades))
     finally:
         proxy.close()
         await direct.close()

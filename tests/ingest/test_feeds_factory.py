@@ -42,3 +42,17 @@ def test_unknown_price_source(tmp_path: Path, capsys) -> None:
 def test_a_given_price_source_replaces_the_configured_one(tmp_path: Path) -> None:
     mine = RtdsRelay("ws://127.0.0.1:1", ("BTC",), Metrics())
     assert build_feeds(config(tmp_path), Metrics(), prices=mine).prices is mine
+
+
+def test_the_tape_is_on_unless_no_trades_or_a_sink_without_it(tmp_path: Path) -> None:
+    class Writer:
+        def put_trade(self, _row) -> None: ...
+        def put_tape_gap(self, _row) -> None: ...
+
+    feeds = build_feeds(config(tmp_path), Metrics(), writer=Writer())
+    assert feeds.tape is not None and feeds.clob.tape is feeds.tape
+    assert build_feeds(config(tmp_path, trades=False), Metrics(), writer=Writer()).tape is None
+    assert build_feeds(config(tmp_path), Metrics(), writer=object()).tape is None  # serve's sink
+    args = build_parser().parse_args(["collect", "--no-trades"])
+    assert config_from_args(args).trades is False
+    assert config_from_args(build_parser().parse_args(["collect"])).trades is True

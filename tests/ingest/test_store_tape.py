@@ -34,6 +34,13 @@ def trade(i: int, **kw) -> dict:
     return {**row, **kw}
 
 
+async def assert_trades_exactly_in_order(store, idx) -> None:
+    """``trade(i)`` for every i of ``idx``, each once, committed in that order."""
+    rows = await store.fetch_trades()
+    assert [r["ts_ms"] for r in sorted(rows, key=lambda r: r["id"])] == \
+        [trade(i)["ts_ms"] for i in idx]
+
+
 def gap(from_ts: float, to_ts: float, reason: str = "reconnect", token: str = UP) -> dict:
     return {"symbol": "BTC", "window_s": 900, "slot_ts": SLOT, "token_id": token,
             "from_ts": from_ts, "to_ts": to_ts, "reason": reason}
