@@ -75,7 +75,9 @@ class Collector:
         self.writer = writer
         self.clock = clock
         self.raw = raw
-        self.metrics = Metrics()
+        # one set of counters: the durable writer counts its spool-full tape gaps in it too
+        m = getattr(writer, "metrics", None)
+        self.metrics = m if isinstance(m, Metrics) else Metrics()
         feeds = build_feeds(cfg, self.metrics, on_resolved=self._on_ws_resolved,
                             on_raw=raw.write if raw is not None else None, prices=prices,
                             writer=writer)

@@ -16,8 +16,8 @@ the same calls in the same order and with the same times, so a rederive yields t
 Prints for tokens not subscribed through ``subscribed`` are counted (``trades_untracked``), bad
 prints are counted by ``tape.py``'s reason (``trades_skipped``). Metrics: ``trades_received``
 (valid prints), ``trades_stored`` (handed to the durable writer), ``tape_gaps`` (by reason).
-Not yet done: ``spool-full`` gaps (rows the writer drops from a full spool are not told apart by
-kind there).
+``spool-full`` gaps (prints a full spool dropped) are recorded and counted by the durable
+writer (``slotml.ingest.store.writer``), which alone knows what it dropped.
 """
 
 from __future__ import annotations

@@ -12,6 +12,12 @@ committed (or that was dropped): on restart everything above it is replayed, in 
 segment is deleted once fully acknowledged; the open segment is truncated instead. When the
 spool outgrows its limit, the OLDEST segments are deleted and their unacknowledged rows
 counted as dropped (``drops``): the newest data is the most valuable to a live collector.
+
+What a dropped segment held is told to the writer without re-reading it: a ``summarize`` hook
+(given by the writer) folds each appended record into its segment's ``summary`` dict, and a
+drop carries the summary of exactly its dropped rows. Only a segment already partly
+acknowledged when dropped (the oldest one of an outage) is re-read, once, for its rows above
+the ack; a segment left by a previous run is summarised by the scan at open.
 """
 
 from __future__ import annotations
@@ -20,9 +26,10 @@ import fcntl
 import json
 import logging
 import os
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +49,19 @@ class Record:
     row: dict[str, Any]
 
 
+# folds one record (kind, row) into a segment's summary; must be cheap (called per append)
+Summarize = Callable[[dict[str, Any], str, dict[str, Any]], None]
+
+
+class Drop(NamedTuple):
+    """Rows lo..hi (``rows`` of them) deleted unacknowledged; ``summary``: what they held."""
+
+    lo: int
+    hi: int
+    rows: int
+    summary: dict[str, Any]
+
+
 @dataclass(slots=True)
 class _Segment:
     path: Path
@@ -49,6 +69,7 @@ class _Segment:
     first: int | None = None  # first seq in the file (None: no rows)
     last: int | None = None
     unsynced_fd: int | None = None  # rotated out, not yet fsynced/closed
+    summary: dict[str, Any] = field(default_factory=dict)  # the summarize hook's, rows > floor
 
 
 def _parse(line: bytes) -> Record | None:
@@ -60,7 +81,9 @@ def _parse(line: bytes) -> Record | None:
 
 
 class Spool:
-    def __init__(self, directory: Path, max_bytes: int, segment_bytes: int | None = None) -> None:
+    def __init__(self, directory: Path, max_bytes: int, segment_bytes: int | None = None,
+                 summarize: Summarize | None = None) -> None:
+        self.summarize = summarize
         self.dir = Path(directory)
         self.max_bytes = max(int(max_bytes), 1024)
         # the unit of dropping on overflow: small against the limit, so a drop costs little
@@ -70,7 +93,7 @@ class Spool:
         self.next_seq = 1
         self.corrupt = 0  # lines skipped at open (torn by a kill / power loss)
         self.replay_rows = 0  # rows above the ack found at open
-        self.drops: list[tuple[int, int, int]] = []  # (lo, hi, rows) not yet seen by the writer
+        self.drops: list[Drop] = []  # not yet seen by the writer
         self.write_errors = 0
         self.dirty = False  # written since the last fsync
         self._fd: int | None = None
@@ -111,6 +134,8 @@ class Spool:
                 seg.last = rec.seq
                 if rec.seq > self.floor:
                     self.replay_rows += 1
+                    if self.summarize is not None:
+                        self.summarize(seg.summary, rec.kind, rec.row)
             if seg.last is None or seg.last <= self.floor:
                 path.unlink()
                 continue
@@ -190,6 +215,8 @@ class Spool:
         if seg.first is None:
             seg.first = seq
         seg.last = seq
+        if self.summarize is not None:
+            self.summarize(seg.summary, kind, row)
         self.next_seq += 1
         self.dirty = True
         if seg.size >= self.segment_bytes:
@@ -210,17 +237,36 @@ class Spool:
                 continue
             lo = max(seg.first or 0, self.floor + 1)
             rows = seg.last - lo + 1
-            self.drops.append((lo, seg.last, rows))
+            self.drops.append(Drop(lo, seg.last, rows, seg.summary))
             self.floor = seg.last
 
     def _remove_oldest(self) -> _Segment:
-        seg = self.segments.pop(0)
+        seg = self.segments[0]
+        if (self.summarize is not None and seg.first is not None and seg.last is not None
+                and seg.first <= self.floor < seg.last):
+            seg.summary = self._summary_above_floor(seg)  # partly acked: its summary is too wide
+        self.segments.pop(0)
         if seg.unsynced_fd is not None:  # gone anyway: no point in syncing it
             os.close(seg.unsynced_fd)
             seg.unsynced_fd = None
         seg.path.unlink(missing_ok=True)
         self._hint = None
         return seg
+
+    def _summary_above_floor(self, seg: _Segment) -> dict[str, Any]:
+        assert self.summarize is not None
+        summary: dict[str, Any] = {}
+        try:
+            with open(seg.path, "rb") as f:
+                for line in f:
+                    rec = _parse(line) if line.endswith(b"\n") else None
+                    if rec is not None and rec.seq > self.floor:
+                        self.summarize(summary, rec.kind, rec.row)
+        except OSError as e:  # keep the append-time summary (a superset) rather than nothing
+            log.error("spool %s: cannot re-read %s before dropping it (%s)", self.dir,
+                      seg.path.name, e)
+            return seg.summary
+        return summary
 
     # --- reading --------------------------------------------------------------------------------
     def read(self, start: int, limit: int) -> list[Record]:
@@ -263,8 +309,9 @@ class Spool:
         if cur.size and cur.last is not None and cur.last <= seq and self._fd is not None:
             os.ftruncate(self._fd, 0)  # O_APPEND: the next write lands at offset 0
             cur.size, cur.first, cur.last = 0, None, None
+            cur.summary = {}
             self._hint = None
 
-    def take_drops(self) -> list[tuple[int, int, int]]:
+    def take_drops(self) -> list[Drop]:
         out, self.drops = self.drops, []
         return out

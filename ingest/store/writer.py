@@ -12,6 +12,21 @@ rows that did reach the database harmless (snapshot, trade and tape-gap duplicat
 resolution upserts are idempotent). ``close()`` flushes what it can within its timeout and leaves the rest in the
 spool for the next run.
 
+Prints (``t`` rows) a full spool drops leave a hole in the trade tape, so the writer records it:
+per token with prints among the dropped rows, one ``slot_tape_gaps`` row of reason
+``spool-full`` from the earliest to the latest dropped print's receipt time (``received_at``,
+wall time like the other gaps), with the token's window keys, counted as
+``tape_gaps{reason="spool-full"}``. The spool summarises its ``t`` rows per segment as they are
+appended (``_tally``), so a drop costs no re-read. The gap row goes through the spool like any
+row, so it lands once the database is back; appended as the newest record while the oldest
+are dropped first, it survives unless the outage lasts long enough to drop its own segment
+too, and even then it is not lost silently: a dropped ``spool-full`` gap row is folded into
+the next gap of its token (which then starts at the older gap's ``from_ts``). A gap may cover
+prints that did arrive (rows of a commit in flight while their segment was dropped): it errs
+towards "incomplete". One known residue of that race: if a ``spool-full`` gap row itself was in
+that commit and is folded into a wider one, the wider row has the same key and is ignored, so
+only the narrower range is stored.
+
 A row the database itself rejects (e.g. a value out of range) cannot be fixed by retrying:
 it is skipped and counted as ``rows_rejected``; every other error is retried forever.
 """
@@ -29,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from slotml.errors import UserError
+from slotml.ingest.metrics import Metrics
 from slotml.ingest.schema import RESOLUTIONS, SNAPSHOTS, TAPE_GAPS, TRADES, Table
 from slotml.ingest.store.base import RowRejected, Store, StoreUnavailable, coerce_row
 from slotml.ingest.store.spool import Record, Spool, SpoolBusy
@@ -39,14 +55,40 @@ log = logging.getLogger(__name__)
 # inserted once per key. The letters are in spool files: never reuse one for another table.
 KINDS: dict[str, Table] = {"s": SNAPSHOTS, "r": RESOLUTIONS, "t": TRADES, "g": TAPE_GAPS}
 
+SPOOL_FULL = "spool-full"
+_WINDOW_KEYS = ("symbol", "window_s", "slot_ts")
+
+
+def _tally(summary: dict[str, Any], kind: str, row: dict[str, Any]) -> None:
+    """The spool's per-segment summary: for each token with prints (or ``spool-full`` gaps),
+    ``[earliest, latest, symbol, window_s, slot_ts]`` of their times (print: ``received_at``;
+    gap: ``from_ts``..``to_ts``). One dict update per print."""
+    if kind == "t":
+        lo = hi = row.get("received_at")
+    elif kind == "g" and row.get("reason") == SPOOL_FULL:
+        lo, hi = row.get("from_ts"), row.get("to_ts")
+    else:
+        return
+    token = row.get("token_id")
+    if token is None or lo is None or hi is None:
+        return
+    cur = summary.get(token)
+    if cur is None:
+        summary[token] = [lo, hi, *(row.get(k) for k in _WINDOW_KEYS)]
+    else:
+        cur[0] = min(cur[0], lo)
+        cur[1] = max(cur[1], hi)
+
 
 class DurableWriter:
     def __init__(self, store: Store, spool_dir: Path, queue_max: int = 1000,
                  spool_max_mb: float = 512, batch_max: int = 500, *,
                  retry_min_s: float = 0.2, retry_max_s: float = 5.0,
-                 fsync_interval_s: float = 1.0) -> None:
+                 fsync_interval_s: float = 1.0, metrics: Metrics | None = None) -> None:
         self.store = store
-        self.spool = Spool(Path(spool_dir), int(spool_max_mb * 1024 * 1024))
+        self.spool = Spool(Path(spool_dir), int(spool_max_mb * 1024 * 1024), summarize=_tally)
+        # ``tape_gaps{reason="spool-full"}`` is counted here; the collector hands in its own
+        self.metrics = metrics if metrics is not None else Metrics()
         self.queue_max = max(1, int(queue_max))
         self.batch_max = max(1, int(batch_max))
         self.retry_min_s = retry_min_s
@@ -66,6 +108,7 @@ class DurableWriter:
         self.rows_written = 0
         self.rows_dropped = 0
         self.rows_rejected = 0
+        self.tape_gaps = 0  # spool-full gap rows recorded
         self.db_errors = 0
         self.db_up = 1
         self.reconnects = 0
@@ -153,6 +196,11 @@ class DurableWriter:
         except RowRejected as e:
             self._rejected(str(e))
             return
+        self._append(kind, clean)
+        self._account_drops()
+        self._wake.set()
+
+    def _append(self, kind: str, clean: dict[str, Any]) -> None:
         seq = self.spool.append(kind, clean)
         if seq is None:  # the disk refused it
             self.rows_dropped += 1
@@ -160,8 +208,6 @@ class DurableWriter:
         self._queue.append(Record(seq, kind, clean))
         if len(self._queue) > self.queue_max:
             self._queue.popleft()  # still in the spool file: read back from there
-        self._account_drops()
-        self._wake.set()
 
     def _rejected(self, why: str) -> None:
         self.rows_rejected += 1
@@ -171,18 +217,38 @@ class DurableWriter:
             log.warning("row rejected (%d so far): %s", self.rows_rejected, why)
 
     def _account_drops(self) -> None:
-        for lo, hi, rows in self.spool.take_drops():
-            self.rows_dropped += rows
-            self._progress.set()
-            if self._inflight:
-                a, b = max(lo, self._inflight[0]), min(hi, self._inflight[1])
-                if a <= b:
-                    self._inflight_dropped += b - a + 1
-            now = time.monotonic()
-            if now - self._last_drop_log > 10:
-                self._last_drop_log = now
-                log.warning("spool %s over %.0f MB: dropped the oldest %d row(s) (%d so far)",
-                            self.spool.dir, self.spool.max_bytes / 2**20, rows, self.rows_dropped)
+        while drops := self.spool.take_drops():  # a gap row appended below may drop again
+            for drop in drops:
+                self._account_drop(*drop)
+
+    def _account_drop(self, lo: int, hi: int, rows: int, summary: dict[str, Any]) -> None:
+        self.rows_dropped += rows
+        self._progress.set()
+        if self._inflight:
+            a, b = max(lo, self._inflight[0]), min(hi, self._inflight[1])
+            if a <= b:
+                self._inflight_dropped += b - a + 1
+        now = time.monotonic()
+        if now - self._last_drop_log > 10:
+            self._last_drop_log = now
+            log.warning("spool %s over %.0f MB: dropped the oldest %d row(s) (%d so far)",
+                        self.spool.dir, self.spool.max_bytes / 2**20, rows, self.rows_dropped)
+        for token, (first, last, *keys) in summary.items():
+            self._spool_full_gap(token, first, last, dict(zip(_WINDOW_KEYS, keys, strict=True)))
+
+    def _spool_full_gap(self, token: str, first: float, last: float,
+                        keys: dict[str, Any]) -> None:
+        """Record that ``token``'s prints received from ``first`` to ``last`` were dropped."""
+        row = {**keys, "token_id": token, "from_ts": first, "to_ts": max(first, last),
+               "reason": SPOOL_FULL}
+        try:
+            clean = coerce_row(TAPE_GAPS, row)
+        except RowRejected as e:  # only if the prints themselves were odd: say so, go on
+            self._rejected(f"spool-full gap: {e}")
+            return
+        self.tape_gaps += 1
+        self.metrics.inc("tape_gaps", reason=SPOOL_FULL)
+        self._append("g", clean)
 
     def stats(self) -> dict[str, int | float]:
         return {
@@ -192,6 +258,7 @@ class DurableWriter:
             "rows_written": self.rows_written,
             "rows_dropped": self.rows_dropped,
             "rows_rejected": self.rows_rejected,
+            "tape_gaps": self.tape_gaps,  # spool-full gap rows recorded for dropped prints
             "spool_corrupt": self.spool.corrupt,
             "replayed": self.replayed,
             "db_errors": self.db_errors,

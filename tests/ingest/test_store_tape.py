@@ -184,3 +184,85 @@ def test_tape_tables_carry_the_window_keys() -> None:
     for t in (TRADES, TAPE_GAPS):
         assert {"id", "symbol", "window_s", "slot_ts", "updated_at"} <= set(t.names)
         assert ("symbol", "slot_ts") in t.indexes and ("updated_at",) in t.indexes
+
+
+def print_of(i: int) -> dict:
+    """The i-th print of a two-token stream: Up and Down alternate, one second apart."""
+    return trade(i) if i % 2 == 0 else trade(i, token_id=DOWN, outcome="Down")
+
+
+async def test_prints_dropped_by_a_full_spool_become_spool_full_gaps(any_db, tmp_path: Path
+                                                                      ) -> None:
+    down = open_store(any_db)  # not connected: the database is down, the spool fills
+    w = await started(down, tmp_path / "spool", spool_max_mb=64 / 1024, queue_max=10)
+    n = 600
+    pushed = [print_of(i) for i in range(n)]
+    for row in pushed:
+        w.put_trade(row)
+    st = w.stats()
+    assert st["rows_dropped"] > 0 and st["tape_gaps"] > 0
+    assert w.metrics.get("tape_gaps", reason="spool-full") == st["tape_gaps"]
+    await down.connect()
+    await down.ensure_schema()
+    assert await w.flush(20)
+    # the oldest prints were dropped, every newer one arrived: stored + dropped = all pushed
+    stored = sorted(await down.fetch_trades(), key=lambda r: r["id"])
+    k = n - len(stored)
+    assert 0 < k < n
+    assert [r["ts_ms"] for r in stored] == [r["ts_ms"] for r in pushed[k:]]
+    dropped = pushed[:k]
+    gaps = await down.fetch_tape_gaps()
+    assert gaps and {g["reason"] for g in gaps} == {"spool-full"}
+    for token in (UP, DOWN):
+        mine = [g for g in gaps if g["token_id"] == token]
+        lost = [r["received_at"] for r in dropped if r["token_id"] == token]
+        kept = [r["received_at"] for r in stored if r["token_id"] == token]
+        assert lost and kept and mine
+        assert all((g["symbol"], g["window_s"], g["slot_ts"]) == ("BTC", 900, SLOT) for g in mine)
+        # the gaps cover exactly the dropped prints' receipt times: every one, nothing newer
+        assert min(g["from_ts"] for g in mine) == min(lost)
+        assert max(g["to_ts"] for g in mine) == max(lost)
+        assert all(any(g["from_ts"] <= t <= g["to_ts"] for g in mine) for t in lost)
+        assert all(t > g["to_ts"] for t in kept for g in mine)
+    await w.close()
+    await down.close()
+
+
+async def test_no_drop_no_spool_full_gap(any_db, tmp_path: Path) -> None:
+    down = open_store(any_db)
+    w = await started(down, tmp_path / "spool", spool_max_mb=1.0)
+    for i in range(300):  # an outage the spool absorbs
+        w.put_trade(print_of(i))
+    await down.connect()
+    await down.ensure_schema()
+    assert await w.flush(20)
+    st = w.stats()
+    assert st["rows_dropped"] == 0 and st["tape_gaps"] == 0
+    assert await down.count("slot_trades") == 300 and await down.count("slot_tape_gaps") == 0
+    await w.close()
+    await down.close()
+
+
+def test_a_partly_acknowledged_segment_summarises_only_its_dropped_prints(tmp_path: Path
+                                                                           ) -> None:
+    """The oldest segment of an outage was partly committed before the database went down:
+    the drop's summary covers only the rows above the ack (the segment is re-read once)."""
+    from slotml.ingest.store.spool import Spool
+    from slotml.ingest.store.writer import _tally
+
+    sp = Spool(tmp_path / "spool", 8 * 1024, segment_bytes=4 * 1024, summarize=_tally)
+    sp.open()
+    seqs = [sp.append("t", print_of(i)) for i in range(4)]
+    sp.ack(seqs[1])  # prints 0 and 1 are in the database
+    i = 4
+    while not sp.drops:
+        sp.append("t", print_of(i))
+        i += 1
+    (drop,) = sp.take_drops()
+    assert drop.lo == seqs[2] and drop.rows == drop.hi - drop.lo + 1
+    lost = [print_of(q - 1) for q in range(drop.lo, drop.hi + 1)]  # seq q holds print q - 1
+    assert len(lost) >= 4  # the segment held more than the two unacknowledged prints
+    for token in (UP, DOWN):
+        times = [r["received_at"] for r in lost if r["token_id"] == token]
+        assert drop.summary[token] == [min(times), max(times), "BTC", 900, SLOT]
+    sp.close()

@@ -127,7 +127,8 @@ async def test_full_spool_drops_the_oldest_rows(sqlite_db, tmp_path: Path) -> No
     assert await w.flush(10)
     # the newest rows survive, all of them, in order; the count of the others is exact
     await assert_exactly_in_order(store, ticks_of(range(dropped, n)))
-    assert w.stats()["rows_dropped"] == dropped
+    assert w.stats()["rows_dropped"] == dropped and w.stats()["tape_gaps"] == 0
+    assert await store.count("slot_tape_gaps") == 0  # snapshots dropped: no tape gap
     await w.close()
     await store.close()
 
