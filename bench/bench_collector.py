@@ -1,8 +1,8 @@
 """Issues 5 and the trade tape: the collector far past the design's 4 assets, with and without prints.
 
 The sim serves 200 concurrent 15m markets (4 real + 196 synthetic assets: 400 tokens), each
-token's book changing 5 times a second (2,000 book changes/s, sent as ~1,000 ``price_change``
-frames covering both tokens plus ~2,000 ``best_bid_ask`` frames) and 0.5 ``last_trade_price``
+token's book changing 5 times a second (2,000 book changes/s, sent as ``price_change`` frames,
+one per market per change and socket, plus a ``best_bid_ask`` per token changed) and 0.5 ``last_trade_price``
 prints per token per second (~200 prints/s). The collector (``slotml collect``, a real process
 with its SQLite store) follows exactly those (``--lookahead 0``) and snapshots every second; it
 runs twice against the same sim in the same run: with the tape (the default) and with
@@ -205,9 +205,11 @@ def _rows(on: dict[str, Any], off: dict[str, Any]) -> list[Row]:
     ld = f"load {on['load']:.1f} / {off['load']:.1f}"
     nt = "--no-trades"
     return [
-        Row(ISSUE, f"sim book changes/s offered ({on['windows']} markets, {2 * on['windows']} "
-            f"tokens x book rate {BOOK_RATE:g}; price_change frames x 2 tokens)",
-            2 * on["price_change_s"], "changes/s", aim="~2,000/s"),
+        # book changes per token: 400 x 5 = 2,000/s by construction; frames depend on how the
+        # collector spreads the tokens over its sockets (one frame per market per socket)
+        Row(ISSUE, f"sim price_change frames/s ({on['windows']} markets, {2 * on['windows']} "
+            f"tokens x book rate {BOOK_RATE:g} = {2 * on['windows'] * BOOK_RATE:,.0f} changes/s)",
+            on["price_change_s"], "frames/s", aim=">= 1,000/s (one per market per change)"),
         Row(TAPE_ISSUE, f"sim prints sent/s (print rate {PRINT_RATE:g}/token/s)",
             on["prints_sent_s"], "prints/s", baseline=off["prints_sent_s"],
             baseline_name=f"during {nt}", aim="~200/s"),
