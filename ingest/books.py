@@ -179,15 +179,19 @@ class BookStore:
 
     def apply_frame(self, text: str | bytes, recv_ts: float) -> int:
         """Decode and apply one frame; returns the number of events applied. Never raises."""
+        return self.apply_events(self.decode(text), recv_ts)
+
+    def decode(self, text: str | bytes) -> list[dict[str, Any]]:
+        """One frame's events; a malformed frame is counted and gives none (never raises).
+        Callers that also hand the events on (the trade tape) decode once with this."""
         try:
-            events = decode_frame(text)
+            return decode_frame(text)
         except ParseError as e:
             self.metrics.inc("frames_rejected", stream="clob", reason=e.reason)
-            return 0
-        n = 0
-        for ev in events:
-            n += self.apply(ev, recv_ts)
-        return n
+            return []
+
+    def apply_events(self, events: list[dict[str, Any]], recv_ts: float) -> int:
+        return sum(self.apply(ev, recv_ts) for ev in events)
 
     def apply(self, ev: dict[str, Any], recv_ts: float) -> int:
         et = ev.get("event_type")

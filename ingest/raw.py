@@ -24,7 +24,7 @@ from typing import Any
 
 from slotml import venue
 from slotml.errors import UserError
-from slotml.ingest.books import BookStore, decode_frame
+from slotml.ingest.books import BookStore
 from slotml.ingest.feeds.gamma import parse_market
 from slotml.ingest.metrics import Metrics
 from slotml.ingest.prices import PriceBook
@@ -141,13 +141,8 @@ class Replay:
             self.clob_last_message = t
             s = body.strip()
             if s and s != "PONG":
-                try:
-                    events = decode_frame(s)
-                except ParseError as e:
-                    self.metrics.inc("frames_rejected", stream="clob", reason=e.reason)
-                    events = []
-                for ev in events:
-                    self.books.apply(ev, t)
+                events = self.books.decode(s)
+                self.books.apply_events(events, t)
                 if events:
                     self.tape.events(events, t)
                 self.clob_last_data = t

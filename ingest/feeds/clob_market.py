@@ -16,11 +16,10 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from slotml.ingest.books import BookStore, decode_frame
+from slotml.ingest.books import BookStore
 from slotml.ingest.metrics import Metrics
 from slotml.ingest.tape_feed import TapeRecorder, WindowKeys
 from slotml.ingest.transport.ws import RawHook, WsFeed
-from slotml.ingest.wire import ParseError
 
 
 class ClobFeed(WsFeed):
@@ -109,13 +108,8 @@ class ClobFeed(WsFeed):
         s = text.strip()
         if s == "PONG" or not s:
             return False
-        try:
-            events = decode_frame(s)
-        except ParseError as e:
-            self.metrics.inc("frames_rejected", stream="clob", reason=e.reason)
-            events = []
-        for ev in events:
-            self.books.apply(ev, recv_ts)
+        events = self.books.decode(s)
+        self.books.apply_events(events, recv_ts)
         if self.tape is not None and events:
             self.tape.events(events, recv_ts)
         if self.books.suspect:
