@@ -214,32 +214,26 @@ BOT_MODULES = sorted(
 )
 
 
-def _third_party_after(code: str) -> set[str]:
+def _modules_after(code: str) -> set[str]:
     probe = (
         f"import sys\n{code}\n"
         "std = set(sys.stdlib_module_names)\n"
         "print(','.join(sorted({m.split('.')[0] for m in sys.modules} - std)))\n"
     )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
-    return set(out.stdout.strip().split(",")) - {"", "slotml", "__main__"} - _BARE
+    return set(out.stdout.strip().split(",")) - {"", "slotml", "__main__"}
 
 
-def _bare() -> set[str]:
-    """What an empty interpreter already holds (site hooks, the editable install's finder)."""
-    global _BARE
-    _BARE = set()
-    _BARE = _third_party_after("pass")
-    return _BARE
-
-
-_BARE: set[str] = set()
+def _third_party_after(code: str) -> set[str]:
+    """Top-level non-stdlib modules loaded after ``code``, beyond what an empty interpreter
+    already holds (site hooks, the editable install's finder)."""
+    return _modules_after(code) - _modules_after("pass")
 
 
 def test_a_bot_imports_only_onnxruntime_and_numpy() -> None:
     """Every module a bot touches, loaded (and onnxruntime used), pulls in nothing beyond what
     onnxruntime and numpy bring themselves."""
     assert "slotml.serve.scorer" in BOT_MODULES and "slotml.serve.online" in BOT_MODULES
-    _bare()
     allowed = _third_party_after("import numpy, onnxruntime")
     assert {"numpy", "onnxruntime"} <= allowed
     extra = _third_party_after("\n".join(f"import {m}" for m in BOT_MODULES)
