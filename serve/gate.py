@@ -8,6 +8,14 @@ extrapolate. ``--min-edge E`` (off by default) also requires p_win - price - fee
 being the market's shares x rate x (p(1 - p))^exponent charged only to an order that TAKES
 liquidity (a resting maker bid pays none).
 
+The entry POLICY (``--policy``, default: the model file's ``policy`` key, else ``design``):
+``design`` is the rule above, exactly as before (a model file without a ``policy`` key keeps it,
+so reloading an old model never changes a running bot); ``edge`` is price-aware: enter when
+edge = p_win - price - fee >= min_edge (the model's chosen value unless ``--min-edge`` says),
+sized by fractional Kelly for a binary contract, f = (p_win - P)/(1 - P) with P = price + fee:
+order_size x F x f shares, floored, raised to the market's minimum and capped at order_size
+(entering is min_edge's call, Kelly only scales the size above the minimum).
+
 Without a model: the manual filters as bots always used them, on the spot move since the
 window's start (``--filter-series settlement`` for the settlement series): enter the side the
 move favours when ``--min-move-pct`` <= |move| <= ``--max-move-pct`` and at least
@@ -91,6 +99,8 @@ class GateConfig:
     min_entry_minutes: float = DEFAULT_MIN_ENTRY_MINUTES
     filter_series: str = "spot"  # spot | settlement
     decision_log: str | None = None
+    policy: str | None = None  # edge | design | None: the model file's, else design
+
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.min_confidence <= 1.0:
@@ -103,6 +113,10 @@ class GateConfig:
             raise ValueError(f"kelly_fraction must lie in (0, 1], got {self.kelly_fraction}")
         if self.filter_series not in ("spot", "settlement"):
             raise ValueError(f"filter_series must be 'spot' or 'settlement', got {self.filter_series!r}")
+        if self.policy not in (None, "edge", "design"):
+            raise ValueError(f"policy must be 'edge' or 'design', got {self.policy!r}")
+        if self.min_edge is not None and not -1.0 < self.min_edge < 1.0:
+            raise ValueError(f"min_edge must lie in (-1, 1), got {self.min_edge}")
         if self.min_move_pct < 0 or self.max_move_pct < self.min_move_pct:
             raise ValueError("need 0 <= min_move_pct <= max_move_pct")
 
@@ -282,8 +296,26 @@ class EntryGate:
                                 f"{dps[0]:.4f}..{dps[-1]:.4f} (bound {bound:.4f})")
         return None
 
+    def policy(self) -> tuple[str, float | None, float]:
+        """(name, min_edge, kelly_fraction) of the rule in force: ``--policy`` or the model
+        file's ``policy`` key; without either, the design's rule."""
+        cfg = self.config
+        meta = getattr(self.scorer.meta, "policy", None) if self.scorer is not None else None
+        name = cfg.policy or (meta or {}).get("name") or "design"
+        if name == "design":
+            return "design", cfg.min_edge, cfg.kelly_fraction
+        chosen = meta if meta and meta.get("name") == "edge" else {}
+        min_edge = cfg.min_edge if cfg.min_edge is not None else chosen.get("min_edge", 0.0)
+        # --kelly-fraction left at its default: the model's chosen fraction, when it has one
+        kf = chosen.get("kelly_fraction", cfg.kelly_fraction) \
+            if cfg.kelly_fraction == DEFAULT_KELLY_FRACTION else cfg.kelly_fraction
+        return "edge", float(min_edge), float(kf)
+
     def _model(self, outcome: str, p_win: float, price: float | None,
                min_order_size: float | None, fee: FeeSchedule, taker: bool) -> Decision:
+        name, min_edge, kf = self.policy()
+        if name == "edge":
+            return self._edge(outcome, p_win, price, min_order_size, fee, taker, min_edge or 0.0, kf)
         cfg = self.config
         fee_ps = fee.per_share(price, taker) if price is not None else 0.0
         edge = None if price is None else p_win - price - fee_ps
@@ -306,6 +338,24 @@ class EntryGate:
             raw = cfg.order_size * (p_win - 0.5) / 0.5
         size = float(math.floor(min(max(raw, 0.0), cfg.order_size) + SIZE_EPS * max(1.0, cfg.order_size)))
         size = min(size, math.floor(cfg.order_size))
+        return self._sized(outcome, size, p_win, price, edge, min_order_size)
+
+    def _edge(self, outcome: str, p_win: float, price: float | None, min_order_size: float | None,
+              fee: FeeSchedule, taker: bool, min_edge: float, kelly_fraction: float) -> Decision:
+        """The price-aware rule: edge >= min_edge, fractional-Kelly size (module docstring)."""
+        if price is None:
+            return _no(outcome, f"{NO_PRICE}: the edge policy needs the order's price", p_win)
+        fee_ps = fee.per_share(price, taker)
+        cost = price + fee_ps
+        edge = p_win - cost
+        if edge < min_edge:
+            return _no(outcome, f"{LOW_EDGE}: p_win - price - fee = {edge:.4f} < {min_edge:.4f}",
+                       p_win, price, edge)
+        cfg = self.config
+        f_star = max(edge / (1.0 - cost), 0.0) if cost < 1.0 else 0.0
+        mos = cfg.min_order_size if min_order_size is None else float(min_order_size)
+        raw = max(cfg.order_size * kelly_fraction * f_star, mos)
+        size = float(math.floor(min(raw, cfg.order_size) + SIZE_EPS * max(1.0, cfg.order_size)))
         return self._sized(outcome, size, p_win, price, edge, min_order_size)
 
     def _sized(self, outcome: str, size: float, p_win: float | None, price: float | None,

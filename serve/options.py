@@ -53,8 +53,12 @@ def add_model_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     add("--min-order-size", type=_nonneg, default=DEFAULT_MIN_ORDER_SIZE,
         help=f"market minimum order size in shares when the market does not say "
              f"(default {DEFAULT_MIN_ORDER_SIZE:g})")
+    add("--policy", choices=["edge", "design"], default=None,
+        help="entry policy: edge (p_win - price - fee >= min edge, fractional Kelly) or design "
+             "(min confidence, linear size); default: the model file's, else design")
     add("--min-edge", type=float, default=None,
-        help="also require p_win - price - fee >= this (off by default)")
+        help="require p_win - price - fee >= this, in (-1, 1) (design: off by default; edge: "
+             "the model file's chosen value)")
     add("--sizing", choices=["linear", "kelly"], default="linear",
         help="linear: order_size x (p_win-0.5)/0.5 (default); kelly: order_size x F x Kelly")
     add("--kelly-fraction", type=float, default=DEFAULT_KELLY_FRACTION,

@@ -26,7 +26,13 @@ splits              dict         {}        {}          1      train/calibration/
 lake_manifest_id    int | null   null      null        1      the lake manifest trained from
 metrics             dict         {}        {}          1      the evaluation (test-day) metrics
 created_at          str          ""        ""          1      ISO UTC time the file was written
+policy              dict | null  null      null        2      the entry policy train chose (below)
 ==================  ===========  ========  ==========  =====  =========================================
+
+``policy`` (optional; absent or null = the design's rule: ``min_confidence``, size = order_size
+x (p - 0.5)/0.5, so reloading an old model never changes a running bot): ``{"name": "edge",
+"min_edge": E, "kelly_fraction": F, "grid": [...], "slice": {...}}``, the price-aware rule whose
+E and F the backtest chose on the policy slice (see ``serve/gate.py``).
 
 The key names are also the training set's vocabulary: ``features.contract.metadata()`` (the
 training-set Parquet's metadata) writes ``feature_contract``, ``features``,
@@ -50,7 +56,7 @@ the model file: they live in the RECORD, ``<data-dir>/models/current.json`` (``R
 a JSON object beside the pointer naming the model it describes (``read_record`` /
 ``write_record``, atomic; a missing or unreadable record reads as ``ModelRecord()``, empty).
 
-About 470 lines, one module on purpose: the key table, its validators, the pointer and the
+About 500 lines, one module on purpose: the key table, its validators, the pointer and the
 record are one contract, and a bot that reads a model needs all of it and nothing else.
 """
 
@@ -155,6 +161,20 @@ def _optional_int(v: Any) -> int | None:
     return v
 
 
+def _policy(v: Any) -> dict[str, Any] | None:
+    if v is None:
+        return None
+    if not isinstance(v, dict) or v.get("name") not in ("edge", "design"):
+        raise ValueError(f"must be null or an object with name 'edge' or 'design', got {v!r}")
+    if v["name"] == "edge":
+        e, f = v.get("min_edge"), v.get("kelly_fraction")
+        if not _number(e) or not -1.0 < float(e) < 1.0:
+            raise ValueError(f"min_edge must be a number in (-1, 1), got {e!r}")
+        if not _number(f) or not 0.0 < float(f) <= 1.0:
+            raise ValueError(f"kelly_fraction must be a number in (0, 1], got {f!r}")
+    return v
+
+
 def _calibration(v: Any) -> str:
     if v not in CALIBRATIONS:
         raise ValueError(f"unknown calibration {v!r} (expected one of {CALIBRATIONS})")
@@ -197,6 +217,7 @@ KEYS: tuple[Key, ...] = (
     Key("lake_manifest_id", "int | null", _optional_int, default=None),
     Key("metrics", "dict", _object, default={}),
     Key("created_at", "str", _text, default=""),
+    Key("policy", "dict | null", _policy, default=None),
 )
 KEY_BY_NAME: dict[str, Key] = {k.name: k for k in KEYS}
 
@@ -214,6 +235,7 @@ KEY_SPLITS = "splits"
 KEY_LAKE_MANIFEST_ID = "lake_manifest_id"
 KEY_METRICS = "metrics"
 KEY_CREATED_AT = "created_at"
+KEY_POLICY = "policy"
 ALL_KEYS: tuple[str, ...] = (KEY_FORMAT, *KEY_BY_NAME)
 REQUIRED_KEYS: tuple[str, ...] = tuple(k.name for k in KEYS if k.default is REQUIRED)
 

@@ -49,7 +49,7 @@ def test_keys_are_the_agreed_literals_and_documented() -> None:
     assert set(_meta()) == set(mf.ALL_KEYS) == {
         "slotml_format", "slotml_version", "feature_contract", "features", "stats",
         "decision_points", "window_s", "tolerance", "lookback", "calibration", "splits",
-        "lake_manifest_id", "metrics", "created_at"}
+        "lake_manifest_id", "metrics", "created_at", "policy"}
     assert [f for f in ModelMeta.__dataclass_fields__ if f != "format"] == [k.name for k in mf.KEYS]
     for k in mf.KEYS:  # the module's table documents every key
         assert f"\n{k.name} " in mf.__doc__, k.name

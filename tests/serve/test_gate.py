@@ -208,3 +208,50 @@ def test_bad_prices_are_no_price(tmp_path: Path) -> None:
     g.log = DecisionLog(buf)
     g.decide("Up", vec(0.8), MID, price=0.5, context={"spot": float("nan")})
     assert json.loads(buf.getvalue())["spot"] is None
+
+
+# ---------------------------------------------------------------- the price-aware (edge) policy
+
+def _policy_gate(tmp_path: Path, chosen: dict | None, **cfg) -> EntryGate:
+    over = None if chosen is None else {"policy": json.dumps(chosen)}
+    s = Scorer.load(make_model(tmp_path / "p.onnx", ABC, [1.0, 0.0, 0.0], meta_over=over),
+                    contract_features=ABC, contract_version=None)
+    return EntryGate(GateConfig(**cfg), s)
+
+
+def test_a_model_without_policy_keys_keeps_the_design_rule(tmp_path: Path) -> None:
+    old = _policy_gate(tmp_path, None, min_confidence=0.6, order_size=10, min_order_size=1)
+    assert old.policy()[0] == "design"
+    # design: p 0.7 -> 10 x 0.2/0.5 = 4 shares, whatever the price; p 0.55 below min_confidence
+    assert old.decide("Up", vec(0.7), MID, price=0.95).size == 4
+    assert old.decide("Up", vec(0.55), MID, price=0.10).code == "below_min_confidence"
+
+
+def test_edge_policy_enters_on_edge_and_sizes_by_kelly(tmp_path: Path) -> None:
+    g = _policy_gate(tmp_path, {"name": "edge", "min_edge": 0.05, "kelly_fraction": 0.5},
+                     order_size=100, min_order_size=5)
+    assert g.policy() == ("edge", 0.05, 0.5)
+    # p 0.8 at 0.6: edge 0.2, f = 0.5 -> 100 x 0.5 x 0.5 = 25 shares
+    d = g.decide("Up", vec(0.8), MID, price=0.6)
+    assert d.enter and d.size == 25 and abs(d.edge - 0.2) < 1e-6
+    # p 0.55 at 0.45 enters (no confidence floor); tiny Kelly raised to the market minimum
+    d = g.decide("Up", vec(0.55), MID, price=0.49)
+    assert d.enter and d.size == 5
+    assert g.decide("Up", vec(0.8), MID, price=0.78).code == "below_min_edge"
+    # the taker fee counts in the edge: 0.07 x (0.7 x 0.3) = 0.0147
+    fee = FeeSchedule(0.07, 1.0, True)
+    assert g.decide("Up", vec(0.76), MID, price=0.70, fee=fee, taker=True).code == "below_min_edge"
+    assert g.decide("Up", vec(0.76), MID, price=0.70, fee=fee, taker=False).enter
+    # --policy design overrides the file; --min-edge overrides its value
+    assert _policy_gate(tmp_path, {"name": "edge", "min_edge": 0.05, "kelly_fraction": 0.5},
+                        policy="design").policy()[0] == "design"
+    assert _policy_gate(tmp_path, {"name": "edge", "min_edge": 0.05, "kelly_fraction": 0.5},
+                        min_edge=0.3).policy()[1] == 0.3
+
+
+def test_policy_options_are_checked() -> None:
+    p = add_model_args(argparse.ArgumentParser())
+    assert config_from_args(p.parse_args(["--policy", "edge", "--min-edge", "0.02"])).policy == "edge"
+    for bad in (["--min-edge", "1.5"], ["--min-edge", "-1"]):
+        with pytest.raises(UserError, match="min_edge"):
+            config_from_args(p.parse_args(bad))
