@@ -1,45 +1,192 @@
-"""Fill models: small swappable classes, as hftbacktest's are. A fill model says at which price a
-policy's order goes in and whether it fills; ``simulate`` does the rest (one entry a window).
+"""Fill models: small swappable classes, as hftbacktest's are. A fill model says at which limit a
+policy's order goes in (``price``) and what it got (``execute``: a ``Fill`` or None);
+``simulate`` does the rest (one entry a window).
 
-- ``Taker``: buy at the side's best ask, pay the market's taker fee, always filled;
-- ``MakerTouch``: a resting bid at the side's best bid, no fee, filled only if a LATER snapshot
-  of the window shows that side's best ask at or below the bid.
+- ``Taker`` (``taker``): buys at the side's best ask, walking the recorded top-five ask depth of
+  the decision tick for the order's size (a book thinner than the order fills what it shows);
+  pays the market's taker fee per level, ``rate x (p(1 - p))^exponent`` (``FeeSchedule``).
+- ``MakerQueue`` (``maker-queue``, the default): a bid at the side's best bid joins the BACK of
+  the visible queue at that price ``latency_ms`` after the decision. It moves forward only on
+  prints at its price (hftbacktest's conservative queue model), counting complementary prints:
+  a Down BUY at q is matched against Up bids at 1 - q, so for an Up bid at P the prints that
+  reach it are Up SELLs at P and Down BUYs at 1 - P. A print THROUGH the price fills the rest;
+  a print at the price fills what is left of it once the queue ahead is gone. The order is
+  cancelled ``cancel_before_s`` before the window's end. It needs the window's tape: a window
+  whose tape has a recorded gap is excluded (``simulate`` counts it), and a lake without
+  prints makes the model unavailable.
+- ``MakerOptimistic`` (``maker-optimistic``): the old rule, an upper bound: filled in full if a
+  LATER snapshot shows the side's best ask at or below the bid.
+
+Makers pay no fee. A maker rebate is credited per filled share only where the market's schedule
+gives a rebate share (``FeeSchedule.rebate_share`` x the fee a taker would pay at that price);
+otherwise there is none, never a constant.
 
 A new fill model is one class here and one entry in ``FILL_MODELS``.
 """
 
 from __future__ import annotations
 
-from typing import ClassVar
+from dataclasses import dataclass
+from typing import ClassVar, Protocol
+
+import numpy as np
 
 from slotml.backtest.rows import DecisionRow, WindowInfo
+from slotml.serve.gate import UP
+
+EPS = 1e-9
+DEFAULT_LATENCY_MS = 250
+DEFAULT_CANCEL_BEFORE_S = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class Fill:
+    """What an order got: shares, average price, fee and rebate per share, and when."""
+
+    shares: float
+    price: float
+    fee_per_share: float
+    rebate_per_share: float
+    ms: int
+
+
+class FillModel(Protocol):
+    name: ClassVar[str]
+    taker: ClassVar[bool]  # pays the taker fee (the gate's edge counts it)
+    needs_tape: ClassVar[bool]
+
+    def price(self, row: DecisionRow, side: str) -> float | None: ...
+
+    def execute(self, row: DecisionRow, info: WindowInfo, side: str, price: float,
+                size: float) -> Fill | None: ...
+
+
+def rebate_per_share(info: WindowInfo, price: float) -> float:
+    """The maker rebate the market's schedule gives per share at ``price`` (0 without a share)."""
+    share = float(getattr(info.fee, "rebate_share", 0.0) or 0.0)
+    return share * info.fee.per_share(price, True) if share > 0 else 0.0
 
 
 class Taker:
     name: ClassVar[str] = "taker"
-    taker: ClassVar[bool] = True  # pays the taker fee
+    taker: ClassVar[bool] = True
+    needs_tape: ClassVar[bool] = False
 
     def price(self, row: DecisionRow, side: str) -> float | None:
         return row.ask(side)
 
-    def filled(self, info: WindowInfo, side: str, price: float, after_ms: int) -> bool:
-        return True
+    def execute(self, row: DecisionRow, info: WindowInfo, side: str, price: float,
+                size: float) -> Fill | None:
+        levels = row.ask_depth(side)
+        if not levels:  # no recorded depth: the best ask for the whole size
+            return Fill(size, price, info.fee.per_share(price, True), 0.0, row.tick_ms)
+        left, cost, fee = size, 0.0, 0.0
+        for p, q in levels:
+            take = min(left, q)
+            cost += take * p
+            fee += take * info.fee.per_share(p, True)
+            left -= take
+            if left <= EPS:
+                break
+        got = size - max(left, 0.0)
+        if got <= EPS:
+            return None
+        return Fill(got, cost / got, fee / got, 0.0, row.tick_ms)
 
 
-class MakerTouch:
-    name: ClassVar[str] = "maker"
+class MakerQueue:
+    name: ClassVar[str] = "maker-queue"
     taker: ClassVar[bool] = False
+    needs_tape: ClassVar[bool] = True
+
+    def __init__(self, latency_ms: int = DEFAULT_LATENCY_MS,
+                 cancel_before_s: float = DEFAULT_CANCEL_BEFORE_S) -> None:
+        self.latency_ms = int(latency_ms)
+        self.cancel_before_s = float(cancel_before_s)
 
     def price(self, row: DecisionRow, side: str) -> float | None:
         return row.bid(side)
 
-    def filled(self, info: WindowInfo, side: str, price: float, after_ms: int) -> bool:
-        """Whether a later snapshot shows the side's best ask at or below the bid."""
-        for t, a in zip(info.ticks, info.asks(side), strict=True):
-            if t > after_ms and a is not None and a == a and a <= price + 1e-12:
-                return True
-        return False
+    def window(self, row: DecisionRow, info: WindowInfo) -> tuple[int, int]:
+        """(placement, cancel) times of an order decided at ``row``, epoch ms."""
+        end = info.end_ms if info.end_ms is not None else (row.slot_ts + row.window_s) * 1000
+        return row.tick_ms + self.latency_ms, int(end - self.cancel_before_s * 1000)
+
+    def execute(self, row: DecisionRow, info: WindowInfo, side: str, price: float,
+                size: float) -> Fill | None:
+        tape = info.tape
+        if tape is None:
+            return None
+        placed, cancel = self.window(row, info)
+        if cancel <= placed:
+            return None
+        bid = row.bid(side)
+        ahead = float(row.bid_size(side) or 0.0) if bid is not None and abs(bid - price) < EPS else 0.0
+        lo, hi = np.searchsorted(tape.ts_ms, [placed, cancel], side="left")
+        if hi <= lo:
+            return None
+        up = tape.up[lo:hi]
+        buy = tape.buy[lo:hi]
+        mine = up if side == UP else ~up
+        # prints that meet a bid of this side: its own token sold into bids, or the other
+        # token bought (a complementary match), at our price in our token's terms
+        hits = (mine & ~buy) | (~mine & buy)
+        idx = np.flatnonzero(hits)
+        if idx.size == 0:
+            return None
+        px = tape.price[lo:hi][idx]
+        at = np.where(mine[idx], px, 1.0 - px)
+        sizes = tape.size[lo:hi][idx]
+        ts = tape.ts_ms[lo:hi][idx]
+        left, first = size, None
+        for x, q, t in zip(at.tolist(), sizes.tolist(), ts.tolist(), strict=True):
+            if x < price - EPS:  # through our price: the rest fills
+                first = t if first is None else first
+                left = 0.0
+                break
+            if x <= price + EPS:  # at our price: the queue ahead goes first
+                ahead -= q
+                if ahead < 0:
+                    take = min(left, -ahead)
+                    ahead = 0.0
+                    if take > 0:
+                        first = t if first is None else first
+                        left -= take
+                        if left <= EPS:
+                            break
+        got = size - max(left, 0.0)
+        if got <= EPS or first is None:
+            return None
+        return Fill(got, price, 0.0, rebate_per_share(info, price), int(first))
 
 
-FILL_MODELS: dict[str, Taker | MakerTouch] = {m.name: m for m in (Taker(), MakerTouch())}
+class MakerOptimistic:
+    name: ClassVar[str] = "maker-optimistic"
+    taker: ClassVar[bool] = False
+    needs_tape: ClassVar[bool] = False
+
+    def price(self, row: DecisionRow, side: str) -> float | None:
+        return row.bid(side)
+
+    def execute(self, row: DecisionRow, info: WindowInfo, side: str, price: float,
+                size: float) -> Fill | None:
+        """Filled in full at the first later snapshot whose ask is at or below the bid."""
+        for t, a in zip(info.ticks, info.asks(side), strict=False):
+            if t > row.tick_ms and a is not None and a == a and a <= price + 1e-12:
+                return Fill(size, price, 0.0, rebate_per_share(info, price), int(t))
+        return None
+
+
+FILL_MODELS: dict[str, type] = {m.name: m for m in (Taker, MakerQueue, MakerOptimistic)}
 FILLS = tuple(FILL_MODELS)
+DEFAULT_FILL = MakerQueue.name
+
+
+def make_fill(name: str, *, latency_ms: int = DEFAULT_LATENCY_MS,
+              cancel_before_s: float = DEFAULT_CANCEL_BEFORE_S) -> FillModel:
+    """A fill model by name (ValueError for an unknown one)."""
+    if name not in FILL_MODELS:
+        raise ValueError(f"fill must be one of {FILLS}, got {name!r}")
+    if name == MakerQueue.name:
+        return MakerQueue(latency_ms, cancel_before_s)
+    return FILL_MODELS[name]()

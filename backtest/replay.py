@@ -1,17 +1,16 @@
-"""Replay: paper trading over the lake, the gate deciding exactly as the live bot would.
+"""The backtest's lake side: decision rows, window info and trade tapes from the lake, then every
+policy (``policies.py``) under every fill model (``fills.py``), and the verdict (``verdict.py``).
 
-For every resolved window the model never trained or calibrated on, at the model's decision
-points in order, the gate decides; the first decision that passes (and can be placed: the side
-has a quote) is the window's one entry. Model: the side with the higher p_win. Manual filters:
-the side the move favours. Two fill models, both reported (``fills.py``): taker at the
-best ask with the market's fee, maker at the best bid filled when a later snapshot's ask reaches
-it.
+For every resolved window the model never trained, calibrated or chose its policy on, at the
+model's decision points in order, the policy decides exactly as the live bot would; the first
+decision that passes (and can be placed: the side has a quote) is the window's one entry. The
+backtest reads only the lake: snapshots (tops and the five-level depth at the decision tick),
+resolutions (outcome, fee schedule, end), ``slot_trades`` (the tape maker-queue needs) and
+``slot_tape_gaps`` (windows with an incomplete tape are left out and counted).
 
-Per policy and fill model: entries, fills, win rate, mean p_win - price, PnL, PnL per unit
-staked, worst drawdown; and a PNG of cumulative PnL. One implementation, used by
-``slotml replay`` and by train's report (``policy_table``).
-
-The decision rows come from features/'s DuckDB build (the training set's own SQL over the lake;
+One implementation, used by ``slotml backtest`` (alias ``slotml replay``), by train's report
+(``policy_table``) and by train's policy-slice threshold search (``choose_policy``). The
+decision rows come from features/'s DuckDB build (the training set's own SQL over the lake;
 the online builder matches it, parity tests say so); the core (``simulate.py``) works on plain
 in-memory rows and is tested on its own.
 """
@@ -19,15 +18,22 @@ in-memory rows and is tested on its own.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from slotml.backtest.fills import FILLS
-from slotml.backtest.rows import DecisionRow, WindowInfo
+from slotml.backtest.fills import (
+    DEFAULT_CANCEL_BEFORE_S,
+    DEFAULT_LATENCY_MS,
+    FILLS,
+    make_fill,
+)
+from slotml.backtest.policies import POLICIES, make_policy
+from slotml.backtest.rows import DecisionRow, Tape, WindowInfo
 from slotml.backtest.simulate import PolicyResult, simulate
+from slotml.backtest.verdict import BacktestResult
 from slotml.errors import UserError
 from slotml.serve.gate import EntryGate, FeeSchedule, GateConfig
 from slotml.serve.scorer import Scorer
@@ -40,7 +46,7 @@ log = logging.getLogger(__name__)
 def seen_ranges(splits: dict[str, Any]) -> list[tuple[int, int]]:
     """Inclusive [from, to] window-start ranges the model trained or calibrated on."""
     out = []
-    for name in ("train", "early_stop", "calibration"):
+    for name in ("train", "early_stop", "calibration", "policy"):
         s = splits.get(name) or {}
         if s.get("from") is not None and s.get("to") is not None:
             out.append((int(s["from"]), int(s["to"])))
@@ -48,7 +54,7 @@ def seen_ranges(splits: dict[str, Any]) -> list[tuple[int, int]]:
 
 
 def load_rows(con: Any, scorer: Scorer, slot_from: int | None, slot_to: int | None,
-              ) -> tuple[list[DecisionRow], dict[tuple[str, int, int], WindowInfo], dict[str, int]]:
+              tape: bool = True) -> tuple[list[DecisionRow], dict[tuple[str, int, int], WindowInfo], dict[str, int]]:
     """Decision rows (features/ build) and window info for resolved windows in [from, to),
     leaving out every window the model saw. Returns (rows, windows, skipped counts)."""
     from slotml.features.build import build_training_set
@@ -82,14 +88,16 @@ def load_rows(con: Any, scorer: Scorer, slot_from: int | None, slot_to: int | No
                         opt("spot_move_pct", i), opt("dir_move_pct", i))
         rows.append(r)
         keys.add(r.key)
-    windows = _window_info(con, keys, meta.window_s, slot_from, slot_to)
+    depth = _depth(con, [(r.symbol, r.window_s, r.slot_ts, r.tick_ms) for r in rows]) if rows else {}
+    for r in rows:
+        d = depth.get((r.symbol, r.window_s, r.slot_ts, r.tick_ms))
+        if d is not None:
+            r.ask_depth_up, r.ask_depth_down, r.bid_size_up, r.bid_size_down = d
+    windows = _window_info(con, keys, meta.window_s, slot_from, slot_to, tape=tape)
     return rows, windows, skipped
 
 
-def _window_info(con: Any, keys: set[tuple[str, int, int]], window_s: int,
-                 slot_from: int | None, slot_to: int | None) -> dict[tuple[str, int, int], WindowInfo]:
-    if not keys:
-        return {}
+def _where(window_s: int, slot_from: int | None, slot_to: int | None) -> tuple[str, list[Any]]:
     where = ["window_s = ?"]
     params: list[Any] = [int(window_s)]
     if slot_from is not None:
@@ -98,111 +106,158 @@ def _window_info(con: Any, keys: set[tuple[str, int, int]], window_s: int,
     if slot_to is not None:
         where.append("slot_ts < ?")
         params.append(int(slot_to))
-    w = " AND ".join(where)
-    res = con.execute(
-        f"SELECT symbol, window_s, slot_ts, resolved_up, fee_rate, fee_exponent, fee_taker_only, "
-        f"min_order_size FROM slot_resolutions WHERE {w} AND resolved_up IS NOT NULL", params).fetchall()
-    snaps = con.execute(
-        f"SELECT symbol, window_s, slot_ts, tick_ms, ask_up, ask_down FROM slot_snapshots "
-        f"WHERE {w} ORDER BY symbol, window_s, slot_ts, tick_ms", params).fetchall()
-    later: dict[tuple[str, int, int], tuple[list[int], list, list]] = {}
-    for sym, ws, slot, tick, au, ad in snaps:
-        k = (sym, int(ws), int(slot))
-        if k in keys:
-            t = later.setdefault(k, ([], [], []))
-            t[0].append(int(tick))
-            t[1].append(au)
-            t[2].append(ad)
+    return " AND ".join(where), params
+
+
+def _has_table(con: Any, name: str) -> bool:
+    try:
+        con.execute(f"SELECT 1 FROM {name} LIMIT 0").fetchall()
+        return True
+    except Exception:  # noqa: BLE001 - duckdb's CatalogException: no such view
+        return False
+
+
+def has_prints(con: Any) -> bool:
+    """Whether the lake holds any trade prints (maker-queue needs them)."""
+    return _has_table(con, "slot_trades") and \
+        con.execute("SELECT count(*) FROM (SELECT 1 FROM slot_trades LIMIT 1)").fetchall()[0][0] > 0
+
+
+def _depth(con: Any, keys: list[tuple[str, int, int, int]]) -> dict[tuple[str, int, int, int], tuple]:
+    """Ask depth (five levels) and best-bid sizes of both tokens at the decision ticks."""
+    try:
+        con.execute("SELECT ask_up_l1 FROM slot_snapshots LIMIT 0").fetchall()
+    except Exception:  # noqa: BLE001 - a lake without depth columns
+        return {}
+    import pyarrow as pa
+
+    t = pa.table({"symbol": [k[0] for k in keys], "window_s": [k[1] for k in keys],
+                  "slot_ts": [k[2] for k in keys], "tick_ms": [k[3] for k in keys]})
+    con.register("_decision_ticks", t)
+    try:
+        lv = range(1, 6)
+        sel = ", ".join([f"s.ask_{tok}_l{i}, s.ask_size_{tok}_l{i}" for tok in ("up", "down") for i in lv]
+                        + ["s.bid_size_up_l1", "s.bid_size_down_l1"])
+        rows = con.execute(
+            f"SELECT d.symbol, d.window_s, d.slot_ts, d.tick_ms, {sel} FROM _decision_ticks d "
+            f"JOIN slot_snapshots s ON s.symbol = d.symbol AND s.window_s = d.window_s "
+            f"AND s.slot_ts = d.slot_ts AND s.tick_ms = d.tick_ms").fetchall()
+    finally:
+        con.unregister("_decision_ticks")
     out = {}
-    for sym, ws, slot, up, rate, exp, taker_only, mos in res:
-        k = (sym, int(ws), int(slot))
-        if k not in keys:
-            continue
-        ticks, au, ad = later.get(k, ([], [], []))
-        fee = FeeSchedule.from_row({"fee_rate": rate, "fee_exponent": exp, "fee_taker_only": taker_only})
-        out[k] = WindowInfo(bool(up), fee, None if mos is None else float(mos), ticks, au, ad)
+    for r in rows:
+        v = r[4:]
+        out[(r[0], int(r[1]), int(r[2]), int(r[3]))] = (_levels(v, 0), _levels(v, 10), v[20], v[21])
     return out
 
 
-@dataclass
-class ReplayResult:
-    results: list[PolicyResult]
-    rows: int
-    windows: int
-    skipped: dict[str, int]
-    slot_from: int | None
-    slot_to: int | None
-    model: str
-
-    def table(self) -> str:
-        head = ["policy", "fill", "windows", "entries", "fills", "win rate", "p_win-price",
-                "PnL $", "PnL/staked", "max DD $"]
-        body = []
-        for r in self.results:
-            body.append([r.policy, r.fill, str(r.windows), str(r.n_entries), str(r.n_fills),
-                         _pct(r.win_rate), _num(r.mean_edge, "+.4f"), f"{r.pnl:+.2f}",
-                         _pct(r.pnl_per_staked, signed=True), f"{r.max_drawdown:.2f}"])
-        widths = [max(len(x) for x in col) for col in zip(head, *body, strict=False)]
-        line = lambda cells: "  ".join(c.rjust(w) for c, w in zip(cells, widths, strict=False))  # noqa: E731
-        lines = [line(head), line(["-" * w for w in widths])] + [line(b) for b in body]
-        span = f"windows {self.slot_from or 'start'}..{self.slot_to or 'end'}"
-        skipped = ", ".join(f"{k} {v}" for k, v in self.skipped.items() if v)
-        return (f"replay of {self.model} over {self.windows} resolved windows ({self.rows} "
-                f"decision rows, {span}{'; skipped ' + skipped if skipped else ''})\n"
-                + "\n".join(lines))
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"model": self.model, "rows": self.rows, "windows": self.windows,
-                "skipped": self.skipped, "slot_from": self.slot_from, "slot_to": self.slot_to,
-                "results": [r.summary() for r in self.results]}
+def _levels(v: tuple, off: int) -> tuple[tuple[float, float], ...]:
+    """(price, size) pairs of five levels starting at ``off`` (empty levels left out)."""
+    return tuple((float(v[off + 2 * i]), float(v[off + 2 * i + 1])) for i in range(5)
+                 if v[off + 2 * i] is not None and v[off + 2 * i + 1] is not None)
 
 
-def _pct(x: float | None, signed: bool = False) -> str:
-    if x is None:
-        return "-"
-    return f"{x * 100:+.1f}%" if signed else f"{x * 100:.1f}%"
+def _tapes(con: Any, keys: set[tuple[str, int, int]], w: str, params: list[Any]) -> dict:
+    """Each window's prints as a ``Tape`` (both tokens, time order)."""
+    t = con.execute(
+        f"SELECT symbol, window_s, slot_ts, ts_ms, outcome = 'Up' AS up, price, size, "
+        f"side = 'BUY' AS buy FROM slot_trades WHERE {w} "
+        f"ORDER BY symbol, window_s, slot_ts, ts_ms, token_id, occurrence", params).arrow()
+    if t.num_rows == 0:
+        return {}
+    sym = t.column("symbol").to_numpy(zero_copy_only=False)
+    ws = t.column("window_s").to_numpy(zero_copy_only=False).astype(np.int64)
+    slot = t.column("slot_ts").to_numpy(zero_copy_only=False).astype(np.int64)
+    ts = t.column("ts_ms").to_numpy(zero_copy_only=False).astype(np.int64)
+    up = t.column("up").to_numpy(zero_copy_only=False).astype(bool)
+    px = t.column("price").to_numpy(zero_copy_only=False).astype(np.float64)
+    sz = t.column("size").to_numpy(zero_copy_only=False).astype(np.float64)
+    buy = t.column("buy").to_numpy(zero_copy_only=False).astype(bool)
+    change = np.flatnonzero((slot[1:] != slot[:-1]) | (sym[1:] != sym[:-1]) | (ws[1:] != ws[:-1])) + 1
+    bounds = np.concatenate([[0], change, [len(ts)]])
+    out = {}
+    for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
+        k = (str(sym[a]), int(ws[a]), int(slot[a]))
+        if k in keys:
+            out[k] = Tape(ts[a:b], up[a:b], px[a:b], sz[a:b], buy[a:b])
+    return out
 
 
-def _num(x: float | None, fmt: str) -> str:
-    return "-" if x is None else format(x, fmt)
+def _gaps(con: Any, w: str, params: list[Any]) -> set[tuple[str, int, int]]:
+    """Windows whose tape has a recorded gap overlapping them."""
+    if not _has_table(con, "slot_tape_gaps"):
+        return set()
+    rows = con.execute(
+        f"SELECT DISTINCT symbol, window_s, slot_ts FROM slot_tape_gaps WHERE {w} "
+        f"AND from_ts < slot_ts + window_s AND to_ts >= slot_ts", params).fetchall()
+    return {(s, int(ws), int(t)) for s, ws, t in rows}
+
+
+def _window_info(con: Any, keys: set[tuple[str, int, int]], window_s: int,
+                 slot_from: int | None, slot_to: int | None,
+                 tape: bool = True) -> dict[tuple[str, int, int], WindowInfo]:
+    if not keys:
+        return {}
+    w, params = _where(window_s, slot_from, slot_to)
+    res = con.execute(
+        f"SELECT symbol, window_s, slot_ts, resolved_up, fee_rate, fee_exponent, fee_taker_only, "
+        f"min_order_size, end_ts FROM slot_resolutions WHERE {w} AND resolved_up IS NOT NULL",
+        params).fetchall()
+    snaps = con.execute(
+        f"SELECT symbol, window_s, slot_ts, tick_ms, ask_up, ask_down, bid_up, bid_down "
+        f"FROM slot_snapshots WHERE {w} ORDER BY symbol, window_s, slot_ts, tick_ms", params).fetchall()
+    later: dict[tuple[str, int, int], tuple[list, ...]] = {}
+    for sym, ws, slot, tick, au, ad, bu, bd in snaps:
+        k = (sym, int(ws), int(slot))
+        if k in keys:
+            t = later.setdefault(k, ([], [], [], [], []))
+            t[0].append(int(tick))
+            t[1].append(au)
+            t[2].append(ad)
+            t[3].append(bu)
+            t[4].append(bd)
+    tapes = _tapes(con, keys, w, params) if tape else {}
+    gaps = _gaps(con, w, params) if tape else set()
+    out = {}
+    for sym, ws, slot, up, rate, exp, taker_only, mos, end_ts in res:
+        k = (sym, int(ws), int(slot))
+        if k not in keys:
+            continue
+        ticks, au, ad, bu, bd = later.get(k, ([], [], [], [], []))
+        fee = FeeSchedule.from_row({"fee_rate": rate, "fee_exponent": exp, "fee_taker_only": taker_only})
+        end_ms = int(end_ts) * 1000 if end_ts is not None else (int(slot) + int(ws)) * 1000
+        empty = Tape(np.zeros(0, np.int64), np.zeros(0, bool), np.zeros(0), np.zeros(0), np.zeros(0, bool))
+        out[k] = WindowInfo(bool(up), fee, None if mos is None else float(mos), ticks, au, ad,
+                            bu, bd, end_ms, tapes.get(k, empty) if tape else None, k in gaps)
+    return out
 
 
 def replay(con: Any, scorer: Scorer, config: GateConfig | None = None, *,
-           slot_from: int | None = None, slot_to: int | None = None) -> ReplayResult:
-    """Model gate and manual filters side by side, both fill models, over [from, to)."""
-    # replay decisions are not live decisions: they never go to a --decision-log file
+           slot_from: int | None = None, slot_to: int | None = None,
+           policies: tuple[str, ...] = POLICIES, fills: tuple[str, ...] = FILLS,
+           latency_ms: int = DEFAULT_LATENCY_MS, cancel_before_s: float = DEFAULT_CANCEL_BEFORE_S,
+           n_boot: int = 2000, seed: int = 0) -> BacktestResult:
+    """Every policy under every fill model over [from, to), and the verdict. A fill model that
+    needs the trade tape is reported unavailable (with why) on a lake without prints; the
+    others still run."""
+    # backtest decisions are not live decisions: they never go to a --decision-log file
     config = replace(config or GateConfig(), decision_log=None)
-    rows, windows, skipped = load_rows(con, scorer, slot_from, slot_to)
-    model_gate = EntryGate(config, scorer)
-    filter_gate = EntryGate(config, None)
-    results = [simulate(rows, windows, g, fill, policy)
-               for policy, g in (("model", model_gate), ("filters", filter_gate)) for fill in FILLS]
-    return ReplayResult(results, len(rows), len(windows), skipped, slot_from, slot_to,
-                        scorer.path.name)
-
-
-def pnl_png(result: ReplayResult, path: Path) -> Path:
-    """Cumulative PnL per policy and fill model, in entry order."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(9, 5))
-    for r in result.results:
-        cum = r.cumulative()
-        ax.plot(np.arange(1, len(cum) + 1), cum, label=f"{r.policy} / {r.fill} ({r.n_entries} entries)",
-                linestyle="-" if r.policy == "model" else "--")
-    ax.axhline(0, color="grey", linewidth=0.8)
-    ax.set_xlabel("entry #")
-    ax.set_ylabel("cumulative PnL ($)")
-    ax.set_title(f"replay: {result.model}")
-    ax.legend()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    prints = has_prints(con)
+    rows, windows, skipped = load_rows(con, scorer, slot_from, slot_to, tape=prints)
+    results: list[PolicyResult] = []
+    unavailable: dict[str, str] = {}
+    for fill in fills:
+        model = make_fill(fill, latency_ms=latency_ms, cancel_before_s=cancel_before_s)
+        if model.needs_tape and not prints:
+            unavailable[fill] = ("the lake has no slot_trades (no trade tape): record prints with "
+                                 "the collector (or a sim backfill that writes them) and export again")
+            continue
+        for pol in policies:
+            results.append(simulate(rows, windows, make_policy(pol, config, scorer), model, pol))
+    days = sorted({r.slot_ts // 86400 for r in rows if r.key in windows})
+    gate = EntryGate(replace(config, policy="edge"), scorer)
+    return BacktestResult(results, len(rows), len(windows), skipped, slot_from, slot_to,
+                          scorer.path.name, days, unavailable, gate.policy(), n_boot, seed)
 
 
 def default_range(scorer: Scorer) -> tuple[int | None, int | None]:

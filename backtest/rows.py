@@ -27,6 +27,11 @@ class DecisionRow:
     ask_down: float | None
     spot_move_pct: float | None
     dir_move_pct: float | None
+    # the recorded top-five depth at the decision tick: ((price, size), ...) best first
+    ask_depth_up: tuple[tuple[float, float], ...] = ()
+    ask_depth_down: tuple[tuple[float, float], ...] = ()
+    bid_size_up: float | None = None  # size resting at the best bid (the queue a bid joins)
+    bid_size_down: float | None = None
 
     @property
     def key(self) -> tuple[str, int, int]:
@@ -38,10 +43,29 @@ class DecisionRow:
     def ask(self, side: str) -> float | None:
         return self.ask_up if side == UP else self.ask_down
 
+    def ask_depth(self, side: str) -> tuple[tuple[float, float], ...]:
+        return self.ask_depth_up if side == UP else self.ask_depth_down
+
+    def bid_size(self, side: str) -> float | None:
+        return self.bid_size_up if side == UP else self.bid_size_down
+
+
+@dataclass
+class Tape:
+    """A window's trade prints (both tokens), time-ordered, as arrays."""
+
+    ts_ms: np.ndarray  # int64
+    up: np.ndarray  # bool: the Up token printed (else Down)
+    price: np.ndarray  # float64
+    size: np.ndarray  # float64
+    buy: np.ndarray  # bool: the taker bought (lifted an ask), else sold into a bid
+
 
 @dataclass
 class WindowInfo:
-    """What the market said about one window: outcome, fees, minimum size, later asks."""
+    """What the market said about one window: outcome, fees, minimum size, the snapshots' tops
+    (fill rules and markouts), its end, and its trade tape (None: the lake has no prints;
+    ``tape_gap``: a recorded gap overlaps the window, so its tape is incomplete)."""
 
     resolved_up: bool
     fee: FeeSchedule = field(default_factory=FeeSchedule)
@@ -49,6 +73,27 @@ class WindowInfo:
     ticks: Sequence[int] = ()  # snapshot ticks, ascending
     asks_up: Sequence[float | None] = ()
     asks_down: Sequence[float | None] = ()
+    bids_up: Sequence[float | None] = ()
+    bids_down: Sequence[float | None] = ()
+    end_ms: int | None = None
+    tape: Tape | None = None
+    tape_gap: bool = False
+
+    def bids(self, side: str) -> Sequence[float | None]:
+        return self.bids_up if side == UP else self.bids_down
+
+    def mid_at(self, side: str, ms: int) -> float | None:
+        """The side's mid at the first snapshot at or after ``ms`` (None: no two-sided quote)."""
+        import bisect
+
+        i = bisect.bisect_left(self.ticks, ms)
+        bids, asks = self.bids(side), self.asks(side)
+        if i >= len(self.ticks) or i >= len(bids):
+            return None
+        b, a = bids[i], asks[i]
+        if b is None or a is None or b != b or a != a:
+            return None
+        return (float(b) + float(a)) / 2.0
 
     def asks(self, side: str) -> Sequence[float | None]:
         return self.asks_up if side == UP else self.asks_down

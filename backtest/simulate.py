@@ -1,5 +1,11 @@
-"""The replay's core on plain in-memory rows: one gate, one fill model (``fills.py``), at most
-one entry a window. Apart from the lake side (``replay.py``), so it is tested on its own."""
+"""The backtest's core on plain in-memory rows: one policy, one fill model (``fills.py``), at
+most one entry a window. Apart from the lake side (``replay.py``), so it is tested on its own.
+
+Every entry records the gate's edge (p_win - price - fee), what it filled, and its markouts:
+the side's mid 10 s and 60 s after the fill and the payoff at resolution, minus the fill price
+(per share; negative = the market moved against the fill: adverse selection), with the minute
+into the window at which it filled.
+"""
 
 from __future__ import annotations
 
@@ -9,12 +15,12 @@ from typing import Any
 
 import numpy as np
 
-from slotml.backtest.fills import FILL_MODELS, FILLS
+from slotml.backtest.fills import FillModel, make_fill
 from slotml.backtest.rows import DecisionRow, WindowInfo
-from slotml.serve.gate import DOWN, UP, EntryGate
+from slotml.serve.gate import DOWN, UP
 from slotml.venue import SCALE_MINUTES
 
-POLICIES = ("model", "filters")
+MARKOUT_S = (10, 60)
 
 
 @dataclass
@@ -26,17 +32,29 @@ class Entry:
     point: float
     tick_ms: int
     outcome: str
-    size: float
-    price: float
+    size: float  # shares ordered
+    price: float  # limit (maker) or average fill price (taker)
     fee_per_share: float
     p_win: float | None
     filled: bool
     won: bool
-    pnl: float  # dollars: size x (payoff - price - fee) when filled, else 0
+    pnl: float  # dollars: shares x (payoff - price - fee + rebate) when filled, else 0
+    shares: float = 0.0  # shares filled
+    rebate_per_share: float = 0.0
+    edge: float | None = None  # the gate's p_win - price - fee at the decision
+    fill_ms: int | None = None
+    minute: int | None = None  # minutes into the window at the fill
+    markout_10s: float | None = None
+    markout_60s: float | None = None
+    markout_res: float | None = None
 
     @property
     def staked(self) -> float:
-        return self.size * (self.price + self.fee_per_share) if self.filled else 0.0
+        return self.shares * (self.price + self.fee_per_share) if self.filled else 0.0
+
+    @property
+    def day(self) -> int:
+        return self.slot_ts // 86400
 
 
 @dataclass
@@ -46,6 +64,7 @@ class PolicyResult:
     windows: int  # windows considered
     entries: list[Entry]
     reasons: dict[str, int]  # why windows had no entry (the last point's reason code)
+    excluded: dict[str, int] | None = None  # windows left out by the fill model (tape gaps)
 
     @property
     def n_entries(self) -> int:
@@ -54,6 +73,10 @@ class PolicyResult:
     @property
     def n_fills(self) -> int:
         return sum(e.filled for e in self.entries)
+
+    @property
+    def fill_rate(self) -> float | None:
+        return self.n_fills / self.n_entries if self.entries else None
 
     @property
     def win_rate(self) -> float | None:
@@ -75,6 +98,10 @@ class PolicyResult:
         return sum(e.staked for e in self.entries)
 
     @property
+    def rebates(self) -> float:
+        return sum(e.shares * e.rebate_per_share for e in self.entries if e.filled)
+
+    @property
     def pnl_per_staked(self) -> float | None:
         s = self.staked
         return self.pnl / s if s > 0 else None
@@ -89,33 +116,73 @@ class PolicyResult:
         cum = np.concatenate([[0.0], self.cumulative()])
         return float(np.max(np.maximum.accumulate(cum) - cum)) if len(cum) else 0.0
 
+    def markouts(self) -> dict[str, float | None]:
+        """Share-weighted mean markouts of the fills (per share)."""
+        out: dict[str, float | None] = {}
+        for k in ("markout_10s", "markout_60s", "markout_res"):
+            xs = [(getattr(e, k), e.shares) for e in self.entries if e.filled and getattr(e, k) is not None]
+            w = sum(s for _, s in xs)
+            out[k] = sum(x * s for x, s in xs) / w if w > 0 else None
+        return out
+
+    def markouts_by_minute(self) -> dict[int, dict[str, float | int | None]]:
+        """Mean markouts (10 s, 60 s, resolution) and fill count, by minute into the window."""
+        by: dict[int, list[Entry]] = {}
+        for e in self.entries:
+            if e.filled and e.minute is not None:
+                by.setdefault(e.minute, []).append(e)
+        out = {}
+        for m in sorted(by):
+            es = by[m]
+            row: dict[str, float | int | None] = {"fills": len(es)}
+            for k in ("markout_10s", "markout_60s", "markout_res"):
+                xs = [getattr(e, k) for e in es if getattr(e, k) is not None]
+                row[k] = sum(xs) / len(xs) if xs else None
+            out[m] = row
+        return out
+
     def summary(self) -> dict[str, Any]:
         return {
             "policy": self.policy, "fill": self.fill, "windows": self.windows,
-            "entries": self.n_entries, "fills": self.n_fills, "win_rate": self.win_rate,
-            "mean_p_win_minus_price": self.mean_edge, "pnl": self.pnl, "staked": self.staked,
-            "pnl_per_staked": self.pnl_per_staked, "max_drawdown": self.max_drawdown,
+            "entries": self.n_entries, "fills": self.n_fills, "fill_rate": self.fill_rate,
+            "win_rate": self.win_rate, "mean_p_win_minus_price": self.mean_edge, "pnl": self.pnl,
+            "staked": self.staked, "rebates": self.rebates, "pnl_per_staked": self.pnl_per_staked,
+            "max_drawdown": self.max_drawdown, "markouts": self.markouts(),
+            "markouts_by_minute": {str(k): v for k, v in self.markouts_by_minute().items()},
             "no_entry_reasons": dict(sorted(self.reasons.items())),
+            "excluded_windows": dict(self.excluded or {}),
         }
 
 
+def _markout(info: WindowInfo, side: str, ms: int, price: float) -> float | None:
+    mid = info.mid_at(side, ms)
+    return None if mid is None else mid - price
+
+
 def simulate(rows: Iterable[DecisionRow], windows: dict[tuple[str, int, int], WindowInfo],
-             gate: EntryGate, fill: str, policy: str | None = None) -> PolicyResult:
-    """Run one gate with one fill model over decision rows (any order); at most one entry per
-    window: the first decision point (in time) that passes and has a quote."""
-    if fill not in FILL_MODELS:
-        raise ValueError(f"fill must be one of {FILLS}, got {fill!r}")
-    model = FILL_MODELS[fill]
+             gate: Any, fill: str | FillModel, policy: str | None = None) -> PolicyResult:
+    """Run one policy with one fill model over decision rows (any order); at most one entry per
+    window: the first decision point (in time) that passes and has a quote. A fill model that
+    needs the tape leaves out windows whose tape has a gap (counted in ``excluded``)."""
+    model = make_fill(fill) if isinstance(fill, str) else fill
     taker = model.taker
+    name = policy or ("model" if getattr(gate, "uses_model", False) else "filters")
     by_window: dict[tuple[str, int, int], list[DecisionRow]] = {}
     for r in rows:
         if r.key in windows:
             by_window.setdefault(r.key, []).append(r)
     entries: list[Entry] = []
     reasons: dict[str, int] = {}
-    filter_key = "spot_move_pct" if gate.config.filter_series == "spot" else "dir_move_pct"
+    excluded = {"tape_gap": 0, "no_tape": 0}
+    cfg = getattr(gate, "config", None)
+    filter_key = "dir_move_pct" if getattr(cfg, "filter_series", "spot") == "settlement" else "spot_move_pct"
+    considered = 0
     for key in sorted(by_window, key=lambda k: (k[2], k[0], k[1])):
         info = windows[key]
+        if model.needs_tape and (info.tape is None or info.tape_gap):
+            excluded["tape_gap" if info.tape_gap else "no_tape"] += 1
+            continue
+        considered += 1
         last_code = "no_rows"
         for r in sorted(by_window[key], key=lambda x: x.point):
             prices = {side: model.price(r, side) for side in (UP, DOWN)}
@@ -130,15 +197,23 @@ def simulate(rows: Iterable[DecisionRow], windows: dict[tuple[str, int, int], Wi
                 last_code = "no_quote"
                 continue
             side = d.outcome
-            fee_ps = info.fee.per_share(price, taker)
-            filled = model.filled(info, side, price, r.tick_ms)
             won = (side == UP) == bool(info.resolved_up)
-            pnl = d.size * ((1.0 if won else 0.0) - price - fee_ps) if filled else 0.0
-            entries.append(Entry(policy or ("model" if gate.uses_model else "filters"), fill,
-                                 r.symbol, r.slot_ts, r.point, r.tick_ms, side, d.size, price,
-                                 fee_ps, d.p_win, filled, won, pnl))
+            f = model.execute(r, info, side, price, d.size)
+            e = Entry(name, model.name, r.symbol, r.slot_ts, r.point, r.tick_ms, side, d.size,
+                      price, info.fee.per_share(price, taker), d.p_win, f is not None, won, 0.0,
+                      edge=d.edge)
+            if f is not None:
+                payoff = 1.0 if won else 0.0
+                e.shares, e.price, e.fee_per_share = f.shares, f.price, f.fee_per_share
+                e.rebate_per_share, e.fill_ms = f.rebate_per_share, f.ms
+                e.pnl = f.shares * (payoff - f.price - f.fee_per_share + f.rebate_per_share)
+                e.minute = int((f.ms - r.slot_ts * 1000) // 60_000)
+                e.markout_10s = _markout(info, side, f.ms + MARKOUT_S[0] * 1000, f.price)
+                e.markout_60s = _markout(info, side, f.ms + MARKOUT_S[1] * 1000, f.price)
+                e.markout_res = payoff - f.price
+            entries.append(e)
             break
         else:
             reasons[last_code] = reasons.get(last_code, 0) + 1
-    return PolicyResult(policy or ("model" if gate.uses_model else "filters"), fill,
-                        len(by_window), entries, reasons)
+    return PolicyResult(name, model.name, considered, entries, reasons,
+                        {k: v for k, v in excluded.items() if v})

@@ -57,11 +57,14 @@ SIZE_EPS = 1e-6
 
 @dataclass(frozen=True)
 class FeeSchedule:
-    """A market's fee schedule (slot_resolutions fee_rate, fee_exponent, fee_taker_only)."""
+    """A market's fee schedule (slot_resolutions fee_rate, fee_exponent, fee_taker_only; a
+    ``fee_rebate_share`` where a source records one: the share of the taker fee paid back to
+    the maker, 0 = no rebate)."""
 
     rate: float = 0.0
     exponent: float = 1.0
     taker_only: bool = True
+    rebate_share: float = 0.0
 
     @classmethod
     def from_row(cls, row: Any) -> FeeSchedule:
@@ -71,7 +74,8 @@ class FeeSchedule:
         exp = get("fee_exponent")
         taker_only = get("fee_taker_only")
         return cls(rate=float(rate or 0.0), exponent=float(1.0 if exp is None else exp),
-                   taker_only=True if taker_only is None else bool(taker_only))
+                   taker_only=True if taker_only is None else bool(taker_only),
+                   rebate_share=float(get("fee_rebate_share") or 0.0))
 
     def per_share(self, price: float, taker: bool) -> float:
         """Fee per share for an order at ``price``: rate x (p(1 - p))^exponent, takers only."""

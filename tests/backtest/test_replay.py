@@ -10,9 +10,10 @@ import duckdb
 import numpy as np
 import pytest
 
-from slotml.backtest.replay import default_range, pnl_png, replay, time_arg
+from slotml.backtest.replay import default_range, replay, time_arg
 from slotml.backtest.rows import DecisionRow, WindowInfo
 from slotml.backtest.simulate import simulate
+from slotml.backtest.verdict import pnl_png
 from slotml.cli import main
 from slotml.features.contract import CONTRACT_VERSION, FEATURES
 from slotml.features.synth import SynthConfig, generate, load_into
@@ -74,7 +75,7 @@ def test_maker_fills_only_when_a_later_ask_reaches_the_bid(model_gate: EntryGate
         ("BTC", 900, b): _info(True, [(t(b, 13), 0.52, 0.47), (t(b, 15), None, 0.4)]),   # never reached
         ("BTC", 900, c): _info(False, [(t(c, 10), 0.49, 0.5), (t(c, 15), 0.50, 0.5)]),  # before: ignored; then filled
     }
-    r = simulate(rows, windows, model_gate, "maker")
+    r = simulate(rows, windows, model_gate, "maker-optimistic")
     by = {e.slot_ts: e for e in r.entries}
     assert by[a].filled and by[a].price == 0.50 and by[a].fee_per_share == 0.0
     assert by[a].pnl == pytest.approx(6 * 0.5)
@@ -133,14 +134,18 @@ def test_replay_over_synthetic_lake_tables(tmp_path: Path) -> None:
                                           slot0 + 10 * 900 <= k[1] <= slot0 + 11 * 900)}
     assert result.windows == len(unseen) > 10
     assert result.skipped["seen_by_model"] > 0
+    # no slot_trades in these tables: maker-queue unavailable, the other fill models run
+    assert "maker-queue" in result.unavailable and "no slot_trades" in result.unavailable["maker-queue"]
     assert [(r.policy, r.fill) for r in result.results] == [
-        ("model", "taker"), ("model", "maker"), ("filters", "taker"), ("filters", "maker")]
-    mt, mm = result.results[0], result.results[1]
+        (p, f) for f in ("taker", "maker-optimistic") for p in ("edge", "design", "filters", "always-enter")]
+    assert "maker-queue unavailable" in result.verdict()
+    mt, mm = result.cell("design", "taker").result, result.cell("design", "maker-optimistic").result
     assert mt.n_entries > 0 and mt.n_fills == mt.n_entries and mm.n_fills <= mm.n_entries
     for e in mt.entries:
         assert (e.slot_ts, e.symbol) not in {(s, y) for y, s in resolved - unseen}
     text = result.table()
-    assert "model" in text and "filters" in text and "maker" in text
+    assert "design" in text and "filters" in text and "maker-optimistic" in text
+    assert "model beats filters as a maker: inconclusive" in text
     png = pnl_png(result, tmp_path / "r.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # a range [from, to) restricts the windows
@@ -177,9 +182,9 @@ def test_cli_replay_end_to_end(tmp_path: Path, capsys) -> None:
     out = capsys.readouterr().out
     assert rc == 0, out
     assert "model" in out and "filters" in out and "cumulative PnL chart" in out
-    assert (tmp_path / "replay" / "td_model_t_replay.png").exists()
+    assert (tmp_path / "replay" / "td_model_t_backtest.png").exists()
     data = json.loads(out_json.read_text())
-    assert data["windows"] > 0 and len(data["results"]) == 4
+    assert data["windows"] > 0 and len(data["results"]) == 8 and data["verdict"].startswith("model beats")
     # the train report's hook
     from slotml.backtest.replay import policy_table
 
