@@ -162,17 +162,13 @@ def _tapes(con: Any, keys: set[tuple[str, int, int]], w: str, params: list[Any])
     t = con.execute(
         f"SELECT symbol, window_s, slot_ts, ts_ms, outcome = 'Up' AS up, price, size, "
         f"side = 'BUY' AS buy FROM slot_trades WHERE {w} "
-        f"ORDER BY symbol, window_s, slot_ts, ts_ms, token_id, occurrence", params).arrow()
-    if t.num_rows == 0:
+        f"ORDER BY symbol, window_s, slot_ts, ts_ms, token_id, occurrence", params).fetchnumpy()
+    if len(t["ts_ms"]) == 0:
         return {}
-    sym = t.column("symbol").to_numpy(zero_copy_only=False)
-    ws = t.column("window_s").to_numpy(zero_copy_only=False).astype(np.int64)
-    slot = t.column("slot_ts").to_numpy(zero_copy_only=False).astype(np.int64)
-    ts = t.column("ts_ms").to_numpy(zero_copy_only=False).astype(np.int64)
-    up = t.column("up").to_numpy(zero_copy_only=False).astype(bool)
-    px = t.column("price").to_numpy(zero_copy_only=False).astype(np.float64)
-    sz = t.column("size").to_numpy(zero_copy_only=False).astype(np.float64)
-    buy = t.column("buy").to_numpy(zero_copy_only=False).astype(bool)
+    col = lambda name, dt: np.asarray(t[name]).astype(dt)  # noqa: E731
+    sym = np.asarray(t["symbol"]).astype(str)
+    ws, slot, ts = col("window_s", np.int64), col("slot_ts", np.int64), col("ts_ms", np.int64)
+    up, px, sz, buy = col("up", bool), col("price", np.float64), col("size", np.float64), col("buy", bool)
     change = np.flatnonzero((slot[1:] != slot[:-1]) | (sym[1:] != sym[:-1]) | (ws[1:] != ws[:-1])) + 1
     bounds = np.concatenate([[0], change, [len(ts)]])
     out = {}
