@@ -54,7 +54,7 @@ def seen_ranges(splits: dict[str, Any]) -> list[tuple[int, int]]:
 
 
 def load_rows(con: Any, scorer: Scorer, slot_from: int | None, slot_to: int | None,
-              tape: bool = True) -> tuple[list[DecisionRow], dict[tuple[str, int, int], WindowInfo], dict[str, int]]:
+              tape: bool = True, skip_seen: bool = True) -> tuple[list[DecisionRow], dict[tuple[str, int, int], WindowInfo], dict[str, int]]:
     """Decision rows (features/ build) and window info for resolved windows in [from, to),
     leaving out every window the model saw. Returns (rows, windows, skipped counts)."""
     from slotml.features.build import build_training_set
@@ -68,7 +68,7 @@ def load_rows(con: Any, scorer: Scorer, slot_from: int | None, slot_to: int | No
     n = table.num_rows
     X = np.column_stack([np.asarray(cols[f], dtype=np.float64) for f in meta.features]).astype(
         np.float32) if n else np.zeros((0, meta.n_features), dtype=np.float32)
-    seen = seen_ranges(meta.splits)
+    seen = seen_ranges(meta.splits) if skip_seen else []
     skipped = {"seen_by_model": 0}
 
     def opt(name: str, i: int) -> float | None:
@@ -159,6 +159,8 @@ def _levels(v: tuple, off: int) -> tuple[tuple[float, float], ...]:
 
 def _tapes(con: Any, keys: set[tuple[str, int, int]], w: str, params: list[Any]) -> dict:
     """Each window's prints as a ``Tape`` (both tokens, time order)."""
+    if not _has_table(con, "slot_trades"):
+        return {}
     t = con.execute(
         f"SELECT symbol, window_s, slot_ts, ts_ms, outcome = 'Up' AS up, price, size, "
         f"side = 'BUY' AS buy FROM slot_trades WHERE {w} "

@@ -53,6 +53,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--min-windows", type=int,
                    help="minimum resolved windows in the training slice (default 200)")
     p.add_argument("--models-dir", help="where models go (default <data-dir>/models)")
+    p.add_argument("--policy", choices=["edge", "design"], default="edge",
+                   help="entry policy in the model: edge (min_edge and Kelly fraction chosen by "
+                        "the backtest on the policy slice, maker-queue fills; default) or design "
+                        "(no policy key: min_confidence and linear size)")
+    p.add_argument("--policy-days", type=float, default=None,
+                   help="days before the test days (after calibration) where --policy edge "
+                        "chooses its thresholds (default: 15%% of the span, at most --test-days)")
     p.set_defaults(func=_train)
 
 
@@ -74,7 +81,8 @@ def _train(args: argparse.Namespace) -> int:
     except ValueError as e:
         raise UserError(f"--points: {e}") from None
     split_kw = {"test_days": args.test_days, "final": args.final,
-                "embargo_windows": args.embargo_windows, "calib_frac": args.calib_frac}
+                "embargo_windows": args.embargo_windows, "calib_frac": args.calib_frac,
+                "policy_days": args.policy_days if args.policy == "edge" else 0.0}
     if args.min_windows is not None:
         split_kw["min_fit_windows"] = args.min_windows
     cfg = TrainConfig(
@@ -93,6 +101,7 @@ def _train(args: argparse.Namespace) -> int:
         eval_card=Path(args.eval_card) if args.eval_card else None,
         prob_floor=args.prob_floor,
         mirror=not args.no_mirror,
+        policy=args.policy,
     )
     if cfg.oracle is not None and not cfg.oracle.exists():
         raise UserError(f"--oracle {cfg.oracle}: no such file")

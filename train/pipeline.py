@@ -57,6 +57,7 @@ class TrainConfig:
     eval_card: Path | None = None  # --final: the evaluation run's card (default: latest)
     prob_floor: float = 0.005  # calibrated P(Up) kept in [floor, 1 - floor] (onnx_export.PROB_FLOOR)
     mirror: bool = True  # fit and calibrate on each row and its Up/Down mirror (train/mirror.py)
+    policy: str = "edge"  # edge: thresholds chosen on the policy slice; design: no policy key
 
     @property
     def oracle_path(self) -> Path | None:
@@ -257,6 +258,23 @@ def policy_table(model_path: Path, cfg: TrainConfig, split: Split) -> dict[str, 
     return {"available": True, "table": table}
 
 
+def choose_policy(model_path: Path, cfg: TrainConfig, split: Split) -> dict[str, Any]:
+    """The edge policy's thresholds from the backtest on the policy slice (``backtest/choose``);
+    never fatal: a failure leaves the model on the design's rule and says why."""
+    if cfg.policy != "edge":
+        return {"chosen": None, "reason": "--policy design: the model keeps the design's rule"}
+    if split.policy is None:
+        return {"chosen": None, "reason": "no policy slice (--policy-days 0)"}
+    try:
+        from slotml.backtest.choose import choose_policy as backtest_choose
+
+        return backtest_choose(model_path, cfg.lake_dir, split.policy.first_slot,
+                               split.policy.last_slot + 1)
+    except Exception as e:  # noqa: BLE001 - the policy is an extra; the model stands without it
+        log.exception("policy choice failed; the model keeps the design's rule")
+        return {"chosen": None, "reason": f"policy choice failed: {type(e).__name__}: {e}"}
+
+
 # ---------------------------------------------------------------- training proper
 
 def _model_stem(models_dir: Path) -> str:
@@ -329,7 +347,13 @@ def train_on_dataset(ds: TrainingSet, split: Split, cfg: TrainConfig,
         set_metadata,
         write_atomic,
     )
-    from slotml.train.report import format_policy, format_report, reliability_png, write_card
+    from slotml.train.report import (
+        format_entry_policy,
+        format_policy,
+        format_report,
+        reliability_png,
+        write_card,
+    )
 
     stages = stages or Stages()
     fit, es, cal = split.fit.mask, split.early_stop.mask, split.calibration.mask
@@ -439,6 +463,15 @@ def train_on_dataset(ds: TrainingSet, split: Split, cfg: TrainConfig,
             "timings_s": dict(stages.timings),
         }
         write_card(card_path, card)
+    with stages("policy thresholds (backtest on the policy slice, maker-queue fills)"):
+        choice = choose_policy(model_path, cfg, split)
+        if choice.get("chosen") is not None:
+            meta = {**meta, mf.KEY_POLICY: json.dumps(choice["chosen"], sort_keys=True)}
+            mf.validate_metadata(meta, ds.feature_names, source="model being written",
+                                 contract_version=str(ds.contract_version))
+            set_metadata(ex.model, meta)
+            write_atomic(ex.model.SerializeToString(), model_path)
+    card["entry_policy"] = {"requested": cfg.policy, **choice}
     with stages("policy table (serve replay over the test days)"):
         policy = policy_table(model_path, cfg, split)
     card["policy"] = policy
@@ -448,7 +481,8 @@ def train_on_dataset(ds: TrainingSet, split: Split, cfg: TrainConfig,
     if cfg.promote:
         promote(models_dir, model_path)
         promoted = True
-    report = format_report(metrics, ds.window_s) + "\n\n" + format_policy(policy)
+    report = (format_report(metrics, ds.window_s) + "\n\n" + format_entry_policy(card["entry_policy"])
+              + "\n\n" + format_policy(policy))
     return TrainResult(model_path=model_path, card_path=card_path, png_path=png_path,
                        metrics=metrics, card=card, report=report, promoted=promoted,
                        timings=dict(stages.timings))

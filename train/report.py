@@ -138,3 +138,21 @@ def _json_default(o: Any) -> Any:
     if isinstance(o, Path):
         return str(o)
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def format_entry_policy(choice: dict[str, Any]) -> str:
+    """The entry policy train chose (or why none): thresholds, the slice and the grid's top."""
+    c = choice.get("chosen")
+    if not c:
+        return f"entry policy: design rule ({choice.get('reason', 'no policy chosen')})"
+    sl = c.get("slice", {})
+    lines = [f"entry policy: edge, min_edge {c['min_edge']:+.3f}, Kelly fraction {c['kelly_fraction']:g} "
+             f"(chosen on the policy slice, {sl.get('windows', '?')} windows, through {c['fill']} fills; "
+             f"objective: {c['objective']})",
+             "  min_edge  kelly  fills     PnL $  PnL/staked  markout 60s c"]
+    for g in sorted(c.get("grid", []), key=lambda g: -g["pnl"])[:5]:
+        pps = "-" if g["pnl_per_staked"] is None else f"{g['pnl_per_staked'] * 100:+.1f}%"
+        mk = "-" if g.get("markout_60s") is None else f"{g['markout_60s'] * 100:+.2f}"
+        lines.append(f"  {g['min_edge']:+8.3f}  {g['kelly_fraction']:5g}  {g['fills']:5d}  "
+                     f"{g['pnl']:+8.2f}  {pps:>10}  {mk:>13}")
+    return "\n".join(lines)

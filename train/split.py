@@ -8,10 +8,12 @@ whole window (``embargo_windows``) is dropped at every boundary. All rows of one
 
 Layout on the time axis (``|`` = embargo gap)::
 
-    evaluation:  fit | early_stop | calibration | test (last ``test_days``)
-    --final:     fit | early_stop | calibration           (no test)
+    evaluation:  fit | early_stop | calibration | policy | test (last ``test_days``)
+    --final:     fit | early_stop | calibration | policy          (no test)
 
-The calibration slice is never used to fit the booster; the test slice is used only for the
+The calibration slice is never used to fit the booster; the policy slice (``policy_days``, 0 =
+none: ``--policy design``) is where the backtest chooses the edge policy's thresholds, after
+calibration because isotonic is in-sample on its own days; the test slice is used only for the
 report. Too little data is a ``UserError`` that says how much more is needed.
 """
 
@@ -26,6 +28,7 @@ from slotml.errors import UserError
 from slotml.train.dataset import TrainingSet
 
 DAY_S = 86400
+POLICY_SHARE = 0.15  # the auto policy slice's share of the whole span, at most test_days
 
 
 @dataclass(frozen=True)
@@ -44,19 +47,26 @@ class SplitConfig:
     min_es_windows: int = 30
     min_calib_windows: int = 50
     min_test_windows: int = 50
+    # days before the test days where the policy's thresholds are chosen: 0 = no policy slice
+    # (--policy design); None = auto, min(test_days, POLICY_SHARE of the span)
+    policy_days: float | None = 0.0
+    min_policy_windows: int = 50
 
     def __post_init__(self) -> None:
         if self.embargo_windows < 1:
             raise UserError("the embargo must be at least one window")
         if not 0 < self.calib_frac < 1 or not 0 < self.es_frac < 1:
             raise UserError("calib_frac and es_frac must be fractions in (0, 1)")
+        if self.policy_days is not None and self.policy_days < 0:
+            raise UserError(f"--policy-days must not be negative, got {self.policy_days}")
         if not self.final and self.test_days <= 0:
             raise UserError(f"--test-days must be positive, got {self.test_days}")
 
     @property
     def min_total_windows(self) -> int:
         return (self.min_fit_windows + self.min_es_windows + self.min_calib_windows
-                + (0 if self.final else self.min_test_windows))
+                + (0 if self.final else self.min_test_windows)
+                + (self.min_policy_windows if self.policy_days != 0 else 0))
 
 
 @dataclass(frozen=True)
@@ -81,6 +91,7 @@ class Split:
     test: Slice | None
     embargo_windows: int
     dropped_rows: int  # rows in embargo gaps
+    policy: Slice | None = None  # where the backtest chooses the policy's thresholds
 
     @property
     def train(self) -> Slice:
@@ -95,6 +106,7 @@ class Split:
             "train": self.train.describe(),
             "early_stop": self.early_stop.describe(),
             "calibration": self.calibration.describe(),
+            "policy": self.policy.describe() if self.policy is not None else None,
             "test": self.test.describe() if self.test is not None else None,
             "embargo_windows": self.embargo_windows,
         }
@@ -175,6 +187,24 @@ def temporal_split(ds: TrainingSet, cfg: SplitConfig) -> Split:
         pre_end = test_start - gap
 
     first = float(slots[0])
+    policy: Slice | None = None
+    policy_days = cfg.policy_days
+    if policy_days is None:
+        policy_days = POLICY_SHARE * span_s / DAY_S
+        if not cfg.final:
+            policy_days = min(policy_days, cfg.test_days)
+    if policy_days > 0:
+        policy_start = _boundary(slots, pre_end - policy_days * DAY_S)
+        pmask = (ds.slot_ts >= policy_start) & (ds.slot_ts < pre_end)
+        policy = _slice(ds, "policy", pmask)
+        if policy.windows < cfg.min_policy_windows:
+            more = cfg.min_policy_windows - policy.windows
+            raise UserError(
+                f"the policy slice (--policy-days {policy_days:g}) holds {policy.windows} "
+                f"resolved windows, need at least {cfg.min_policy_windows}: raise --policy-days, "
+                f"use --policy design, or collect {more} more{_rate_text(per_day, more)}")
+        keep |= pmask
+        pre_end = policy_start - gap
     calib_start = _boundary(slots, pre_end - cfg.calib_frac * (pre_end - first))
     cmask = (ds.slot_ts >= calib_start) & (ds.slot_ts < pre_end)
     calibration = _slice(ds, "calibration", cmask)
@@ -208,4 +238,5 @@ def temporal_split(ds: TrainingSet, cfg: SplitConfig) -> Split:
         raise UserError("the training slice holds only one outcome; collect more windows")
     keep |= emask | fmask
     return Split(fit=fit, early_stop=early_stop, calibration=calibration, test=test,
-                 embargo_windows=cfg.embargo_windows, dropped_rows=int((~keep).sum()))
+                 embargo_windows=cfg.embargo_windows, dropped_rows=int((~keep).sum()),
+                 policy=policy)

@@ -158,7 +158,8 @@ def test_cli_trains_from_the_lake_and_promotes(tmp_path, capsys):
     out = capsys.readouterr().out
     assert rc == 0, out
     assert "TEST DAYS" in out and "promoted" in out
-    assert "replay of td_model_" in out and "filters" in out  # serve's policy table joined
+    assert "backtest of td_model_" in out and "filters" in out  # the backtest's table joined
+    assert "model beats filters as a maker:" in out and "entry policy:" in out
     name = (tmp_path / "models" / "current").read_text().strip()
     m = onnx.load(tmp_path / "models" / name)
     meta = {p.key: p.value for p in m.metadata_props}
