@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from slotml.backtest.fills import MakerQueue
+from slotml.backtest.policies import Precomputed
 from slotml.backtest.simulate import simulate
 from slotml.serve.gate import EntryGate, GateConfig
 from slotml.serve.scorer import Scorer
@@ -46,10 +47,11 @@ def choose_policy(model_path: Path | str, lake_dir: Path | str | None, slot_from
     finally:
         con.close()
     fill = MakerQueue()
+    scored = Precomputed(scorer, [r.vector for r in rows])
     grid = []
     for e in min_edges:
         for f in kelly_fractions:
-            gate = EntryGate(replace(config, min_edge=e, kelly_fraction=f), scorer)
+            gate = EntryGate(replace(config, min_edge=e, kelly_fraction=f), scored)
             r = simulate(rows, windows, gate, fill, "edge")
             grid.append({"min_edge": e, "kelly_fraction": f, "entries": r.n_entries,
                          "fills": r.n_fills, "pnl": round(r.pnl, 4),

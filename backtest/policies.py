@@ -9,10 +9,34 @@ import math
 from dataclasses import replace
 from typing import Any
 
+import numpy as np
+
 from slotml.serve.gate import DOWN, SIZE_EPS, UP, Decision, EntryGate, FeeSchedule, GateConfig
 from slotml.serve.scorer import Scorer
 
 POLICIES = ("edge", "design", "filters", "always-enter")
+
+
+class Precomputed:
+    """A scorer whose P(Up) for the backtest's rows was computed in one batch (one ONNX call
+    instead of one per row and policy); anything else is the wrapped scorer's."""
+
+    def __init__(self, scorer: Scorer, vectors: list[Any]) -> None:
+        self._scorer = scorer
+        p = scorer.p_up_batch(np.stack(vectors)) if vectors else np.zeros(0)
+        self._vectors = vectors  # keeps the ids below alive and unique
+        self._p = {id(v): float(x) for v, x in zip(vectors, p.tolist(), strict=True)}
+
+    def p_up(self, vector: Any) -> float:
+        p = self._p.get(id(vector))
+        return self._scorer.p_up(vector) if p is None else p
+
+    def p_win(self, outcome: str, vector: Any) -> float:
+        p = self.p_up(vector)
+        return p if outcome == UP else 1.0 - p
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._scorer, name)
 
 
 class AlwaysEnter:

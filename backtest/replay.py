@@ -30,7 +30,7 @@ from slotml.backtest.fills import (
     FILLS,
     make_fill,
 )
-from slotml.backtest.policies import POLICIES, make_policy
+from slotml.backtest.policies import POLICIES, Precomputed, make_policy
 from slotml.backtest.rows import DecisionRow, Tape, WindowInfo
 from slotml.backtest.simulate import PolicyResult, simulate
 from slotml.backtest.verdict import BacktestResult
@@ -240,10 +240,12 @@ def replay(con: Any, scorer: Scorer, config: GateConfig | None = None, *,
     others still run."""
     # backtest decisions are not live decisions: they never go to a --decision-log file
     config = replace(config or GateConfig(), decision_log=None)
-    prints = has_prints(con)
+    needs_tape = any(make_fill(f).needs_tape for f in fills)
+    prints = has_prints(con) if needs_tape else False
     rows, windows, skipped = load_rows(con, scorer, slot_from, slot_to, tape=prints)
     results: list[PolicyResult] = []
     unavailable: dict[str, str] = {}
+    scored = Precomputed(scorer, [r.vector for r in rows])
     for fill in fills:
         model = make_fill(fill, latency_ms=latency_ms, cancel_before_s=cancel_before_s)
         if model.needs_tape and not prints:
@@ -251,7 +253,7 @@ def replay(con: Any, scorer: Scorer, config: GateConfig | None = None, *,
                                  "the collector (or a sim backfill that writes them) and export again")
             continue
         for pol in policies:
-            results.append(simulate(rows, windows, make_policy(pol, config, scorer), model, pol))
+            results.append(simulate(rows, windows, make_policy(pol, config, scored), model, pol))
     days = sorted({r.slot_ts // 86400 for r in rows if r.key in windows})
     gate = EntryGate(replace(config, policy="edge"), scorer)
     return BacktestResult(results, len(rows), len(windows), skipped, slot_from, slot_to,
