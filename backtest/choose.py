@@ -18,7 +18,7 @@ from typing import Any
 
 from slotml.backtest.fills import MakerQueue
 from slotml.backtest.policies import Precomputed
-from slotml.backtest.simulate import simulate
+from slotml.backtest.simulate import group, simulate
 from slotml.serve.gate import EntryGate, GateConfig
 from slotml.serve.scorer import Scorer
 
@@ -48,11 +48,12 @@ def choose_policy(model_path: Path | str, lake_dir: Path | str | None, slot_from
         con.close()
     fill = MakerQueue()
     scored = Precomputed(scorer, [r.vector for r in rows])
+    grouped = group(rows, windows)
     grid = []
     for e in min_edges:
         for f in kelly_fractions:
             gate = EntryGate(replace(config, min_edge=e, kelly_fraction=f), scored)
-            r = simulate(rows, windows, gate, fill, "edge")
+            r = simulate(grouped, windows, gate, fill, "edge")
             grid.append({"min_edge": e, "kelly_fraction": f, "entries": r.n_entries,
                          "fills": r.n_fills, "pnl": round(r.pnl, 4),
                          "pnl_per_staked": None if r.pnl_per_staked is None else round(r.pnl_per_staked, 5),

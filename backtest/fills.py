@@ -171,10 +171,15 @@ class MakerOptimistic:
     def execute(self, row: DecisionRow, info: WindowInfo, side: str, price: float,
                 size: float) -> Fill | None:
         """Filled in full at the first later snapshot whose ask is at or below the bid."""
-        for t, a in zip(info.ticks, info.asks(side), strict=False):
-            if t > row.tick_ms and a is not None and a == a and a <= price + 1e-12:
-                return Fill(size, price, 0.0, rebate_per_share(info, price), int(t))
-        return None
+        ticks = np.asarray(info.ticks, dtype=np.int64)
+        asks = info.asks(side)
+        asks = asks if isinstance(asks, np.ndarray) else np.array(
+            [np.nan if a is None else a for a in asks], dtype=np.float64)
+        i = int(np.searchsorted(ticks, row.tick_ms, side="right"))
+        hit = np.flatnonzero(asks[i:len(ticks)] <= price + 1e-12)
+        if hit.size == 0:
+            return None
+        return Fill(size, price, 0.0, rebate_per_share(info, price), int(ticks[i + hit[0]]))
 
 
 FILL_MODELS: dict[str, type] = {m.name: m for m in (Taker, MakerQueue, MakerOptimistic)}

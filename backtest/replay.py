@@ -32,7 +32,7 @@ from slotml.backtest.fills import (
 )
 from slotml.backtest.policies import POLICIES, Precomputed, make_policy
 from slotml.backtest.rows import DecisionRow, Tape, WindowInfo
-from slotml.backtest.simulate import PolicyResult, simulate
+from slotml.backtest.simulate import PolicyResult, group, simulate_fills
 from slotml.backtest.verdict import BacktestResult
 from slotml.errors import UserError
 from slotml.serve.gate import EntryGate, FeeSchedule, GateConfig
@@ -157,6 +157,31 @@ def _levels(v: tuple, off: int) -> tuple[tuple[float, float], ...]:
                  if v[off + 2 * i] is not None and v[off + 2 * i + 1] is not None)
 
 
+def _floats(x: Any) -> np.ndarray:
+    """A fetched column as float64, NULL as NaN."""
+    return np.ma.filled(np.ma.asarray(x).astype(np.float64), np.nan)
+
+
+def _split_windows(t: dict[str, Any], keys: set[tuple[str, int, int]],
+                   columns: tuple[str, ...]) -> dict[tuple[str, int, int], tuple[np.ndarray, ...]]:
+    """Per-window slices of fetched columns ordered by (symbol, window_s, slot_ts, ...)."""
+    if len(t["slot_ts"]) == 0:
+        return {}
+    sym = np.asarray(t["symbol"]).astype(str)
+    ws = np.asarray(t["window_s"]).astype(np.int64)
+    slot = np.asarray(t["slot_ts"]).astype(np.int64)
+    cols = [np.asarray(t[c]).astype(np.int64) if c in ("tick_ms", "ts_ms") else _floats(t[c])
+            for c in columns]
+    change = np.flatnonzero((slot[1:] != slot[:-1]) | (sym[1:] != sym[:-1]) | (ws[1:] != ws[:-1])) + 1
+    bounds = np.concatenate([[0], change, [len(slot)]]).tolist()
+    out = {}
+    for a, b in zip(bounds[:-1], bounds[1:], strict=True):
+        k = (str(sym[a]), int(ws[a]), int(slot[a]))
+        if k in keys:
+            out[k] = tuple(c[a:b] for c in cols)
+    return out
+
+
 def _tapes(con: Any, keys: set[tuple[str, int, int]], w: str, params: list[Any]) -> dict:
     """Each window's prints as a ``Tape`` (both tokens, time order)."""
     if not _has_table(con, "slot_trades"):
@@ -203,17 +228,8 @@ def _window_info(con: Any, keys: set[tuple[str, int, int]], window_s: int,
         params).fetchall()
     snaps = con.execute(
         f"SELECT symbol, window_s, slot_ts, tick_ms, ask_up, ask_down, bid_up, bid_down "
-        f"FROM slot_snapshots WHERE {w} ORDER BY symbol, window_s, slot_ts, tick_ms", params).fetchall()
-    later: dict[tuple[str, int, int], tuple[list, ...]] = {}
-    for sym, ws, slot, tick, au, ad, bu, bd in snaps:
-        k = (sym, int(ws), int(slot))
-        if k in keys:
-            t = later.setdefault(k, ([], [], [], [], []))
-            t[0].append(int(tick))
-            t[1].append(au)
-            t[2].append(ad)
-            t[3].append(bu)
-            t[4].append(bd)
+        f"FROM slot_snapshots WHERE {w} ORDER BY symbol, window_s, slot_ts, tick_ms", params).fetchnumpy()
+    later = _split_windows(snaps, keys, ("tick_ms", "ask_up", "ask_down", "bid_up", "bid_down"))
     tapes = _tapes(con, keys, w, params) if tape else {}
     gaps = _gaps(con, w, params) if tape else set()
     out = {}
@@ -221,7 +237,7 @@ def _window_info(con: Any, keys: set[tuple[str, int, int]], window_s: int,
         k = (sym, int(ws), int(slot))
         if k not in keys:
             continue
-        ticks, au, ad, bu, bd = later.get(k, ([], [], [], [], []))
+        ticks, au, ad, bu, bd = later.get(k, ((),) * 5)
         fee = FeeSchedule.from_row({"fee_rate": rate, "fee_exponent": exp, "fee_taker_only": taker_only})
         end_ms = int(end_ts) * 1000 if end_ts is not None else (int(slot) + int(ws)) * 1000
         empty = Tape(np.zeros(0, np.int64), np.zeros(0, bool), np.zeros(0), np.zeros(0), np.zeros(0, bool))
@@ -246,14 +262,24 @@ def replay(con: Any, scorer: Scorer, config: GateConfig | None = None, *,
     results: list[PolicyResult] = []
     unavailable: dict[str, str] = {}
     scored = Precomputed(scorer, [r.vector for r in rows])
+    grouped = group(rows, windows)
+    models = []
     for fill in fills:
         model = make_fill(fill, latency_ms=latency_ms, cancel_before_s=cancel_before_s)
         if model.needs_tape and not prints:
             unavailable[fill] = ("the lake has no slot_trades (no trade tape): record prints with "
                                  "the collector (or a sim backfill that writes them) and export again")
-            continue
-        for pol in policies:
-            results.append(simulate(rows, windows, make_policy(pol, config, scored), model, pol))
+        else:
+            models.append(model)
+    by_cell: dict[tuple[str, str], PolicyResult] = {}
+    for pol in policies:
+        gate = make_policy(pol, config, scored)
+        for taker in (True, False):  # one decision pass per quoting side, shared by its models
+            alike = [m for m in models if m.taker == taker]
+            if alike:
+                for r in simulate_fills(grouped, windows, gate, alike, pol):
+                    by_cell[(pol, r.fill)] = r
+    results = [by_cell[(pol, m.name)] for m in models for pol in policies]
     days = sorted({r.slot_ts // 86400 for r in rows if r.key in windows})
     gate = EntryGate(replace(config, policy="edge"), scorer)
     return BacktestResult(results, len(rows), len(windows), skipped, slot_from, slot_to,

@@ -84,11 +84,10 @@ class WindowInfo:
 
     def mid_at(self, side: str, ms: int) -> float | None:
         """The side's mid at the first snapshot at or after ``ms`` (None: no two-sided quote)."""
-        import bisect
-
-        i = bisect.bisect_left(self.ticks, ms)
+        ticks = self.ticks if isinstance(self.ticks, np.ndarray) else np.asarray(self.ticks)
+        i = int(ticks.searchsorted(ms, side="left"))
         bids, asks = self.bids(side), self.asks(side)
-        if i >= len(self.ticks) or i >= len(bids):
+        if i >= len(self.ticks) or i >= len(bids) or i >= len(asks):
             return None
         b, a = bids[i], asks[i]
         if b is None or a is None or b != b or a != a:

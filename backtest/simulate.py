@@ -159,33 +159,62 @@ def _markout(info: WindowInfo, side: str, ms: int, price: float) -> float | None
     return None if mid is None else mid - price
 
 
-def simulate(rows: Iterable[DecisionRow], windows: dict[tuple[str, int, int], WindowInfo],
-             gate: Any, fill: str | FillModel, policy: str | None = None) -> PolicyResult:
-    """Run one policy with one fill model over decision rows (any order); at most one entry per
-    window: the first decision point (in time) that passes and has a quote. A fill model that
-    needs the tape leaves out windows whose tape has a gap (counted in ``excluded``)."""
-    model = make_fill(fill) if isinstance(fill, str) else fill
-    taker = model.taker
-    name = policy or ("model" if getattr(gate, "uses_model", False) else "filters")
+@dataclass(frozen=True)
+class Grouped:
+    """Decision rows grouped by window, windows in time order, points in order: built once and
+    shared by every policy x fill model of a backtest."""
+
+    windows: list[tuple[tuple[str, int, int], WindowInfo, list[DecisionRow]]]
+
+
+def group(rows: Iterable[DecisionRow], windows: dict[tuple[str, int, int], WindowInfo]) -> Grouped:
     by_window: dict[tuple[str, int, int], list[DecisionRow]] = {}
     for r in rows:
         if r.key in windows:
             by_window.setdefault(r.key, []).append(r)
-    entries: list[Entry] = []
-    reasons: dict[str, int] = {}
-    excluded = {"tape_gap": 0, "no_tape": 0}
+    return Grouped([(k, windows[k], sorted(by_window[k], key=lambda x: x.point))
+                    for k in sorted(by_window, key=lambda k: (k[2], k[0], k[1]))])
+
+
+def simulate(rows: Iterable[DecisionRow] | Grouped, windows: dict[tuple[str, int, int], WindowInfo],
+             gate: Any, fill: str | FillModel, policy: str | None = None) -> PolicyResult:
+    """Run one policy with one fill model over decision rows (any order, or ``group``ed); at
+    most one entry per window: the first decision point (in time) that passes and has a quote.
+    A fill model that needs the tape leaves out windows whose tape has a gap (``excluded``)."""
+    model = make_fill(fill) if isinstance(fill, str) else fill
+    return simulate_fills(rows, windows, gate, [model], policy)[0]
+
+
+def simulate_fills(rows: Iterable[DecisionRow] | Grouped,
+                   windows: dict[tuple[str, int, int], WindowInfo], gate: Any,
+                   models: list[FillModel], policy: str | None = None) -> list[PolicyResult]:
+    """``simulate`` for several fill models that quote alike (all takers at the ask, or all
+    makers at the bid): the policy decides once per window, each model fills on its own."""
+    if len({m.taker for m in models}) > 1:
+        raise ValueError("simulate_fills: the fill models must all be takers or all makers")
+    first = models[0]
+    taker = first.taker
+    name = policy or ("model" if getattr(gate, "uses_model", False) else "filters")
+    grouped = rows if isinstance(rows, Grouped) else group(rows, windows)
+    entries: list[list[Entry]] = [[] for _ in models]
+    reasons: list[dict[str, int]] = [{} for _ in models]
+    excluded = [{"tape_gap": 0, "no_tape": 0} for _ in models]
+    considered = [0] * len(models)
     cfg = getattr(gate, "config", None)
     filter_key = "dir_move_pct" if getattr(cfg, "filter_series", "spot") == "settlement" else "spot_move_pct"
-    considered = 0
-    for key in sorted(by_window, key=lambda k: (k[2], k[0], k[1])):
-        info = windows[key]
-        if model.needs_tape and (info.tape is None or info.tape_gap):
-            excluded["tape_gap" if info.tape_gap else "no_tape"] += 1
+    for _key, info, window_rows in grouped.windows:
+        active = []
+        for j, m in enumerate(models):
+            if m.needs_tape and (info.tape is None or info.tape_gap):
+                excluded[j]["tape_gap" if info.tape_gap else "no_tape"] += 1
+            else:
+                considered[j] += 1
+                active.append(j)
+        if not active:
             continue
-        considered += 1
         last_code = "no_rows"
-        for r in sorted(by_window[key], key=lambda x: x.point):
-            prices = {side: model.price(r, side) for side in (UP, DOWN)}
+        for r in window_rows:
+            prices = {UP: first.price(r, UP), DOWN: first.price(r, DOWN)}
             d = gate.choose(r.vector, r.point, prices=prices, min_order_size=info.min_order_size,
                             fee=info.fee, taker=taker, move_pct=getattr(r, filter_key),
                             minutes_into=SCALE_MINUTES * r.point)
@@ -196,24 +225,33 @@ def simulate(rows: Iterable[DecisionRow], windows: dict[tuple[str, int, int], Wi
             if price is None or not (0.0 < price < 1.0):
                 last_code = "no_quote"
                 continue
-            side = d.outcome
-            won = (side == UP) == bool(info.resolved_up)
-            f = model.execute(r, info, side, price, d.size)
-            e = Entry(name, model.name, r.symbol, r.slot_ts, r.point, r.tick_ms, side, d.size,
-                      price, info.fee.per_share(price, taker), d.p_win, f is not None, won, 0.0,
-                      edge=d.edge)
-            if f is not None:
-                payoff = 1.0 if won else 0.0
-                e.shares, e.price, e.fee_per_share = f.shares, f.price, f.fee_per_share
-                e.rebate_per_share, e.fill_ms = f.rebate_per_share, f.ms
-                e.pnl = f.shares * (payoff - f.price - f.fee_per_share + f.rebate_per_share)
-                e.minute = int((f.ms - r.slot_ts * 1000) // 60_000)
-                e.markout_10s = _markout(info, side, f.ms + MARKOUT_S[0] * 1000, f.price)
-                e.markout_60s = _markout(info, side, f.ms + MARKOUT_S[1] * 1000, f.price)
-                e.markout_res = payoff - f.price
-            entries.append(e)
+            for j in active:
+                entries[j].append(_execute(models[j], name, r, info, d, price, taker))
             break
         else:
-            reasons[last_code] = reasons.get(last_code, 0) + 1
-    return PolicyResult(name, model.name, considered, entries, reasons,
-                        {k: v for k, v in excluded.items() if v})
+            for j in active:
+                reasons[j][last_code] = reasons[j].get(last_code, 0) + 1
+    return [PolicyResult(name, m.name, considered[j], entries[j], reasons[j],
+                         {k: v for k, v in excluded[j].items() if v})
+            for j, m in enumerate(models)]
+
+
+def _execute(model: FillModel, name: str, r: DecisionRow, info: WindowInfo, d: Any,
+             price: float, taker: bool) -> Entry:
+    """One entry: the fill model's fill, its PnL and markouts."""
+    side = d.outcome
+    won = (side == UP) == bool(info.resolved_up)
+    f = model.execute(r, info, side, price, d.size)
+    e = Entry(name, model.name, r.symbol, r.slot_ts, r.point, r.tick_ms, side, d.size,
+              price, info.fee.per_share(price, taker), d.p_win, f is not None, won, 0.0,
+              edge=d.edge)
+    if f is not None:
+        payoff = 1.0 if won else 0.0
+        e.shares, e.price, e.fee_per_share = f.shares, f.price, f.fee_per_share
+        e.rebate_per_share, e.fill_ms = f.rebate_per_share, f.ms
+        e.pnl = f.shares * (payoff - f.price - f.fee_per_share + f.rebate_per_share)
+        e.minute = int((f.ms - r.slot_ts * 1000) // 60_000)
+        e.markout_10s = _markout(info, side, f.ms + MARKOUT_S[0] * 1000, f.price)
+        e.markout_60s = _markout(info, side, f.ms + MARKOUT_S[1] * 1000, f.price)
+        e.markout_res = payoff - f.price
+    return e
