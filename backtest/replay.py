@@ -224,7 +224,7 @@ def _window_info(con: Any, keys: set[tuple[str, int, int]], window_s: int,
     w, params = _where(window_s, slot_from, slot_to)
     res = con.execute(
         f"SELECT symbol, window_s, slot_ts, resolved_up, fee_rate, fee_exponent, fee_taker_only, "
-        f"min_order_size, end_ts FROM slot_resolutions WHERE {w} AND resolved_up IS NOT NULL",
+        f"min_order_size, end_ts, up_token_id, down_token_id FROM slot_resolutions WHERE {w} AND resolved_up IS NOT NULL",
         params).fetchall()
     snaps = con.execute(
         f"SELECT symbol, window_s, slot_ts, tick_ms, ask_up, ask_down, bid_up, bid_down "
@@ -233,7 +233,7 @@ def _window_info(con: Any, keys: set[tuple[str, int, int]], window_s: int,
     tapes = _tapes(con, keys, w, params) if tape else {}
     gaps = _gaps(con, w, params) if tape else set()
     out = {}
-    for sym, ws, slot, up, rate, exp, taker_only, mos, end_ts in res:
+    for sym, ws, slot, up, rate, exp, taker_only, mos, end_ts, up_tok, down_tok in res:
         k = (sym, int(ws), int(slot))
         if k not in keys:
             continue
@@ -242,7 +242,8 @@ def _window_info(con: Any, keys: set[tuple[str, int, int]], window_s: int,
         end_ms = int(end_ts) * 1000 if end_ts is not None else (int(slot) + int(ws)) * 1000
         empty = Tape(np.zeros(0, np.int64), np.zeros(0, bool), np.zeros(0), np.zeros(0), np.zeros(0, bool))
         out[k] = WindowInfo(bool(up), fee, None if mos is None else float(mos), ticks, au, ad,
-                            bu, bd, end_ms, tapes.get(k, empty) if tape else None, k in gaps)
+                            bu, bd, end_ms, tapes.get(k, empty) if tape else None, k in gaps,
+                            up_tok, down_tok)
     return out
 
 

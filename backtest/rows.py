@@ -78,6 +78,8 @@ class WindowInfo:
     end_ms: int | None = None
     tape: Tape | None = None
     tape_gap: bool = False
+    up_token_id: str | None = None
+    down_token_id: str | None = None
 
     def bids(self, side: str) -> Sequence[float | None]:
         return self.bids_up if side == UP else self.bids_down

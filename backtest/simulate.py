@@ -47,6 +47,9 @@ class Entry:
     markout_10s: float | None = None
     markout_60s: float | None = None
     markout_res: float | None = None
+    placed_ms: int | None = None  # a resting order's life (maker-queue): the shadow-order seam
+    cancel_ms: int | None = None
+    token_id: str | None = None
 
     @property
     def staked(self) -> float:
@@ -245,6 +248,9 @@ def _execute(model: FillModel, name: str, r: DecisionRow, info: WindowInfo, d: A
     e = Entry(name, model.name, r.symbol, r.slot_ts, r.point, r.tick_ms, side, d.size,
               price, info.fee.per_share(price, taker), d.p_win, f is not None, won, 0.0,
               edge=d.edge)
+    if hasattr(model, "window"):
+        e.placed_ms, e.cancel_ms = model.window(r, info)
+    e.token_id = info.up_token_id if side == UP else info.down_token_id
     if f is not None:
         payoff = 1.0 if won else 0.0
         e.shares, e.price, e.fee_per_share = f.shares, f.price, f.fee_per_share
