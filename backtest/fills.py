@@ -31,7 +31,7 @@ from typing import ClassVar, Protocol
 
 import numpy as np
 
-from slotml.backtest.rows import DecisionRow, WindowInfo
+from slotml.backtest.rows import DecisionRow, Tape, WindowInfo
 from slotml.serve.gate import UP
 
 EPS = 1e-9
@@ -122,24 +122,12 @@ class MakerQueue:
             return None
         bid = row.bid(side)
         ahead = float(row.bid_size(side) or 0.0) if bid is not None and abs(bid - price) < EPS else 0.0
-        lo, hi = np.searchsorted(tape.ts_ms, [placed, cancel], side="left")
+        ts, at, sizes = _bid_hits(tape, side)
+        lo, hi = ts.searchsorted(placed, side="left"), ts.searchsorted(cancel, side="left")
         if hi <= lo:
             return None
-        up = tape.up[lo:hi]
-        buy = tape.buy[lo:hi]
-        mine = up if side == UP else ~up
-        # prints that meet a bid of this side: its own token sold into bids, or the other
-        # token bought (a complementary match), at our price in our token's terms
-        hits = (mine & ~buy) | (~mine & buy)
-        idx = np.flatnonzero(hits)
-        if idx.size == 0:
-            return None
-        px = tape.price[lo:hi][idx]
-        at = np.where(mine[idx], px, 1.0 - px)
-        sizes = tape.size[lo:hi][idx]
-        ts = tape.ts_ms[lo:hi][idx]
         left, first = size, None
-        for x, q, t in zip(at.tolist(), sizes.tolist(), ts.tolist(), strict=True):
+        for x, q, t in zip(at[lo:hi].tolist(), sizes[lo:hi].tolist(), ts[lo:hi].tolist(), strict=True):
             if x < price - EPS:  # through our price: the rest fills
                 first = t if first is None else first
                 left = 0.0
@@ -158,6 +146,22 @@ class MakerQueue:
         if got <= EPS or first is None:
             return None
         return Fill(got, price, 0.0, rebate_per_share(info, price), int(first))
+
+
+def _bid_hits(tape: Tape, side: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The prints that meet a bid of ``side`` (its own token sold into bids, or the other token
+    bought: a complementary match), as (ts_ms, price in the side's terms, size); built once per
+    window and side."""
+    cache = tape.__dict__.setdefault("_hits", {})
+    got = cache.get(side)
+    if got is None:
+        up, buy = tape.up.astype(bool, copy=False), tape.buy.astype(bool, copy=False)
+        mine = up if side == UP else ~up
+        idx = np.flatnonzero((mine & ~buy) | (~mine & buy))
+        px = tape.price[idx]
+        got = cache[side] = (tape.ts_ms.astype(np.int64, copy=False)[idx],
+                             np.where(mine[idx], px, 1.0 - px), tape.size[idx])
+    return got
 
 
 class MakerOptimistic:

@@ -71,21 +71,26 @@ def load_rows(con: Any, scorer: Scorer, slot_from: int | None, slot_to: int | No
     seen = seen_ranges(meta.splits) if skip_seen else []
     skipped = {"seen_by_model": 0}
 
-    def opt(name: str, i: int) -> float | None:
-        v = cols[name][i] if name in cols else None
-        return None if v is None or v != v else float(v)
+    def opt(name: str) -> list[float | None]:
+        if name not in cols:
+            return [None] * n
+        return [None if v != v else v for v in np.asarray(cols[name], dtype=np.float64).tolist()]
 
+    names = ("bid_up", "ask_up", "bid_down", "ask_down", "spot_move_pct", "dir_move_pct")
+    quotes = list(zip(*(opt(c) for c in names), strict=True)) if n else []
+    slots = np.asarray(cols["slot_ts"]).astype(np.int64).tolist() if n else []
+    ticks = np.asarray(cols["tick_ms"]).astype(np.int64).tolist() if n else []
+    wss = np.asarray(cols["window_s"]).astype(np.int64).tolist() if n else []
+    pts = np.asarray(cols["point"], dtype=np.float64).tolist() if n else []
+    syms = [str(x) for x in cols["symbol"]] if n else []
     rows: list[DecisionRow] = []
     keys: set[tuple[str, int, int]] = set()
     for i in range(n):
-        slot = int(cols["slot_ts"][i])
-        if any(a <= slot <= b for a, b in seen):
+        slot = slots[i]
+        if seen and any(a <= slot <= b for a, b in seen):
             skipped["seen_by_model"] += 1
             continue
-        r = DecisionRow(str(cols["symbol"][i]), int(cols["window_s"][i]), slot,
-                        float(cols["point"][i]), int(cols["tick_ms"][i]), X[i],
-                        opt("bid_up", i), opt("ask_up", i), opt("bid_down", i), opt("ask_down", i),
-                        opt("spot_move_pct", i), opt("dir_move_pct", i))
+        r = DecisionRow(syms[i], wss[i], slot, pts[i], ticks[i], X[i], *quotes[i])
         rows.append(r)
         keys.add(r.key)
     depth = _depth(con, [(r.symbol, r.window_s, r.slot_ts, r.tick_ms) for r in rows]) if rows else {}

@@ -86,15 +86,29 @@ class WindowInfo:
 
     def mid_at(self, side: str, ms: int) -> float | None:
         """The side's mid at the first snapshot at or after ``ms`` (None: no two-sided quote)."""
-        ticks = self.ticks if isinstance(self.ticks, np.ndarray) else np.asarray(self.ticks)
+        ticks, mids = self._mids(side)
         i = int(ticks.searchsorted(ms, side="left"))
-        bids, asks = self.bids(side), self.asks(side)
-        if i >= len(self.ticks) or i >= len(bids) or i >= len(asks):
+        if i >= len(mids):
             return None
-        b, a = bids[i], asks[i]
-        if b is None or a is None or b != b or a != a:
-            return None
-        return (float(b) + float(a)) / 2.0
+        m = float(mids[i])
+        return None if m != m else m
+
+    def _mids(self, side: str) -> tuple[np.ndarray, np.ndarray]:
+        """(ticks, mids) as arrays, built once per window and side (NaN: no two-sided quote)."""
+        cache = self.__dict__.setdefault("_mid_cache", {})
+        got = cache.get(side)
+        if got is None:
+            ticks = np.asarray(self.ticks, dtype=np.int64)
+            b, a = _floats(self.bids(side)), _floats(self.asks(side))
+            n = min(len(ticks), len(b), len(a))
+            got = cache[side] = (ticks[:n], (b[:n] + a[:n]) / 2.0)
+        return got
 
     def asks(self, side: str) -> Sequence[float | None]:
         return self.asks_up if side == UP else self.asks_down
+
+
+def _floats(xs: Sequence[float | None]) -> np.ndarray:
+    if isinstance(xs, np.ndarray):
+        return xs.astype(np.float64, copy=False)
+    return np.array([np.nan if x is None else x for x in xs], dtype=np.float64)

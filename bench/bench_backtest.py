@@ -12,6 +12,7 @@ maker-optimistic, no tape). Aim: < 60 s; reported in decision rows per second.
 
 from __future__ import annotations
 
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -90,7 +91,7 @@ def run(quick: bool) -> list[Row]:
     from slotml.features.synth import SynthConfig, generate
     from slotml.serve import GateConfig, Scorer
 
-    n_windows = 1_500 if quick else 35_040
+    n_windows = int(os.environ.get("BENCH17_WINDOWS", 1_500 if quick else 35_040))
     cfg = SynthConfig(n_windows=n_windows, p_missing=0.01, p_one_sided=0.03, seed=17)
     snaps, res = generate(cfg)
     trades = _tape(snaps)
