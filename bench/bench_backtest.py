@@ -13,6 +13,7 @@ maker-optimistic, no tape). Aim: < 60 s; reported in decision rows per second.
 from __future__ import annotations
 
 import os
+import resource
 import tempfile
 import time
 from pathlib import Path
@@ -22,6 +23,18 @@ import numpy as np
 from bench import Row
 
 ISSUE = 17
+
+
+def _cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def _load() -> str:
+    try:
+        return Path("/proc/loadavg").read_text().split()[0]
+    except OSError:
+        return "?"
 
 
 def _model(path: Path) -> Path:
@@ -114,13 +127,13 @@ def run(quick: bool) -> list[Row]:
                     "token_id VARCHAR, from_ts DOUBLE, to_ts DOUBLE, reason VARCHAR)")
         scorer = Scorer.load(_model(Path(tmp) / "td_model_bench.onnx"))
         gate = GateConfig(order_size=10, min_order_size=5)
-        t0 = time.perf_counter()
+        c0, t0 = _cpu(), time.perf_counter()
         replay(con, scorer, gate, policies=("design", "filters"),
-                      fills=("taker", "maker-optimistic"))
-        base_s = time.perf_counter() - t0
-        t0 = time.perf_counter()
+               fills=("taker", "maker-optimistic"))
+        base_s, base_cpu = time.perf_counter() - t0, _cpu() - c0
+        c0, t0 = _cpu(), time.perf_counter()
         full = replay(con, scorer, gate)
-        full_s = time.perf_counter() - t0
+        full_s, full_cpu = time.perf_counter() - t0, _cpu() - c0
         verdict = full.verdict()
     rows = full.rows
     size = (f"{n_snaps / 1e6:.2f}M snapshots, {n_prints / 1e6:.2f}M prints, {rows:,} decision rows, "
@@ -130,6 +143,8 @@ def run(quick: bool) -> list[Row]:
             full_s, "s", baseline=base_s, baseline_name="old replay's work (2 policies x taker/"
             "maker-optimistic, no tape)", higher_is_better=False,
             aim="< 60 s" if not quick else "", met=(full_s < 60.0) if not quick else None),
+        Row(ISSUE, f"backtest: process CPU time (all threads; load {_load()} on {os.cpu_count()} cores)",
+            full_cpu, "s", baseline=base_cpu, baseline_name="old replay's work", higher_is_better=False),
         Row(ISSUE, "backtest: decision rows per wall second (all 12 cells)", rows / full_s, "rows/s",
             baseline=rows / base_s, baseline_name="old replay's work (4 cells)"),
         Row(ISSUE, f"backtest: verdict on the synthetic year ({verdict.split(': ', 1)[1][:40]})",

@@ -302,9 +302,18 @@ class EntryGate:
 
     def policy(self) -> tuple[str, float | None, float]:
         """(name, min_edge, kelly_fraction) of the rule in force: ``--policy`` or the model
-        file's ``policy`` key; without either, the design's rule."""
+        file's ``policy`` key; without either, the design's rule. Recomputed only when the
+        model's metadata object changes (a reload), as it is asked on every decision."""
+        source = self.scorer.meta if self.scorer is not None else None
+        cached = self.__dict__.get("_policy_cache")
+        if cached is not None and cached[0] is source:
+            return cached[1]
+        got = self._policy_of(getattr(source, "policy", None))
+        self.__dict__["_policy_cache"] = (source, got)
+        return got
+
+    def _policy_of(self, meta: dict | None) -> tuple[str, float | None, float]:
         cfg = self.config
-        meta = getattr(self.scorer.meta, "policy", None) if self.scorer is not None else None
         name = cfg.policy or (meta or {}).get("name") or "design"
         if name == "design":
             return "design", cfg.min_edge, cfg.kelly_fraction
