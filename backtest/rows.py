@@ -93,6 +93,15 @@ class WindowInfo:
         m = float(mids[i])
         return None if m != m else m
 
+    def mids_at(self, side: str, a_ms: int, b_ms: int) -> tuple[float | None, float | None]:
+        """``mid_at`` for two times in one lookup (the markouts' 10 s and 60 s)."""
+        ticks, mids = self._mids(side)
+        n = len(mids)
+        i, j = ticks.searchsorted((a_ms, b_ms), side="left").tolist()
+        x = float(mids[i]) if i < n else float("nan")
+        y = float(mids[j]) if j < n else float("nan")
+        return (None if x != x else x), (None if y != y else y)
+
     def _mids(self, side: str) -> tuple[np.ndarray, np.ndarray]:
         """(ticks, mids) as arrays, built once per window and side (NaN: no two-sided quote)."""
         cache = self.__dict__.setdefault("_mid_cache", {})

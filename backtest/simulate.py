@@ -23,7 +23,7 @@ from slotml.venue import SCALE_MINUTES
 MARKOUT_S = (10, 60)
 
 
-@dataclass
+@dataclass(slots=True)
 class Entry:
     policy: str
     fill: str
@@ -157,11 +157,6 @@ class PolicyResult:
         }
 
 
-def _markout(info: WindowInfo, side: str, ms: int, price: float) -> float | None:
-    mid = info.mid_at(side, ms)
-    return None if mid is None else mid - price
-
-
 @dataclass(frozen=True)
 class Grouped:
     """Decision rows grouped by window, windows in time order, points in order: built once and
@@ -257,7 +252,8 @@ def _execute(model: FillModel, name: str, r: DecisionRow, info: WindowInfo, d: A
         e.rebate_per_share, e.fill_ms = f.rebate_per_share, f.ms
         e.pnl = f.shares * (payoff - f.price - f.fee_per_share + f.rebate_per_share)
         e.minute = int((f.ms - r.slot_ts * 1000) // 60_000)
-        e.markout_10s = _markout(info, side, f.ms + MARKOUT_S[0] * 1000, f.price)
-        e.markout_60s = _markout(info, side, f.ms + MARKOUT_S[1] * 1000, f.price)
+        m10, m60 = info.mids_at(side, f.ms + MARKOUT_S[0] * 1000, f.ms + MARKOUT_S[1] * 1000)
+        e.markout_10s = None if m10 is None else m10 - f.price
+        e.markout_60s = None if m60 is None else m60 - f.price
         e.markout_res = payoff - f.price
     return e
