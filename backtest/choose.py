@@ -22,7 +22,7 @@ from slotml.backtest.simulate import group, simulate
 from slotml.serve.gate import EntryGate, GateConfig
 from slotml.serve.scorer import Scorer
 
-MIN_EDGES = (0.0, 0.01, 0.02, 0.03, 0.05, 0.08, 0.12)
+MIN_EDGES = (0.0, 0.01, 0.02, 0.03, 0.05, 0.08, 0.12, 0.16, 0.20, 0.25)
 KELLY_FRACTIONS = (0.1, 0.25, 0.5)
 MIN_FILLS = 20
 

@@ -11,6 +11,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from slotml.backtest.choose import KELLY_FRACTIONS, MIN_EDGES
 from slotml.features.contract import CONTRACT_VERSION, FEATURES
 from slotml.features.synth import SynthConfig, generate
 from slotml.lake.manifest import FileEntry, read_manifest, write_manifest
@@ -61,7 +62,7 @@ def test_train_chooses_the_edge_policy_on_its_slice(tmp_path: Path, capsys) -> N
     assert rc == 0, out
     meta, name = _meta(tmp_path)
     pol = meta.policy
-    assert pol["name"] == "edge" and pol["fill"] == "maker-queue" and len(pol["grid"]) == 21
+    assert pol["name"] == "edge" and pol["fill"] == "maker-queue" and len(pol["grid"]) == len(MIN_EDGES) * len(KELLY_FRACTIONS)
     assert (pol["min_edge"], pol["kelly_fraction"]) in {(g["min_edge"], g["kelly_fraction"]) for g in pol["grid"]}
     # the slice lies after calibration, before the test days
     sp = meta.splits
