@@ -41,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     for mod in STAGE_CLIS:
         importlib.import_module(mod).register(sub)
     demo = sub.add_parser("demo", help="the whole pipeline offline: sim + collector, history, "
-                          "export, train, replay (a few minutes)")
+                          "export, train, backtest (a few minutes)")
     demo.add_argument("demo_args", nargs=argparse.REMAINDER,
                       help="passed on (see `slotml demo -- --help`)")
     demo.set_defaults(func=_demo)

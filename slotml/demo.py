@@ -3,7 +3,7 @@
 Runs the real commands a trader would run, as subprocesses, so every line it prints can be
 copied: the local exchange (sim) and the collector over loopback into an embedded SQLite store,
 then 60 days of sim history into a data dir of its own (one lake never mixes two stores),
-export, train, replay. Re-running is safe: the demo's data dirs are rebuilt from scratch.
+export, train, backtest. Re-running is safe: the demo's data dirs are rebuilt from scratch.
 """
 
 from __future__ import annotations
@@ -193,11 +193,11 @@ def main(argv: list[str] | None = None) -> int:
                    if not line[:4].isdigit()))
     _done(t0)
 
-    t0 = _stage(4, "replay the held-out days through the entry gate: model vs manual filters")
+    t0 = _stage(4, "backtest the held-out days: policies x fill models, the maker verdict")
     model = hist / "models" / "current"
-    _run(_slotml("replay", "--data-dir", str(hist), "--model-path", str(model)),
-         logs / "replay.log")
-    _say("\n".join("      " + line for line in (logs / "replay.log").read_text().splitlines()
+    _run(_slotml("backtest", "--data-dir", str(hist), "--model-path", str(model)),
+         logs / "backtest.log")
+    _say("\n".join("      " + line for line in (logs / "backtest.log").read_text().splitlines()
                    if not line[:4].isdigit()))
     _done(t0)
 
