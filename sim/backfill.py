@@ -39,7 +39,7 @@ from slotml.settings import CommonSettings
 from slotml.sim.config import SimConfig
 from slotml.sim.depth import book_depth, depth_columns, levels_at
 from slotml.sim.flow import window_flow
-from slotml.sim.maker import MAKER, MakerParams, maker_prob, quote_books, regime_prob
+from slotml.sim.maker import maker_prob, quote_books, regime_prob
 from slotml.sim.oracle import known_sum, p_up
 from slotml.sim.prices import _rng, asset_key, twap_of
 from slotml.sim.render import FEE_SCHEDULE, MIN_ORDER_SIZE, TICK
@@ -174,17 +174,21 @@ def _one_symbol(world: World, sym: str, starts: np.ndarray, grid: np.ndarray, t_
     widx = (wstart - starts[0]) // w
     wend = wstart + w
     v, lam, jvar = path.block_stats_array(wstart)
-    oracle = p_up(rule=rule, spot_t=spot[grid - t0], m=(wend - grid).astype(float), v=v, lam=lam,
-                  jvar=jvar, p2b=p2b[widx],
-                  known_sum=known_sum(spot, t0, grid, wend) if rule == "twap60" else 0.0)
+
+    def oracle_at(ts: np.ndarray) -> np.ndarray:
+        return p_up(rule=rule, spot_t=spot[ts - t0], m=(wend - ts).astype(float), v=v, lam=lam,
+                    jvar=jvar, p2b=p2b[widx],
+                    known_sum=known_sum(spot, t0, ts, wend) if rule == "twap60" else 0.0)
+
+    oracle = oracle_at(grid)
     draws = [world.draws(sym, int(s)) for s in starts]
-    def maker(params: MakerParams) -> np.ndarray:
+
+    def maker() -> np.ndarray:
         noise = np.array([draws[i].noise[k] for i, k in zip(widx, grid - wstart, strict=True)])
         return maker_prob(rule=rule, spot=spot, spot_t0=t0, ts=grid, end=wend, p2b=p2b[widx],
-                          vbar=world.vbar[sym], noise=noise * params.noise_sd / MAKER.noise_sd,
-                          params=params)
+                          vbar=world.vbar[sym], noise=noise)
 
-    pm = regime_prob(cfg.book, oracle, maker)
+    pm = regime_prob(cfg.book, oracle, maker, lambda lead: oracle_at(np.minimum(grid + lead, wend)))
     books = quote_books(pm, grid, wstart, w, draws, widx)
     lw0 = np.array([draws[i].level_w[0] for i in widx])
     lw1 = np.array([draws[i].level_w[1] for i in widx])

@@ -83,3 +83,16 @@ def book_stats(rows: list[dict[str, Any]], outcomes: dict[tuple[str, int], bool]
 
 def brier_of(p: np.ndarray, y: np.ndarray) -> float:
     return float(((np.asarray(p) - np.asarray(y)) ** 2).mean())
+
+
+def mid_brier(cfg, days: float, end: float, minutes: tuple[int, ...] = (5, 7, 10)) -> dict[int, float]:
+    """The book's mid Brier at ``minutes`` into the window over ``days`` of backfill (15m family;
+    one tick a minute, no prints: the fastest path to the regime's number)."""
+    from slotml.sim.backfill import generate
+
+    bf = generate(cfg, days=days, end=end, missing_fraction=0.0, interval_s=60, trades=False)
+    outcomes = {(r["symbol"], r["slot_ts"]): r["final_price"] >= r["price_to_beat"]
+                for r in bf.resolutions if r.get("final_price") is not None}
+    rows = [r for r in bf.snapshots if (r["symbol"], r["slot_ts"]) in outcomes
+            and round(r["minutes_into_slot"]) in minutes]
+    return book_stats(rows, outcomes)["brier"]

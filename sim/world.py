@@ -21,7 +21,6 @@ from slotml import venue
 from slotml.sim.config import SimConfig
 from slotml.sim.flow import Flow, window_flow
 from slotml.sim.maker import (
-    MAKER,
     Draws,
     WindowBooks,
     draw_window,
@@ -283,10 +282,10 @@ class World:
                       lam=lam, jvar=jvar, p2b=p2b,
                       known_sum=known_sum(spot, t0, ts, m.end) if m.settlement == "twap60" else 0.0)
         draws = self.draws(m.symbol, m.start)
-        p = regime_prob(self.config.book, oracle, lambda params: maker_prob(
+        p = regime_prob(self.config.book, oracle, lambda: maker_prob(
             rule=m.settlement, spot=spot, spot_t0=t0, ts=ts, end=m.end, p2b=p2b,
-            vbar=self.vbar[m.symbol], noise=draws.noise * params.noise_sd / MAKER.noise_sd,
-            params=params))
+            vbar=self.vbar[m.symbol], noise=draws.noise),
+            lambda lead: oracle[np.minimum(np.arange(len(oracle)) + lead, len(oracle) - 1)])
         pts = np.concatenate([[m.start - 1], ts])
         pp = np.concatenate([[0.5], p])
         books = quote_books(pp, pts, m.start, self.window_s, draws)
