@@ -96,3 +96,51 @@ def mid_brier(cfg, days: float, end: float, minutes: tuple[int, ...] = (5, 7, 10
     rows = [r for r in bf.snapshots if (r["symbol"], r["slot_ts"]) in outcomes
             and round(r["minutes_into_slot"]) in minutes]
     return book_stats(rows, outcomes)["brier"]
+
+
+def flow_stats(cfg, days: float, end: int, markout_s: int = 60) -> dict[str, Any]:
+    """The order flow's statistics over ``days`` of windows ending at ``end`` (15m family): prints
+    per window, the share of traded volume on each token, the share of Up-bid volume that was Down
+    buying, and the mean ``markout_s`` markout (cents per share, positive = a loss to the maker)
+    of the fills that emptied their level, with the per-window values for a standard error."""
+    from slotml.sim.flow import DOWN_ASK, DOWN_BID, UP_BID
+    from slotml.sim.world import World
+
+    world = World(cfg)
+    w = world.window_s
+    t1 = int(end) // w * w
+    n_prints, vol = [], np.zeros(2)
+    bid_vol = np.zeros(2)  # Up-bid queue volume: Up sells, Down buys
+    mk_sum = mk_n = 0.0
+    per_window = []
+    for start in range(t1 - int(days * 86400) // w * w, t1, w):
+        for sym in cfg.symbols:
+            m = world.market(sym, start)
+            wd = world.compute_window(m)
+            from slotml.sim.flow import window_flow
+
+            f = window_flow(cfg.seed, sym, start, w, wd.books, wd.oracle, cfg.print_rate)
+            n_prints.append(len(f))
+            np.add.at(vol, f.token, f.size)
+            on_bid = f.queue == UP_BID
+            np.add.at(bid_vol, f.token[on_bid], f.size[on_bid])
+            b = wd.books
+            ub, ua = b.up_bid.astype(float), b.up_ask.astype(float)
+            mid = np.where((ub > 0) & (ua > 0), (ub + ua) / 2, np.where(ub > 0, ub, ua))
+            e = np.flatnonzero(f.empties)
+            if len(e) == 0:
+                continue
+            later = mid[np.minimum(f.k[e] + markout_s, len(mid) - 1)]
+            q, c = f.queue[e], f.qcents[e].astype(float)
+            # the maker's loss per share, in Up cents: a bid bought at c, an ask sold at c
+            up_c = np.where((q == DOWN_ASK) | (q == DOWN_BID), 100 - c, c)
+            maker_bought_up = (q == UP_BID) | (q == DOWN_ASK)
+            loss = np.where(maker_bought_up, up_c - later, later - up_c)
+            s = f.size[e]
+            mk_sum += float((loss * s).sum())
+            mk_n += float(s.sum())
+            per_window.append(float((loss * s).sum() / s.sum()))
+    return {"prints_per_window": float(np.mean(n_prints)), "up_volume_share": float(vol[0] / vol.sum()),
+            "down_buy_share_of_bid_volume": float(bid_vol[1] / bid_vol.sum()),
+            "markout_c": mk_sum / mk_n, "markout_se": float(np.std(per_window) / np.sqrt(len(per_window))),
+            "windows": len(n_prints)}
