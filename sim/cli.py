@@ -39,6 +39,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     serve.add_argument("--print-rate", type=float, default=None,
                        help="taker arrivals per token per second (default: the calibrated order "
                             "flow, sim/flow.py; 0: no prints)")
+    serve.add_argument("--order-key", default="sim-order-key",
+                       help="POLY_API_KEY the shadow-order endpoint (/clob/order) accepts")
     serve.add_argument("--fault", action="append", default=[], dest="faults",
                        help="a fault kind active from the start (repeatable; see /_sim/faults)")
     add_common_args(serve, db=False)
@@ -74,7 +76,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     cfg = _config(args, host=args.host, port=args.port, synthetic_assets=args.synthetic_assets,
                   book_rate=args.book_rate, print_rate=args.print_rate, faults=tuple(args.faults),
-                  unresolved_fraction=args.unresolved_fraction or 0.0)
+                  order_key=args.order_key, unresolved_fraction=args.unresolved_fraction or 0.0)
     start_command(args, cfg)
 
     async def main() -> None:

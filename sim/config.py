@@ -29,6 +29,7 @@ class SimConfig:
     list_ahead_windows: int = 96  # markets are listed this many windows ahead (real: ~24 h of 15m)
     host: str = "127.0.0.1"
     port: int = 0  # 0 = pick a free port
+    order_key: str = "sim-order-key"  # POLY_API_KEY of the shadow-order endpoint (services/orders.py)
     faults: tuple[str, ...] = field(default=())  # fault kinds active from start (see sim.faults)
 
     def __post_init__(self) -> None:
