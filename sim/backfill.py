@@ -251,7 +251,7 @@ def _one_symbol(world: World, sym: str, starts: np.ndarray, grid: np.ndarray, t_
         prev = resolved
         out.resolutions.append(row)
         if trades:
-            wd = world.compute_window(m)  # not cached: a backfill sees each window once
+            wd = world.compute_window(m, draws[k])  # not cached: a backfill sees each window once
             out.trades += trade_rows(m, window_flow(cfg.seed, sym, s, w, wd.books, wd.oracle,
                                                     cfg.print_rate), cfg.seed)
 

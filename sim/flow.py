@@ -183,10 +183,10 @@ def _prints(r: np.random.Generator, made: np.ndarray, t_ms, token, side, cents, 
     split = 0.2 + 0.6 * r.random(m)
     join = r.random(m) < JOIN_SHARE
     bare_u = r.random(m)
-    hashes = r.integers(0, 2**63, (m, 4), dtype=np.int64, endpoint=False)
+    hashes = r.bytes(32 * m).hex()  # 64 hex digits per trade
     rows: list[tuple[int, float, str]] = []  # (trade index, size, tx)
     for j, i in enumerate(made.tolist()):
-        tx = "0x" + "".join(f"{int(x):016x}" for x in hashes[j]) if has_hash[j] else ""
+        tx = "0x" + hashes[64 * j: 64 * j + 64] if has_hash[j] else ""
         s = float(took[i])
         if pair[j] and s >= 0.04:
             a = round(s * float(split[j]), 2)

@@ -266,8 +266,9 @@ class World:
         for s in self.symbols:
             self.window(self.market(s, start))
 
-    def compute_window(self, m: Market) -> WindowData:
-        """One window at 1 s resolution, uncached (``window`` caches it)."""
+    def compute_window(self, m: Market, draws: Draws | None = None) -> WindowData:
+        """One window at 1 s resolution, uncached (``window`` caches it); ``draws``: its
+        ``draws(m.symbol, m.start)`` if the caller has them already."""
         path = self.path(m.symbol)
         t0 = m.start - 70
         spot = path.spot(t0, m.end)
@@ -281,7 +282,7 @@ class World:
         oracle = p_up(rule=m.settlement, spot_t=spot[ts - t0], m=(m.end - ts).astype(float), v=v,
                       lam=lam, jvar=jvar, p2b=p2b,
                       known_sum=known_sum(spot, t0, ts, m.end) if m.settlement == "twap60" else 0.0)
-        draws = self.draws(m.symbol, m.start)
+        draws = draws or self.draws(m.symbol, m.start)
         p = regime_prob(self.config.book, oracle, lambda: maker_prob(
             rule=m.settlement, spot=spot, spot_t0=t0, ts=ts, end=m.end, p2b=p2b,
             vbar=self.vbar[m.symbol], noise=draws.noise),

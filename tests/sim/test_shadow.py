@@ -58,9 +58,15 @@ async def test_live_endpoint_and_batch_api_agree() -> None:
         m = sim.current_market("BTC", ahead=1)
         world = sim.world
         up, down = world.book_levels(m, m.start)
-        wanted = [(m.up_token, up["bids"][0][0], "BUY"), (m.down_token, down["bids"][0][0], "BUY"),
-                  (m.up_token, up["asks"][0][0], "SELL"), (m.up_token, up["bids"][0][0] - 1, "BUY"),
-                  (m.down_token, down["bids"][0][0], "BUY")]
+
+        def top(book: dict, side: str, off: int = 0) -> int:
+            return book[side][0][0] + off if book[side] else 50
+
+        # the touches at the start (a decided 5 s window may quote at 1 or 99 cents), one deeper
+        wanted = [(m.up_token, top(up, "bids"), "BUY"), (m.down_token, top(down, "bids"), "BUY"),
+                  (m.up_token, top(up, "asks"), "SELL"), (m.up_token, top(up, "bids", -1), "BUY"),
+                  (m.down_token, top(down, "bids"), "BUY")]
+        wanted = [(t, min(max(c, 1), 99), side) for t, c, side in wanted]
         placed = []
         async with aiohttp.ClientSession() as s:
             for i, (token, cents, side) in enumerate(wanted):
