@@ -6,9 +6,10 @@ Imported only by tests, the demo and the CLI. One aiohttp app on one port:
   as the venue), ``/events?series_id=&closed=false&limit=``, ``/markets/slug/{slug}``,
   ``/markets?slug=`` (without ``closed`` only open ones);
 - ``/clob``: ``GET /book?token_id=`` (404 once resolved), ``POST /books``, ``/markets/{condition_id}``,
-  ``/midpoint``, ``/price?side=BUY|SELL``;
+  ``/midpoint``, ``/price?side=BUY|SELL``; ``POST /order``, ``GET|DELETE /order/{id}`` (shadow
+  orders with the ``POLY_API_KEY`` header: their true fills, ``sim/shadow.py``);
 - ``/ws/market``: the CLOB market channel (subscribe/operation, ``book`` array, ``price_change``,
-  ``last_trade_price`` prints (``print_rate``), ``best_bid_ask``/``new_market``/``market_resolved``
+  ``last_trade_price`` prints (the order flow, ``sim/flow.py``), ``best_bid_ask``/``new_market``/``market_resolved``
   with ``custom_feature_enabled``, text PING -> PONG, close 1000 "all subscribed assets resolved");
 - ``/rtds``: live-data relay (``crypto_prices_chainlink``, ``crypto_prices_twap_sixty``, ``_thirty``,
   ``crypto_prices``), 1 Hz whole-second observations relayed ~1.5 s late, subscribe-time backfill;

@@ -38,11 +38,13 @@ from slotml.ingest.snapshot import SNAPSHOT_INTERVAL_S, BookTop, WindowRef, make
 from slotml.settings import CommonSettings
 from slotml.sim.config import SimConfig
 from slotml.sim.depth import book_depth, depth_columns, levels_at
-from slotml.sim.maker import maker_prob, quote_books
+from slotml.sim.flow import window_flow
+from slotml.sim.maker import maker_prob, quote_books, regime_prob
 from slotml.sim.oracle import known_sum, p_up
 from slotml.sim.prices import _rng, asset_key, twap_of
 from slotml.sim.render import FEE_SCHEDULE, MIN_ORDER_SIZE, TICK
 from slotml.sim.services.books import BOOK_LEAD_S
+from slotml.sim.trades import trade_rows
 from slotml.sim.world import World
 
 log = logging.getLogger(__name__)
@@ -61,6 +63,7 @@ class Backfill:
     t_start: int = 0
     t_end: int = 0
     missing_ticks: int = 0
+    trades: list[dict[str, Any]] = field(default_factory=list)
 
 
 def parse_end(end: str | float | None) -> float:
@@ -95,19 +98,21 @@ def _missing_ticks(seed: int, grid: np.ndarray, fraction: float) -> np.ndarray:
 
 def generate(cfg: SimConfig, days: float, end: float | str | None = None,
              missing_fraction: float = 0.002, exact: bool = False,
-             interval_s: int = int(SNAPSHOT_INTERVAL_S)) -> Backfill:
+             interval_s: int = int(SNAPSHOT_INTERVAL_S), trades: bool = True) -> Backfill:
     """All rows for ``days`` days ending at ``end`` (floored to the window). Pure: same in, same out.
 
     ``exact``: build every row with ``ingest.snapshot.make_snapshot`` (slow); the default builds
     the same rows with numpy (tests/sim/test_backfill.py checks they are identical).
+    ``trades``: the prints too (``slot_trades``: the order flow of every window).
     """
     out: Backfill | None = None
-    for part in generate_parts(cfg, days, end, missing_fraction, exact, interval_s):
+    for part in generate_parts(cfg, days, end, missing_fraction, exact, interval_s, trades):
         if out is None:
             out = part
             continue
         out.snapshots += part.snapshots
         out.resolutions += part.resolutions
+        out.trades += part.trades
         for k, v in part.oracle.items():
             out.oracle[k] += v
     assert out is not None
@@ -116,7 +121,7 @@ def generate(cfg: SimConfig, days: float, end: float | str | None = None,
 
 def generate_parts(cfg: SimConfig, days: float, end: float | str | None = None,
                    missing_fraction: float = 0.002, exact: bool = False,
-                   interval_s: int = int(SNAPSHOT_INTERVAL_S)) -> Iterator[Backfill]:
+                   interval_s: int = int(SNAPSHOT_INTERVAL_S), trades: bool = True) -> Iterator[Backfill]:
     """``generate`` one asset at a time (what the CLI streams into the store: bounded memory).
     ``interval_s``: the collector's snapshot grid (whole seconds; 30 in production)."""
     world = World(cfg)
@@ -138,7 +143,7 @@ def generate_parts(cfg: SimConfig, days: float, end: float | str | None = None,
         gc_was = gc.isenabled()
         gc.disable()  # ~170k small dicts per asset: the cyclic GC would rescan them over and over
         try:
-            _one_symbol(world, sym, starts, grid, t_end, sc, out, exact)
+            _one_symbol(world, sym, starts, grid, t_end, sc, out, exact, trades)
         finally:
             if gc_was:
                 gc.enable()
@@ -146,7 +151,7 @@ def generate_parts(cfg: SimConfig, days: float, end: float | str | None = None,
 
 
 def _one_symbol(world: World, sym: str, starts: np.ndarray, grid: np.ndarray, t_end: int,
-                sc: float, out: Backfill, exact: bool) -> None:
+                sc: float, out: Backfill, exact: bool, trades: bool) -> None:
     cfg = world.config
     w = world.window_s
     rule = cfg.settlement
@@ -169,16 +174,21 @@ def _one_symbol(world: World, sym: str, starts: np.ndarray, grid: np.ndarray, t_
     widx = (wstart - starts[0]) // w
     wend = wstart + w
     v, lam, jvar = path.block_stats_array(wstart)
-    oracle = p_up(rule=rule, spot_t=spot[grid - t0], m=(wend - grid).astype(float), v=v, lam=lam,
-                  jvar=jvar, p2b=p2b[widx],
-                  known_sum=known_sum(spot, t0, grid, wend) if rule == "twap60" else 0.0)
+
+    def oracle_at(ts: np.ndarray) -> np.ndarray:
+        return p_up(rule=rule, spot_t=spot[ts - t0], m=(wend - ts).astype(float), v=v, lam=lam,
+                    jvar=jvar, p2b=p2b[widx],
+                    known_sum=known_sum(spot, t0, ts, wend) if rule == "twap60" else 0.0)
+
+    oracle = oracle_at(grid)
     draws = [world.draws(sym, int(s)) for s in starts]
-    if cfg.efficient_book:
-        pm = oracle
-    else:
+
+    def maker() -> np.ndarray:
         noise = np.array([draws[i].noise[k] for i, k in zip(widx, grid - wstart, strict=True)])
-        pm = maker_prob(rule=rule, spot=spot, spot_t0=t0, ts=grid, end=wend, p2b=p2b[widx],
-                        vbar=world.vbar[sym], noise=noise)
+        return maker_prob(rule=rule, spot=spot, spot_t0=t0, ts=grid, end=wend, p2b=p2b[widx],
+                          vbar=world.vbar[sym], noise=noise)
+
+    pm = regime_prob(cfg.book, oracle, maker, lambda lead: oracle_at(np.minimum(grid + lead, wend)))
     books = quote_books(pm, grid, wstart, w, draws, widx)
     lw0 = np.array([draws[i].level_w[0] for i in widx])
     lw1 = np.array([draws[i].level_w[1] for i in widx])
@@ -240,6 +250,10 @@ def _one_symbol(world: World, sym: str, starts: np.ndarray, grid: np.ndarray, t_
             row["prev_resolved_up"] = prev
         prev = resolved
         out.resolutions.append(row)
+        if trades:
+            wd = world.compute_window(m, draws[k])  # not cached: a backfill sees each window once
+            out.trades += trade_rows(m, window_flow(cfg.seed, sym, s, w, wd.books, wd.oracle,
+                                                    cfg.print_rate), cfg.seed)
 
 
 def _rows_exact(sym, w, rule, grid, wstart, captured, books, size_a, size_b, base_known, p2b,
@@ -333,15 +347,17 @@ def oracle_frame(bf: Backfill):
 
 
 async def _write(store, bf: Backfill) -> tuple[int, int]:
-    n_snap = n_res = 0
+    n_snap = n_res = n_trades = 0
     for i in range(0, len(bf.snapshots), CHUNK):
         n_snap += await store.insert_snapshots(bf.snapshots[i: i + CHUNK])
+    for i in range(0, len(bf.trades), CHUNK):
+        n_trades += await store.insert_trades(bf.trades[i: i + CHUNK])
     for i in range(0, len(bf.resolutions), CHUNK):
         n_res += await store.upsert_resolutions(bf.resolutions[i: i + CHUNK])
-    return n_snap, n_res
+    return n_snap, n_res, n_trades
 
 
-async def write_store(bf: Backfill, url) -> tuple[int, int]:
+async def write_store(bf: Backfill, url) -> tuple[int, int, int]:
     from slotml.ingest.store import open_store
 
     store = open_store(url)
@@ -360,7 +376,8 @@ async def backfill_into(cfg: SimConfig, url, data_dir: Path, *, days: float, end
 
     store = open_store(url)
     await store.connect()
-    stats: dict[str, Any] = {"snapshots": 0, "resolutions": 0, "generate_s": 0.0, "write_s": 0.0}
+    stats: dict[str, Any] = {"snapshots": 0, "resolutions": 0, "trades": 0, "generate_s": 0.0,
+                             "write_s": 0.0}
     frames = []
     try:
         await store.ensure_schema()
@@ -372,10 +389,11 @@ async def backfill_into(cfg: SimConfig, url, data_dir: Path, *, days: float, end
             if bf is None:
                 break
             t = time.perf_counter()
-            n_snap, n_res = await _write(store, bf)
+            n_snap, n_res, n_trades = await _write(store, bf)
             stats["write_s"] += time.perf_counter() - t
             stats["snapshots"] += n_snap
             stats["resolutions"] += n_res
+            stats["trades"] += n_trades
             stats.update(t_start=bf.t_start, t_end=bf.t_end, missing_ticks=bf.missing_ticks)
             frames.append(oracle_frame(bf))
             del bf
@@ -392,6 +410,6 @@ def run_backfill(cfg: SimConfig, settings: CommonSettings, *, days: float, end: 
                                    missing_fraction=missing_fraction))
     print(f"backfilled {cfg.family} {','.join(cfg.symbols)} {st['t_start']}..{st['t_end']} into "
           f"{settings.db}: {st['snapshots']} new snapshots ({st['missing_ticks']} ticks missing), "
-          f"{st['resolutions']} resolution rows written; oracle -> {st['oracle_path']} "
+          f"{st['resolutions']} resolution rows, {st['trades']} prints written; oracle -> {st['oracle_path']} "
           f"(generate {st['generate_s']:.1f} s, write {st['write_s']:.1f} s)", flush=True)
     return 0

@@ -14,8 +14,12 @@ def _world_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--family", default="15m", help="15m (real), 5m, 1m, 10s, 5s (default 15m; slotml/venue.py)")
     p.add_argument("--symbols", default="BTC,ETH,SOL,XRP", help="comma-separated assets")
     p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--efficient-book", action="store_true",
-                   help="the book quotes the true probability (no edge: a leak detector)")
+    p.add_argument("--book", choices=["default", "sharp", "efficient", "shrunk"], default="default",
+                   help="book regime: default (Dec 2025 Polymarket), sharp (Kalshi 2026), efficient "
+                        "(quotes the true probability: a leak detector), shrunk (the true probability "
+                        "pulled 15%% toward 0.5: an edge of known size)")
+    p.add_argument("--efficient-book", action="store_const", const="efficient", dest="book",
+                   help="alias of --book efficient")
     p.add_argument("--settlement", choices=["twap60", "spot"], default="twap60")
     p.add_argument("--unresolved-fraction", type=float, default=None,
                    help="windows that never resolve (default 0 for serve, 0.003 for backfill)")
@@ -32,8 +36,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     serve.add_argument("--port", type=int, default=8765)
     serve.add_argument("--synthetic-assets", type=int, default=0, help="extra assets (load)")
     serve.add_argument("--book-rate", type=float, default=2.0, help="book changes per token per second")
-    serve.add_argument("--print-rate", type=float, default=0.5,
-                       help="last_trade_price prints per token per second (0: none)")
+    serve.add_argument("--print-rate", type=float, default=None,
+                       help="taker arrivals per token per second (default: the calibrated order "
+                            "flow, sim/flow.py; 0: no prints)")
+    serve.add_argument("--order-key", default="sim-order-key",
+                       help="POLY_API_KEY the shadow-order endpoint (/clob/order) accepts")
     serve.add_argument("--fault", action="append", default=[], dest="faults",
                        help="a fault kind active from the start (repeatable; see /_sim/faults)")
     add_common_args(serve, db=False)
@@ -56,7 +63,7 @@ def _config(args: argparse.Namespace, **extra):
 
     return SimConfig(
         family=args.family, symbols=tuple(s.strip() for s in args.symbols.split(",") if s.strip()),
-        seed=args.seed, efficient_book=args.efficient_book, settlement=args.settlement, **extra,
+        seed=args.seed, book=args.book, settlement=args.settlement, **extra,
     )
 
 
@@ -69,7 +76,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     cfg = _config(args, host=args.host, port=args.port, synthetic_assets=args.synthetic_assets,
                   book_rate=args.book_rate, print_rate=args.print_rate, faults=tuple(args.faults),
-                  unresolved_fraction=args.unresolved_fraction or 0.0)
+                  order_key=args.order_key, unresolved_fraction=args.unresolved_fraction or 0.0)
     start_command(args, cfg)
 
     async def main() -> None:

@@ -17,16 +17,19 @@ class SimConfig:
     family: str = "15m"
     symbols: tuple[str, ...] = DEFAULT_SYMBOLS
     seed: int = 1
-    efficient_book: bool = False  # quote the oracle itself (no edge to find: a leak detector)
+    book: str = "default"  # book regime: default | sharp | efficient | shrunk (sim/maker.py BOOKS)
+    efficient_book: bool = False  # alias of book="efficient" (quote the oracle: a leak detector)
     synthetic_assets: int = 0  # extra assets SYN0..SYNn-1 (load tests); BTC-like dynamics
     book_rate: float = 2.0  # book changes per token per second on the market websocket
-    print_rate: float = 0.5  # last_trade_price prints per token per second (0: none)
+    # taker arrivals per token per second; None = the calibrated order flow (sim/flow.py), 0 = none
+    print_rate: float | None = None
     settlement: str = "twap60"  # "twap60" (venue since Aug 2026) or "spot"
     unresolved_fraction: float = 0.0  # windows that never publish a resolution
     relay_delay_s: float = 1.5  # RTDS relay lag of an observation (jitter +-0.3 s)
     list_ahead_windows: int = 96  # markets are listed this many windows ahead (real: ~24 h of 15m)
     host: str = "127.0.0.1"
     port: int = 0  # 0 = pick a free port
+    order_key: str = "sim-order-key"  # POLY_API_KEY of the shadow-order endpoint (services/orders.py)
     faults: tuple[str, ...] = field(default=())  # fault kinds active from start (see sim.faults)
 
     def __post_init__(self) -> None:
@@ -37,7 +40,16 @@ class SimConfig:
             raise UserError("unresolved_fraction must be in [0, 1]")
         if self.book_rate < 0:
             raise UserError("book_rate must be >= 0")
-        if not 0 <= self.print_rate <= 100:  # per token per second; the Poisson draw needs e^-rate > 0
+        from slotml.sim.maker import BOOKS
+
+        if self.efficient_book and self.book not in ("default", "efficient"):
+            raise UserError(f"--efficient-book is book 'efficient', not {self.book!r}")
+        if self.efficient_book:
+            object.__setattr__(self, "book", "efficient")
+        if self.book not in BOOKS:
+            raise UserError(f"book must be one of {', '.join(BOOKS)}, not {self.book!r}")
+        object.__setattr__(self, "efficient_book", self.book == "efficient")
+        if self.print_rate is not None and not 0 <= self.print_rate <= 100:  # per token per second; the Poisson draw needs e^-rate > 0
             raise UserError("print_rate must be in [0, 100]")
         syms = [s.upper() for s in self.symbols]
         if not syms or any(not s.isalnum() for s in syms):

@@ -15,6 +15,7 @@ p10/p50/p90 ~700/3000/7100 shares. Prices stay in [0.01, 0.99].
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -52,6 +53,30 @@ class MakerParams:
 
 
 MAKER = MakerParams()
+# ``--book sharp``: the sharpest real 15-minute crypto books known (Kalshi, May-Aug 2026, 5,624
+# windows: mid Brier 0.186 / 0.159 / 0.113 at minutes 5 / 7 / 10; research.md). Those are sharper
+# than the sim's own oracle (0.190 / 0.165 / 0.124 on seeds 101-104 x 30 days): a real book
+# aggregates order flow that leads the price path. The sharp book quotes the oracle's P(Up) this
+# many seconds AHEAD (measured, seed 101 x 20 days: lead 30 s -> 0.184 / 0.159 / 0.114).
+SHARP_LEAD_S = 30
+# ``--book shrunk``: the oracle's P(Up) pulled toward 0.5 by this share, so a model that knows the
+# oracle has an edge of a known size (the backtest's power test).
+SHRINK = 0.15
+BOOKS = ("default", "sharp", "efficient", "shrunk")
+
+
+def regime_prob(book: str, oracle: np.ndarray, maker: Callable[[], np.ndarray],
+                ahead: Callable[[int], np.ndarray]) -> np.ndarray:
+    """The probability the book quotes around, by regime: ``maker()`` computes the maker's
+    estimate (default), ``ahead(s)`` the oracle s seconds later (clipped at the window's end);
+    efficient quotes the oracle, shrunk the oracle pulled toward 0.5 by ``SHRINK``."""
+    if book == "efficient":
+        return np.asarray(oracle, dtype=np.float64).copy()
+    if book == "shrunk":
+        return 0.5 + (1.0 - SHRINK) * (np.asarray(oracle, dtype=np.float64) - 0.5)
+    if book == "sharp":
+        return np.asarray(ahead(SHARP_LEAD_S), dtype=np.float64)
+    return maker()
 
 
 def minute_index(elapsed_s: np.ndarray, window_s: int) -> np.ndarray:

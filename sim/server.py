@@ -27,6 +27,7 @@ from slotml.sim.services.connections import Connections
 from slotml.sim.services.control import Control
 from slotml.sim.services.gamma import Gamma
 from slotml.sim.services.market_ws import MarketWs
+from slotml.sim.services.orders import Orders
 from slotml.sim.services.relay import Relay
 from slotml.sim.world import World
 
@@ -46,6 +47,7 @@ class SimServer:
         self.market_ws = MarketWs(world, self.faults, self.conns, books, self.stats)
         self.relay = Relay(world, self.faults, self.conns, self.stats)
         self.control = Control(world, self.faults, self.conns, self.stats)
+        self.orders = Orders(world)
         self._tasks: list[asyncio.Task] = []
         self._runner: web.AppRunner | None = None
         self.host = self.config.host
@@ -57,7 +59,7 @@ class SimServer:
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self._fault_mw])
         for service in (self.gamma, self.clob, self.market_ws, self.market_ws.prints, self.relay,
-                        self.control):
+                        self.control, self.orders):
             app.router.add_routes(service.routes())
         return app
 

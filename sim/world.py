@@ -19,7 +19,15 @@ import numpy as np
 
 from slotml import venue
 from slotml.sim.config import SimConfig
-from slotml.sim.maker import Draws, WindowBooks, draw_window, maker_prob, quote_books
+from slotml.sim.flow import Flow, window_flow
+from slotml.sim.maker import (
+    Draws,
+    WindowBooks,
+    draw_window,
+    maker_prob,
+    quote_books,
+    regime_prob,
+)
 from slotml.sim.oracle import known_sum, p_up
 from slotml.sim.prices import AssetPath, PriceModel, _rng, asset_key, twap_of
 
@@ -140,6 +148,7 @@ class World:
         self.by_token: dict[str, tuple[Market, int]] = {}  # token -> (market, outcome index)
         self.by_condition: dict[str, Market] = {}
         self._windows: dict[tuple[str, int], WindowData] = {}
+        self._flows: dict[tuple[str, int], Flow] = {}
         # the server prefetches windows (and their markets) from a worker thread; each
         # AssetPath guards its own caches
         self._lock = threading.RLock()
@@ -246,7 +255,7 @@ class World:
             got = self._windows.get(key)
             if got is not None:
                 return got
-            wd = self._compute_window(m)
+            wd = self.compute_window(m)
             if len(self._windows) > 4000:
                 self._windows.pop(next(iter(self._windows)))
             self._windows[key] = wd
@@ -257,7 +266,9 @@ class World:
         for s in self.symbols:
             self.window(self.market(s, start))
 
-    def _compute_window(self, m: Market) -> WindowData:
+    def compute_window(self, m: Market, draws: Draws | None = None) -> WindowData:
+        """One window at 1 s resolution, uncached (``window`` caches it); ``draws``: its
+        ``draws(m.symbol, m.start)`` if the caller has them already."""
         path = self.path(m.symbol)
         t0 = m.start - 70
         spot = path.spot(t0, m.end)
@@ -271,12 +282,11 @@ class World:
         oracle = p_up(rule=m.settlement, spot_t=spot[ts - t0], m=(m.end - ts).astype(float), v=v,
                       lam=lam, jvar=jvar, p2b=p2b,
                       known_sum=known_sum(spot, t0, ts, m.end) if m.settlement == "twap60" else 0.0)
-        draws = self.draws(m.symbol, m.start)
-        if self.config.efficient_book:
-            p = oracle.copy()
-        else:
-            p = maker_prob(rule=m.settlement, spot=spot, spot_t0=t0, ts=ts, end=m.end, p2b=p2b,
-                           vbar=self.vbar[m.symbol], noise=draws.noise)
+        draws = draws or self.draws(m.symbol, m.start)
+        p = regime_prob(self.config.book, oracle, lambda: maker_prob(
+            rule=m.settlement, spot=spot, spot_t0=t0, ts=ts, end=m.end, p2b=p2b,
+            vbar=self.vbar[m.symbol], noise=draws.noise),
+            lambda lead: oracle[np.minimum(np.arange(len(oracle)) + lead, len(oracle) - 1)])
         pts = np.concatenate([[m.start - 1], ts])
         pp = np.concatenate([[0.5], p])
         books = quote_books(pp, pts, m.start, self.window_s, draws)
@@ -290,6 +300,23 @@ class World:
         """The maker's random numbers for one window (one RNG per window, fixed order)."""
         r = _rng(self.config.seed, asset_key(symbol), 4, self.window_s, int(start))
         return draw_window(r, self.window_s)
+
+    def flow(self, m: Market) -> Flow:
+        """The window's trades (``sim/flow.py``): the prints the market channel sends."""
+        key = (m.symbol, m.start)
+        got = self._flows.get(key)
+        if got is not None:
+            return got
+        wd = self.window(m)
+        with self._lock:
+            got = self._flows.get(key)
+            if got is None:
+                got = window_flow(self.config.seed, m.symbol, m.start, self.window_s, wd.books,
+                                  wd.oracle, self.config.print_rate)
+                if len(self._flows) > 4000:
+                    self._flows.pop(next(iter(self._flows)))
+                self._flows[key] = got
+            return got
 
     def outcome_up(self, m: Market) -> bool:
         return self.window(m).up

@@ -46,7 +46,7 @@ class Control:
         return web.json_response({"ok": True, "now": time.time(), "family": self.config.family})
 
     async def sim_config(self, request: web.Request) -> web.Response:
-        return web.json_response(asdict(self.config))
+        return web.json_response({k: v for k, v in asdict(self.config).items() if k != "order_key"})
 
     def _market_info(self, m: Market) -> dict[str, Any]:
         return {"symbol": m.symbol, "family": m.family, "slug": m.slug, "start": m.start, "end": m.end,

@@ -10,10 +10,12 @@ import polars as pl
 import pytest
 
 from slotml.cli import main
+from slotml.errors import UserError
 from slotml.ingest.schema import DEPTH_COLUMNS, RESOLUTIONS, SNAPSHOTS
 from slotml.ingest.store import open_store
 from slotml.sim.backfill import generate
 from slotml.sim.config import SimConfig
+from slotml.sim.maker import BOOKS, SHARP_LEAD_S, SHRINK
 from slotml.sim.world import World
 
 END = 1795000000  # 2026-11-18T09:46:40Z (floored to the window by the generator)
@@ -94,10 +96,11 @@ def test_collector_semantics() -> None:
             assert x["prev_resolved_up"] == prev["resolved_up"]
 
 
-@pytest.mark.parametrize("efficient", [False, True])
-def test_backfill_equals_the_served_world(efficient: bool) -> None:
-    """The server's book/prices at a tick second are what the backfill wrote for that tick."""
-    cfg = SimConfig(seed=12, efficient_book=efficient)
+@pytest.mark.parametrize("book", ["default", "efficient", "sharp", "shrunk"])
+def test_backfill_equals_the_served_world(book: str) -> None:
+    """The server's book/prices at a tick second are what the backfill wrote for that tick, and
+    its prints are the world's order flow, every book regime."""
+    cfg = SimConfig(seed=12, book=book)
     bf = generate(cfg, days=0.25, end=END)
     world = World(cfg)
     for r in bf.snapshots[::37]:
@@ -114,6 +117,27 @@ def test_backfill_equals_the_served_world(efficient: bool) -> None:
     row = o.row(77, named=True)
     m = world.market(row["symbol"], row["slot_ts"])
     assert row["p_up"] == pytest.approx(world.window(m).oracle_at(row["tick_ms"] // 1000), abs=1e-12)
+    tr = [t for t in bf.trades if t["symbol"] == "ETH" and t["slot_ts"] == bf.t_start + 900]
+    f = world.flow(world.market("ETH", bf.t_start + 900))
+    assert len(tr) == len(f) > 0
+    assert [(t["ts_ms"], t["price"], t["size"]) for t in tr] == list(zip(
+        f.t_ms.tolist(), (f.cents / 100).tolist(), f.size.tolist(), strict=True))
+
+
+def test_efficient_book_is_an_alias_and_regimes_differ() -> None:
+    assert SimConfig(efficient_book=True).book == "efficient"
+    assert SimConfig(book="efficient").efficient_book
+    with pytest.raises(UserError):
+        SimConfig(book="sharpest")
+    with pytest.raises(UserError):
+        SimConfig(book="sharp", efficient_book=True)
+    m = World(SimConfig(seed=3)).market("BTC", END // 900 * 900)
+    p = {b: World(SimConfig(seed=3, book=b)).window(m).books.p for b in BOOKS}
+    o = World(SimConfig(seed=3)).window(m).oracle
+    assert np.array_equal(p["efficient"][1:], o)
+    assert np.allclose(p["shrunk"][1:] - 0.5, (1 - SHRINK) * (o - 0.5))
+    assert np.array_equal(p["sharp"][1:-SHARP_LEAD_S], o[SHARP_LEAD_S:])
+    assert not np.allclose(p["default"], p["efficient"])
 
 
 def test_cli_writes_store_and_oracle(tmp_path: Path, any_db) -> None:

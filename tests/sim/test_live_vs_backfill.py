@@ -24,6 +24,7 @@ from tests.ingest.collector_harness import (
     read_tables,
     sleep_until,
 )
+from tests.ingest.test_collector_tape import read_tape
 
 TIMING = {"captured_at", "book_age_s", "resolved_at", "final_seen_at", "updated_at", "id"}
 PRICE_COLS = {"chainlink_price", "chainlink_twap", "dir_move_pct", "abs_move_pct", "spot_move_pct"}
@@ -37,7 +38,7 @@ def _same(a, b) -> bool:
 
 
 def test_live_window_equals_backfill(tmp_path: Path) -> None:
-    cfg = SimConfig(family="5s", seed=31, symbols=("BTC", "ETH"))
+    cfg = SimConfig(family="5s", seed=31, symbols=("BTC", "ETH"), print_rate=3)
     with sim_in_thread(cfg) as sim:
         ccfg = collector_config(sim, tmp_path, snapshot_interval=1.0)
         with CollectorThread(ccfg):
@@ -45,6 +46,7 @@ def test_live_window_equals_backfill(tmp_path: Path) -> None:
             last_end = first + 10
             sleep_until(last_end + 4.5)  # two windows, then their resolution (1.7-3.3 s after end)
         live_snaps, live_res = read_tables(ccfg.common.db)
+        live_trades = read_tape(ccfg.common.db)[0]
         world = sim.world
     bf = generate(cfg, days=(last_end + 5 - (first - 60)) / 86400, end=last_end + 5,
                   missing_fraction=0.0, interval_s=1)
@@ -89,3 +91,13 @@ def test_live_window_equals_backfill(tmp_path: Path) -> None:
         assert x["resolved_up"] is not None and x["price_to_beat"] is not None
     print(f"resolution values compared: {checked}")
     assert checked >= 4 * 12
+    # the tape: the same prints, the same keys (occurrence, frame_index), the same windows
+    tape_timing = {"received_at", "updated_at", "id"}
+
+    def tape(rows: list[dict]) -> list[tuple]:
+        return sorted(tuple(sorted((k, v) for k, v in r.items() if k not in tape_timing))
+                      for r in rows if first <= r["slot_ts"] < last_end)
+
+    got, want = tape(live_trades), tape(bf.trades)
+    print(f"prints compared: {len(want)}")
+    assert len(want) >= 4 and got == want

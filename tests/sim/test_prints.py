@@ -116,36 +116,38 @@ async def test_prints_shape_prices_record_and_seed(clob_frames: list) -> None:
             by_second[book_second(p.ts_ms / 1000)].append((p.token_id, p.side, p.size, p.tx_hash, p.ts_ms))
     seconds = sorted(by_second)[1:-1]  # the first and last may be cut by subscribe / close
     assert len(seconds) >= 1
+    world = World(SimConfig(family="10s", seed=5, print_rate=20))
     for sec in seconds:
-        want = sorted((f.token, f.side, float(f.size), f.tx_hash or "", fr.t_ms)
-                      for fr in plan(5, m, sec, 20) for f in fr.fills)
+        want = sorted((e["asset_id"], e["side"], float(e["size"]), e.get("transaction_hash", ""),
+                       int(e["timestamp"])) for fr in plan(world, m, sec) for e in fr.events)
         assert sorted(by_second[sec]) == want
 
 
 def test_same_seed_same_plan_other_seed_another() -> None:
-    cfg = SimConfig(family="10s", seed=7)
+    cfg = SimConfig(family="10s", seed=7, print_rate=5)
     a, b = World(cfg), World(cfg)
     start = int(time.time() // 10) * 10
     ma, mb = a.market("ETH", start), b.market("ETH", start)
     assert ma == mb
-    pa = [plan(7, ma, s, 5) for s in range(start, start + 10)]
-    assert pa == [plan(7, mb, s, 5) for s in range(start, start + 10)]
-    assert sum(len(f.fills) for fs in pa for f in fs) > 50
-    assert pa != [plan(8, ma, s, 5) for s in range(start, start + 10)]
-    assert all(plan(7, ma, s, 0) == [] for s in range(start, start + 10))
-    # every print of a second falls inside that second's display
-    for s, frames in zip(range(start, start + 10), pa, strict=True):
-        assert all(book_second(f.t_ms / 1000) == s for f in frames)
+    pa = [plan(a, ma, s) for s in range(start, start + 11)]
+    assert pa == [plan(b, mb, s) for s in range(start, start + 11)]
+    assert sum(len(f.events) for fs in pa for f in fs) > 20
+    other = World(SimConfig(family="10s", seed=8, print_rate=5))
+    assert [[f.t_ms for f in fs] for fs in pa] != [[f.t_ms for f in plan(other, other.market("ETH", start), s)]
+                                                   for s in range(start, start + 11)]
+    none = World(SimConfig(family="10s", seed=7, print_rate=0))
+    assert all(plan(none, none.market("ETH", start), s) == [] for s in range(start, start + 11))
+    # every print of a second falls inside that second's display, and inside the window
+    for s, frames in zip(range(start, start + 11), pa, strict=True):
+        assert all(book_second(f.t_ms / 1000) == s and start <= f.t_ms / 1000 < start + 10 for f in frames)
     for bad in (-1, 101, float("nan")):
         with pytest.raises(UserError):
             SimConfig(print_rate=bad)
 
 
-async def test_prints_stop_at_close_and_rate_zero_sends_none() -> None:
+async def test_prints_stop_at_the_window_end_and_rate_zero_sends_none() -> None:
     async with running_sim(SimConfig(family="5s", seed=11, print_rate=10, symbols=("SOL",))) as sim:
-        m = sim.current_market("SOL")
-        if m.end - time.time() < 2:  # too little trading left to see prints
-            m = sim.current_market("SOL", ahead=1)
+        m = sim.current_market("SOL", ahead=1)  # its whole window
         async with aiohttp.ClientSession() as s:
             ws = await s.ws_connect(sim.ws_market_url)
             await ws.send_str(json.dumps({"type": "market", "assets_ids": list(m.tokens)}))
@@ -153,12 +155,13 @@ async def test_prints_stop_at_close_and_rate_zero_sends_none() -> None:
 
             async def past_close() -> bool:
                 await c.pump()
-                return time.time() > m.closed_at + 1.0 and bool(c.prints[m.up_token])
+                # takers trade inside the window; the socket closes once resolved (>= end + 1.7 s)
+                return time.time() > m.end + 0.5 and bool(c.prints[m.up_token])
 
-            await async_wait_for(past_close, timeout=20, interval=0, what="the market to close")
+            await async_wait_for(past_close, timeout=20, interval=0, what="the window's end")
             await ws.close()
         sent = [e for t in m.tokens for e in sim.server.market_ws.prints.sent[t]]
-    assert sent and all(int(e["timestamp"]) < m.closed_at * 1000 for e in sent)
+    assert sent and all(m.start * 1000 <= int(e["timestamp"]) < m.end * 1000 for e in sent)
 
     async with running_sim(SimConfig(family="10s", seed=11, print_rate=0)) as sim:
         m = sim.current_market("BTC", ahead=1)

@@ -39,7 +39,7 @@ def price_stats() -> dict:
 
 @pytest.fixture(scope="module")
 def backfill():
-    bf = generate(SimConfig(seed=SEED), days=8, end=END, missing_fraction=0.0)
+    bf = generate(SimConfig(seed=SEED), days=8, end=END, missing_fraction=0.0, trades=False)
     outcomes = {(r["symbol"], r["slot_ts"]): r["final_price"] >= r["price_to_beat"]
                 for r in bf.resolutions if r.get("final_price") is not None}
     rows = [r for r in bf.snapshots if (r["symbol"], r["slot_ts"]) in outcomes]
