@@ -132,8 +132,14 @@ def health_status(c: CollectorState) -> tuple[bool, dict[str, Any]]:
         "db_up": ws.get("db_up"),
         "frames_rejected": c.metrics.by_label("frames_rejected", "reason"),
         "unknown_event_types": c.metrics.by_label("unknown_event_types", "type"),
+        # received (valid prints) = accepted (handed to the writer) + untracked; the writer
+        # says what became of the accepted: stored (committed), dropped (a full spool, or a
+        # disk refusing it), rejected (a value the database refused), the rest still spooled
         "trades": {"on": c.cfg.trades, "received": c.metrics.get("trades_received"),
+                   "accepted": c.metrics.get("trades_accepted"),
                    "stored": c.metrics.get("trades_stored"),
+                   "dropped": c.metrics.get("trades_dropped"),
+                   "rejected": c.metrics.get("trades_rejected"),
                    "untracked": c.metrics.get("trades_untracked"),
                    "skipped": c.metrics.by_label("trades_skipped", "reason"),
                    "gaps": c.metrics.by_label("tape_gaps", "reason")},

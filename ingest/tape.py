@@ -17,8 +17,7 @@ from __future__ import annotations
 import heapq
 import math
 import re
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 TRADE_EVENT = "last_trade_price"
 SIDES = ("BUY", "SELL")
@@ -37,9 +36,11 @@ TRADE_COLUMNS = ("symbol", "window_s", "slot_ts", "token_id", "outcome", "condit
                  "occurrence")
 
 
-@dataclass(frozen=True)
-class Print:
-    """One ``last_trade_price`` event, validated: prices in [0, 1], sizes > 0, times in ms."""
+class Print(NamedTuple):
+    """One ``last_trade_price`` event, validated: prices in [0, 1], sizes > 0, times in ms.
+
+    A NamedTuple (immutable, compared by value): one is made per print, and a frozen
+    dataclass costs several times more to build."""
 
     token_id: str
     condition_id: str  # the event's ``market``; '' if the venue left it out
@@ -125,9 +126,8 @@ def parse_print(ev: dict[str, Any], frame_index: int, received_at: float) -> Pri
         tx = ""
     elif not isinstance(tx, str):
         raise _Bad("trade_malformed")
-    return Print(token_id=token, condition_id=market, price=price, size=size, side=side.upper(),
-                 fee_rate_bps=fee, ts_ms=_ts_ms(ev["timestamp"]), tx_hash=tx,
-                 frame_index=frame_index, received_at=float(received_at))
+    return Print(token, market, price, size, side.upper(), fee, _ts_ms(ev["timestamp"]), tx,
+                 frame_index, float(received_at))
 
 
 def parse_prints(frame: Any, received_at: float) -> tuple[list[Print], list[str]]:

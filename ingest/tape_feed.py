@@ -15,7 +15,8 @@ the same calls in the same order and with the same times, so a rederive yields t
 
 Prints for tokens not subscribed through ``subscribed`` are counted (``trades_untracked``), bad
 prints are counted by ``tape.py``'s reason (``trades_skipped``). Metrics: ``trades_received``
-(valid prints), ``trades_stored`` (handed to the durable writer), ``tape_gaps`` (by reason).
+(valid prints), ``trades_accepted`` (handed to the durable writer, which counts what became of
+them: ``trades_stored``, ``trades_dropped``, ``trades_rejected``), ``tape_gaps`` (by reason).
 ``spool-full`` gaps (prints a full spool dropped) are recorded and counted by the durable
 writer (``slotml.ingest.store.writer``), which alone knows what it dropped.
 """
@@ -94,24 +95,27 @@ class TapeRecorder:
         self.occ.forget(tokens)
 
     def events(self, events: list[Any], t: float) -> int:
-        """Record one frame's prints; returns how many were stored."""
+        """Record one frame's prints; returns how many were handed to the writer."""
         prints, bad = parse_prints(events, t)
         for reason in bad:
             self.metrics.inc("trades_skipped", reason=reason)
-        stored = 0
+        if not prints:
+            return 0
+        accepted = 0
+        windows, occ, put = self.windows, self.occ, self.put_trade
         for p in prints:
-            self.metrics.inc("trades_received")
-            keys = self.windows.get(p.token_id)
+            keys = windows.get(p.token_id)
             if keys is None:
-                self.metrics.inc("trades_untracked")
                 continue
-            self.put_trade(trade_row(p, self.occ.next(p), symbol=keys.symbol,
-                                     window_s=keys.window_s, slot_ts=keys.slot_ts,
-                                     outcome=keys.outcome))
-            stored += 1
-        if stored:
-            self.metrics.inc("trades_stored", stored)
-        return stored
+            put(trade_row(p, occ.next(p), symbol=keys.symbol, window_s=keys.window_s,
+                          slot_ts=keys.slot_ts, outcome=keys.outcome))
+            accepted += 1
+        self.metrics.inc("trades_received", len(prints))  # once per frame, not per print
+        if accepted < len(prints):
+            self.metrics.inc("trades_untracked", len(prints) - accepted)
+        if accepted:
+            self.metrics.inc("trades_accepted", accepted)
+        return accepted
 
     def _gap(self, token: str, keys: WindowKeys, from_ts: float, to_ts: float,
              reason: str) -> None:

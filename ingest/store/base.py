@@ -79,24 +79,54 @@ def _check(table: Table, col: Column, v: Any) -> None:
         raise RowRejected(f"{table.name}.{col.name}: {v!r} is > {col.hi:g}")
 
 
+# Per table, per data column: what ``coerce_row`` needs, looked up once instead of per value.
+# (name, column, Python type a value may already have, checked, default when absent, NOT NULL,
+# in the key). The "already typed" fast path returns what ``_coerce`` would for that type.
+_FAST_TYPE = {"double": float, "int": int, "bigint": int, "tinyint": int, "str": str,
+              "bool": bool}
+_Plan = tuple[tuple[str, Column, type, bool, Any, bool, bool], ...]
+_PLANS: dict[str, _Plan] = {
+    t.name: tuple(
+        (c.name, c, _FAST_TYPE[c.kind], bool(c.choices) or c.lo is not None or c.hi is not None,
+         c.default_value if c.default is not None and not c.nullable else None,
+         not c.nullable, c.name in t.unique)
+        for c in t.data_columns)
+    for t in TABLES.values()}
+
+
 def coerce_row(table: Table, row: Mapping[str, Any], partial: bool = False) -> dict[str, Any]:
     """Validate and normalise one row to the table's data columns (unknown keys are ignored).
 
     ``partial``: only the key columns are required (resolution upserts); otherwise every NOT
-    NULL data column must be present. Raises ``RowRejected``.
+    NULL data column must be present. Raises ``RowRejected``. Called once per row the
+    collector writes (the durable writer stores the result as is), so values that already
+    have their column's type skip ``_coerce``.
     """
     out: dict[str, Any] = {}
-    for col in _DATA_COLUMNS[table.name]:
-        if col.name in row:
-            out[col.name] = _coerce(table, col, row[col.name])
-            if out[col.name] is None and col.null_is_default:
-                out[col.name] = col.default_value
-            _check(table, col, out[col.name])
-        elif col.default is not None and not col.nullable:
-            out[col.name] = col.default_value
-        if not col.nullable and out.get(col.name) is None:
-            if not partial or col.name in table.unique:
-                raise RowRejected(f"{table.name}: {col.name} is required")
+    for name, col, fast, checked, absent, required, keyed in _PLANS[table.name]:
+        if name in row:
+            v = row[name]
+            if v is not None:
+                t = type(v)
+                if t is not fast:
+                    v = _coerce(table, col, v)
+                elif t is float:
+                    if not math.isfinite(v):
+                        v = None  # NaN/inf: no value (MySQL cannot hold them)
+                elif t is str and len(v) > col.length:
+                    v = _coerce(table, col, v)  # raises: too long
+            if v is None:
+                if col.null_is_default:
+                    v = col.default_value
+            if checked and v is not None:
+                _check(table, col, v)
+            out[name] = v
+        elif absent is not None:
+            v = out[name] = absent
+        else:
+            v = None
+        if v is None and required and (not partial or keyed):
+            raise RowRejected(f"{table.name}: {name} is required")
     if table is TAPE_GAPS and out["to_ts"] < out["from_ts"]:
         raise RowRejected(f"{table.name}: to_ts {out['to_ts']!r} is before from_ts {out['from_ts']!r}")
     return out
@@ -190,10 +220,15 @@ class Store(ABC):
 
     async def insert_once(self, table: Table, rows: Sequence[Mapping[str, Any]]) -> int:
         """Validate (``coerce_row``: RowRejected on a bad row, nothing written) and insert."""
+        return await self.insert_clean(table, [coerce_row(table, r) for r in rows])
+
+    async def insert_clean(self, table: Table, rows: list[dict[str, Any]]) -> int:
+        """Insert rows that are ``coerce_row``'s output already (the durable writer coerces
+        each row once, when it accepts it): the same as ``insert_once`` without a second
+        coercion per row. A row the database refuses still raises ``RowRejected``."""
         if table.name not in INSERT_ONCE:
             raise ValueError(f"{table.name} is not an insert-once table")
-        clean = [coerce_row(table, r) for r in rows]
-        return await self._insert_once(table, clean) if clean else 0
+        return await self._insert_once(table, rows) if rows else 0
 
     @abstractmethod
     async def upsert_resolutions(self, rows: Sequence[Mapping[str, Any]]) -> int:

@@ -138,10 +138,15 @@ def test_every_print_sent_is_stored_once_with_every_field(runs) -> None:
         assert (r["symbol"], r["window_s"], r["slot_ts"], r["outcome"]) == wins[r["token_id"]]
         assert r["received_at"] >= r["ts_ms"] / 1000 - 0.05
     m = run.metrics
+    # the recorder handed each print to the writer once; the writer committed every one
+    assert m.get("trades_accepted") == len(run.trades)
     assert m.get("trades_stored") == len(run.trades)
+    assert m.get("trades_dropped") == 0 and m.get("trades_rejected") == 0
     assert m.get("trades_received") == len(run.trades) + m.get("trades_untracked")
     assert m.get("trades_skipped") == 0
-    assert 0 < run.health["trades"]["stored"] <= m.get("trades_stored")
+    h = run.health["trades"]
+    assert 0 < h["stored"] <= h["accepted"] <= m.get("trades_accepted")
+    assert h["dropped"] == 0 and h["rejected"] == 0
     assert run.health["trades"]["on"] is True
 
 

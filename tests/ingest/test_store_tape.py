@@ -142,6 +142,7 @@ async def test_writer_routes_every_table_in_order(any_db, tmp_path: Path) -> Non
     assert await w.flush(20)
     st = w.stats()
     assert st["rows_written"] == 52 and st["rows_rejected"] == 1 and st["queue_depth"] == 0
+    assert w.metrics.get("trades_stored") == 40 and w.metrics.get("trades_rejected") == 1
     trades = await s.fetch_trades()
     assert [r["ts_ms"] for r in sorted(trades, key=lambda r: r["id"])] == [
         trade(i)["ts_ms"] for i in range(40)]
@@ -211,6 +212,9 @@ async def test_prints_dropped_by_a_full_spool_become_spool_full_gaps(any_db, tmp
     assert 0 < k < n
     assert [r["ts_ms"] for r in stored] == [r["ts_ms"] for r in pushed[k:]]
     dropped = pushed[:k]
+    # the writer's counts: every print pushed is stored or dropped, none twice
+    assert w.metrics.get("trades_stored") == len(stored)
+    assert w.metrics.get("trades_dropped") == k and w.metrics.get("trades_rejected") == 0
     gaps = await down.fetch_tape_gaps()
     assert gaps and {g["reason"] for g in gaps} == {"spool-full"}
     for token in (UP, DOWN):

@@ -42,7 +42,7 @@ def test_prints_are_stored_counted_or_skipped() -> None:
                          "tx_hash": "0x1", "condition_id": "0xc", "received_at": T0 + 0.1,
                          "price": 0.5, "size": 10.0, "side": "BUY", "fee_rate_bps": 0.0,
                          "ts_ms": T0 * 1000 + 5}
-    assert m.get("trades_received") == 4 and m.get("trades_stored") == 3
+    assert m.get("trades_received") == 4 and m.get("trades_accepted") == 3
     assert m.get("trades_untracked") == 1
     assert m.by_label("trades_skipped", "reason") == {
         "trade_bad_price": 1, "trade_bad_size": 1, "trade_bad_side": 1}

@@ -3,6 +3,7 @@ replay after a crash (with a torn last line), the spool limit, rejected rows."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 
@@ -41,6 +42,45 @@ async def assert_exactly_in_order(store, ticks: list[int]) -> None:
 
 def ticks_of(idx) -> list[int]:
     return [snap(i)["tick_ms"] for i in idx]
+
+
+async def test_commits_are_paced_and_flush_cuts_the_wait_short(any_db, tmp_path: Path) -> None:
+    store = await ready_store(any_db)
+    # a pace no test could sit out: whatever commits below was hurried by flush or a full batch
+    w = await started(store, tmp_path / "spool", commit_interval_s=60.0, batch_max=50)
+    w.put_snapshot(snap(0))
+    assert await w.flush(10)  # the first row after a quiet spell: committed at once
+    for i in range(1, 31):  # fewer than a batch, right after a commit: they wait for the pace
+        w.put_snapshot(snap(i))
+    await asyncio.sleep(0.3)
+    assert w.stats()["rows_written"] == 1 and w.stats()["queue_depth"] == 30
+    assert await w.flush(10)  # ... unless flushed
+    assert w.stats()["rows_written"] == 31
+    for i in range(31, 131):  # two full batches: committed without a flush
+        w.put_snapshot(snap(i))
+    await async_wait_for(lambda: w.stats()["rows_written"] >= 131, timeout=10,
+                         what="full batches committed")
+    st = w.stats()
+    assert st["commits"] <= 5 and st["queue_depth"] == 0
+    await assert_exactly_in_order(store, ticks_of(range(131)))
+    await w.close()
+    await store.close()
+
+
+async def test_a_paced_writer_commits_on_its_own(any_db, tmp_path: Path) -> None:
+    store = await ready_store(any_db)
+    w = await started(store, tmp_path / "spool", commit_interval_s=0.25)
+    t0 = time.monotonic()
+    for i in range(40):  # 40 rows over ~0.8 s: a handful of commits, not 40
+        w.put_snapshot(snap(i))
+        await asyncio.sleep(0.02)
+    await async_wait_for(lambda: w.stats()["rows_written"] == 40, timeout=10,
+                         what="every row committed without a flush")
+    st = w.stats()
+    assert st["commits"] <= 2 + (time.monotonic() - t0) / 0.25, st
+    await assert_exactly_in_order(store, ticks_of(range(40)))
+    await w.close()
+    await store.close()
 
 
 async def test_rows_arrive_in_order_and_the_spool_is_trimmed(any_db, tmp_path: Path) -> None:
