@@ -59,7 +59,7 @@ def render(rows: list[Row]) -> str:
         [
             str(r.issue), r.name, fmt(r.figure), r.unit,
             f"{fmt(r.baseline)} {r.baseline_name}".strip() if r.baseline is not None else "-",
-            f"{r.ratio:.1f}x" if r.ratio is not None else "-",
+            (f"{r.ratio:.2f}x" if r.ratio < 10 else f"{r.ratio:.1f}x") if r.ratio is not None else "-",
             r.aim or "-",
             {True: "yes", False: "NO", None: "-"}[r.met],
         ]

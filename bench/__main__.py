@@ -1,9 +1,11 @@
-"""Run every benchmark and print one table: ``python -m bench [--quick] [--only NAME]``."""
+"""Run every benchmark and print one table:
+``python -m bench [--quick] [--only NAME] [--minutes M]``."""
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import inspect
 import pkgutil
 import sys
 import time
@@ -17,6 +19,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(prog="python -m bench")
     ap.add_argument("--quick", action="store_true", help="smaller sizes (smoke run)")
     ap.add_argument("--only", action="append", default=[], help="run only bench_NAME modules")
+    ap.add_argument("--minutes", type=float, default=None,
+                    help="duration of the timed benchmarks that take one (e.g. collector)")
     args = ap.parse_args()
     rows: list[Row] = []
     failed: list[str] = []
@@ -29,7 +33,10 @@ def main() -> int:
         print(f"== {name} ...", file=sys.stderr, flush=True)
         try:
             mod = importlib.import_module(f"bench.{name}")
-            got = mod.run(quick=args.quick)
+            kw = {}
+            if args.minutes is not None and "minutes" in inspect.signature(mod.run).parameters:
+                kw["minutes"] = args.minutes
+            got = mod.run(quick=args.quick, **kw)
             rows += got
             print(f"   {name}: {len(got)} rows in {time.perf_counter() - t0:.1f}s", file=sys.stderr)
         except Exception:  # noqa: BLE001 - one broken benchmark must not hide the others
