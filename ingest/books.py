@@ -10,9 +10,10 @@ level is removed), so thousands of updates a second cost little.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any
+
+import orjson
 
 from slotml.ingest.metrics import Metrics
 from slotml.ingest.snapshot import BookTop
@@ -33,11 +34,13 @@ def decode_frame(text: str | bytes) -> list[dict[str, Any]]:
         except UnicodeDecodeError as e:
             raise ParseError("malformed_json", "not utf-8") from e
     s = text.strip()
-    if not s or s.upper() == "PONG" or s.upper() == "PING":
+    if not s or (len(s) == 4 and s.upper() in ("PONG", "PING")):
         return []
     try:
-        v = json.loads(s)
-    except json.JSONDecodeError as e:
+        # orjson: 3-4x faster than json on these frames, the collector's biggest single cost
+        # per frame. Stricter on what is not JSON (NaN, lone surrogates: a malformed frame).
+        v = orjson.loads(s)
+    except orjson.JSONDecodeError as e:
         raise ParseError("malformed_json", s[:60]) from e
     if isinstance(v, dict):
         return [v]
