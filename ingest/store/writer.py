@@ -2,9 +2,12 @@
 
 ``put_snapshot`` / ``put_resolution`` / ``put_trade`` / ``put_tape_gap`` validate the row, append it to the spool (the write-ahead
 log, see ``slotml.ingest.store.spool``) and keep it in a bounded in-memory queue that caches the
-spool's tail; they never block and never raise on database trouble. One flusher task commits
-batches strictly in accepted order, records the ack position after each commit and trims the
-spool. While the database is down (refused, reset, hung: the store's deadlines turn a hang
+spool's tail; they never block and never raise on database trouble. Each row is validated once,
+there (``coerce_row``), and stored as it is (``Store.insert_clean``; rows read back from the
+spool file are validated again). One flusher task commits batches strictly in accepted order,
+records the ack position after each commit and trims the spool. Commits are paced
+(``commit_interval_s``, 0.25 s between the starts of two): rows arriving meanwhile share the next
+transaction; a full batch, ``flush()`` and ``close()`` do not wait. While the database is down (refused, reset, hung: the store's deadlines turn a hang
 into an error) the flusher retries with exponential backoff and the spool grows up to
 ``spool_max_mb``; only then are the oldest rows dropped, counted and logged. After a SIGKILL
 the next ``start()`` replays the un-acknowledged spool first; the tables' keys make a replay of
