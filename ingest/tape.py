@@ -130,6 +130,15 @@ def parse_print(ev: dict[str, Any], frame_index: int, received_at: float) -> Pri
                  frame_index, float(received_at))
 
 
+def has_prints(frame: Any) -> bool:
+    """Whether a decoded frame holds any ``last_trade_price`` event: the cheap test that spares
+    the ~95% of market-channel frames without one the rest of ``parse_prints``."""
+    for ev in frame if isinstance(frame, list) else (frame,):
+        if isinstance(ev, dict) and ev.get("event_type") == TRADE_EVENT:
+            return True
+    return False
+
+
 def parse_prints(frame: Any, received_at: float) -> tuple[list[Print], list[str]]:
     """The prints of one decoded frame (an event or a list of events) and the skip reasons.
 

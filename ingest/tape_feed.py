@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NamedTuple
 
 from slotml.ingest.metrics import Metrics
-from slotml.ingest.tape import Occurrences, parse_prints, trade_row
+from slotml.ingest.tape import Occurrences, has_prints, parse_prints, trade_row
 
 Row = dict[str, Any]
 
@@ -96,6 +96,8 @@ class TapeRecorder:
 
     def events(self, events: list[Any], t: float) -> int:
         """Record one frame's prints; returns how many were handed to the writer."""
+        if not has_prints(events):
+            return 0
         prints, bad = parse_prints(events, t)
         for reason in bad:
             self.metrics.inc("trades_skipped", reason=reason)

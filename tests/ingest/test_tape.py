@@ -11,7 +11,14 @@ from hypothesis import strategies as st
 
 from slotml.ingest.books import BookStore, decode_frame
 from slotml.ingest.metrics import Metrics
-from slotml.ingest.tape import TRADE_COLUMNS, Occurrences, Print, parse_prints, trade_row
+from slotml.ingest.tape import (
+    TRADE_COLUMNS,
+    Occurrences,
+    Print,
+    has_prints,
+    parse_prints,
+    trade_row,
+)
 from tests.conftest import FIXTURES
 
 FRAMES = (FIXTURES / "ingest" / "clob_market_frames.jsonl").read_text().splitlines()
@@ -164,6 +171,9 @@ def test_other_events_are_not_prints_nor_bad() -> None:
     frame = [json.loads(FRAMES[1]), "text", 5, None, {"event_type": "book"}, {}]
     assert parse_prints(frame, 1.0) == ([], [])
     assert parse_prints("PONG", 1.0) == ([], [])
+    # the recorder's quick test agrees: no print, nothing to parse; any print, parse it all
+    assert not has_prints(frame) and not has_prints("PONG") and not has_prints(frame[0])
+    assert has_prints(REAL) and has_prints([*frame, trade(price="7")])
 
 
 def test_trade_row_columns() -> None:
