@@ -7,9 +7,9 @@ there (``coerce_row``), and stored as it is (``Store.insert_clean``; rows read b
 spool file are validated again). One flusher task commits batches strictly in accepted order,
 records the ack position after each commit and trims the spool. Commits are paced
 (``commit_interval_s``, 0.25 s between the starts of two): rows arriving meanwhile share the next
-transaction; a full batch, ``flush()`` and ``close()`` do not wait. While the database is down (refused, reset, hung: the store's deadlines turn a hang
-into an error) the flusher retries with exponential backoff and the spool grows up to
-``spool_max_mb``; only then are the oldest rows dropped, counted and logged. After a SIGKILL
+transaction; a full batch, ``flush()`` and ``close()`` do not wait. While the database is down
+(refused, reset, hung: the store's deadlines turn a hang into an error) the flusher retries
+with exponential backoff and the spool grows up to ``spool_max_mb``; only then are the oldest rows dropped, counted and logged. After a SIGKILL
 the next ``start()`` replays the un-acknowledged spool first; the tables' keys make a replay of
 rows that did reach the database harmless (snapshot, trade and tape-gap duplicates are no-ops,
 resolution upserts are idempotent). ``close()`` flushes what it can within its timeout and leaves the rest in the
@@ -222,7 +222,7 @@ class DurableWriter:
         try:
             clean = coerce_row(KINDS[kind], row, partial=(kind == "r"))
         except RowRejected as e:
-            self._rejected(str(e), kind)
+            self._rejected(kind, str(e))
             return
         self._append(kind, clean)
         self._account_drops()
@@ -241,7 +241,7 @@ class DurableWriter:
         if len(self._queue) > self.queue_max:
             self._queue.popleft()  # still in the spool file: read back from there
 
-    def _rejected(self, why: str, kind: str = "") -> None:
+    def _rejected(self, kind: str, why: str) -> None:
         self.rows_rejected += 1
         if kind == "t":
             self.metrics.inc("trades_rejected")
@@ -287,7 +287,7 @@ class DurableWriter:
         try:
             clean = coerce_row(TAPE_GAPS, row)
         except RowRejected as e:  # only if the prints themselves were odd: say so, go on
-            self._rejected(f"spool-full gap: {e}", "g")
+            self._rejected("g", f"spool-full gap: {e}")
             return
         self.tape_gaps += 1
         self.metrics.inc("tape_gaps", reason=SPOOL_FULL)
@@ -446,7 +446,7 @@ class DurableWriter:
             try:
                 await self._write([rec])
             except RowRejected as e:
-                self._rejected(f"database refused row {rec.seq}: {e}", rec.kind)
+                self._rejected(rec.kind, f"database refused row {rec.seq}: {e}")
                 self.spool.ack(rec.seq)
                 self._progress.set()
             except Exception as e:  # noqa: BLE001
