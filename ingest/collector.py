@@ -533,7 +533,7 @@ async def run_collector(cfg: CollectorConfig) -> int:
 
     from slotml.ingest.raw import RawWriter
     from slotml.ingest.store import open_store
-    from slotml.ingest.store.base import StoreUnreachable
+    from slotml.ingest.store.base import StoreUnavailable, StoreUnreachable
     from slotml.ingest.store.writer import DurableWriter, close_writer
 
     store = open_store(cfg.common.db)
@@ -546,8 +546,13 @@ async def run_collector(cfg: CollectorConfig) -> int:
                     "schema is made and the spool replayed when it answers", e)
     try:
         if reachable:
-            for line in await store.ensure_schema():
-                log.info("store: %s", line)
+            try:
+                for line in await store.ensure_schema():
+                    log.info("store: %s", line)
+            except StoreUnavailable as e:  # e.g. SQLite locked by another process: wait
+                reachable = False
+                log.warning("cannot create/upgrade the schema now (%s): collecting into the "
+                            "spool until the database answers", e)
 
         async def prepare() -> None:
             for line in await store.ensure_schema():
