@@ -19,13 +19,13 @@ drop carries the summary of exactly its dropped rows. Only a segment already par
 acknowledged when dropped (the oldest one of an outage) is re-read, once, for its rows above
 the ack; a segment left by a previous run is summarised by the scan at open.
 
-Compaction (``keep``): records of the kinds in ``keep`` (the writer's resolutions and tape
-gaps: a few per window, and what they measured cannot be asked again) are also held in memory
+Compaction (``keep``): records ``keep(kind, row)`` says to keep (the writer's resolutions and
+tape gaps: a few per window, and what they measured cannot be asked again) are also held in memory
 while unacknowledged. When the oldest segment is dropped, its kept records are first
 re-appended at the tail under new seqs (``Drop.moved``), so a full spool drops snapshot and
-trade rows, oldest first, and keeps the rest. Only when kept records fill most of the dropped
-segment (more than half its bytes: a spool of nearly nothing else) are they dropped too
-(``Drop.lost``), so compaction always makes progress.
+trade rows, oldest first, and keeps the rest. Only when kept records fill more than half the
+spool (an outage so long that nearly nothing else is left) are the oldest of them dropped
+too (``Drop.lost``); the other half is always other rows, so compaction makes progress.
 
 The ``ack`` file is a JSON object: ``{"ack": seq, "ledger": {...}}``: the writer's ledger
 (rows stored / dropped / rejected per kind) is saved atomically with the ack position it
@@ -108,11 +108,12 @@ def _line_bytes(rec: Record) -> int:
 
 class Spool:
     def __init__(self, directory: Path, max_bytes: int, segment_bytes: int | None = None,
-                 summarize: Summarize | None = None, keep: frozenset[str] = frozenset()
-                 ) -> None:
+                 summarize: Summarize | None = None,
+                 keep: Callable[[str, dict[str, Any]], bool] | None = None) -> None:
         self.summarize = summarize
-        self.keep = keep
+        self.keep = keep or (lambda _kind, _row: False)
         self.kept: dict[int, Record] = {}  # unacknowledged records of the ``keep`` kinds
+        self.kept_bytes = 0  # their lines' bytes
         self.ledger: dict[str, Any] = {}  # the writer's, saved with the ack
         self.pending_kinds: dict[str, int] = {}  # rows above the ack found at open, per kind
         self.dir = Path(directory)
@@ -163,8 +164,9 @@ class Spool:
                 if rec.seq > self.floor:
                     self.replay_rows += 1
                     self.pending_kinds[rec.kind] = self.pending_kinds.get(rec.kind, 0) + 1
-                    if rec.kind in self.keep:
+                    if self.keep(rec.kind, rec.row):
                         self.kept[rec.seq] = rec
+                        self.kept_bytes += len(line)
                     if self.summarize is not None:
                         self.summarize(seg.summary, rec.kind, rec.row)
             if seg.last is None or seg.last <= self.floor:
@@ -256,8 +258,9 @@ class Spool:
             self.summarize(seg.summary, kind, row)
         self.next_seq += 1
         self.dirty = True
-        if kind in self.keep:
+        if self.keep(kind, row):
             self.kept[seq] = Record(seq, kind, row)
+            self.kept_bytes += len(line)
         if seg.size >= self.segment_bytes:
             self._rotate()
         return seq
@@ -277,10 +280,10 @@ class Spool:
             lo = max(seg.first or 0, self.floor + 1)
             hi = seg.last
             keep = sorted(s for s in self.kept if lo <= s <= hi)
-            recs = [self.kept.pop(s) for s in keep]
+            recs = [self._unkeep(s) for s in keep]
             moved: list[tuple[int, Record]] = []
             lost: list[Record] = []
-            if recs and sum(_line_bytes(r) for r in recs) * 2 <= seg.size:
+            if recs and self.kept_bytes + sum(_line_bytes(r) for r in recs) <= self.max_bytes // 2:
                 for rec in recs:  # written before the old segment goes: a crash keeps both
                     new = self._write(rec.kind, rec.row)
                     if new is None:
@@ -363,7 +366,12 @@ class Spool:
         self.save()
         if self.kept:
             for s in [s for s in self.kept if s <= seq]:
-                del self.kept[s]
+                self._unkeep(s)
+
+    def _unkeep(self, seq: int) -> Record:
+        rec = self.kept.pop(seq)
+        self.kept_bytes -= _line_bytes(rec)
+        return rec
         while len(self.segments) > 1 and (self.segments[0].last or 0) <= seq:
             self._remove_oldest()
         cur = self.segments[-1]

@@ -65,25 +65,36 @@ SPOOL_FULL = "spool-full"
 _WINDOW_KEYS = ("symbol", "window_s", "slot_ts")
 
 
-KEEP_KINDS = frozenset("rg")  # the spool compacts these out of a dropped segment (see spool)
 COUNTS = "#n"  # summary key of the per-kind row counts (token ids are decimal strings)
-LEDGER_KEYS = ("stored", "dropped", "rejected", "lost_fields")
+FOLDED = "g~"  # ... and of the spool-full gap rows among them (folded, not lost)
+LEDGER_KEYS = ("stored", "dropped", "rejected", "merged", "lost_fields")
 # measured once, never asked again: a resolution row dropped with one of these loses it
 MEASURED = ("price_to_beat", "spot_price_to_beat", "final_price", "final_seen_at",
             "resolved_at")
 
 
+def _keep(kind: str, row: dict[str, Any]) -> bool:
+    """What the spool compacts out of a dropped segment rather than drop: resolution rows and
+    tape gaps, except ``spool-full`` gaps (those are folded into the next one instead)."""
+    return kind == "r" or (kind == "g" and row.get("reason") != SPOOL_FULL)
+
+
 def _tally(summary: dict[str, Any], kind: str, row: dict[str, Any]) -> None:
     """The spool's per-segment summary: rows per kind (``#n``), and for each token with prints
-    ``[earliest, latest, symbol, window_s, slot_ts]`` of their receipt times
-    (``received_at``). One or two dict updates per row."""
+    (or ``spool-full`` gaps) ``[earliest, latest, symbol, window_s, slot_ts]`` of their times
+    (print: ``received_at``; gap: ``from_ts``..``to_ts``). One or two dict updates per row."""
     n = summary.get(COUNTS)
     if n is None:
         n = summary[COUNTS] = {}
-    n[kind] = n.get(kind, 0) + 1
-    if kind != "t":
+    if kind == "t":
+        lo = hi = row.get("received_at")
+    elif kind == "g" and row.get("reason") == SPOOL_FULL:
+        lo, hi = row.get("from_ts"), row.get("to_ts")
+        kind = FOLDED
+    else:
+        n[kind] = n.get(kind, 0) + 1
         return
-    lo = hi = row.get("received_at")
+    n[kind] = n.get(kind, 0) + 1
     token = row.get("token_id")
     if token is None or lo is None or hi is None:
         return
@@ -93,18 +104,6 @@ def _tally(summary: dict[str, Any], kind: str, row: dict[str, Any]) -> None:
     else:
         cur[0] = min(cur[0], lo)
         cur[1] = max(cur[1], hi)
-
-
-def _tally_gap(summary: dict[str, list[Any]], row: dict[str, Any]) -> None:
-    """Fold a lost ``spool-full`` gap row into the per-token summary of dropped prints."""
-    token, lo, hi = row.get("token_id"), row.get("from_ts"), row.get("to_ts")
-    if token is None or lo is None or hi is None:
-        return
-    cur = summary.get(token)
-    if cur is None:
-        summary[token] = [lo, hi, *(row.get(k) for k in _WINDOW_KEYS)]
-    else:
-        cur[0], cur[1] = min(cur[0], lo), max(cur[1], hi)
 
 
 class DurableWriter:
@@ -117,7 +116,7 @@ class DurableWriter:
                  db_up: bool = True) -> None:
         self.store = store
         self.spool = Spool(Path(spool_dir), int(spool_max_mb * 1024 * 1024), summarize=_tally,
-                           keep=KEEP_KINDS)
+                           keep=_keep)
         # run once before the first commit (the collector's: create/upgrade the schema when
         # the database is first reached); retried like a commit until it succeeds
         self.prepare = prepare
@@ -143,6 +142,7 @@ class DurableWriter:
         self._inflight_dropped: set[int] = set()  # its seqs a drop counted meanwhile
         self._inflight_moved: set[int] = set()  # its seqs a drop moved to the tail meanwhile
         self.pending: dict[str, int] = {}  # accepted, neither committed nor dropped, per kind
+        self._ledger_dirty = False  # counted without an ack since the last save
         self._down_since: float | None = None
         self._last_drop_log = 0.0
         self._last_reject_log = 0.0
@@ -218,6 +218,7 @@ class DurableWriter:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        self._save()
         self.spool.close()
         if not flushed:
             log.warning("writer closed with %d row(s) still spooled in %s (replayed on next start)",
@@ -271,6 +272,7 @@ class DurableWriter:
     def _rejected(self, kind: str, why: str) -> None:
         self.rows_rejected += 1
         self._count("rejected", kind)
+        self._ledger_dirty = True  # saved by the flusher within a second
         now = time.monotonic()
         if now - self._last_reject_log > 10:
             self._last_reject_log = now
@@ -283,10 +285,14 @@ class DurableWriter:
             for drop in drops:
                 self._account_drop(drop)
         if dropped:  # the floor moved past the dropped rows: persist it with the ledger
-            try:
-                self.spool.save()
-            except OSError as e:
-                log.error("spool %s: cannot save the ack file (%s)", self.spool.dir, e)
+            self._save()
+
+    def _save(self) -> None:
+        self._ledger_dirty = False
+        try:
+            self.spool.save()
+        except OSError as e:
+            log.error("spool %s: cannot save the ack file (%s)", self.spool.dir, e)
 
     def _account_drop(self, drop: Any) -> None:
         """Count a dropped spool segment by kind, cache the rows it moved, record its prints'
@@ -299,7 +305,10 @@ class DurableWriter:
         for _, rec in drop.moved:
             by_kind[rec.kind] = by_kind.get(rec.kind, 0) - 1
         for kind, n in by_kind.items():
-            if n > 0:
+            if n > 0 and kind == FOLDED:  # spool-full gaps: folded into the new gap below
+                self._count("merged", "g", n)
+                self.pending["g"] = self.pending.get("g", 0) - n
+            elif n > 0:
                 self._count("dropped", kind, n)
                 self.pending[kind] = self.pending.get(kind, 0) - n
         self.rows_dropped += drop.rows
@@ -316,8 +325,7 @@ class DurableWriter:
                         "(%d so far), kept %d resolution/gap row(s)", self.spool.dir,
                         self.spool.max_bytes / 2**20, drop.rows, self.rows_dropped,
                         len(drop.moved))
-        gaps: dict[str, list[Any]] = {t: list(v) for t, v in (drop.summary or {}).items()
-                                      if t != COUNTS}
+        gaps = {t: v for t, v in (drop.summary or {}).items() if t != COUNTS}
         lost_res: list[dict[str, Any]] = []
         for rec in drop.lost:  # the last resort: a spool of (nearly) nothing but these
             if rec.kind == "r":
@@ -325,8 +333,6 @@ class DurableWriter:
                 for f in MEASURED:
                     if rec.row.get(f) is not None:
                         self._count("lost_fields", f)
-            elif rec.kind == "g" and rec.row.get("reason") == SPOOL_FULL:
-                _tally_gap(gaps, rec.row)  # folded into the token's next gap
         if drop.lost:
             log.error("spool %s full of resolution/gap rows: dropped %d of them",
                       self.spool.dir, len(drop.lost))
@@ -371,17 +377,20 @@ class DurableWriter:
 
     def ledger(self) -> dict[str, dict[str, int]]:
         """Rows per kind (s snapshot, r resolution, t trade, g tape gap), kept across restarts
-        in the spool's ack file: accepted = stored + dropped + rejected + spooled, exactly.
+        in the spool's ack file: accepted = stored + dropped + rejected + merged + spooled,
+        exactly. ``merged``: spool-full gap rows a later drop folded into a wider gap row.
         ``lost_fields``: measured resolution values a full spool could not keep, by column."""
         led = self.spool.ledger
-        kinds = sorted({*self.pending, *led["stored"], *led["dropped"], *led["rejected"]})
+        kinds = sorted({*self.pending, *led["stored"], *led["dropped"], *led["rejected"],
+                        *led["merged"]})
         out: dict[str, dict[str, int]] = {
             "stored": dict(led["stored"]), "dropped": dict(led["dropped"]),
-            "rejected": dict(led["rejected"]),
+            "rejected": dict(led["rejected"]), "merged": dict(led["merged"]),
             "spooled": {k: n for k, n in self.pending.items() if n},
             "lost_fields": dict(led["lost_fields"])}
         out["accepted"] = {k: sum(out[w].get(k, 0) for w in ("stored", "dropped", "rejected",
-                                                               "spooled")) for k in kinds}
+                                                               "merged", "spooled"))
+                           for k in kinds}
         return out
 
     def spooled_resolutions(self) -> list[dict[str, Any]]:
@@ -416,6 +425,8 @@ class DurableWriter:
             if self.spool.needs_sync and time.monotonic() - last_sync >= self.fsync_interval_s:
                 last_sync = time.monotonic()
                 await self._fsync()
+            if self._ledger_dirty:
+                self._save()
             if not self._prepared:
                 if await self._prepare():
                     backoff = self.retry_min_s
