@@ -37,8 +37,9 @@ def collector_config(sim: Any, tmp: Path, **overrides: Any) -> CollectorConfig:
 class CollectorThread:
     """``with CollectorThread(cfg) as c:`` runs the daemon until the block ends."""
 
-    def __init__(self, cfg: CollectorConfig) -> None:
+    def __init__(self, cfg: CollectorConfig, flush_s: float = 10.0) -> None:
         self.cfg = cfg
+        self.flush_s = flush_s  # how long stop() lets the writer flush (a dead store: short)
         self.collector: Collector | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
         self.error: BaseException | None = None
@@ -66,9 +67,9 @@ class CollectorThread:
         try:
             await self.collector.run()
         finally:
-            await writer.flush(10)
+            await writer.flush(self.flush_s)
             self.writer_stats = writer.stats()
-            await close_writer(writer)
+            await close_writer(writer, timeout=min(5.0, self.flush_s))
             await store.close()
 
     def start(self) -> CollectorThread:
