@@ -165,9 +165,9 @@ class Collector:
     async def resume(self) -> None:
         """Pick up windows in progress and unresolved ones younger than the retry limit: those
         the store knows and those only the spool knows (discovered, then not yet committed:
-        an outage, a SIGKILL). Windows that ended within the retry limit and neither knows
-        (they ran while no collector did, or the store cannot be read at start-up) are asked
-        of Gamma, so each gets its row and its resolution."""
+        an outage, a SIGKILL). When the store cannot be read (down at start-up), the windows
+        that ended within the retry limit and are not tracked are asked of Gamma again, so
+        the ones only the store knew are resolved too."""
         now = self.clock()
         w = self.cfg.window_s
         since = int(now - self.cfg.retry_limit - 2 * w)
@@ -212,22 +212,21 @@ class Collector:
             self.metrics.inc("windows_resumed", resumed)
             log.info("resumed %d windows from the store and the spool (%d from the spool)",
                      resumed, len(spooled))
-        await self._reask_ended(now, store_ok)
+        if not store_ok:
+            await self._reask_ended(now)
 
     def _spooled_resolutions(self) -> list[dict[str, Any]]:
         get = getattr(self.writer, "spooled_resolutions", None)
         return get() if get is not None else []
 
-    async def _reask_ended(self, now: float, store_ok: bool) -> None:
-        """Ask Gamma for the windows that ended within the retry limit and that neither the
-        store nor the spool knows (when the store is unreadable: that are not tracked), so
-        none goes unresolved. A window the store had complete is only resolved again: the
-        upserts change nothing."""
+    async def _reask_ended(self, now: float) -> None:
+        """The store is unreadable: ask Gamma for the windows that ended within the retry
+        limit and are not tracked, so none the store alone knew goes unresolved (a window
+        the store had complete is only resolved again: the upserts change nothing)."""
         w = self.cfg.window_s
         first = int((now - self.cfg.retry_limit) // w) * w
-        known = self.known_keys if store_ok else self.windows
         todo = [(sym, ts) for sym in self.cfg.symbols for ts in range(first, int(now), w)
-                if (sym, ts) not in known and ts + w <= now]
+                if (sym, ts) not in self.windows and ts + w <= now]
         sem = asyncio.Semaphore(8)
 
         async def one(sym: str, ts: int) -> None:
