@@ -16,7 +16,8 @@ or the relay skipped it), it stays NULL and so do the window's moves: rows are n
 and a neighbouring second is not the venue's strike. It is counted (``price_to_beat_missing``).
 Data older than ``--stale-after`` is never written as fresh: the columns are NULL and counted.
 
-Around 480 lines on purpose: one class, because the three loops share its window maps
+Around 590 lines on purpose (resume from store, spool and Gamma included): one class,
+because the three loops share its window maps
 (``windows``, ``by_token``, ``by_condition``, ``outcomes``). What does not need them lives
 elsewhere: the feeds come from ``feeds.factory``, a window's row from ``window``, the
 ``/health`` and ``/metrics`` bodies from ``health``.
