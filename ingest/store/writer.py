@@ -540,6 +540,8 @@ class DurableWriter:
                 self.pending[rec.kind] = self.pending.get(rec.kind, 0) - 1
             self._count("stored", rec.kind)
             self.rows_written += 1
+        if dropped or moved:  # settled above the ack position: save the ledger soon
+            self._ledger_dirty = True
         self._succeeded()
         self.spool.ack(hi)
         self._progress.set()
