@@ -367,11 +367,6 @@ class Spool:
         if self.kept:
             for s in [s for s in self.kept if s <= seq]:
                 self._unkeep(s)
-
-    def _unkeep(self, seq: int) -> Record:
-        rec = self.kept.pop(seq)
-        self.kept_bytes -= _line_bytes(rec)
-        return rec
         while len(self.segments) > 1 and (self.segments[0].last or 0) <= seq:
             self._remove_oldest()
         cur = self.segments[-1]
@@ -380,6 +375,11 @@ class Spool:
             cur.size, cur.first, cur.last = 0, None, None
             cur.summary = {}
             self._hint = None
+
+    def _unkeep(self, seq: int) -> Record:
+        rec = self.kept.pop(seq)
+        self.kept_bytes -= _line_bytes(rec)
+        return rec
 
     def take_drops(self) -> list[Drop]:
         out, self.drops = self.drops, []

@@ -161,6 +161,7 @@ async def test_full_spool_drops_snapshots_and_prints_first_never_resolutions(rig
         trades = await rig.direct.fetch_trades()
         assert trades and trades[-1]["ts_ms"] == (SLOT + 1499) * 1000 + 123
         assert min(g["from_ts"] for g in full) <= SLOT + 0.2
+        assert w.stats()["spool_bytes"] == 0  # all of it acknowledged and trimmed
         led = w.ledger()
         check_ledger(led, {"s": 1500, "t": 1500, "r": 60})
         assert led["stored"]["s"] == await rig.direct.count("slot_snapshots")
