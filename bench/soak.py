@@ -170,12 +170,14 @@ def _sleep_until(t: float, c: Collector) -> None:
         time.sleep(min(0.5, max(0.0, t - time.time())))
 
 
-def read_ledger(spool_root: Path) -> tuple[dict, dict[str, int]]:
-    """(the ledger saved in the ack file, rows still in the spool above the ack, per kind)."""
+def read_ledger(spool_root: Path) -> tuple[dict, dict[str, int], int]:
+    """(the ledger saved in the ack file, rows still in the spool above the ack per kind, the
+    spool's bytes on disk)."""
     dirs = [d for d in spool_root.iterdir() if d.is_dir()]
     assert len(dirs) == 1, dirs
     d = json.loads((dirs[0] / "ack").read_text())
     ack, ledger = d["ack"], d["ledger"]
+    size = sum(f.stat().st_size for f in dirs[0].glob("*.jsonl"))
     left: dict[str, int] = {}
     for seg in dirs[0].glob("*.jsonl"):
         for line in seg.read_bytes().splitlines():
@@ -185,7 +187,7 @@ def read_ledger(spool_root: Path) -> tuple[dict, dict[str, int]]:
                 continue
             if rec["n"] > ack:
                 left[rec["k"]] = left.get(rec["k"], 0) + 1
-    return ledger, left
+    return ledger, left, size
 
 
 def crash_soak(a: argparse.Namespace) -> int:
@@ -269,7 +271,7 @@ def crash_soak(a: argparse.Namespace) -> int:
                 outcomes[(s, ts)] = json.loads(r.read())["up"]
     proxy.close()
 
-    ledger, left = read_ledger(home / "spool")
+    ledger, left, spool_bytes = read_ledger(home / "spool")
     counts = {k: _query(db, f"select count(*) from {t}")[0][0] for k, t in TABLES.items()}
     dup = _query(db, "select count(*) from (select symbol, window_s, slot_ts, tick_ms, "
                      "count(*) c from slot_snapshots group by 1, 2, 3, 4 having c > 1) d")[0][0]
@@ -301,8 +303,10 @@ def crash_soak(a: argparse.Namespace) -> int:
     print(f"windows resolved {resolved}/{len(outcomes)} (every window from the first seen to "
           f"{a.retry_limit:g} s + a window before the end); wrong {len(wrong)}, "
           f"missing {len(missing)}")
-    print(f"duplicate snapshot keys {dup}; /health at the end: ok={health.get('ok')} "
-          f"problems={health.get('problems')}")
+    print(f"duplicate snapshot keys {dup}; spool left on disk {spool_bytes} bytes; /health at "
+          f"the end: ok={health.get('ok')} problems={health.get('problems')}")
+    if spool_bytes:
+        problems.append(f"the spool was not trimmed: {spool_bytes} bytes left")
     tracebacks = sum(p.read_text().count("Traceback") for p in logs.glob("*.log"))
     print(f"tracebacks in the collector logs: {tracebacks}")
     if dup:
