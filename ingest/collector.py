@@ -188,12 +188,12 @@ class Collector:
             if row["symbol"] not in self.cfg.symbols:
                 continue
             key = (row["symbol"], int(row["slot_ts"]))
-            self.known_keys.add(key)
             if row.get("resolved_up") is not None:
                 self.outcomes[key] = bool(row["resolved_up"])
             info = info_from_row(row, self.cfg.family)
-            if info is None:
-                continue
+            if info is None:  # a partial row (the spool's later columns, the store unread):
+                continue  # not "known", so discovery (or Gamma, once ended) registers it
+            self.known_keys.add(key)
             complete = (row.get("resolved_up") is not None
                         and row.get("official_price_to_beat") is not None
                         and row.get("official_final_price") is not None)
