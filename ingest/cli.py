@@ -42,6 +42,8 @@ def _register_collect(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--health-port", type=int, default=9108,
                    help="/health and /metrics on 127.0.0.1 (default 9108; 0 = off)")
     p.add_argument("--raw-dir", help="capture every frame and REST body here (hourly gzip JSON lines)")
+    p.add_argument("--raw-keep-days", type=float, default=None,
+                   help="delete raw capture files older than this many days (default: keep all)")
     p.add_argument("--queue-max", type=int, default=1000,
                    help="rows the durable writer caches in memory (default 1000)")
     p.add_argument("--spool-max-mb", type=float, default=512.0,
@@ -91,7 +93,8 @@ def _rederive(args: argparse.Namespace) -> int:
     n = asyncio.run(rederive(args.raw_dir, settings.db, args.family, symbols, args.cadence,
                              args.stale_after))
     print(f"rederive: {n['slot_snapshots']} snapshot rows, {n['slot_trades']} prints, "
-          f"{n['slot_tape_gaps']} tape gaps written to {settings.db}")
+          f"{n['slot_tape_gaps']} tape gaps written to {settings.db}"
+          + (f"; {n['rejected']} invalid row(s) skipped" if n.get("rejected") else ""))
     return 0
 
 

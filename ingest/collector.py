@@ -16,7 +16,8 @@ or the relay skipped it), it stays NULL and so do the window's moves: rows are n
 and a neighbouring second is not the venue's strike. It is counted (``price_to_beat_missing``).
 Data older than ``--stale-after`` is never written as fresh: the columns are NULL and counted.
 
-Around 480 lines on purpose: one class, because the three loops share its window maps
+Around 590 lines on purpose (resume from store, spool and Gamma included): one class,
+because the three loops share its window maps
 (``windows``, ``by_token``, ``by_condition``, ``outcomes``). What does not need them lives
 elsewhere: the feeds come from ``feeds.factory``, a window's row from ``window``, the
 ``/health`` and ``/metrics`` bodies from ``health``.
@@ -47,6 +48,7 @@ from slotml.ingest.health import HealthServer, health_status, metrics_text
 from slotml.ingest.metrics import Metrics
 from slotml.ingest.prices import PriceSource
 from slotml.ingest.snapshot import grid_tick_ms
+from slotml.ingest.store.base import merge_resolutions
 from slotml.ingest.tape_feed import window_keys
 from slotml.ingest.window import (
     Window,
@@ -162,27 +164,36 @@ class Collector:
 
     # ---------------------------------------------------------------- restart
     async def resume(self) -> None:
-        """Pick up windows in progress and unresolved ones younger than the retry limit."""
+        """Pick up windows in progress and unresolved ones younger than the retry limit: those
+        the store knows and those only the spool knows (discovered, then not yet committed:
+        an outage, a SIGKILL). When the store cannot be read (down at start-up), the windows
+        that ended within the retry limit and are not tracked are asked of Gamma again, so
+        the ones only the store knew are resolved too."""
         now = self.clock()
         w = self.cfg.window_s
+        since = int(now - self.cfg.retry_limit - 2 * w)
+        store_ok = True
         try:
-            rows = await self.store.fetch_resolutions(
-                window_s=w, slot_ts_min=int(now - self.cfg.retry_limit - 2 * w))
+            rows = await self.store.fetch_resolutions(window_s=w, slot_ts_min=since)
         except Exception as e:  # noqa: BLE001 - collect anyway; discovery refills the rest
             self.metrics.inc("resume_errors")
-            log.error("could not read windows back from the store (%s): not resuming", e)
-            rows = []
+            log.error("could not read windows back from the store (%s): resuming from the "
+                      "spool, asking Gamma for the rest", e)
+            rows, store_ok = [], False
+        spooled = [r for r in self._spooled_resolutions()
+                   if r.get("window_s") == w and int(r["slot_ts"]) >= since]
+        rows = merge_resolutions([*rows, *spooled])  # the store's known values first
         resumed = 0
         for row in sorted(rows, key=lambda r: r["slot_ts"]):
             if row["symbol"] not in self.cfg.symbols:
                 continue
             key = (row["symbol"], int(row["slot_ts"]))
-            self.known_keys.add(key)
             if row.get("resolved_up") is not None:
                 self.outcomes[key] = bool(row["resolved_up"])
             info = info_from_row(row, self.cfg.family)
-            if info is None:
-                continue
+            if info is None:  # a partial row (the spool's later columns, the store unread):
+                continue  # not "known", so discovery (or Gamma, once ended) registers it
+            self.known_keys.add(key)
             complete = (row.get("resolved_up") is not None
                         and row.get("official_price_to_beat") is not None
                         and row.get("official_final_price") is not None)
@@ -200,7 +211,57 @@ class Collector:
             resumed += 1
         if resumed:
             self.metrics.inc("windows_resumed", resumed)
-            log.info("resumed %d windows from the store", resumed)
+            log.info("resumed %d windows from the store and the spool (%d from the spool)",
+                     resumed, len(spooled))
+        if not store_ok:
+            await self._reask_ended(now)
+
+    def _spooled_resolutions(self) -> list[dict[str, Any]]:
+        get = getattr(self.writer, "spooled_resolutions", None)
+        return get() if get is not None else []
+
+    async def _reask_ended(self, now: float) -> None:
+        """The store is unreadable: ask Gamma for the windows that ended within the retry
+        limit and are not tracked, so none the store alone knew goes unresolved (a window
+        the store had complete is only resolved again: the upserts change nothing)."""
+        w = self.cfg.window_s
+        first = int((now - self.cfg.retry_limit) // w) * w
+        todo = [(sym, ts) for sym in self.cfg.symbols for ts in range(first, int(now), w)
+                if (sym, ts) not in self.windows and ts + w <= now]
+        sem = asyncio.Semaphore(8)
+
+        async def one(sym: str, ts: int) -> None:
+            async with sem:
+                try:
+                    await self._discover(sym, ts, ended_ok=True)
+                except Exception:  # noqa: BLE001 - one window must not stop the start-up
+                    log.exception("re-asking Gamma for %s %d failed", sym, ts)
+
+        await asyncio.gather(*(one(s, t) for s, t in todo))
+        if todo:
+            self.metrics.inc("windows_reasked", len(todo))
+
+    def resolutions_lost(self, rows: list[dict[str, Any]]) -> None:
+        """The writer's full spool dropped these resolution rows: put again what this process
+        still knows of each window (registration from Gamma's metadata, measured values)."""
+        for row in rows:
+            win = self.windows.get((row.get("symbol"), row.get("slot_ts")))
+            if win is None:
+                continue
+            again = win.info.resolution_row()
+            for col, val in (("price_to_beat", win.price_to_beat),
+                             ("spot_price_to_beat", win.spot_price_to_beat),
+                             ("final_price", win.final_price),
+                             ("final_seen_at", win.final_seen_at),
+                             ("resolved_up", win.resolved_up), ("resolved_at", win.resolved_at),
+                             ("official_price_to_beat", win.official_ptb),
+                             ("official_final_price", win.official_final),
+                             ("prev_resolved_up", win.prev_resolved_up)):
+                if val is not None:
+                    again[col] = val
+            self.metrics.inc("resolutions_reput")
+            # later, not now: the writer is in the middle of accounting a drop
+            asyncio.get_running_loop().call_soon(self.writer.put_resolution, again)
 
     def _track(self, win: Window) -> None:
         self.windows[win.key] = win
@@ -239,7 +300,7 @@ class Collector:
 
         await asyncio.gather(*(one(s, t) for s, t in todo))
 
-    async def _discover(self, symbol: str, start: int) -> None:
+    async def _discover(self, symbol: str, start: int, ended_ok: bool = False) -> None:
         slug = venue.slug(symbol, self.cfg.family, start)
         body = await self.http.get_json(f"{self.cfg.gamma_url}/events/slug/{slug}", "gamma")
         if body is None:
@@ -257,7 +318,7 @@ class Collector:
             self.metrics.inc("metadata_anomalies", kind="slug_start_mismatch")
         if info.end_ts - info.slot_ts != self.cfg.window_s:
             self.metrics.inc("metadata_anomalies", kind="window_length")
-        if info.end_ts <= self.clock():
+        if info.end_ts <= self.clock() and not ended_ok:
             return  # already over: nothing to snapshot (its row, if any, came from a past run)
         if settle_series(info.settlement) is None:
             self.metrics.inc("metadata_anomalies", kind=f"settlement_{info.settlement}")
@@ -463,24 +524,55 @@ class Collector:
 
 
 async def run_collector(cfg: CollectorConfig) -> int:
-    """``slotml collect``: open the store and the durable writer, run until SIGTERM/SIGINT."""
+    """``slotml collect``: open the store and the durable writer, run until SIGTERM/SIGINT.
+
+    A database that cannot be reached at start-up (refused, reset, silent) does not stop the
+    collector: it collects into the spool, creates or upgrades the schema when the database is
+    first reached (the writer's ``prepare`` hook), replays, and carries on; ``/health`` says
+    the database is unreachable meanwhile. An error waiting will not fix (wrong password,
+    unknown database, a newer schema) still ends it at once: one line, exit 2."""
     import signal
 
     from slotml.ingest.raw import RawWriter
     from slotml.ingest.store import open_store
+    from slotml.ingest.store.base import StoreUnavailable, StoreUnreachable
     from slotml.ingest.store.writer import DurableWriter, close_writer
 
     store = open_store(cfg.common.db)
-    await store.connect()  # a configuration problem raises UserError: one line, exit 2
+    reachable = True
     try:
-        did = await store.ensure_schema()
-        for line in did:
-            log.info("store: %s", line)
+        await store.connect()
+    except StoreUnreachable as e:
+        reachable = False
+        log.warning("database unreachable at start-up (%s): collecting into the spool; the "
+                    "schema is made and the spool replayed when it answers", e)
+    try:
+        if reachable:
+            try:
+                for line in await store.ensure_schema():
+                    log.info("store: %s", line)
+            except StoreUnavailable as e:  # e.g. SQLite locked by another process: wait
+                reachable = False
+                log.warning("cannot create/upgrade the schema now (%s): collecting into the "
+                            "spool until the database answers", e)
+
+        async def prepare() -> None:
+            for line in await store.ensure_schema():
+                log.info("store: %s", line)
+
+        c: Collector | None = None
+
+        def lost(rows: list[dict[str, Any]]) -> None:
+            if c is not None:
+                c.resolutions_lost(rows)
+
         writer = DurableWriter(store, cfg.common.spool_dir, queue_max=cfg.queue_max,
-                               spool_max_mb=cfg.spool_max_mb)
+                               spool_max_mb=cfg.spool_max_mb,
+                               prepare=None if reachable else prepare,
+                               on_resolutions_lost=lost, db_up=reachable)
         await writer.start()
         try:
-            raw = RawWriter(cfg.raw_dir) if cfg.raw_dir else None
+            raw = RawWriter(cfg.raw_dir, keep_days=cfg.raw_keep_days) if cfg.raw_dir else None
             c = Collector(cfg, store, writer, raw=raw)
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):

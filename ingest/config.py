@@ -46,6 +46,7 @@ class CollectorConfig:
     retry_limit: float = 3600.0
     health_port: int = 9108
     raw_dir: Path | None = None
+    raw_keep_days: float | None = None  # delete raw capture hours older than this (None: keep)
     queue_max: int = 1000  # DurableWriter: rows cached in memory (the rest is read from the spool)
     spool_max_mb: float = 512.0  # DurableWriter: spool size beyond which the oldest rows drop
     clob_ping_interval: float = 10.0
@@ -71,6 +72,12 @@ class CollectorConfig:
 def _env_or(value: str | None, key: str) -> str:
     env, default = ENV_URLS[key]
     return (value or os.environ.get(env) or default).rstrip("/")
+
+
+def _keep_days(v: float | None) -> float | None:
+    if v is not None and not v > 0:
+        raise UserError("--raw-keep-days must be positive (days of raw capture to keep)")
+    return v
 
 
 def config_from_args(args) -> CollectorConfig:  # noqa: ANN001 - argparse.Namespace
@@ -103,6 +110,7 @@ def config_from_args(args) -> CollectorConfig:  # noqa: ANN001 - argparse.Namesp
         retry_limit=args.retry_limit,
         health_port=args.health_port,
         raw_dir=Path(args.raw_dir) if args.raw_dir else None,
+        raw_keep_days=_keep_days(getattr(args, "raw_keep_days", None)),
         lookahead_windows=args.lookahead,
         queue_max=args.queue_max,
         spool_max_mb=args.spool_max_mb,

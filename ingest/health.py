@@ -117,6 +117,9 @@ def health_status(c: CollectorState) -> tuple[bool, dict[str, Any]]:
     if offset is not None and abs(offset) > c.cfg.max_clock_offset:
         problems.append(f"clock offset {offset:.1f}s")
     ws = c.writer.stats() if c.writer is not None else {}
+    if ws.get("db_up") == 0:  # collecting into the spool meanwhile: nothing lost yet
+        problems.append("database unreachable" + (f": {ws['db_error']}" if ws.get("db_error")
+                                                  else ""))
     body = {
         "ok": not problems,
         "problems": problems,
@@ -130,6 +133,8 @@ def health_status(c: CollectorState) -> tuple[bool, dict[str, Any]]:
         "rows_written": ws.get("rows_written"),
         "rows_dropped": ws.get("rows_dropped"),
         "db_up": ws.get("db_up"),
+        "db_error": ws.get("db_error"),
+        "ledger": c.writer.ledger() if hasattr(c.writer, "ledger") else None,
         "frames_rejected": c.metrics.by_label("frames_rejected", "reason"),
         "unknown_event_types": c.metrics.by_label("unknown_event_types", "type"),
         # received (valid prints) = accepted (handed to the writer) + untracked; the writer

@@ -13,6 +13,7 @@ collector loses at most the last few seconds and the file stays readable up to t
 
 from __future__ import annotations
 
+import calendar
 import gzip
 import json
 import logging
@@ -28,8 +29,10 @@ from slotml.ingest.books import BookStore
 from slotml.ingest.feeds.gamma import parse_market
 from slotml.ingest.metrics import Metrics
 from slotml.ingest.prices import PriceBook
+from slotml.ingest.schema import SNAPSHOTS, TAPE_GAPS, TRADES
 from slotml.ingest.snapshot import grid_tick_ms
 from slotml.ingest.store import open_store
+from slotml.ingest.store.base import RowRejected, coerce_row
 from slotml.ingest.tape_feed import TapeRecorder
 from slotml.ingest.window import Window, fill_bases, window_row
 from slotml.ingest.wire import ParseError
@@ -38,24 +41,53 @@ log = logging.getLogger(__name__)
 
 
 class RawWriter:
-    def __init__(self, raw_dir: Path, flush_s: float = 2.0) -> None:
+    def __init__(self, raw_dir: Path, flush_s: float = 2.0, keep_days: float | None = None,
+                 clock: Any = time.time) -> None:
         self.dir = Path(raw_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.flush_s = flush_s
+        self.keep_days = keep_days
+        self.clock = clock
+        self.deleted = 0  # files removed by retention
         self._hour: str | None = None
         self._buf: list[str] = []
         self._last_flush = time.monotonic()
         self.lines = 0
         self.errors = 0
+        self.prune()
 
     def _path(self, hour: str) -> Path:
         return self.dir / f"raw-{hour}.jsonl.gz"
+
+    def prune(self) -> int:
+        """Delete capture files whose hour ended more than ``keep_days`` ago; how many."""
+        if self.keep_days is None:
+            return 0
+        cutoff = self.clock() - self.keep_days * 86400
+        n = 0
+        for path in self.dir.glob("raw-*.jsonl.gz"):
+            try:
+                start = calendar.timegm(time.strptime(path.name[4:14], "%Y%m%d%H"))
+            except ValueError:
+                continue  # not ours
+            if start + 3600 <= cutoff:
+                try:
+                    path.unlink()
+                    n += 1
+                except OSError as e:
+                    log.warning("raw capture retention: cannot delete %s (%s)", path, e)
+        if n:
+            self.deleted += n
+            log.info("raw capture retention: deleted %d file(s) older than %g day(s)", n,
+                     self.keep_days)
+        return n
 
     def write(self, src: str, body: str, recv_ts: float) -> None:
         hour = time.strftime("%Y%m%d%H", time.gmtime(recv_ts))
         if hour != self._hour:
             self.flush()
             self._hour = hour
+            self.prune()
         self._buf.append(json.dumps({"t": recv_ts, "src": src, "body": body},
                                     separators=(",", ":")))
         self.lines += 1
@@ -231,12 +263,27 @@ async def rederive(raw_dir: str | Path, db: Any, family: str, symbols: tuple[str
     """``slotml rederive``: rebuild snapshot rows, prints and tape gaps from a capture into the
     store at ``db``; returns the rows written per table (rows already there are not rewritten)."""
     rows, replay = derive(raw_dir, family, symbols, cadence, stale_after)
+    rejected = 0
+
+    def valid(table: Any, batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        nonlocal rejected
+        out = []
+        for r in batch:
+            try:
+                out.append(coerce_row(table, r))
+            except RowRejected as e:
+                rejected += 1
+                if rejected <= 5:
+                    log.warning("rederive: row skipped (%s)", e)
+        return out
+
     store = open_store(db)
     await store.connect()
     try:
         await store.ensure_schema()
-        return {"slot_snapshots": await store.insert_snapshots(rows),
-                "slot_trades": await store.insert_trades(replay.trades),
-                "slot_tape_gaps": await store.insert_tape_gaps(replay.gaps)}
+        return {"slot_snapshots": await store.insert_snapshots(valid(SNAPSHOTS, rows)),
+                "slot_trades": await store.insert_trades(valid(TRADES, replay.trades)),
+                "slot_tape_gaps": await store.insert_tape_gaps(valid(TAPE_GAPS, replay.gaps)),
+                "rejected": rejected}
     finally:
         await store.close()

@@ -11,6 +11,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from slotml.errors import UserError
 from slotml.ingest.schema import RESOLUTIONS, SNAPSHOTS, TABLES, TAPE_GAPS, TRADES, Column, Table
 from slotml.ingest.store import ddl
 from slotml.settings import DbUrl
@@ -24,6 +25,12 @@ INSERT_ONCE = frozenset(t.name for t in (SNAPSHOTS, TRADES, TAPE_GAPS))
 
 class StoreUnavailable(Exception):
     """The database cannot be reached right now (refused, reset, timed out): retry later."""
+
+
+class StoreUnreachable(UserError):
+    """``connect()`` found the server unreachable (refused, reset, no answer): waiting may fix
+    it, unlike a wrong password or a missing database. A ``UserError`` (one line, exit 2) for
+    commands that need the database now; the collector catches it and spools instead."""
 
 
 class RowRejected(ValueError):
@@ -127,9 +134,36 @@ def coerce_row(table: Table, row: Mapping[str, Any], partial: bool = False) -> d
             v = None
         if v is None and required and (not partial or keyed):
             raise RowRejected(f"{table.name}: {name} is required")
+    if table is SNAPSHOTS:
+        _check_book(out)
     if table is TAPE_GAPS and out["to_ts"] < out["from_ts"]:
         raise RowRejected(f"{table.name}: to_ts {out['to_ts']!r} is before from_ts {out['from_ts']!r}")
     return out
+
+
+_BOOK_PRICES = tuple(c.name for c in SNAPSHOTS.columns
+                     if c.kind == "double" and c.name.startswith(("bid_", "ask_"))
+                     and "_size_" not in c.name)
+_BOOK_SIZES = tuple(c.name for c in SNAPSHOTS.columns if "_size_" in c.name)
+
+
+def _check_book(row: Mapping[str, Any]) -> None:
+    """What a live snapshot row always satisfies (``snapshot.check_top`` NULLs any book that
+    does not), checked again on every row from the spool or a rederive: book prices in
+    [0, 1], sizes not negative, a token's best bid not above its best ask (the collector's
+    own rule is stricter, bid < ask; a backfill may write a locked book)."""
+    for name in _BOOK_PRICES:
+        v = row.get(name)
+        if v is not None and not 0.0 <= v <= 1.0:
+            raise RowRejected(f"{SNAPSHOTS.name}.{name}: {v!r} is outside [0, 1]")
+    for name in _BOOK_SIZES:
+        v = row.get(name)
+        if v is not None and v < 0:
+            raise RowRejected(f"{SNAPSHOTS.name}.{name}: {v!r} is negative")
+    for tok in ("up", "down"):
+        bid, ask = row.get(f"bid_{tok}"), row.get(f"ask_{tok}")
+        if bid is not None and ask is not None and bid > ask:
+            raise RowRejected(f"{SNAPSHOTS.name}: crossed {tok} book, bid {bid!r} > ask {ask!r}")
 
 
 def present_columns(table: Table, rows: Sequence[Mapping[str, Any]]) -> list[str]:

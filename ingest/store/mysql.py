@@ -27,6 +27,7 @@ from slotml.ingest.store.base import (
     RowRejected,
     Store,
     StoreUnavailable,
+    StoreUnreachable,
     from_db,
     present_columns,
 )
@@ -42,8 +43,23 @@ INIT_SQL = ("SET time_zone = '+00:00', "
 ROW_ERRORS = {1048, 1062, 1264, 1265, 1292, 1366, 1406, 1411, 3819}
 
 
+# client errors that waiting can fix: can't connect, server gone/lost, unknown host
+TRANSIENT_CODES = {2002, 2003, 2005, 2006, 2013}
+PERMANENT_CODES = {1044, 1045, 1049}  # no grant, wrong password, unknown database
+
+
 def _q(name: str) -> str:
     return ddl.q(D, name)
+
+
+def _transient(e: BaseException) -> bool:
+    """A connect failure waiting may fix (refused, reset, silent) rather than a wrong
+    password or a missing database."""
+    code = e.args[0] if isinstance(e, pymysql.MySQLError) and e.args else None
+    if code in PERMANENT_CODES:
+        return False
+    return code in TRANSIENT_CODES or isinstance(e, OSError | TimeoutError
+                                                  | asyncio.IncompleteReadError)
 
 
 def _values(conn: aiomysql.Connection, chunk: list[dict[str, Any]], names: list[str]) -> str:
@@ -99,11 +115,16 @@ class MysqlStore(Store):
             )
 
     async def connect(self) -> None:
+        """Open the pool. ``StoreUnreachable`` (a ``UserError``) when the server cannot be
+        reached, which waiting may fix; ``UserError`` for everything else (wrong password,
+        unknown database, no grant): both one line."""
         if self._pool is not None:
             return
         try:
             self._pool = await self._make_pool()
         except Exception as e:  # noqa: BLE001 - every failure becomes one clear line
+            if _transient(e):
+                raise StoreUnreachable(self._explain(e)) from None
             raise UserError(self._explain(e)) from None
 
     def _explain(self, e: BaseException) -> str:

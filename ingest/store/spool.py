@@ -18,6 +18,19 @@ What a dropped segment held is told to the writer without re-reading it: a ``sum
 drop carries the summary of exactly its dropped rows. Only a segment already partly
 acknowledged when dropped (the oldest one of an outage) is re-read, once, for its rows above
 the ack; a segment left by a previous run is summarised by the scan at open.
+
+Compaction (``keep``): records ``keep(kind, row)`` says to keep (the writer's resolutions and
+tape gaps: a few per window, and what they measured cannot be asked again) are also held in memory
+while unacknowledged. When the oldest segment is dropped, its kept records are first
+re-appended at the tail under new seqs (``Drop.moved``), so a full spool drops snapshot and
+trade rows, oldest first, and keeps the rest. Only when kept records fill more than half the
+spool (an outage so long that nearly nothing else is left) are the oldest of them dropped
+too (``Drop.lost``); the other half is always other rows, so compaction makes progress.
+
+The ``ack`` file is a JSON object: ``{"ack": seq, "ledger": {...}}``: the writer's ledger
+(rows stored / dropped / rejected per kind) is saved atomically with the ack position it
+describes, so a restart resumes exact accounting. A plain integer (older spools) is read as
+an ack with an empty ledger.
 """
 
 from __future__ import annotations
@@ -56,12 +69,16 @@ Summarize = Callable[[dict[str, Any], str, dict[str, Any]], None]
 
 
 class Drop(NamedTuple):
-    """Rows lo..hi (``rows`` of them) deleted unacknowledged; ``summary``: what they held."""
+    """Rows lo..hi deleted unacknowledged; ``summary``: what they held (all of them, moved
+    ones included); ``moved``: (old seq, the new record) of kept rows re-appended at the
+    tail; ``lost``: kept rows that could not be kept (dropped with the rest)."""
 
     lo: int
     hi: int
-    rows: int
+    rows: int  # dropped for good (moved rows not included)
     summary: dict[str, Any]
+    moved: list[tuple[int, Record]]
+    lost: list[Record]
 
 
 @dataclass(slots=True)
@@ -86,17 +103,32 @@ def encode_line(seq: int, kind: str, row: dict[str, Any]) -> bytes:
 
 
 def _parse(line: bytes) -> Record | None:
+    """One spool line, or None when it is not one (torn, hand-edited into another shape)."""
     try:
         d = json.loads(line)
-        return Record(int(d["n"]), str(d["k"]), d["r"])
+        rec = Record(int(d["n"]), str(d["k"]), d["r"])
     except (ValueError, KeyError, TypeError):
         return None
+    if rec.seq < 1 or not isinstance(rec.row, dict) or not rec.kind:
+        return None
+    return rec
+
+
+def _line_bytes(rec: Record) -> int:
+    return len(json.dumps({"n": rec.seq, "k": rec.kind, "r": rec.row}, separators=(",", ":"),
+                          allow_nan=False)) + 1
 
 
 class Spool:
     def __init__(self, directory: Path, max_bytes: int, segment_bytes: int | None = None,
-                 summarize: Summarize | None = None) -> None:
+                 summarize: Summarize | None = None,
+                 keep: Callable[[str, dict[str, Any]], bool] | None = None) -> None:
         self.summarize = summarize
+        self.keep = keep or (lambda _kind, _row: False)
+        self.kept: dict[int, Record] = {}  # unacknowledged records of the ``keep`` kinds
+        self.kept_bytes = 0  # their lines' bytes
+        self.ledger: dict[str, Any] = {}  # the writer's, saved with the ack
+        self.pending_kinds: dict[str, int] = {}  # rows above the ack found at open, per kind
         self.dir = Path(directory)
         self.max_bytes = max(int(max_bytes), 1024)
         # the unit of dropping on overflow: small against the limit, so a drop costs little
@@ -128,10 +160,7 @@ class Spool:
                             f"(pid {holder or '?'})") from None
         os.ftruncate(self._lock, 0)
         os.pwrite(self._lock, str(os.getpid()).encode(), 0)
-        try:
-            self.floor = int((self.dir / ACK_FILE).read_text().strip() or 0)
-        except (OSError, ValueError):
-            self.floor = 0
+        self.floor, self.ledger = _read_ack(self.dir / ACK_FILE)
         top = self.floor
         for path in sorted(self.dir.glob(f"*{SUFFIX}")):
             seg = _Segment(path)
@@ -147,6 +176,10 @@ class Spool:
                 seg.last = rec.seq
                 if rec.seq > self.floor:
                     self.replay_rows += 1
+                    self.pending_kinds[rec.kind] = self.pending_kinds.get(rec.kind, 0) + 1
+                    if self.keep(rec.kind, rec.row):
+                        self.kept[rec.seq] = rec
+                        self.kept_bytes += len(line)
                     if self.summarize is not None:
                         self.summarize(seg.summary, rec.kind, rec.row)
             if seg.last is None or seg.last <= self.floor:
@@ -209,6 +242,12 @@ class Spool:
     # --- writing --------------------------------------------------------------------------------
     def append(self, kind: str, row: dict[str, Any]) -> int | None:
         """Write one row; returns its seq, or None if the disk refused it (counted, logged)."""
+        seq = self._write(kind, row)
+        if seq is not None:
+            self._enforce_limit()
+        return seq
+
+    def _write(self, kind: str, row: dict[str, Any]) -> int | None:
         assert self._fd is not None, "spool not open"
         seq = self.next_seq
         line = encode_line(seq, kind, row)
@@ -231,9 +270,11 @@ class Spool:
             self.summarize(seg.summary, kind, row)
         self.next_seq += 1
         self.dirty = True
+        if self.keep(kind, row):
+            self.kept[seq] = Record(seq, kind, row)
+            self.kept_bytes += len(line)
         if seg.size >= self.segment_bytes:
             self._rotate()
-        self._enforce_limit()
         return seq
 
     def _rotate(self) -> None:
@@ -244,13 +285,28 @@ class Spool:
 
     def _enforce_limit(self) -> None:
         while self.bytes > self.max_bytes and len(self.segments) > 1:
-            seg = self._remove_oldest()
+            seg = self.segments[0]
             if seg.last is None or seg.last <= self.floor:
+                self._remove_oldest()
                 continue
             lo = max(seg.first or 0, self.floor + 1)
-            rows = seg.last - lo + 1
-            self.drops.append(Drop(lo, seg.last, rows, seg.summary))
-            self.floor = seg.last
+            hi = seg.last
+            keep = sorted(s for s in self.kept if lo <= s <= hi)
+            recs = [self._unkeep(s) for s in keep]
+            moved: list[tuple[int, Record]] = []
+            lost: list[Record] = []
+            if recs and self.kept_bytes + sum(_line_bytes(r) for r in recs) <= self.max_bytes // 2:
+                for rec in recs:  # written before the old segment goes: a crash keeps both
+                    new = self._write(rec.kind, rec.row)
+                    if new is None:
+                        lost.append(rec)
+                    else:
+                        moved.append((rec.seq, self.kept[new]))
+            else:
+                lost = recs
+            seg = self._remove_oldest()
+            self.drops.append(Drop(lo, hi, hi - lo + 1 - len(moved), seg.summary, moved, lost))
+            self.floor = hi
 
     def _remove_oldest(self) -> _Segment:
         seg = self.segments[0]
@@ -307,14 +363,22 @@ class Spool:
         return out
 
     # --- acknowledging --------------------------------------------------------------------------
+    def save(self) -> None:
+        """Persist the ack position with the ledger that describes it (one atomic rename)."""
+        tmp = self.dir / (ACK_FILE + ".tmp")
+        tmp.write_text(json.dumps({"ack": self.floor, "ledger": self.ledger},
+                                  separators=(",", ":")))
+        os.replace(tmp, self.dir / ACK_FILE)
+
     def ack(self, seq: int) -> None:
         """Everything <= seq is in the database: persist that, delete/trim what is done."""
         if seq <= self.floor:
             return
         self.floor = seq
-        tmp = self.dir / (ACK_FILE + ".tmp")
-        tmp.write_text(str(seq))
-        os.replace(tmp, self.dir / ACK_FILE)
+        self.save()
+        if self.kept:
+            for s in [s for s in self.kept if s <= seq]:
+                self._unkeep(s)
         while len(self.segments) > 1 and (self.segments[0].last or 0) <= seq:
             self._remove_oldest()
         cur = self.segments[-1]
@@ -324,6 +388,30 @@ class Spool:
             cur.summary = {}
             self._hint = None
 
+    def _unkeep(self, seq: int) -> Record:
+        rec = self.kept.pop(seq)
+        self.kept_bytes -= _line_bytes(rec)
+        return rec
+
     def take_drops(self) -> list[Drop]:
         out, self.drops = self.drops, []
         return out
+
+
+def _read_ack(path: Path) -> tuple[int, dict[str, Any]]:
+    """(ack seq, ledger) from the ack file; (0, {}) when absent or unreadable."""
+    try:
+        text = path.read_text().strip()
+    except OSError:
+        return 0, {}
+    try:
+        d = json.loads(text or "0")
+    except ValueError:
+        log.warning("spool ack file %s unreadable: replaying everything it holds", path)
+        return 0, {}
+    if isinstance(d, int):
+        return d, {}
+    if isinstance(d, dict) and isinstance(d.get("ack"), int):
+        ledger = d.get("ledger")
+        return d["ack"], ledger if isinstance(ledger, dict) else {}
+    return 0, {}

@@ -5,6 +5,12 @@ loop never waits on disk, and statements are naturally serialised. WAL lets read
 export, ``slotml`` tools) read while the collector writes; ``busy_timeout`` rides out their
 short locks; ``synchronous=FULL`` makes a commit durable before the durable writer trims its
 spool (one fsync per batch, not per row).
+
+The file is identified by (device, inode) when opened and checked before every operation: a
+file deleted or replaced under a running collector would otherwise swallow rows into an
+unlinked inode. Once that happens every operation raises ``StoreUnavailable`` (the durable
+writer keeps spooling, ``/health`` fails with the reason) until the collector is restarted
+on the file that is there now.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import os
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -50,11 +57,14 @@ class SqliteStore(Store):
         self.busy_timeout = busy_timeout
         self._conn: sqlite3.Connection | None = None
         self._pool: ThreadPoolExecutor | None = None
+        self._ident: tuple[int, int] | None = None  # (st_dev, st_ino) of the file opened
+        self.lost: str | None = None  # why the file we opened is no longer the one at path
 
     # --- plumbing -------------------------------------------------------------------------
     async def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         if self._pool is None or self._conn is None:
             raise StoreUnavailable(f"{self.url}: store is not connected")
+        self._check_file()
         conn = self._conn
         try:
             return await asyncio.get_running_loop().run_in_executor(self._pool, fn, conn)
@@ -62,6 +72,23 @@ class SqliteStore(Store):
             raise RowRejected(f"{self.url}: {e}") from e
         except sqlite3.Error as e:  # locked, I/O error, no such table: may pass; retry later
             raise StoreUnavailable(f"{self.url}: {e}") from e
+
+    def _check_file(self) -> None:
+        """Raise StoreUnavailable when the file we opened was deleted or replaced."""
+        if self.lost is None and self._ident is not None:
+            try:
+                st = os.stat(self.path)
+                if (st.st_dev, st.st_ino) != self._ident:
+                    self.lost = f"the database file {self.path} was replaced under us"
+            except FileNotFoundError:
+                self.lost = f"the database file {self.path} was deleted under us"
+            except OSError:
+                return  # cannot tell (e.g. a permission glitch): the operation will say
+            if self.lost:
+                log.error("%s: %s; writes stop (rows stay spooled): restart the collector",
+                          self.url, self.lost)
+        if self.lost:
+            raise StoreUnavailable(f"{self.url}: {self.lost}")
 
     async def connect(self) -> None:
         if self._conn is not None:
@@ -93,6 +120,8 @@ class SqliteStore(Store):
 
         try:
             self._conn = await asyncio.get_running_loop().run_in_executor(self._pool, _open)
+            st = os.stat(path)
+            self._ident = (st.st_dev, st.st_ino)
         except sqlite3.Error as e:
             self._pool.shutdown(wait=False)
             self._pool = None

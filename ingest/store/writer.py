@@ -31,7 +31,20 @@ that commit and is folded into a wider one, the wider row has the same key and i
 only the narrower range is stored.
 
 A row the database itself rejects (e.g. a value out of range) cannot be fixed by retrying:
-it is skipped and counted as ``rows_rejected``; every other error is retried forever.
+it is skipped and counted as ``rows_rejected``; every other error is retried forever. Rows
+replayed from the spool go through the same ``coerce_row`` as live ones (in the store).
+
+A full spool keeps resolution and (non spool-full) tape-gap rows: the spool compacts them
+out of a dropped segment to its tail (``spool.py``), the writer caches them again and counts
+only snapshots and prints as dropped. The ledger (``ledger()``): per kind, rows stored,
+dropped, rejected, merged (spool-full gaps folded into a wider one) and still spooled;
+accepted is their sum, exactly, because the counts are saved with the ack position in one
+file. A row dropped or moved while its commit was in flight is settled when the commit ends.
+``prepare`` (the collector's schema step) runs before the first commit when the database was
+unreachable at start-up; ``db_up`` starts at 0 then, so ``/health`` says so from the start.
+
+About 590 lines: the flusher, the drop accounting and the ledger all move the same counters
+and the same ack position, so they stay in one class.
 """
 
 from __future__ import annotations
@@ -42,14 +55,20 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from slotml.errors import UserError
 from slotml.ingest.metrics import Metrics
 from slotml.ingest.schema import RESOLUTIONS, SNAPSHOTS, TAPE_GAPS, TRADES, Table
-from slotml.ingest.store.base import RowRejected, Store, StoreUnavailable, coerce_row
+from slotml.ingest.store.base import (
+    RowRejected,
+    Store,
+    StoreUnavailable,
+    coerce_row,
+    merge_resolutions,
+)
 from slotml.ingest.store.spool import Record, Spool, SpoolBusy
 
 log = logging.getLogger(__name__)
@@ -59,22 +78,39 @@ log = logging.getLogger(__name__)
 KINDS: dict[str, Table] = {"s": SNAPSHOTS, "r": RESOLUTIONS, "t": TRADES, "g": TAPE_GAPS}
 
 SPOOL_FULL = "spool-full"
-PRINTS = "#t"  # summary key: prints in the segment (token ids are decimal strings, never this)
 _WINDOW_KEYS = ("symbol", "window_s", "slot_ts")
 
 
+COUNTS = "#n"  # summary key of the per-kind row counts (token ids are decimal strings)
+FOLDED = "g~"  # ... and of the spool-full gap rows among them (folded, not lost)
+LEDGER_KEYS = ("stored", "dropped", "rejected", "merged", "lost_fields")
+# measured once, never asked again: a resolution row dropped with one of these loses it
+MEASURED = ("price_to_beat", "spot_price_to_beat", "final_price", "final_seen_at",
+            "resolved_at")
+
+
+def _keep(kind: str, row: dict[str, Any]) -> bool:
+    """What the spool compacts out of a dropped segment rather than drop: resolution rows and
+    tape gaps, except ``spool-full`` gaps (those are folded into the next one instead)."""
+    return kind == "r" or (kind == "g" and row.get("reason") != SPOOL_FULL)
+
+
 def _tally(summary: dict[str, Any], kind: str, row: dict[str, Any]) -> None:
-    """The spool's per-segment summary: for each token with prints (or ``spool-full`` gaps),
-    ``[earliest, latest, symbol, window_s, slot_ts]`` of their times (print: ``received_at``;
-    gap: ``from_ts``..``to_ts``), and under ``PRINTS`` how many prints. Two dict updates per
-    print."""
+    """The spool's per-segment summary: rows per kind (``#n``), and for each token with prints
+    (or ``spool-full`` gaps) ``[earliest, latest, symbol, window_s, slot_ts]`` of their times
+    (print: ``received_at``; gap: ``from_ts``..``to_ts``). One or two dict updates per row."""
+    n = summary.get(COUNTS)
+    if n is None:
+        n = summary[COUNTS] = {}
     if kind == "t":
-        summary[PRINTS] = summary.get(PRINTS, 0) + 1
         lo = hi = row.get("received_at")
     elif kind == "g" and row.get("reason") == SPOOL_FULL:
         lo, hi = row.get("from_ts"), row.get("to_ts")
+        kind = FOLDED
     else:
+        n[kind] = n.get(kind, 0) + 1
         return
+    n[kind] = n.get(kind, 0) + 1
     token = row.get("token_id")
     if token is None or lo is None or hi is None:
         return
@@ -91,9 +127,21 @@ class DurableWriter:
                  spool_max_mb: float = 512, batch_max: int = 500, *,
                  retry_min_s: float = 0.2, retry_max_s: float = 5.0,
                  fsync_interval_s: float = 1.0, commit_interval_s: float = 0.25,
-                 metrics: Metrics | None = None) -> None:
+                 metrics: Metrics | None = None,
+                 prepare: Callable[[], Awaitable[Any]] | None = None,
+                 on_resolutions_lost: Callable[[list[dict[str, Any]]], None] | None = None,
+                 db_up: bool = True) -> None:
         self.store = store
-        self.spool = Spool(Path(spool_dir), int(spool_max_mb * 1024 * 1024), summarize=_tally)
+        self.spool = Spool(Path(spool_dir), int(spool_max_mb * 1024 * 1024), summarize=_tally,
+                           keep=_keep)
+        # run once before the first commit (the collector's: create/upgrade the schema when
+        # the database is first reached); retried like a commit until it succeeds
+        self.prepare = prepare
+        self._prepared = prepare is None
+        # told which resolution rows a full spool could not keep (the collector re-puts what
+        # it still knows of those windows)
+        self.on_resolutions_lost = on_resolutions_lost
+        self.last_error: str | None = None
         # ``tape_gaps{reason="spool-full"}`` is counted here; the collector hands in its own
         self.metrics = metrics if metrics is not None else Metrics()
         self.queue_max = max(1, int(queue_max))
@@ -116,10 +164,11 @@ class DurableWriter:
         self._closed = asyncio.Event()  # close() was called: retry briskly, cut backoffs short
         self._task: asyncio.Task | None = None
         self._stop = False
-        self._inflight: tuple[int, int] | None = None
-        self._inflight_dropped = 0
-        self._inflight_kind = ""
-        self._inflight_prints_dropped = 0  # counted as dropped only if the commit fails
+        self._inflight: list[Record] | None = None  # the run being committed
+        self._inflight_dropped: set[int] = set()  # its seqs a drop counted meanwhile
+        self._inflight_moved: set[int] = set()  # its seqs a drop moved to the tail meanwhile
+        self.pending: dict[str, int] = {}  # accepted, neither committed nor dropped, per kind
+        self._ledger_dirty = False  # counted without an ack since the last save
         self._down_since: float | None = None
         self._last_drop_log = 0.0
         self._last_reject_log = 0.0
@@ -129,7 +178,7 @@ class DurableWriter:
         self.rows_rejected = 0
         self.tape_gaps = 0  # spool-full gap rows recorded
         self.db_errors = 0
-        self.db_up = 1
+        self.db_up = 1 if db_up else 0  # False: started while the database was unreachable
         self.reconnects = 0
         self.replayed = 0
 
@@ -145,6 +194,15 @@ class DurableWriter:
         except OSError as e:
             raise UserError(f"spool {self.spool.dir}: {e.strerror or e}") from None
         self.replayed = self.spool.replay_rows
+        self.pending = dict(self.spool.pending_kinds)
+        for key in LEDGER_KEYS:
+            v = self.spool.ledger.get(key)
+            self.spool.ledger[key] = {k: int(n) for k, n in v.items()} \
+                if isinstance(v, dict) else {}
+        led = self.spool.ledger
+        self.rows_written = sum(led["stored"].values())
+        self.rows_dropped = sum(led["dropped"].values())
+        self.rows_rejected = sum(led["rejected"].values())
         if self.replayed:
             log.info("spool %s: replaying %d row(s) left by a previous run", self.spool.dir,
                      self.replayed)
@@ -196,6 +254,7 @@ class DurableWriter:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        self._save()
         self.spool.close()
         if not flushed:
             log.warning("writer closed with %d row(s) still spooled in %s (replayed on next start)",
@@ -230,54 +289,109 @@ class DurableWriter:
         if self.spool.pending >= self.batch_max:
             self._hurry.set()  # a full batch is waiting: no point in pacing it
 
+    def _count(self, what: str, kind: str, n: int = 1) -> None:
+        d = self.spool.ledger[what]
+        d[kind] = d.get(kind, 0) + n
+
     def _append(self, kind: str, clean: dict[str, Any]) -> None:
         seq = self.spool.append(kind, clean)
         if seq is None:  # the disk refused it
             self.rows_dropped += 1
+            self._count("dropped", kind)
             if kind == "t":
                 self.metrics.inc("trades_dropped")
             return
-        self._queue.append(Record(seq, kind, clean))
+        self.pending[kind] = self.pending.get(kind, 0) + 1
+        self._cache(Record(seq, kind, clean))
+
+    def _cache(self, rec: Record) -> None:
+        self._queue.append(rec)
         if len(self._queue) > self.queue_max:
             self._queue.popleft()  # still in the spool file: read back from there
 
     def _rejected(self, kind: str, why: str) -> None:
         self.rows_rejected += 1
+        self._count("rejected", kind)
         if kind == "t":
             self.metrics.inc("trades_rejected")
+        self._ledger_dirty = True  # saved by the flusher within a second
         now = time.monotonic()
         if now - self._last_reject_log > 10:
             self._last_reject_log = now
             log.warning("row rejected (%d so far): %s", self.rows_rejected, why)
 
     def _account_drops(self) -> None:
+        dropped = False
         while drops := self.spool.take_drops():  # a gap row appended below may drop again
+            dropped = True
             for drop in drops:
-                self._account_drop(*drop)
+                self._account_drop(drop)
+        if dropped:  # the floor moved past the dropped rows: persist it with the ledger
+            self._save()
 
-    def _account_drop(self, lo: int, hi: int, rows: int, summary: dict[str, Any]) -> None:
-        self.rows_dropped += rows
+    def _save(self) -> None:
+        self._ledger_dirty = False
+        try:
+            self.spool.save()
+        except OSError as e:
+            log.error("spool %s: cannot save the ack file (%s)", self.spool.dir, e)
+
+    def _account_drop(self, drop: Any) -> None:
+        """Count a dropped spool segment by kind, cache the rows it moved, record its prints'
+        tape gaps and tell the collector which resolution rows were lost."""
+        lo, hi = drop.lo, drop.hi
+        moved_old = {old for old, _ in drop.moved}
+        for _, rec in drop.moved:  # re-appended at the tail: still pending, under a new seq
+            self._cache(rec)
+        by_kind = dict((drop.summary or {}).get(COUNTS, {}))
+        for _, rec in drop.moved:
+            by_kind[rec.kind] = by_kind.get(rec.kind, 0) - 1
+        for kind, n in by_kind.items():
+            if n > 0 and kind == FOLDED:  # spool-full gaps: folded into the new gap below
+                self._count("merged", "g", n)
+                self.pending["g"] = self.pending.get("g", 0) - n
+            elif n > 0:
+                self._count("dropped", kind, n)
+                self.pending[kind] = self.pending.get(kind, 0) - n
+        self.rows_dropped += drop.rows
         self._progress.set()
-        prints = summary.get(PRINTS, 0)
+        prints = by_kind.get("t", 0)
         if self._inflight:
-            a, b = max(lo, self._inflight[0]), min(hi, self._inflight[1])
-            if a <= b:
-                self._inflight_dropped += b - a + 1
-                if self._inflight_kind == "t":  # stored after all if that commit succeeds
-                    prints -= b - a + 1
-                    self._inflight_prints_dropped += b - a + 1
+            for rec in self._inflight:
+                if lo <= rec.seq <= hi:
+                    if rec.seq in moved_old:
+                        self._inflight_moved.add(rec.seq)
+                    else:
+                        self._inflight_dropped.add(rec.seq)
+                        if rec.kind == "t":  # counted dropped only if that commit fails
+                            prints -= 1
         if prints > 0:
             self.metrics.inc("trades_dropped", prints)
         now = time.monotonic()
         if now - self._last_drop_log > 10:
             self._last_drop_log = now
-            log.warning("spool %s over %.0f MB: dropped the oldest %d row(s) (%d so far)",
-                        self.spool.dir, self.spool.max_bytes / 2**20, rows, self.rows_dropped)
-        for token, span in summary.items():
-            if token == PRINTS:
-                continue
-            first, last, *keys = span
+            log.warning("spool %s over %.0f MB: dropped the oldest %d snapshot/trade row(s) "
+                        "(%d so far), kept %d resolution/gap row(s)", self.spool.dir,
+                        self.spool.max_bytes / 2**20, drop.rows, self.rows_dropped,
+                        len(drop.moved))
+        gaps = {t: v for t, v in (drop.summary or {}).items() if t != COUNTS}
+        lost_res: list[dict[str, Any]] = []
+        for rec in drop.lost:  # the last resort: a spool of (nearly) nothing but these
+            if rec.kind == "r":
+                lost_res.append(rec.row)
+                for f in MEASURED:
+                    if rec.row.get(f) is not None:
+                        self._count("lost_fields", f)
+        if drop.lost:
+            log.error("spool %s full of resolution/gap rows: dropped %d of them",
+                      self.spool.dir, len(drop.lost))
+        for token, (first, last, *keys) in gaps.items():
             self._spool_full_gap(token, first, last, dict(zip(_WINDOW_KEYS, keys, strict=True)))
+        if lost_res and self.on_resolutions_lost is not None:
+            try:
+                self.on_resolutions_lost(lost_res)
+            except Exception:  # noqa: BLE001 - the writer must not die of its caller's bug
+                log.exception("on_resolutions_lost failed")
 
     def _spool_full_gap(self, token: str, first: float, last: float,
                         keys: dict[str, Any]) -> None:
@@ -293,7 +407,7 @@ class DurableWriter:
         self.metrics.inc("tape_gaps", reason=SPOOL_FULL)
         self._append("g", clean)
 
-    def stats(self) -> dict[str, int | float]:
+    def stats(self) -> dict[str, Any]:
         return {
             "queue_depth": self.spool.pending,  # accepted, not yet committed (memory + spool)
             "queue_cached": len(self._queue),  # of which cached in memory (<= queue_max)
@@ -308,7 +422,32 @@ class DurableWriter:
             "db_errors": self.db_errors,
             "db_up": self.db_up,
             "reconnects": self.reconnects,
+            "db_error": self.last_error,
         }
+
+    def ledger(self) -> dict[str, dict[str, int]]:
+        """Rows per kind (s snapshot, r resolution, t trade, g tape gap), kept across restarts
+        in the spool's ack file: accepted = stored + dropped + rejected + merged + spooled,
+        exactly. ``merged``: spool-full gap rows a later drop folded into a wider gap row.
+        ``lost_fields``: measured resolution values a full spool could not keep, by column."""
+        led = self.spool.ledger
+        kinds = sorted({*self.pending, *led["stored"], *led["dropped"], *led["rejected"],
+                        *led["merged"]})
+        out: dict[str, dict[str, int]] = {
+            "stored": dict(led["stored"]), "dropped": dict(led["dropped"]),
+            "rejected": dict(led["rejected"]), "merged": dict(led["merged"]),
+            "spooled": {k: n for k, n in self.pending.items() if n},
+            "lost_fields": dict(led["lost_fields"])}
+        out["accepted"] = {k: sum(out[w].get(k, 0) for w in ("stored", "dropped", "rejected",
+                                                               "merged", "spooled"))
+                           for k in kinds}
+        return out
+
+    def spooled_resolutions(self) -> list[dict[str, Any]]:
+        """The resolution rows not yet committed, merged per window (first known value wins),
+        so a restart resumes windows the spool knows and the database does not (yet)."""
+        return merge_resolutions([r.row for s, r in sorted(self.spool.kept.items())
+                                  if r.kind == "r"])
 
     # --- the flusher --------------------------------------------------------------------------
     def _next_batch(self) -> list[Record]:
@@ -340,6 +479,15 @@ class DurableWriter:
             if self.spool.needs_sync and time.monotonic() - last_sync >= self.fsync_interval_s:
                 last_sync = time.monotonic()
                 await self._fsync()
+            if self._ledger_dirty:
+                self._save()
+            if not self._prepared:
+                if await self._prepare():
+                    backoff = self.retry_min_s
+                else:
+                    await self._backoff(backoff)
+                    backoff = min(backoff * 2, self.retry_max_s)
+                    continue
             try:
                 batch = self._next_batch()
             except OSError as e:  # the spool cannot be read back: keep trying, never die
@@ -358,13 +506,28 @@ class DurableWriter:
             if await self._commit(batch):
                 backoff = self.retry_min_s
             else:
-                if self._closed.is_set():  # close() is waiting: retry briskly, but do not spin
-                    await asyncio.sleep(min(backoff, self.retry_min_s))
-                else:
-                    with contextlib.suppress(TimeoutError):  # close() cuts a long backoff short
-                        async with asyncio.timeout(backoff):
-                            await self._closed.wait()
+                await self._backoff(backoff)
                 backoff = min(backoff * 2, self.retry_max_s)
+
+    async def _backoff(self, delay: float) -> None:
+        if self._closed.is_set():  # close() is waiting: retry briskly, but do not spin
+            await asyncio.sleep(min(delay, self.retry_min_s))
+        else:
+            with contextlib.suppress(TimeoutError):  # close() cuts a long backoff short
+                async with asyncio.timeout(delay):
+                    await self._closed.wait()
+
+    async def _prepare(self) -> bool:
+        """Run the ``prepare`` hook (schema) once the database answers. False: retry later."""
+        assert self.prepare is not None
+        try:
+            await self.prepare()
+        except Exception as e:  # noqa: BLE001 - unreachable, or worse: log it, keep spooling
+            self._failed(e)
+            return False
+        self._prepared = True
+        self._succeeded()
+        return True
 
     async def _pace(self, last_commit: float) -> None:
         """Wait until ``commit_interval_s`` after the last commit began, unless hurried."""
@@ -409,9 +572,8 @@ class DurableWriter:
         return True
 
     async def _write(self, run: list[Record]) -> None:
-        lo, hi = run[0].seq, run[-1].seq
-        self._inflight, self._inflight_dropped = (lo, hi), 0
-        self._inflight_kind, self._inflight_prints_dropped = run[0].kind, 0
+        hi = run[-1].seq
+        self._inflight, self._inflight_dropped, self._inflight_moved = run, set(), set()
         ok = False
         try:
             rows = [r.row for r in run]
@@ -424,17 +586,27 @@ class DurableWriter:
                 await self.store.insert_clean(table, rows)
             else:
                 await self.store.insert_once(table, rows)
-            # rows dropped from the spool while this commit was in flight did arrive after all
-            self.rows_dropped -= self._inflight_dropped
-            self.rows_written += len(run)
-            self.commits += 1
             ok = True
-            if run[0].kind == "t":
-                self.metrics.inc("trades_stored", len(run))
         finally:
+            dropped, moved = self._inflight_dropped, self._inflight_moved
             self._inflight = None
-            if not ok and self._inflight_prints_dropped:  # gone from the spool, not stored
-                self.metrics.inc("trades_dropped", self._inflight_prints_dropped)
+            if not ok and dropped and run[0].kind == "t":  # gone from the spool, not stored
+                self.metrics.inc("trades_dropped", len(dropped))
+        for rec in run:
+            if rec.seq in moved:  # its copy at the tail is committed (again) and counted then
+                continue
+            if rec.seq in dropped:  # dropped while this commit was in flight: it did arrive
+                self._count("dropped", rec.kind, -1)
+                self.rows_dropped -= 1
+            else:
+                self.pending[rec.kind] = self.pending.get(rec.kind, 0) - 1
+            self._count("stored", rec.kind)
+            self.rows_written += 1
+        self.commits += 1
+        if run[0].kind == "t":  # the tape's counters: /metrics mirrors the ledger's stored
+            self.metrics.inc("trades_stored", len(run) - len(moved))
+        if dropped or moved:  # settled above the ack position: save the ledger soon
+            self._ledger_dirty = True
         self._succeeded()
         self.spool.ack(hi)
         self._progress.set()
@@ -446,6 +618,9 @@ class DurableWriter:
             try:
                 await self._write([rec])
             except RowRejected as e:
+                if rec.seq <= self.spool.floor:  # dropped (or moved) meanwhile: counted there
+                    continue
+                self.pending[rec.kind] = self.pending.get(rec.kind, 0) - 1
                 self._rejected(rec.kind, f"database refused row {rec.seq}: {e}")
                 self.spool.ack(rec.seq)
                 self._progress.set()
@@ -456,6 +631,7 @@ class DurableWriter:
 
     def _failed(self, e: BaseException) -> None:
         self.db_errors += 1
+        self.last_error = str(e) or type(e).__name__
         if self.db_up:
             self.db_up = 0
             self._down_since = time.monotonic()
@@ -467,8 +643,12 @@ class DurableWriter:
                         self.spool.pending)
 
     def _succeeded(self) -> None:
+        self.last_error = None
         if not self.db_up:
             self.db_up = 1
+            if self._down_since is None:  # never up before: the first contact, not a return
+                log.info("database reached; flushing %d spooled row(s)", self.spool.pending)
+                return
             self.reconnects += 1
             log.info("database back after %.1f s; flushing %d spooled row(s)",
                      time.monotonic() - (self._down_since or time.monotonic()), self.spool.pending)

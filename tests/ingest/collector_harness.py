@@ -14,15 +14,46 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from slotml.ingest.collector import Collector
 from slotml.ingest.config import CollectorConfig
 from slotml.ingest.raw import RawWriter
 from slotml.settings import CommonSettings, DbUrl
 from tests.util import free_port, wait_for
 
+# the acceptance runs' module fixtures take these params: the same run on each backend
+BACKENDS = ["sqlite", pytest.param("mysql", marks=pytest.mark.mysql)]
 
-def collector_config(sim: Any, tmp: Path, **overrides: Any) -> CollectorConfig:
-    common = CommonSettings(data_dir=tmp, db=DbUrl(scheme="sqlite", path=tmp / "store.db"))
+
+def backend_db(request: Any, tmp: Path, suffix: str) -> DbUrl:
+    """The store of a module-scoped run for ``request.param``: a SQLite file, or an empty
+    MariaDB database ``<test db>_<suffix>`` of its own (the test user may create
+    ``slotml_test_*``), so parallel suites never share tables."""
+    if request.param == "sqlite":
+        return DbUrl(scheme="sqlite", path=tmp / "store.db")
+    import dataclasses
+
+    import pymysql
+
+    from tests.conftest import drop_all_tables
+
+    server = request.getfixturevalue("mysql_server")
+    url = dataclasses.replace(server, database=f"{server.database}_{suffix}")
+    conn = pymysql.connect(host=url.host, port=url.port, user=url.user, password=url.password,
+                           autocommit=True)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(f"CREATE DATABASE IF NOT EXISTS `{url.database}`")
+    finally:
+        conn.close()
+    drop_all_tables(url)
+    return url
+
+
+def collector_config(sim: Any, tmp: Path, db: DbUrl | None = None,
+                     **overrides: Any) -> CollectorConfig:
+    common = CommonSettings(data_dir=tmp, db=db or DbUrl(scheme="sqlite", path=tmp / "store.db"))
     base = dict(
         common=common, family=sim.config.family, symbols=tuple(sim.config.symbols),
         gamma_url=sim.gamma_url, clob_url=sim.clob_url, clob_ws_url=sim.ws_market_url,
@@ -37,8 +68,9 @@ def collector_config(sim: Any, tmp: Path, **overrides: Any) -> CollectorConfig:
 class CollectorThread:
     """``with CollectorThread(cfg) as c:`` runs the daemon until the block ends."""
 
-    def __init__(self, cfg: CollectorConfig) -> None:
+    def __init__(self, cfg: CollectorConfig, flush_s: float = 10.0) -> None:
         self.cfg = cfg
+        self.flush_s = flush_s  # how long stop() lets the writer flush (a dead store: short)
         self.collector: Collector | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
         self.error: BaseException | None = None
@@ -66,9 +98,9 @@ class CollectorThread:
         try:
             await self.collector.run()
         finally:
-            await writer.flush(10)
+            await writer.flush(self.flush_s)
             self.writer_stats = writer.stats()
-            await close_writer(writer)
+            await close_writer(writer, timeout=min(5.0, self.flush_s))
             await store.close()
 
     def start(self) -> CollectorThread:

@@ -1,7 +1,7 @@
 """Every sim fault against one running collector: it keeps running, writes nothing wrong,
 recovers within its timeouts, and its counters say what happened.
 
-One sim, one ~50 s collector run with a fault schedule; the tests then read the store, the
+One sim, one ~50 s collector run with a fault schedule (per backend: SQLite and MariaDB); the tests then read the store, the
 counters and the sim's own record of what it emitted (``/_sim/stats``).
 """
 
@@ -16,7 +16,9 @@ import pytest
 from slotml.sim.config import SimConfig
 from slotml.sim.runner import sim_in_thread
 from tests.ingest.collector_harness import (
+    BACKENDS,
     CollectorThread,
+    backend_db,
     book_second,
     collector_config,
     get_json,
@@ -70,11 +72,12 @@ class FaultRun:
     final_health: tuple[int, Any]
 
 
-@pytest.fixture(scope="module")
-def frun(tmp_path_factory) -> FaultRun:
+@pytest.fixture(scope="module", params=BACKENDS)
+def frun(request, tmp_path_factory) -> FaultRun:
     tmp = tmp_path_factory.mktemp("faults")
     with sim_in_thread(SimConfig(family="5s", symbols=SYMBOLS, seed=5)) as sim:
-        cfg = collector_config(sim, tmp, stale_after=STALE, http_timeout=1.5)
+        cfg = collector_config(sim, tmp, backend_db(request, tmp, "faults"), stale_after=STALE,
+                               http_timeout=1.5)
         injected: dict[tuple[float, str], float] = {}
         with CollectorThread(cfg) as c:
             t0 = time.time()

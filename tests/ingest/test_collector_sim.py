@@ -1,4 +1,5 @@
-"""Acceptance: the collector against the sim over real sockets, 5-second windows, into SQLite.
+"""Acceptance: the collector against the sim over real sockets, 5-second windows, into SQLite
+and into MariaDB (the module's run is made once per backend).
 
 One sim and one ~30 s collector run for the module; the tests then compare what landed in the
 store with what the sim quoted (``/_sim/quote``, ``/_sim/prices``, ``/_sim/outcome``).
@@ -16,7 +17,9 @@ import pytest
 from slotml.sim.config import SimConfig
 from slotml.sim.runner import sim_in_thread
 from tests.ingest.collector_harness import (
+    BACKENDS,
     CollectorThread,
+    backend_db,
     collector_config,
     get_json,
     get_text,
@@ -47,12 +50,12 @@ class Run:
     cfg: Any
 
 
-@pytest.fixture(scope="module")
-def run(tmp_path_factory) -> Run:
+@pytest.fixture(scope="module", params=BACKENDS)
+def run(request, tmp_path_factory) -> Run:
     tmp = tmp_path_factory.mktemp("collect")
     scfg = SimConfig(family="5s", symbols=SYMBOLS, seed=11, unresolved_fraction=0.3)
     with sim_in_thread(scfg) as sim:
-        cfg = collector_config(sim, tmp, raw_dir=tmp / "raw")
+        cfg = collector_config(sim, tmp, backend_db(request, tmp, "accept"), raw_dir=tmp / "raw")
         t_start = time.time()
         with CollectorThread(cfg) as c:
             wait_for(lambda: c.metrics.get("snapshots_written") > 0, timeout=15,

@@ -192,7 +192,7 @@ def test_rederive_reproduces_the_tape_and_stores_nothing_twice(runs, tmp_path) -
     assert sorted(tuple(g[c] for c in gcols) for g in replay.gaps) == \
         sorted(tuple(g[c] for c in gcols) for g in run.gaps)
     n = asyncio.run(rederive(run.raw_dir, run.db, "5s", SYMBOLS, 0.5, 3.0))
-    assert n == {"slot_snapshots": 0, "slot_trades": 0, "slot_tape_gaps": 0}
+    assert n == {"slot_snapshots": 0, "slot_trades": 0, "slot_tape_gaps": 0, "rejected": 0}
     fresh = DbUrl(scheme="sqlite", path=tmp_path / "again.db")
     n = asyncio.run(rederive(run.raw_dir, fresh, "5s", SYMBOLS, 0.5, 3.0))
     assert n["slot_trades"] == len(run.trades) and n["slot_tape_gaps"] == len(run.gaps)

@@ -104,7 +104,9 @@ async def test_snapshot_round_trip_is_exact(store) -> None:
         assert isinstance(have["id"], int)
         assert isinstance(have["updated_at"], float)
     ticks = [round(0.001 * k, 3) for k in range(1, 1000, 37)]
-    await store.insert_snapshots([{**snap(100 + i), "ask_up": t} for i, t in enumerate(ticks)])
+    # (bid_up NULL: a bid above these asks would be a crossed book, which the store rejects)
+    await store.insert_snapshots([{**snap(100 + i), "ask_up": t, "bid_up": None}
+                                  for i, t in enumerate(ticks)])
     back = [r["ask_up"] for r in await store.fetch_snapshots() if r["tick_ms"] >= (SLOT + 3000) * 1000]
     assert back == ticks
 
