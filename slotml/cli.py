@@ -15,6 +15,7 @@ import sys
 from collections.abc import Sequence
 
 from slotml import __version__
+from slotml.argtypes import OneLineParser
 from slotml.errors import UserError
 from slotml.settings import mask_url
 
@@ -31,7 +32,7 @@ STAGE_CLIS = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="slotml",
         description="Polymarket Up/Down slot collector and entry model (ingest -> lake -> "
         "features -> train -> serve; backtest replays, web shows; sim is the local venue).",
@@ -56,8 +57,13 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command. Bad input (a flag out of range, a missing file, a busy port) is one line
+    on stderr and exit code 2, never a traceback (docs/errors.md)."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # OneLineParser.error (2), --help / --version (0)
+        return e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
