@@ -131,6 +131,8 @@ def health_status(c: CollectorState) -> tuple[bool, dict[str, Any]]:
         "rows_dropped": ws.get("rows_dropped"),
         "db_up": ws.get("db_up"),
         "frames_rejected": c.metrics.by_label("frames_rejected", "reason"),
+        "prices_rejected": c.metrics.by_label("prices_rejected", "reason"),
+        "prices_reanchored": c.metrics.get("prices_reanchored"),
         "unknown_event_types": c.metrics.by_label("unknown_event_types", "type"),
         "trades": {"on": c.cfg.trades, "received": c.metrics.get("trades_received"),
                    "stored": c.metrics.get("trades_stored"),
