@@ -101,17 +101,22 @@ class Number:
         return out
 
 
-def seconds(lo: float = 0.0, hi: float = 7 * 86400.0, *, lo_open: bool = True) -> Number:
-    """A duration in seconds (positive unless ``lo_open=False``)."""
-    return Number("seconds", lo, hi, lo_open=lo_open)
+def _open(lo: float, lo_open: bool | None) -> bool:
+    """An amount whose range starts at 0 excludes 0 unless told (a zero interval spins)."""
+    return lo == 0 if lo_open is None else lo_open
 
 
-def days(lo: float = 0.0, hi: float = 3650.0, *, lo_open: bool = True) -> Number:
-    return Number("days", lo, hi, lo_open=lo_open)
+def seconds(lo: float = 0.0, hi: float = 7 * 86400.0, *, lo_open: bool | None = None) -> Number:
+    """A duration in seconds: (0, hi] from 0 (``lo_open=False`` admits 0), else [lo, hi]."""
+    return Number("seconds", lo, hi, lo_open=_open(lo, lo_open))
 
 
-def megabytes(lo: float = 0.0, hi: float = 1024.0 ** 2, *, lo_open: bool = True) -> Number:
-    return Number("megabytes", lo, hi, lo_open=lo_open)
+def days(lo: float = 0.0, hi: float = 3650.0, *, lo_open: bool | None = None) -> Number:
+    return Number("days", lo, hi, lo_open=_open(lo, lo_open))
+
+
+def megabytes(lo: float = 0.0, hi: float = 1024.0 ** 2, *, lo_open: bool | None = None) -> Number:
+    return Number("megabytes", lo, hi, lo_open=_open(lo, lo_open))
 
 
 def probability(lo: float = 0.0, hi: float = 1.0, *, lo_open: bool = False,
