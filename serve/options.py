@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from slotml.argtypes import nonneg, output_file, probability, real
+from slotml.argtypes import fraction, nonneg, output_file, probability, real
 
 # Documented defaults (README "Wiring the scorer into a bot").
 DEFAULT_MIN_CONFIDENCE = 0.60
@@ -26,7 +26,7 @@ SHARES = nonneg(1e9, "shares")
 PERCENT = nonneg(100.0, "percent")
 MINUTES = real(0.0, 15.0, "scaled minutes")  # SCALE_MINUTES: a window is 15 scaled minutes
 EDGE = real(-1.0, 1.0, "edge", lo_open=True, hi_open=True)
-KELLY = probability(0.0, 1.0, lo_open=True)
+KELLY = fraction(0.0, 1.0, lo_open=True)
 
 
 def add_model_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:

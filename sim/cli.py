@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-from slotml.argtypes import count, days, integer, port, probability, rate
+from slotml.argtypes import count, days, fraction, integer, port, rate
 from slotml.settings import add_common_args
 
 
@@ -22,7 +22,7 @@ def _world_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--efficient-book", action="store_const", const="efficient", dest="book",
                    help="alias of --book efficient")
     p.add_argument("--settlement", choices=["twap60", "spot"], default="twap60")
-    p.add_argument("--unresolved-fraction", type=probability(), default=None,
+    p.add_argument("--unresolved-fraction", type=fraction(), default=None,
                    help="windows that never resolve (default 0 for serve, 0.003 for backfill)")
 
 
@@ -55,7 +55,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     bf.add_argument("--days", type=days(0, 3650), default=60.0, help="(0, 3650], default 60")
     bf.add_argument("--end", default=None,
                     help="end time (epoch s or ISO 8601 UTC; default now), floored to the window")
-    bf.add_argument("--missing-fraction", type=probability(), default=0.002,
+    bf.add_argument("--missing-fraction", type=fraction(), default=0.002,
                     help="share of snapshot ticks the collector missed")
     add_common_args(bf)
     bf.set_defaults(func=_backfill)

@@ -124,6 +124,12 @@ def probability(lo: float = 0.0, hi: float = 1.0, *, lo_open: bool = False,
     return Number("probability", lo, hi, lo_open=lo_open, hi_open=hi_open)
 
 
+def fraction(lo: float = 0.0, hi: float = 1.0, *, lo_open: bool = False,
+             hi_open: bool = False) -> Number:
+    """A share of something (of windows, of the time, of Kelly's stake)."""
+    return Number("fraction", lo, hi, lo_open=lo_open, hi_open=hi_open)
+
+
 def rate(lo: float = 0.0, hi: float = 100.0) -> Number:
     """Events per second (0 = none)."""
     return Number("events per second", lo, hi)

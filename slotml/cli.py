@@ -49,6 +49,34 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def option_ranges() -> str:
+    """Every command's ranged options as a Markdown table (docs/errors.md; a test keeps it
+    current): the ranges are declared once, where each option is added."""
+    from slotml import demo
+    from slotml.argtypes import Number
+
+    rows = []
+
+    def walk(p: argparse.ArgumentParser, cmd: str) -> None:
+        subs = [a for a in p._actions if isinstance(a, argparse._SubParsersAction)]
+        if subs:
+            seen: set[int] = set()
+            for name, child in subs[0].choices.items():
+                if id(child) not in seen:
+                    seen.add(id(child))
+                    walk(child, f"{cmd} {name}".strip())
+            return
+        for a in p._actions:
+            if isinstance(a.type, Number):
+                rows.append(f"| `{cmd}` | `{a.option_strings[-1]}` | {a.type.range_text()} | "
+                            f"{a.type.kind} | {a.default if a.default is not None else '-'} |")
+
+    walk(build_parser(), "")
+    walk(demo.build_parser(), "demo")
+    head = "| command | option | valid range | unit | default |\n|---|---|---|---|---|\n"
+    return head + "\n".join(rows) + "\n"
+
+
 def _demo(args: argparse.Namespace) -> int:
     from slotml.demo import main as demo_main
 

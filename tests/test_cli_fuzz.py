@@ -214,3 +214,26 @@ def test_argparse_own_errors_are_one_line_too(capsys) -> None:
         assert slotml.cli.main(argv) == 2, argv
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and "Traceback" not in err, (argv, err)
+
+
+# The inputs issue 19 found (each failed on the main of 2026-12-05: tracebacks, a spin, silent
+# data loss or a wrong result); now each is one line and exit 2 before any work starts.
+ISSUE_19 = [
+    (["collect", "--discovery-interval", "nan"], "--discovery-interval"),  # 84 MB of tracebacks
+    (["collect", "--spool-max-mb", "-1"], "--spool-max-mb"),  # 80% of rows dropped
+    (["collect", "--stale-after", "nan"], "--stale-after"),  # every book NULLed, /health 200
+    (["collect", "--lookahead", "-5"], "--lookahead"),  # nothing collected, no warning
+    (["collect", "--snapshot-interval", "nan"], "--snapshot-interval"),
+    (["collect", "--gamma-url", "notaurl"], "--gamma-url"),  # retried forever, INFO only
+    (["sql", "select 1", "--max-rows", "-1"], "--max-rows"),
+    (["export", "--lake", "/proc/nope"], "--lake"),
+    (["sim", "serve", "--port", "70000"], "--port"),
+    (["api", "--port", "70000"], "--port"),
+]
+
+
+@pytest.mark.parametrize("argv,opt", ISSUE_19, ids=[" ".join(a) for a, _ in ISSUE_19])
+def test_issue_19_inputs(argv: list[str], opt: str, capsys) -> None:
+    assert slotml.cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and opt in err and "Traceback" not in err

@@ -9,6 +9,7 @@ from slotml.argtypes import (
     days,
     existing_dir,
     existing_file,
+    fraction,
     integer,
     output_dir,
     probability,
@@ -60,7 +61,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "recorded in the model")
     p.add_argument("--embargo-windows", type=count(1, 10_000), default=1,
                    help="whole windows dropped between slices (1..10000, default 1)")
-    p.add_argument("--calib-frac", type=probability(0, 1, lo_open=True, hi_open=True), default=0.4,
+    p.add_argument("--calib-frac", type=fraction(0, 1, lo_open=True, hi_open=True), default=0.4,
                    help="share of the time before the test days used for calibration, in (0, 1) "
                    "(default 0.4)")
     p.add_argument("--min-windows", type=count(1, 10**8),

@@ -87,3 +87,12 @@ def test_export_to_an_unwritable_lake_is_one_line(sqlite_db: DbUrl, tmp_path: Pa
         (tmp_path / "file").write_text("x")
         assert main(["export", "--db", sqlite_db.raw, "--lake", lake]) == 2
         assert "--lake" in _one_line(capsys)
+
+
+def test_train_on_an_empty_lake_names_the_real_export_command(tmp_path: Path, capsys) -> None:
+    from slotml.lake.manifest import Manifest, write_manifest
+
+    write_manifest(tmp_path / "lake", Manifest())
+    assert main(["train", "--data-dir", str(tmp_path)]) == 2
+    line = _one_line(capsys)
+    assert "`slotml export`" in line and "lake export" not in line
