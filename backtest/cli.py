@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from slotml.argtypes import count, existing_dir, integer, output_file, seconds
+from slotml.argtypes import count, existing_dir, integer, output_file, seconds, time_text
 from slotml.settings import add_common_args
 
 POLICY_NAMES = ("edge", "design", "filters", "always-enter")  # backtest/policies.py POLICIES
@@ -59,10 +59,10 @@ def _register_backtest(sub: argparse._SubParsersAction) -> None:
                    "(0..86400, default 30)")
     p.add_argument("--bootstrap", type=count(100, 10**6), default=2000,
                    help="bootstrap resamples of whole days for the CIs (100..10^6, default 2000)")
-    p.add_argument("--from", dest="slot_from", default=None,
+    p.add_argument("--from", dest="slot_from", type=time_text, default=None,
                    help="first window start (epoch s or ISO date, UTC); default: after "
                         "everything the model saw (its test days)")
-    p.add_argument("--to", dest="slot_to", default=None,
+    p.add_argument("--to", dest="slot_to", type=time_text, default=None,
                    help="end (exclusive) of window starts (epoch s or ISO date, UTC)")
     p.add_argument("--lake-dir", type=existing_dir, default=None,
                    help="lake directory (default <data-dir>/lake)")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-from slotml.argtypes import count, days, fraction, integer, port, rate
+from slotml.argtypes import count, days, fraction, integer, port, rate, time_text
 from slotml.settings import add_common_args
 
 
@@ -53,7 +53,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     bf = ssub.add_parser("backfill", help="write N days of collector-identical history into a store")
     _world_args(bf)
     bf.add_argument("--days", type=days(0, 3650), default=60.0, help="(0, 3650], default 60")
-    bf.add_argument("--end", default=None,
+    bf.add_argument("--end", type=time_text, default=None,
                     help="end time (epoch s or ISO 8601 UTC; default now), floored to the window")
     bf.add_argument("--missing-fraction", type=fraction(), default=0.002,
                     help="share of snapshot ticks the collector missed")

@@ -158,6 +158,68 @@ def real(lo: float, hi: float, kind: str = "number", *, lo_open: bool = False,
     return Number(kind, lo, hi, lo_open=lo_open, hi_open=hi_open)
 
 
+# --- texts the stage parses itself, checked here first (the value stays the text) ----------
+
+def _window_fraction(part: str) -> float | None:
+    from fractions import Fraction
+
+    try:
+        f = float(Fraction(part.strip()))
+    except (ValueError, ZeroDivisionError, OverflowError):
+        return None
+    return f if 0.0 < f < 1.0 else None
+
+
+def window_fraction(text: str) -> str:
+    """A fraction of the window strictly inside (0, 1): ``1/15`` or ``0.066``."""
+    if _window_fraction(text) is None:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a fraction of the window in (0, 1), like 1/15 or 0.066")
+    return text
+
+
+def window_fractions(text: str) -> str:
+    """Comma-separated fractions of the window, each strictly inside (0, 1): ``5/15,7/15``."""
+    parts = [p for p in text.split(",") if p.strip()]
+    bad = [p for p in parts if _window_fraction(p) is None]
+    if bad or not parts:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: need fractions of the window in (0, 1), like 5/15,7/15,10/15")
+    return text
+
+
+TIME_MIN, TIME_MAX = 946_684_800.0, 7_258_118_400.0  # 2000-01-01 .. 2200-01-01 UTC
+
+
+def time_text(text: str) -> str:
+    """A point in time: epoch seconds or ISO 8601 (UTC when no zone), 2000..2200."""
+    from slotml.venue import parse_time
+
+    t = parse_time(text)
+    if t is None or not TIME_MIN <= t < TIME_MAX:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a time: epoch seconds or ISO 8601 like 2026-11-24T15:00:00Z, "
+            "between 2000 and 2200")
+    return text
+
+
+def day_text(text: str) -> str:
+    """A UTC day, YYYY-MM-DD."""
+    from datetime import datetime
+
+    try:
+        datetime.strptime(text, "%Y-%m-%d")
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a day like 2026-11-24") from None
+    return text
+
+
+day_text.__name__ = "day"
+window_fraction.__name__ = "fraction of the window"
+window_fractions.__name__ = "fractions of the window"
+time_text.__name__ = "time"
+
+
 # --- URLs ------------------------------------------------------------------------------------
 
 def _url(text: str, schemes: tuple[str, ...]) -> str:

@@ -25,6 +25,8 @@ from slotml.argtypes import Number
 PATH_TYPES = {argtypes.existing_file, argtypes.existing_dir, argtypes.output_dir,
               argtypes.output_file}
 URL_TYPES = {argtypes.http_url, argtypes.ws_url}
+TEXT_TYPES = {argtypes.window_fraction, argtypes.window_fractions, argtypes.time_text,
+              argtypes.day_text, argtypes.log_level}
 
 
 def _tripwire(args: argparse.Namespace) -> int:
@@ -74,6 +76,7 @@ def _cases(kinds: set | type) -> list[tuple[tuple[str, ...], str, object]]:
 NUMERIC = _cases(Number)
 PATHS = _cases(PATH_TYPES)
 URLS = _cases(URL_TYPES)
+TEXTS = _cases(TEXT_TYPES)
 
 
 def _positionals(cmd: tuple[str, ...], p: argparse.ArgumentParser, tmp: Path) -> list[str]:
@@ -109,7 +112,7 @@ def test_the_walk_sees_every_command() -> None:
     names = {" ".join(c) for c, _p in LEAVES}
     assert {"collect", "rederive", "db init", "db schema", "export", "sql", "features", "train",
             "backtest", "api", "dashboard", "sim serve", "sim backfill"} <= names
-    assert len(NUMERIC) >= 50 and len(PATHS) >= 15 and len(URLS) == 4
+    assert len(NUMERIC) >= 50 and len(PATHS) >= 15 and len(URLS) == 4 and len(TEXTS) >= 15
 
 
 def test_every_numeric_option_has_a_ranged_type() -> None:
@@ -194,17 +197,28 @@ def test_unwritable_output(tmp_path, capsys) -> None:  # pragma: no cover - CI r
 @given(value=st.sampled_from(["notaurl", "http://", "ftp://x/y", "http://x:99999/", "ws//x"])
        | st.text(alphabet="abc:/.%", max_size=10))
 def test_each_url_option_refuses_garbage(cmd, opt, t, value, tmp_path, capsys) -> None:
-    if _ok_url(t, value):
+    if _accepts(t, value):
         return
     _run(cmd, opt, value, tmp_path, capsys)
 
 
-def _ok_url(t, value: str) -> bool:
+def _accepts(t, value: str) -> bool:
     try:
         t(value)
     except argparse.ArgumentTypeError:
         return False
     return True
+
+
+@pytest.mark.parametrize("cmd,opt,t", TEXTS, ids=[f"{' '.join(c)} {o}" for c, o, _ in TEXTS])
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(value=st.sampled_from(["nan", "inf", "1e999", "-1/15", "5/0", "15/15", "0", "1e999/2",
+                              "2026-13-45", "garbage", "", "99999999999999999999", ","])
+       | st.text(max_size=8))
+def test_each_parsed_text_option_refuses_garbage(cmd, opt, t, value, tmp_path, capsys) -> None:
+    if _accepts(t, value):
+        return
+    _run(cmd, opt, value, tmp_path, capsys)
 
 
 def test_argparse_own_errors_are_one_line_too(capsys) -> None:
@@ -229,6 +243,8 @@ ISSUE_19 = [
     (["export", "--lake", "/proc/nope"], "--lake"),
     (["sim", "serve", "--port", "70000"], "--port"),
     (["api", "--port", "70000"], "--port"),
+    (["train", "--points", "1e999"], "--points"),  # found by this fuzz: OverflowError
+    (["sim", "backfill", "--end", "nan"], "--end"),  # found by this fuzz: ValueError
 ]
 
 

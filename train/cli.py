@@ -13,6 +13,8 @@ from slotml.argtypes import (
     integer,
     output_dir,
     probability,
+    window_fraction,
+    window_fractions,
 )
 from slotml.settings import add_common_args
 
@@ -52,11 +54,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "when present)")
     p.add_argument("--window-s", type=integer(1, 7 * 86400, "seconds"),
                    help="window family to train (default: the lake's only one)")
-    p.add_argument("--points", help="decision points as fractions of the window (default 5/15,7/15,10/15)")
-    p.add_argument("--tolerance", default="1/15",
+    p.add_argument("--points", type=window_fractions, help="decision points as fractions of the window (default 5/15,7/15,10/15)")
+    p.add_argument("--tolerance", type=window_fraction, default="1/15",
                    help="max age of the decision row, fraction of the window (default 1/15); "
                    "recorded in the model, which every reader then uses")
-    p.add_argument("--lookback", default="2/15",
+    p.add_argument("--lookback", type=window_fraction, default="2/15",
                    help="move_velocity lookback, fraction of the window (default 2/15); "
                    "recorded in the model")
     p.add_argument("--embargo-windows", type=count(1, 10_000), default=1,
