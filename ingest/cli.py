@@ -65,9 +65,10 @@ def _register_collect(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--spool-max-mb", type=megabytes(1, 10**6), default=512.0,
                    help="spool size while the database is down before the oldest rows are "
                    "dropped, MB, 1..10^6 (default 512)")
-    p.add_argument("--lookahead", type=count(1, 10_000), default=None,
-                   help="windows ahead of the current one to discover and subscribe "
-                   "(default: enough to cover one discovery interval, at least 3)")
+    p.add_argument("--lookahead", type=count(0, 10_000), default=None,
+                   help="windows ahead of the current one to discover and subscribe, 0..10000 "
+                   "(0: the current one only; default: enough to cover one discovery interval, "
+                   "at least 3)")
     p.add_argument("--no-trades", action="store_true",
                    help="do not record the trade tape (last_trade_price prints, tape gaps)")
     p.set_defaults(func=_collect)

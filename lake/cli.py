@@ -30,9 +30,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--reader", choices=["auto", "connectorx", "cli", "python"], default="auto",
                    help="MySQL reader: connectorx (binary protocol), the mariadb client's TSV "
                    "(cli), PyMySQL (python); auto picks the first available")
-    p.add_argument("--buffer-rows", type=count(1000, 10**9), default=250_000,
+    p.add_argument("--buffer-rows", type=count(1, 10**9), default=250_000,
                    help="rows buffered before partitions are flushed (bounds memory; "
-                   "1000..10^9, default 250000)")
+                   "1..10^9, default 250000)")
     p.add_argument("--no-fsync", action="store_true", help=argparse.SUPPRESS)
     p.set_defaults(func=_export)
 

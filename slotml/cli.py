@@ -100,6 +100,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as e:
         print(f"slotml {args.command}: error: {mask_url(str(e))}", file=sys.stderr)
         return e.exit_code
+    except (PermissionError, FileNotFoundError, IsADirectoryError, NotADirectoryError) as e:
+        # a path the environment gave (SLOTML_HOME, a default under the data dir) that the
+        # flag types could not see: the operator's to fix, so one line too
+        where = f": {e.filename}" if e.filename else ""
+        print(f"slotml {args.command}: error: {e.strerror or e}{where}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         logging.getLogger("slotml").info("interrupted")
         return 130
