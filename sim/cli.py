@@ -75,6 +75,9 @@ def _serve(args: argparse.Namespace) -> int:
     import asyncio
 
     from slotml.net import bind_listener
+
+    sock = bind_listener(args.host, args.port, "sim serve")  # a busy port: one line, first
+
     from slotml.settings import start_command
     from slotml.sim.server import SimServer
     from slotml.sim.world import World
@@ -83,7 +86,6 @@ def _serve(args: argparse.Namespace) -> int:
                   book_rate=args.book_rate, print_rate=args.print_rate, faults=tuple(args.faults),
                   order_key=args.order_key, unresolved_fraction=args.unresolved_fraction or 0.0)
     start_command(args, cfg)
-    sock = bind_listener(cfg.host, cfg.port, "sim serve")  # a busy port: one line, before the world
 
     async def main() -> None:
         server = SimServer(World(cfg), sock)
