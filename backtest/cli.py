@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 
+from slotml.argtypes import count, existing_dir, integer, output_file, seconds, time_text
 from slotml.settings import add_common_args
 
 POLICY_NAMES = ("edge", "design", "filters", "always-enter")  # backtest/policies.py POLICIES
@@ -50,21 +51,25 @@ def _register_backtest(sub: argparse._SubParsersAction) -> None:
                    help=f"comma-separated policies (default {','.join(POLICY_NAMES)})")
     p.add_argument("--fills", type=_csv(FILL_NAMES, "fill model"), default=FILL_NAMES,
                    help=f"comma-separated fill models (default {','.join(FILL_NAMES)})")
-    p.add_argument("--latency-ms", type=int, default=250,
-                   help="maker-queue: ms from decision to the bid joining the queue (default 250)")
-    p.add_argument("--cancel-before-s", type=float, default=30.0,
-                   help="maker-queue: cancel the bid this many seconds before the end (default 30)")
-    p.add_argument("--bootstrap", type=int, default=2000,
-                   help="bootstrap resamples of whole days for the CIs (default 2000)")
-    p.add_argument("--from", dest="slot_from", default=None,
+    p.add_argument("--latency-ms", type=integer(0, 600_000, "milliseconds"), default=250,
+                   help="maker-queue: ms from decision to the bid joining the queue "
+                   "(0..600000, default 250)")
+    p.add_argument("--cancel-before-s", type=seconds(0, 86400, lo_open=False), default=30.0,
+                   help="maker-queue: cancel the bid this many seconds before the end "
+                   "(0..86400, default 30)")
+    p.add_argument("--bootstrap", type=count(100, 10**6), default=2000,
+                   help="bootstrap resamples of whole days for the CIs (100..10^6, default 2000)")
+    p.add_argument("--from", dest="slot_from", type=time_text, default=None,
                    help="first window start (epoch s or ISO date, UTC); default: after "
                         "everything the model saw (its test days)")
-    p.add_argument("--to", dest="slot_to", default=None,
+    p.add_argument("--to", dest="slot_to", type=time_text, default=None,
                    help="end (exclusive) of window starts (epoch s or ISO date, UTC)")
-    p.add_argument("--lake-dir", default=None, help="lake directory (default <data-dir>/lake)")
-    p.add_argument("--png", default=None,
+    p.add_argument("--lake-dir", type=existing_dir, default=None,
+                   help="lake directory (default <data-dir>/lake)")
+    p.add_argument("--png", type=output_file, default=None,
                    help="cumulative PnL chart (default <data-dir>/replay/<model>_backtest.png)")
-    p.add_argument("--json", dest="json_out", default=None, help="also write the results as JSON")
+    p.add_argument("--json", dest="json_out", type=output_file, default=None,
+                   help="also write the results as JSON")
     add_common_args(p, db=False)
     p.set_defaults(func=_backtest)
 
@@ -83,8 +88,6 @@ def _backtest(args: argparse.Namespace) -> int:
 
     cfg = config_from_args(args)
     common = start_command(args, cfg, logging.getLogger("slotml.backtest"))
-    if args.latency_ms < 0 or args.cancel_before_s < 0 or args.bootstrap < 100:
-        raise UserError("need --latency-ms >= 0, --cancel-before-s >= 0, --bootstrap >= 100")
     model_path = cfg.model_path or str(common.models_dir)
     scorer = Scorer.load(model_path)
     slot_from, slot_to = time_arg(args.slot_from), time_arg(args.slot_to)

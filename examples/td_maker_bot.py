@@ -22,6 +22,7 @@ import signal
 import sys
 from dataclasses import dataclass
 
+from slotml.argtypes import count
 from slotml.ingest.snapshot import SNAPSHOT_INTERVAL_S, BookTop, WindowRef, make_snapshot
 from slotml.model_file import ModelFileError
 from slotml.serve import EntryGate, OnlineFeatures, add_model_args
@@ -111,7 +112,8 @@ def place_bid(symbol: str, slot_ts: int, outcome: str, price: float, size: float
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--symbol", default="BTC")
-    parser.add_argument("--demo-windows", type=int, default=4, help="simulated windows to run")
+    parser.add_argument("--demo-windows", type=count(1, 10_000), default=4,
+                        help="simulated windows to run (1..10000)")
     add_model_args(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")

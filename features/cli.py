@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add this stage's subcommands to the `slotml` parser."""
+    from slotml.argtypes import (
+        day_text,
+        existing_dir,
+        existing_file,
+        integer,
+        output_file,
+        window_fraction,
+        window_fractions,
+    )
     from slotml.settings import add_common_args
 
     p = sub.add_parser(
@@ -17,25 +25,26 @@ def register(sub: argparse._SubParsersAction) -> None:
         "The contract, the points and the fitted statistics go into the file's metadata.",
     )
     add_common_args(p, db=False)
-    p.add_argument("--lake", type=Path, help="lake directory (default: <data-dir>/lake)")
-    p.add_argument("--out", type=Path,
+    p.add_argument("--lake", type=existing_dir, help="lake directory (default: <data-dir>/lake)")
+    p.add_argument("--out", type=output_file,
                    help="output Parquet file (default: <data-dir>/features/training_set.parquet)")
-    p.add_argument("--points", default="5/15,7/15,10/15",
+    p.add_argument("--points", type=window_fractions, default="5/15,7/15,10/15",
                    help="decision points as fractions of the window (default 5/15,7/15,10/15)")
-    p.add_argument("--tolerance", default="1/15",
+    p.add_argument("--tolerance", type=window_fraction, default="1/15",
                    help="max age of the decision row, fraction of the window (default 1/15)")
-    p.add_argument("--lookback", default="2/15",
+    p.add_argument("--lookback", type=window_fraction, default="2/15",
                    help="move_velocity lookback, fraction of the window (default 2/15)")
-    p.add_argument("--window-s", type=int, help="only this window family (e.g. 900)")
+    p.add_argument("--window-s", type=integer(1, 7 * 86400, "seconds"),
+                   help="only this window family (e.g. 900)")
     p.add_argument("--symbols", help="only these assets, comma-separated")
-    p.add_argument("--from", dest="date_from", help="first window day, YYYY-MM-DD (UTC)")
-    p.add_argument("--to", dest="date_to", help="last window day, YYYY-MM-DD (UTC, inclusive)")
+    p.add_argument("--from", dest="date_from", type=day_text, help="first window day, YYYY-MM-DD (UTC)")
+    p.add_argument("--to", dest="date_to", type=day_text, help="last window day, YYYY-MM-DD (UTC, inclusive)")
     p.add_argument("--resolved-only", action="store_true",
                    help="keep only windows with an official outcome (the rows train fits on)")
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--stats", type=Path,
+    g.add_argument("--stats", type=existing_file,
                    help="fitted statistics JSON to use (a model's, or a training set's)")
-    g.add_argument("--fit-before", metavar="YYYY-MM-DD",
+    g.add_argument("--fit-before", metavar="YYYY-MM-DD", type=day_text,
                    help="fit the statistics on windows before this day only (default: on all "
                    "selected windows, fine for exploration; train fits on its training days)")
     p.set_defaults(func=_features)

@@ -226,7 +226,7 @@ def parse_points(text: str) -> tuple[float, ...]:
             continue
         try:
             f = float(Fraction(part))
-        except (ValueError, ZeroDivisionError):
+        except (ValueError, ZeroDivisionError, OverflowError):
             raise ValueError(f"decision point {part!r} is not a fraction like 5/15 or 0.33") from None
         if not 0.0 < f < 1.0:
             raise ValueError(f"decision point {part!r} must lie strictly inside the window (0, 1)")
@@ -241,7 +241,7 @@ def parse_fraction(text: str, flag: str) -> float:
     inside (0, 1): ``--tolerance`` and ``--lookback`` of ``slotml features`` and ``slotml train``."""
     try:
         f = float(Fraction(text))
-    except (ValueError, ZeroDivisionError):
+    except (ValueError, ZeroDivisionError, OverflowError):
         raise UserError(f"{flag} {text!r}: expected a fraction like 1/15 or 0.066") from None
     if not 0.0 < f < 1.0:
         raise UserError(f"{flag} {text!r}: must lie strictly between 0 and 1 (of the window)")

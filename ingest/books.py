@@ -40,7 +40,7 @@ def decode_frame(text: str | bytes) -> list[dict[str, Any]]:
         # orjson: 3-4x faster than json on these frames, the collector's biggest single cost
         # per frame. Stricter on what is not JSON (NaN, lone surrogates: a malformed frame).
         v = orjson.loads(s)
-    except orjson.JSONDecodeError as e:
+    except (ValueError, RecursionError) as e:  # orjson.JSONDecodeError, deep nesting, huge ints
         raise ParseError("malformed_json", s[:60]) from e
     if isinstance(v, dict):
         return [v]
@@ -55,9 +55,9 @@ def _price(v: Any) -> float:
     """A decimal string (".48" allowed) in [0, 1]."""
     try:
         p = float(v)
-    except (TypeError, ValueError) as e:
+    except (TypeError, ValueError, OverflowError) as e:
         raise ParseError("bad_level", repr(v)[:30]) from e
-    if not (0.0 <= p <= 1.0):
+    if not (0.0 <= p <= 1.0):  # NaN fails too
         raise ParseError("bad_level", f"price {p}")
     return p
 
@@ -65,11 +65,22 @@ def _price(v: Any) -> float:
 def _size(v: Any) -> float:
     try:
         s = float(v)
-    except (TypeError, ValueError) as e:
+    except (TypeError, ValueError, OverflowError) as e:
         raise ParseError("bad_level", repr(v)[:30]) from e
     if not (s >= 0.0) or s == float("inf"):
         raise ParseError("bad_level", f"size {s}")
     return s
+
+
+def _venue_ts(ts: Any) -> float | None:
+    """An event's ``timestamp`` (ms) as epoch seconds, or None if it is not a plausible one."""
+    if isinstance(ts, bool):
+        return None
+    try:
+        t = float(ts) / 1000.0
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return t if 0.0 < t < 1e11 else None  # NaN, inf, negative: no stamp
 
 
 def _levels(raw: Any) -> dict[float, float]:
@@ -228,9 +239,8 @@ class BookStore:
         return 1
 
     def _stamp(self, ts: Any, recv_ts: float) -> None:
-        try:
-            t = float(ts) / 1000.0
-        except (TypeError, ValueError):
+        t = _venue_ts(ts)
+        if t is None:
             return
         if self.last_venue_ts is None or t > self.last_venue_ts:
             self.last_venue_ts = t
@@ -244,10 +254,7 @@ class BookStore:
             return
         bids, asks = _levels(ev.get("bids")), _levels(ev.get("asks"))
         tick = ev.get("tick_size")
-        try:
-            venue_ts = float(ev.get("timestamp")) / 1000.0
-        except (TypeError, ValueError):
-            venue_ts = None
+        venue_ts = _venue_ts(ev.get("timestamp"))
         old = self.books.get(token)
         if old is not None and venue_ts is not None and old.venue_ts is not None \
                 and venue_ts < old.venue_ts:
@@ -301,7 +308,7 @@ class BookStore:
         try:
             vb = float(c["best_bid"]) if c["best_bid"] not in (None, "", "0") else None
             va = float(c["best_ask"]) if c["best_ask"] not in (None, "", "0") else None
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             return False
         if (vb is not None and b.best_bid is not None and abs(vb - b.best_bid) > 1e-9) or \
                 (va is not None and b.best_ask is not None and abs(va - b.best_ask) > 1e-9):

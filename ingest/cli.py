@@ -14,6 +14,17 @@ def register(sub: argparse._SubParsersAction) -> None:
 # --- slotml collect / rederive: the collector daemon (see ingest/collector.py) ----------------
 
 def _register_collect(sub: argparse._SubParsersAction) -> None:
+    from slotml.argtypes import (
+        count,
+        days,
+        existing_dir,
+        http_url,
+        megabytes,
+        output_dir,
+        port,
+        seconds,
+        ws_url,
+    )
     from slotml.ingest.config import PRICE_SOURCES
     from slotml.settings import add_common_args
 
@@ -25,33 +36,42 @@ def _register_collect(sub: argparse._SubParsersAction) -> None:
     add_common_args(p)
     p.add_argument("--family", default="15m", help="window family: 15m, 5m, 5s ... (default 15m)")
     p.add_argument("--symbols", default="BTC,ETH,SOL,XRP", help="assets (default BTC,ETH,SOL,XRP)")
-    p.add_argument("--gamma-url", help="Gamma REST base (env SLOTML_GAMMA_URL)")
-    p.add_argument("--clob-url", help="CLOB REST base (env SLOTML_CLOB_URL)")
-    p.add_argument("--clob-ws-url", help="CLOB market websocket URL (env SLOTML_CLOB_WS_URL)")
-    p.add_argument("--rtds-ws-url", help="live-data websocket URL (env SLOTML_RTDS_WS_URL)")
+    p.add_argument("--gamma-url", type=http_url, help="Gamma REST base (env SLOTML_GAMMA_URL)")
+    p.add_argument("--clob-url", type=http_url, help="CLOB REST base (env SLOTML_CLOB_URL)")
+    p.add_argument("--clob-ws-url", type=ws_url,
+                   help="CLOB market websocket URL (env SLOTML_CLOB_WS_URL)")
+    p.add_argument("--rtds-ws-url", type=ws_url,
+                   help="live-data websocket URL (env SLOTML_RTDS_WS_URL)")
     p.add_argument("--price-source", choices=PRICE_SOURCES, default=PRICE_SOURCES[0],
                    help="where Chainlink prices come from: relay = the live-data websocket "
                    f"(default {PRICE_SOURCES[0]})")
-    p.add_argument("--snapshot-interval", type=float, default=30.0, help="seconds (default 30)")
-    p.add_argument("--discovery-interval", type=float, default=60.0, help="seconds (default 60)")
-    p.add_argument("--resolution-interval", type=float, default=60.0, help="seconds (default 60)")
-    p.add_argument("--stale-after", type=float, default=30.0,
-                   help="a stream silent this long is reconnected and its data NULLed (default 30)")
-    p.add_argument("--retry-limit", type=float, default=3600.0,
-                   help="seconds after a window's end to keep polling its resolution (default 3600)")
-    p.add_argument("--health-port", type=int, default=9108,
+    p.add_argument("--snapshot-interval", type=seconds(0.05, 3600), default=30.0,
+                   help="seconds, 0.05..3600 (default 30)")
+    p.add_argument("--discovery-interval", type=seconds(0.05, 3600), default=60.0,
+                   help="seconds, 0.05..3600 (default 60)")
+    p.add_argument("--resolution-interval", type=seconds(0.05, 3600), default=60.0,
+                   help="seconds, 0.05..3600 (default 60)")
+    p.add_argument("--stale-after", type=seconds(0.5, 3600), default=30.0,
+                   help="a stream silent this long is reconnected and its data NULLed; seconds, "
+                   "0.5..3600 (default 30)")
+    p.add_argument("--retry-limit", type=seconds(0, 30 * 86400, lo_open=False), default=3600.0,
+                   help="seconds after a window's end to keep polling its resolution, "
+                   "0..2592000 (default 3600)")
+    p.add_argument("--health-port", type=port(allow_zero=True), default=9108,
                    help="/health and /metrics on 127.0.0.1 (default 9108; 0 = off)")
-    p.add_argument("--raw-dir", help="capture every frame and REST body here (hourly gzip JSON lines)")
-    p.add_argument("--raw-keep-days", type=float, default=None,
-                   help="delete raw capture files older than this many days (default: keep all)")
-    p.add_argument("--queue-max", type=int, default=1000,
-                   help="rows the durable writer caches in memory (default 1000)")
-    p.add_argument("--spool-max-mb", type=float, default=512.0,
+    p.add_argument("--raw-dir", type=output_dir,
+                   help="capture every frame and REST body here (hourly gzip JSON lines)")
+    p.add_argument("--raw-keep-days", type=days(0, 3650, lo_open=True), default=None,
+                   help="delete raw capture files older than this many days, (0, 3650] (default: keep all)")
+    p.add_argument("--queue-max", type=count(1, 10**7), default=1000,
+                   help="rows the durable writer caches in memory, 1..10^7 (default 1000)")
+    p.add_argument("--spool-max-mb", type=megabytes(1, 10**6), default=512.0,
                    help="spool size while the database is down before the oldest rows are "
-                   "dropped (default 512)")
-    p.add_argument("--lookahead", type=int, default=None,
-                   help="windows ahead of the current one to discover and subscribe "
-                   "(default: enough to cover one discovery interval, at least 3)")
+                   "dropped, MB, 1..10^6 (default 512)")
+    p.add_argument("--lookahead", type=count(0, 10_000), default=None,
+                   help="windows ahead of the current one to discover and subscribe, 0..10000 "
+                   "(0: the current one only; default: enough to cover one discovery interval, "
+                   "at least 3)")
     p.add_argument("--no-trades", action="store_true",
                    help="do not record the trade tape (last_trade_price prints, tape gaps)")
     p.set_defaults(func=_collect)
@@ -62,11 +82,13 @@ def _register_collect(sub: argparse._SubParsersAction) -> None:
                        "snapshot function and tape recorder into a (separate) store; prints and "
                        "gaps already there are not stored twice.")
     add_common_args(r)
-    r.add_argument("raw_dir", help="the collector's --raw-dir")
-    r.add_argument("--cadence", type=float, default=30.0, help="snapshot interval, s (default 30)")
+    r.add_argument("raw_dir", type=existing_dir, help="the collector's --raw-dir")
+    r.add_argument("--cadence", type=seconds(0.05, 3600), default=30.0,
+                   help="snapshot interval, s, 0.05..3600 (default 30)")
     r.add_argument("--family", default="15m")
     r.add_argument("--symbols", default="BTC,ETH,SOL,XRP")
-    r.add_argument("--stale-after", type=float, default=30.0)
+    r.add_argument("--stale-after", type=seconds(0.5, 3600), default=30.0,
+                   help="seconds, 0.5..3600 (default 30)")
     r.set_defaults(func=_rederive)
 
 
@@ -101,6 +123,7 @@ def _rederive(args: argparse.Namespace) -> int:
 # --- slotml db: the store (owned by the store; see ingest/store/) ---------------------------
 
 def _register_db(sub: argparse._SubParsersAction) -> None:
+    from slotml.argtypes import seconds
     from slotml.settings import add_common_args
 
     p = sub.add_parser("db", help="the store: create/upgrade its tables, print its schema",
@@ -111,8 +134,8 @@ def _register_db(sub: argparse._SubParsersAction) -> None:
     init = dsub.add_parser("init", help="connect, create or upgrade the tables (idempotent), "
                            "print what was done")
     add_common_args(init)
-    init.add_argument("--connect-timeout", type=float, default=5.0,
-                      help="seconds to wait for the server (default 5)")
+    init.add_argument("--connect-timeout", type=seconds(0.1, 600), default=5.0,
+                      help="seconds to wait for the server, 0.1..600 (default 5)")
     init.set_defaults(func=_db_init)
     schema = dsub.add_parser("schema", help="print the column reference (Markdown) or the DDL")
     schema.add_argument("--ddl", choices=["mysql", "sqlite"],

@@ -70,8 +70,21 @@ class CollectorConfig:
 
 
 def _env_or(value: str | None, key: str) -> str:
+    """The flag, else the environment (checked like the flag: a URL that cannot be parsed is
+    refused at start, not retried forever), else the real venue's."""
+    import argparse
+
+    from slotml.argtypes import http_url, ws_url
+
     env, default = ENV_URLS[key]
-    return (value or os.environ.get(env) or default).rstrip("/")
+    if value:
+        return value.rstrip("/")
+    if os.environ.get(env):
+        try:
+            return (ws_url if key.endswith("ws_url") else http_url)(os.environ[env])
+        except argparse.ArgumentTypeError as e:
+            raise UserError(f"env {env}: {e}") from None
+    return default
 
 
 def _keep_days(v: float | None) -> float | None:
@@ -89,11 +102,7 @@ def config_from_args(args) -> CollectorConfig:  # noqa: ANN001 - argparse.Namesp
         venue.family(args.family)
     except UserError as e:
         raise UserError(f"--family: {e}") from None
-    for name in ("snapshot_interval", "discovery_interval", "resolution_interval", "stale_after"):
-        if getattr(args, name) <= 0:
-            raise UserError(f"--{name.replace('_', '-')} must be positive")
-    if not 0 <= args.health_port <= 65535:
-        raise UserError("--health-port must be 0..65535 (0 turns the endpoint off)")
+    # numbers are range-checked by their argparse types (slotml/argtypes.py), in one place
     return CollectorConfig(
         common=common,
         family=args.family.strip(),

@@ -113,6 +113,16 @@ def health_status(c: CollectorState) -> tuple[bool, dict[str, Any]]:
     stale = [s for s, a in ages.items() if a is None or a > c.cfg.stale_after]
     if stale:
         problems.append(f"chainlink data stale for {','.join(stale)}")
+    http = getattr(c, "http", None)
+    apis = {}
+    if http is not None:
+        from slotml.ingest.transport.http import FAILING_AFTER
+
+        apis = {api: {"consecutive_failures": n, "last_error": http.last_error.get(api)}
+                for api, n in http.failures.items()}
+        n = http.failures.get("gamma", 0)
+        if n >= FAILING_AFTER:
+            problems.append(f"gamma failing: {n} requests in a row ({http.last_error.get('gamma')})")
     offset = getattr(getattr(c.prices, "prices", None), "last_offset", None)
     if offset is not None and abs(offset) > c.cfg.max_clock_offset:
         problems.append(f"clock offset {offset:.1f}s")
@@ -136,6 +146,8 @@ def health_status(c: CollectorState) -> tuple[bool, dict[str, Any]]:
         "db_error": ws.get("db_error"),
         "ledger": c.writer.ledger() if hasattr(c.writer, "ledger") else None,
         "frames_rejected": c.metrics.by_label("frames_rejected", "reason"),
+        "prices_rejected": c.metrics.by_label("prices_rejected", "reason"),
+        "prices_reanchored": c.metrics.get("prices_reanchored"),
         "unknown_event_types": c.metrics.by_label("unknown_event_types", "type"),
         # received (valid prints) = accepted (handed to the writer) + untracked; the writer
         # says what became of the accepted: stored (committed), dropped (a full spool, or a
@@ -148,6 +160,7 @@ def health_status(c: CollectorState) -> tuple[bool, dict[str, Any]]:
                    "untracked": c.metrics.get("trades_untracked"),
                    "skipped": c.metrics.by_label("trades_skipped", "reason"),
                    "gaps": c.metrics.by_label("tape_gaps", "reason")},
+        "http": apis,
         "windows_tracked": len(c.windows),
         "last_tick_ms": c.last_tick_ms,
         "capture_spread_s": c.last_capture_spread,

@@ -7,10 +7,21 @@ The relay (``feeds.rtds``) is subscribed unfiltered, so ``PriceBook`` filters on
 ``payload.symbol``. The venue announced an authenticated successor (PolyBolt); a second source
 is one more ``PriceSource`` subclass in ``feeds/`` and one more ``--price-source`` value.
 Not a stream itself: ``slotml rederive`` replays relay frames through the same ``PriceBook``.
+
+Bounds (``PriceGuard``): a price that is not finite, not positive, or more than ``MAX_RATIO``
+(2x) above or below the last accepted price of the same asset is rejected and counted in
+``prices_rejected{reason}`` (``non_finite``, ``non_positive``, ``out_of_bounds``). ln 2 = 0.69
+is ~19x the worst real 1-minute move (3.7%, log 0.036, ETH) and 2.6x the worst real 24-hour
+move (30%, log 0.263, XRP) in the one-minute candles of May-June 2025, so no real observation
+of a live stream comes near it, while 1e308 or a decimal-point slip (10x) does. ``REANCHOR``
+(5) consecutive rejected prices that agree with one another (each within the bound of the
+first) are a real regime change, not noise: they are all accepted and become the anchor, so a
+genuine jump can never lock the feed out. The first price seen for an asset anchors it.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -20,10 +31,15 @@ from slotml.ingest.books import decode_frame
 from slotml.ingest.metrics import Metrics
 from slotml.ingest.wire import ParseError
 
+MAX_RATIO = 2.0  # a price beyond 2x / below 1/2 of the asset's last accepted one is rejected
+REANCHOR = 5  # that many agreeing consecutive rejected prices re-anchor the asset
 SPOT = "spot"
 TWAP60 = "twap60"
 TOPICS = {"crypto_prices_chainlink": SPOT, "crypto_prices_twap_sixty": TWAP60}
 IGNORED_TOPICS = {"crypto_prices", "crypto_prices_twap_thirty"}
+MAX_STAMP_MS = 10**14  # year 5138: anything later is not a stamp in milliseconds
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +95,48 @@ class PriceSeries:
         return self.obs.get(int(round(ts_s * 1000)))
 
 
+class PriceGuard:
+    """One asset's plausibility bound (module docstring): the anchor is its last accepted price;
+    a run of agreeing rejected prices (distinct observations) re-anchors it."""
+
+    __slots__ = ("anchor", "run")
+
+    def __init__(self) -> None:
+        self.anchor: float | None = None
+        self.run: dict[tuple[str, int], float] = {}  # (series, stamp ms) -> value, in order
+
+    def check(self, value: float) -> str | None:
+        """None if ``value`` is acceptable now, else the reason it is not."""
+        if not math.isfinite(value):
+            return "non_finite"
+        if value <= 0:
+            return "non_positive"
+        if self.anchor is not None and not _near(value, self.anchor):
+            return "out_of_bounds"
+        return None
+
+    def accepted(self, value: float) -> None:
+        self.anchor = value
+        self.run.clear()
+
+    def rejected(self, series: str, ts_ms: int, value: float) -> dict[tuple[str, int], float]:
+        """Record an out-of-bounds price; returns the run to accept when it re-anchors (else
+        an empty dict). A price that disagrees with the run starts a new one."""
+        first = next(iter(self.run.values()), None)
+        if first is not None and not _near(value, first):
+            self.run.clear()
+        self.run[(series, ts_ms)] = value
+        if len(self.run) < REANCHOR:
+            return {}
+        run = dict(self.run)
+        self.accepted(value)
+        return run
+
+
+def _near(a: float, b: float) -> bool:
+    return b / MAX_RATIO <= a <= b * MAX_RATIO
+
+
 class PriceSource(ABC):
     """What the collector needs from a price feed (spot and the 60 s TWAP, per asset)."""
 
@@ -111,6 +169,7 @@ class PriceBook:
             (s.upper(), k): PriceSeries(retention_s, boundary_s)
             for s in symbols for k in (SPOT, TWAP60)}
         self.last_offset: float | None = None  # receipt - relay publish stamp, seconds
+        self.guards: dict[str, PriceGuard] = {s.upper(): PriceGuard() for s in symbols}
 
     def apply_frame(self, text: str, recv_ts: float) -> bool:
         """Decode and apply one relay frame. Returns True if it carried price data."""
@@ -160,16 +219,42 @@ class PriceBook:
             points = payload.get("data") if mtype == "subscribe" else [payload]
             if not isinstance(points, list):
                 raise ParseError("bad_payload", "data")
+            kept = not points  # an empty backfill is still a live answer
             for p in points:
                 ts_ms, value = _point(p)
-                odd = ps.add(ts_ms, value, recv_ts)
-                if odd:
-                    self.metrics.inc("price_anomalies", stream=self.stream, kind=odd)
+                kept = self._add(symbol, series, ps, ts_ms, value, recv_ts) or kept
         except ParseError as e:
             self.metrics.inc("frames_rejected", stream=self.stream, reason=e.reason)
             return False
         self.metrics.inc("events", stream=self.stream, type=series)
-        return True
+        return kept  # only rejected prices: not data (stall detection, /health)
+
+    def _add(self, symbol: str, series: str, ps: PriceSeries, ts_ms: int, value: float,
+             recv_ts: float) -> bool:
+        """Store one observation if it passes the asset's bound (else count why not); True if
+        it was stored."""
+        guard = self.guards[symbol]
+        why = guard.check(value)
+        if why is None:
+            guard.accepted(value)
+            self._store(ps, ts_ms, value, recv_ts)
+            return True
+        self.metrics.inc("prices_rejected", stream=self.stream, symbol=symbol, reason=why)
+        if why != "out_of_bounds":
+            return False
+        run = guard.rejected(series, ts_ms, value)
+        if run:
+            self.metrics.inc("prices_reanchored", stream=self.stream, symbol=symbol)
+            log.warning("%s: %d consecutive agreeing prices %.6g beyond 2x of the last accepted "
+                        "one: re-anchored there (a real move, not noise)", symbol, len(run), value)
+            for (ser, ms), v in run.items():
+                self._store(self.series[(symbol, ser)], ms, v, recv_ts)
+        return bool(run)
+
+    def _store(self, ps: PriceSeries, ts_ms: int, value: float, recv_ts: float) -> None:
+        odd = ps.add(ts_ms, value, recv_ts)
+        if odd:
+            self.metrics.inc("price_anomalies", stream=self.stream, kind=odd)
 
     def latest(self, symbol: str, series: str) -> Observation | None:
         ps = self.series.get((symbol, series))
@@ -184,13 +269,18 @@ def _point(p: Any) -> tuple[int, float]:
     if not isinstance(p, dict):
         raise ParseError("bad_payload", "point")
     ts, v = p.get("timestamp"), p.get("value")
-    if isinstance(ts, bool) or not isinstance(ts, int | float):
-        raise ParseError("bad_payload", "timestamp")
+    if isinstance(ts, bool) or not isinstance(ts, int | float) or not 0 < ts < MAX_STAMP_MS:
+        raise ParseError("bad_payload", "timestamp")  # NaN fails the comparison too
     if v is None and p.get("full_accuracy_value") is not None:
         try:
             v = int(p["full_accuracy_value"]) / 10**18
+        except OverflowError:
+            v = math.inf  # counted by the bound as non_finite
         except (TypeError, ValueError) as e:
             raise ParseError("bad_payload", "full_accuracy_value") from e
-    if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or v <= 0:
+    if isinstance(v, bool) or not isinstance(v, int | float):
         raise ParseError("bad_payload", "value")
-    return int(ts), float(v)
+    try:
+        return int(ts), float(v)  # range and finiteness: PriceGuard, counted by reason
+    except OverflowError:  # an int beyond float
+        return int(ts), math.inf

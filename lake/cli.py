@@ -8,6 +8,7 @@ from pathlib import Path
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add this stage's subcommands to the `slotml` parser."""
+    from slotml.argtypes import count, existing_dir, output_dir, output_file, seconds
     from slotml.settings import add_common_args
 
     p = sub.add_parser(
@@ -17,17 +18,21 @@ def register(sub: argparse._SubParsersAction) -> None:
         "run can be killed at any point and re-run.",
     )
     add_common_args(p)
-    p.add_argument("--lake", type=Path, help="lake directory (default: <data-dir>/lake)")
-    p.add_argument("--full", action="store_true", help="rebuild the lake from scratch")
-    p.add_argument("--overlap", type=float, default=300.0,
-                   help="seconds re-read before the last run's cutoff (default 300)")
-    p.add_argument("--grace", type=float, default=30.0,
-                   help="seconds superseded files stay for readers of the old manifest (default 30)")
+    p.add_argument("--lake", type=output_dir, help="lake directory (default: <data-dir>/lake)")
+    p.add_argument("--full", action="store_true",
+                   help="rebuild the lake from scratch (not needed to repair missing files: an "
+                   "incremental run rebuilds a table whose listed files are gone)")
+    p.add_argument("--overlap", type=seconds(0, 30 * 86400, lo_open=False), default=300.0,
+                   help="seconds re-read before the last run's cutoff, 0..2592000 (default 300)")
+    p.add_argument("--grace", type=seconds(0, 86400, lo_open=False), default=30.0,
+                   help="seconds superseded files stay for readers of the old manifest, "
+                   "0..86400 (default 30)")
     p.add_argument("--reader", choices=["auto", "connectorx", "cli", "python"], default="auto",
                    help="MySQL reader: connectorx (binary protocol), the mariadb client's TSV "
                    "(cli), PyMySQL (python); auto picks the first available")
-    p.add_argument("--buffer-rows", type=int, default=250_000,
-                   help="rows buffered before partitions are flushed (bounds memory)")
+    p.add_argument("--buffer-rows", type=count(1, 10**9), default=250_000,
+                   help="rows buffered before partitions are flushed (bounds memory; "
+                   "1..10^9, default 250000)")
     p.add_argument("--no-fsync", action="store_true", help=argparse.SUPPRESS)
     p.set_defaults(func=_export)
 
@@ -36,12 +41,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Views: slot_snapshots, slot_resolutions (exactly the manifest's files). "
         "Example: slotml sql \"SELECT symbol, count(*) FROM slot_snapshots GROUP BY 1\"",
     )
-    add_common_args(q, db=False)
+    add_common_args(q, db=False, writes=False)
     q.add_argument("query", help="SQL (DuckDB dialect)")
-    q.add_argument("--lake", type=Path, help="lake directory (default: <data-dir>/lake)")
+    q.add_argument("--lake", type=existing_dir, help="lake directory (default: <data-dir>/lake)")
     q.add_argument("--format", choices=["table", "csv", "parquet"], default="table")
-    q.add_argument("--out", type=Path, help="output file (required for parquet; csv defaults to stdout)")
-    q.add_argument("--max-rows", type=int, default=40, help="rows shown in table format")
+    q.add_argument("--out", type=output_file,
+                   help="output file (required for parquet; csv defaults to stdout)")
+    q.add_argument("--max-rows", type=count(1, 10**7), default=40,
+                   help="rows shown in table format, 1..10^7 (default 40)")
     q.set_defaults(func=_sql)
 
 
@@ -69,12 +76,16 @@ def _sql(args: argparse.Namespace) -> int:
     import duckdb
 
     from slotml.errors import UserError
+    from slotml.lake.manifest import MANIFEST_NAME
     from slotml.lake.query import connect
     from slotml.settings import start_command
 
     s = start_command(args)
     lake = args.lake or s.lake_dir
-    con = connect(lake)
+    if not (Path(lake) / MANIFEST_NAME).is_file():  # not a lake: 0 rows would be a lie
+        raise UserError(f"no lake at {lake} (no {MANIFEST_NAME}): run `slotml export` first, "
+                        "or pass --lake / --data-dir")
+    con = connect(lake)  # files the manifest lists but that are gone: one line (LakeFilesMissing)
     try:
         rel = con.sql(args.query)
     except duckdb.Error as e:

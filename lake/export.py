@@ -276,8 +276,11 @@ class _TableWriter:
 
 class _Lock:
     def __init__(self, lake_dir: Path) -> None:
-        lake_dir.mkdir(parents=True, exist_ok=True)
-        self.f = open(lake_dir / LOCK_NAME, "a+")  # noqa: SIM115 - held for the run
+        try:
+            lake_dir.mkdir(parents=True, exist_ok=True)
+            self.f = open(lake_dir / LOCK_NAME, "a+")  # noqa: SIM115 - held for the run
+        except OSError as e:
+            raise UserError(f"cannot write the lake at {lake_dir}: {e.strerror or e}") from None
         try:
             fcntl.flock(self.f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -365,6 +368,13 @@ def _export_table(cfg: ExportConfig, source: Source, table: Table, run_id: int,
     full = cfg.full or state is None or state.cutoff is None or state.fingerprint != fp
     if state is not None and state.fingerprint and state.fingerprint != fp:
         log.warning("%s: the schema changed since the last export: rebuilding it in full", table.name)
+    if not full and state is not None:
+        gone = [f.path for f in state.files if not (cfg.lake_dir / f.path).is_file()]
+        if gone:  # repaired here, so the operator never needs --full for it
+            log.warning("%s: %d file(s) the manifest lists are missing (%s%s): rebuilding the "
+                        "table from the store", table.name, len(gone), ", ".join(gone[:3]),
+                        " ..." if len(gone) > 3 else "")
+            full = True
     live = [] if full or state is None else state.files
     since = None if full else state.cutoff  # type: ignore[union-attr]
     db_now = source.db_now()  # before the read: rows committed after it are next run's

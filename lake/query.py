@@ -8,6 +8,10 @@ files are deleted after the export's grace period.
 Hive partition columns are NOT used: the files already hold ``symbol`` and the views expose
 exactly the store's columns (``hive_partitioning=false``), so nothing duplicates or clashes.
 
+Files the manifest lists but that are gone (deleted by hand, a restored backup) are one line,
+``LakeFilesMissing`` naming them and what to run (``slotml export`` rewrites them from the
+store), not a DuckDB traceback.
+
 A lake written by an older schema still reads: a table the manifest lacks is an empty view, and
 files without a column the schema has since gained (e.g. version 2's depth columns, before the
 next export rebuilds them) show it as NULL.
@@ -20,6 +24,7 @@ from pathlib import Path
 import duckdb
 import pyarrow.parquet as pq
 
+from slotml.errors import UserError
 from slotml.ingest.schema import TABLES, Table
 from slotml.lake.arrow_schema import duckdb_type, fingerprint
 from slotml.lake.manifest import Manifest, read_manifest
@@ -64,6 +69,22 @@ def view_sql(lake_dir: Path, table: Table, manifest: Manifest) -> str:
             f"read_parquet([{paths}], hive_partitioning=false, union_by_name=false)")
 
 
+class LakeFilesMissing(UserError):
+    """The manifest lists files that are not there (the CLI prints it as one line, exit 2)."""
+
+    def __init__(self, lake_dir: Path, missing: list[str]) -> None:
+        self.missing = missing
+        shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+        super().__init__(f"lake {lake_dir}: {len(missing)} file(s) its manifest lists are missing "
+                         f"({shown}): run `slotml export` (it rewrites them from the store)")
+
+
+def missing_files(lake_dir: Path | str, manifest: Manifest) -> list[str]:
+    """The manifest's files that are not on disk (relative paths, sorted)."""
+    root = Path(lake_dir)
+    return sorted(p for p in manifest.live_paths() if not (root / p).is_file())
+
+
 def refresh(con: duckdb.DuckDBPyConnection, lake_dir: Path | str | None = None,
             manifest: Manifest | None = None) -> Manifest:
     """(Re)create the views over the lake's current manifest (or over ``manifest``, e.g. a
@@ -71,6 +92,9 @@ def refresh(con: duckdb.DuckDBPyConnection, lake_dir: Path | str | None = None,
     lake = Path(lake_dir) if lake_dir is not None else default_lake_dir()
     if manifest is None:
         manifest = read_manifest(lake)
+    missing = missing_files(lake, manifest)
+    if missing:
+        raise LakeFilesMissing(lake, missing)
     for table in TABLES.values():
         con.execute(view_sql(lake, table, manifest))
     return manifest
@@ -82,7 +106,8 @@ def connect(lake_dir: Path | str | None = None, database: str = ":memory:",
     ``slot_trades``, ``slot_tape_gaps``).
 
     ``lake_dir`` defaults to the settings' lake (``$SLOTML_HOME/lake`` or ``./data/lake``). An
-    empty or missing lake gives empty views with the right columns and types.
+    empty or missing lake gives empty views with the right columns and types; a manifest
+    naming files that are gone raises ``LakeFilesMissing``.
     """
     con = duckdb.connect(database)
     if threads:

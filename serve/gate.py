@@ -16,6 +16,11 @@ sized by fractional Kelly for a binary contract, f = (p_win - P)/(1 - P) with P 
 order_size x F x f shares, floored, raised to the market's minimum and capped at order_size
 (entering is min_edge's call, Kelly only scales the size above the minimum).
 
+A p_win that is not finite or lies outside [0, 1] (a graph that returns 5.0 or inf at run
+time: the scorer checks its range only on two rows at load) is never sized: the gate declines
+with ``invalid_p_win``, counts it in ``counters["invalid_p_win"]`` and logs a WARNING once per
+loaded model.
+
 Without a model: the manual filters as bots always used them, on the spot move since the
 window's start (``--filter-series settlement`` for the settlement series): enter the side the
 move favours when ``--min-move-pct`` <= |move| <= ``--max-move-pct`` and at least
@@ -30,8 +35,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -49,6 +56,8 @@ from slotml.serve.options import (  # noqa: F401 - re-exported: bots import them
     add_model_args,
 )
 from slotml.serve.scorer import DOWN, UP, Scorer, normalize_outcome
+
+log = logging.getLogger(__name__)
 
 # Flooring tolerance, relative to order_size: p_win comes from a float32 model output (0.7 is
 # 0.69999999), and 10 x (p - 0.5) / 0.5 must still give 4 shares, not 3.
@@ -157,6 +166,7 @@ TOO_EARLY = "too_early"
 MOVE_TOO_SMALL = "move_too_small"
 MOVE_TOO_LARGE = "move_too_large"
 OTHER_SIDE = "move_favours_other_side"
+INVALID_P_WIN = "invalid_p_win"
 
 
 def _no(outcome: str | None, reason: str, p_win: float | None = None,
@@ -222,6 +232,8 @@ class EntryGate:
         self.log = log
         if log is None and self.config.decision_log:
             self.log = DecisionLog(self.config.decision_log)
+        self.counters: Counter[str] = Counter()  # declines that mean something is wrong
+        self._warned: set[tuple[str, int]] = set()  # models already logged as invalid
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> EntryGate:
@@ -259,7 +271,8 @@ class EntryGate:
             pre = self._model_precheck(outcome, vector, fraction)
             if pre is None:
                 p_win = self.scorer.p_win(outcome, vector)
-                d = self._model(outcome, p_win, price, min_order_size, fee, taker)
+                d = self._invalid(outcome, p_win) or \
+                    self._model(outcome, p_win, price, min_order_size, fee, taker)
             else:
                 d = pre
         if self.log is not None:
@@ -280,8 +293,10 @@ class EntryGate:
             pre = self._model_precheck(None, vector, fraction)
             if pre is None:
                 p_up = self.scorer.p_up(vector)
-                side, p_win = (UP, p_up) if p_up >= 0.5 else (DOWN, 1.0 - p_up)
-                d = self._model(side, p_win, prices.get(side), min_order_size, fee, taker)
+                d = self._invalid(None, p_up)
+                if d is None:
+                    side, p_win = (UP, p_up) if p_up >= 0.5 else (DOWN, 1.0 - p_up)
+                    d = self._model(side, p_win, prices.get(side), min_order_size, fee, taker)
             else:
                 d = pre
         if self.log is not None:
@@ -299,6 +314,19 @@ class EntryGate:
             return _no(outcome, f"{code}: fraction {fraction:.4f} outside the trained "
                                 f"{dps[0]:.4f}..{dps[-1]:.4f} (bound {bound:.4f})")
         return None
+
+    def _invalid(self, outcome: str | None, p: float) -> Decision | None:
+        """Decline a model output that is not a probability (NaN, inf, < 0, > 1)."""
+        p = float(p)
+        if 0.0 <= p <= 1.0:  # NaN fails both comparisons
+            return None
+        self.counters[INVALID_P_WIN] += 1
+        model = (str(getattr(self.scorer, "path", "?")), id(getattr(self.scorer, "meta", None)))
+        if model not in self._warned:
+            self._warned.add(model)
+            log.warning("model %s returned %r, not a probability: declining (%s; logged once per "
+                        "model, counted in counters[%r])", model[0], p, INVALID_P_WIN, INVALID_P_WIN)
+        return _no(outcome, f"{INVALID_P_WIN}: model output {p!r} is not in [0, 1]")
 
     def policy(self) -> tuple[str, float | None, float]:
         """(name, min_edge, kelly_fraction) of the rule in force: ``--policy`` or the model

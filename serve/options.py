@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from slotml.argtypes import fraction, nonneg, output_file, probability, real
+
 # Documented defaults (README "Wiring the scorer into a bot").
 DEFAULT_MIN_CONFIDENCE = 0.60
 DEFAULT_ORDER_SIZE = 10.0  # shares
@@ -19,18 +21,12 @@ DEFAULT_MAX_MOVE_PCT = 0.50  # percent
 DEFAULT_MIN_ENTRY_MINUTES = 5.0  # scaled minutes (= real minutes in a 15-minute window)
 
 
-def _prob(text: str) -> float:
-    v = float(text)
-    if not 0.0 <= v <= 1.0:
-        raise argparse.ArgumentTypeError(f"{text} is not a probability in [0, 1]")
-    return v
-
-
-def _nonneg(text: str) -> float:
-    v = float(text)
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"{text} must not be negative")
-    return v
+# Each option's valid range, in one place (slotml/argtypes.py checks finiteness and range).
+SHARES = nonneg(1e9, "shares")
+PERCENT = nonneg(100.0, "percent")
+MINUTES = real(0.0, 15.0, "scaled minutes")  # SCALE_MINUTES: a window is 15 scaled minutes
+EDGE = real(-1.0, 1.0, "edge", lo_open=True, hi_open=True)
+KELLY = fraction(0.0, 1.0, lo_open=True)
 
 
 def add_model_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -45,31 +41,31 @@ def add_model_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     add("--model-path", default=None,
         help="ONNX model file, or <data-dir>/models/current (or the data dir); without it the "
              "manual filters decide")
-    add("--min-confidence", type=_prob, default=DEFAULT_MIN_CONFIDENCE,
+    add("--min-confidence", type=probability(), default=DEFAULT_MIN_CONFIDENCE,
         help=f"enter when p_win >= this (default {DEFAULT_MIN_CONFIDENCE})")
-    add("--order-size", type=_nonneg, default=DEFAULT_ORDER_SIZE,
+    add("--order-size", type=SHARES, default=DEFAULT_ORDER_SIZE,
         help=f"full order size in shares (default {DEFAULT_ORDER_SIZE:g}); the model scales it "
              "by (p_win - 0.5) / 0.5")
-    add("--min-order-size", type=_nonneg, default=DEFAULT_MIN_ORDER_SIZE,
+    add("--min-order-size", type=SHARES, default=DEFAULT_MIN_ORDER_SIZE,
         help=f"market minimum order size in shares when the market does not say "
              f"(default {DEFAULT_MIN_ORDER_SIZE:g})")
     add("--policy", choices=["edge", "design"], default=None,
         help="entry policy: edge (p_win - price - fee >= min edge, fractional Kelly) or design "
              "(min confidence, linear size); default: the model file's, else design")
-    add("--min-edge", type=float, default=None,
+    add("--min-edge", type=EDGE, default=None,
         help="require p_win - price - fee >= this, in (-1, 1) (design: off by default; edge: "
              "the model file's chosen value)")
     add("--sizing", choices=["linear", "kelly"], default="linear",
         help="linear: order_size x (p_win-0.5)/0.5 (default); kelly: order_size x F x Kelly")
-    add("--kelly-fraction", type=float, default=DEFAULT_KELLY_FRACTION,
+    add("--kelly-fraction", type=KELLY, default=DEFAULT_KELLY_FRACTION,
         help=f"F for --sizing kelly (default {DEFAULT_KELLY_FRACTION})")
-    add("--min-move-pct", type=_nonneg, default=DEFAULT_MIN_MOVE_PCT,
+    add("--min-move-pct", type=PERCENT, default=DEFAULT_MIN_MOVE_PCT,
         help=f"manual filter: minimum |move| in percent (default {DEFAULT_MIN_MOVE_PCT})")
-    add("--max-move-pct", type=_nonneg, default=DEFAULT_MAX_MOVE_PCT,
+    add("--max-move-pct", type=PERCENT, default=DEFAULT_MAX_MOVE_PCT,
         help=f"manual filter: maximum |move| in percent (default {DEFAULT_MAX_MOVE_PCT})")
-    add("--min-entry-minutes", type=_nonneg, default=DEFAULT_MIN_ENTRY_MINUTES,
+    add("--min-entry-minutes", type=MINUTES, default=DEFAULT_MIN_ENTRY_MINUTES,
         help=f"manual filter: earliest entry, minutes into the window (default {DEFAULT_MIN_ENTRY_MINUTES:g})")
     add("--filter-series", choices=["spot", "settlement"], default="spot",
         help="manual filters' move: spot stream (default) or the settlement series")
-    add("--decision-log", default=None, help="append every decision as a JSON line to this file")
+    add("--decision-log", type=output_file, default=None, help="append every decision as a JSON line to this file")
     return parser

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import argparse
 
+from slotml.argtypes import count, days, fraction, integer, port, rate, time_text
 from slotml.settings import add_common_args
 
 
 def _world_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--family", default="15m", help="15m (real), 5m, 1m, 10s, 5s (default 15m; slotml/venue.py)")
     p.add_argument("--symbols", default="BTC,ETH,SOL,XRP", help="comma-separated assets")
-    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--seed", type=integer(0, 2**32 - 1, "seed"), default=1)
     p.add_argument("--book", choices=["default", "sharp", "efficient", "shrunk"], default="default",
                    help="book regime: default (Dec 2025 Polymarket), sharp (Kalshi 2026), efficient "
                         "(quotes the true probability: a leak detector), shrunk (the true probability "
@@ -21,7 +22,7 @@ def _world_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--efficient-book", action="store_const", const="efficient", dest="book",
                    help="alias of --book efficient")
     p.add_argument("--settlement", choices=["twap60", "spot"], default="twap60")
-    p.add_argument("--unresolved-fraction", type=float, default=None,
+    p.add_argument("--unresolved-fraction", type=fraction(), default=None,
                    help="windows that never resolve (default 0 for serve, 0.003 for backfill)")
 
 
@@ -33,10 +34,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     serve = ssub.add_parser("serve", help="serve Gamma, CLOB REST/WS, live-data and /_sim on one port")
     _world_args(serve)
     serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8765)
-    serve.add_argument("--synthetic-assets", type=int, default=0, help="extra assets (load)")
-    serve.add_argument("--book-rate", type=float, default=2.0, help="book changes per token per second")
-    serve.add_argument("--print-rate", type=float, default=None,
+    serve.add_argument("--port", type=port(allow_zero=True), default=8765,
+                       help="0..65535 (default 8765; 0 = any free port)")
+    serve.add_argument("--synthetic-assets", type=count(0, 10_000), default=0,
+                       help="extra assets (load; 0..10000)")
+    serve.add_argument("--book-rate", type=rate(0, 1000), default=2.0,
+                       help="book changes per token per second (0..1000, default 2)")
+    serve.add_argument("--print-rate", type=rate(0, 100), default=None,
                        help="taker arrivals per token per second (default: the calibrated order "
                             "flow, sim/flow.py; 0: no prints)")
     serve.add_argument("--order-key", default="sim-order-key",
@@ -48,10 +52,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     bf = ssub.add_parser("backfill", help="write N days of collector-identical history into a store")
     _world_args(bf)
-    bf.add_argument("--days", type=float, default=60.0)
-    bf.add_argument("--end", default=None,
+    bf.add_argument("--days", type=days(0, 3650), default=60.0, help="(0, 3650], default 60")
+    bf.add_argument("--end", type=time_text, default=None,
                     help="end time (epoch s or ISO 8601 UTC; default now), floored to the window")
-    bf.add_argument("--missing-fraction", type=float, default=0.002,
+    bf.add_argument("--missing-fraction", type=fraction(), default=0.002,
                     help="share of snapshot ticks the collector missed")
     add_common_args(bf)
     bf.set_defaults(func=_backfill)
@@ -70,6 +74,10 @@ def _config(args: argparse.Namespace, **extra):
 def _serve(args: argparse.Namespace) -> int:
     import asyncio
 
+    from slotml.net import bind_listener
+
+    sock = bind_listener(args.host, args.port, "sim serve")  # a busy port: one line, first
+
     from slotml.settings import start_command
     from slotml.sim.server import SimServer
     from slotml.sim.world import World
@@ -80,7 +88,7 @@ def _serve(args: argparse.Namespace) -> int:
     start_command(args, cfg)
 
     async def main() -> None:
-        server = SimServer(World(cfg))
+        server = SimServer(World(cfg), sock)
         await server.start()
         print(f"sim serving on {server.base_url} (gamma {server.base_url}/gamma, clob "
               f"{server.base_url}/clob, ws ws://{cfg.host}:{server.port}/ws/market, "

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import socket
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -35,8 +36,9 @@ log = logging.getLogger(__name__)
 
 
 class SimServer:
-    def __init__(self, world: World) -> None:
+    def __init__(self, world: World, sock: socket.socket | None = None) -> None:
         self.world = world
+        self.sock = sock  # already bound and listening (slotml.net.bind_listener), or None
         self.config = world.config
         self.faults = Faults()
         self.stats: Counter = Counter()
@@ -68,7 +70,8 @@ class SimServer:
         self._runner = web.AppRunner(self.app(), access_log=None, handle_signals=False,
                                      shutdown_timeout=0.5)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
+        site = (web.SockSite(self._runner, self.sock) if self.sock is not None
+                else web.TCPSite(self._runner, self.host, self.port))
         await site.start()
         self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         self._tasks = [asyncio.create_task(self.market_ws.run(), name="sim-books"),

@@ -160,13 +160,26 @@ def live_stage(root: Path, seconds: float) -> Path:
     return live / "slotml.db"
 
 
+def build_parser() -> argparse.ArgumentParser:
+    from slotml.argtypes import OneLineParser, integer, output_dir, seconds
+
+    ap = OneLineParser(prog="slotml demo")
+    ap.add_argument("--data-dir", type=output_dir,
+                    default=os.environ.get("SLOTML_DEMO_HOME", "./data/demo"))
+    ap.add_argument("--live-seconds", type=seconds(5, 86400), default=60.0,
+                    help="seconds of live collection, 5..86400 (default 60)")
+    ap.add_argument("--days", type=integer(20, 3650, "days"), default=60,
+                    help="days of history, 20..3650 (default 60)")
+    ap.add_argument("--test-days", type=integer(1, 3650, "days"), default=10,
+                    help="held-out days, 1..3650 (default 10)")
+    return ap
+
+
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="slotml demo")
-    ap.add_argument("--data-dir", default=os.environ.get("SLOTML_DEMO_HOME", "./data/demo"))
-    ap.add_argument("--live-seconds", type=float, default=60.0)
-    ap.add_argument("--days", type=int, default=60)
-    ap.add_argument("--test-days", type=int, default=10)
-    args = ap.parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:  # one line and 2 on bad input (0 for --help)
+        return e.code if isinstance(e.code, int) else 2
 
     root = Path(args.data_dir)
     t_all = time.monotonic()

@@ -157,10 +157,14 @@ def default_db(data_dir: Path) -> DbUrl:
     return DbUrl(scheme="sqlite", path=Path(data_dir) / EMBEDDED_DB_NAME)
 
 
-def add_common_args(parser: argparse.ArgumentParser, db: bool = True) -> None:
-    """Flags every command takes. Defaults are resolved in ``CommonSettings.from_args``."""
+def add_common_args(parser: argparse.ArgumentParser, db: bool = True, writes: bool = True) -> None:
+    """Flags every command takes. Defaults are resolved in ``CommonSettings.from_args``.
+    ``writes``: the command may create the data dir (else it must exist)."""
+    from slotml import argtypes
+
     g = parser.add_argument_group("common")
-    g.add_argument("--data-dir", help=f"data directory (env {ENV_HOME}, default {DEFAULT_DATA_DIR})")
+    g.add_argument("--data-dir", type=argtypes.output_dir if writes else argtypes.existing_dir,
+                   help=f"data directory (env {ENV_HOME}, default {DEFAULT_DATA_DIR})")
     if db:
         g.add_argument(
             "--db",
@@ -168,7 +172,8 @@ def add_common_args(parser: argparse.ArgumentParser, db: bool = True) -> None:
             "sqlite:///rel.db, sqlite:////abs.db, mysql://user:pass@host:3306/db",
         )
     g.add_argument("--log-format", choices=["text", "json"], default="text")
-    g.add_argument("--log-level", default="INFO")
+    g.add_argument("--log-level", type=argtypes.log_level, default="INFO",
+                   help=f"{', '.join(argtypes.LOG_LEVELS)} (default INFO)")
 
 
 def _masked(value: Any) -> Any:

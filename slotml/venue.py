@@ -99,7 +99,10 @@ def parse_time(value: Any, *, ms: bool = False) -> float | None:
     if value is None or isinstance(value, bool):
         return None
     if isinstance(value, int | float):
-        v = float(value)
+        try:
+            v = float(value)
+        except OverflowError:  # an int beyond any float
+            return None
     else:
         s = str(value).strip()
         if not s:

@@ -4,6 +4,18 @@ from __future__ import annotations
 
 import argparse
 
+from slotml.argtypes import (
+    count,
+    days,
+    existing_dir,
+    existing_file,
+    fraction,
+    integer,
+    output_dir,
+    probability,
+    window_fraction,
+    window_fractions,
+)
 from slotml.settings import add_common_args
 
 
@@ -18,46 +30,50 @@ def register(sub: argparse._SubParsersAction) -> None:
         "card (JSON) and a reliability diagram (PNG).",
     )
     add_common_args(p, db=False)
-    p.add_argument("--lake", help="lake directory (default <data-dir>/lake)")
-    p.add_argument("--test-days", type=float, default=3.0,
-                   help="the last N days are the test set, used only for the report (default 3)")
+    p.add_argument("--lake", type=existing_dir, help="lake directory (default <data-dir>/lake)")
+    p.add_argument("--test-days", type=days(0, 3650), default=3.0,
+                   help="the last N days are the test set, used only for the report "
+                   "(0..3650, default 3)")
     p.add_argument("--final", action="store_true",
                    help="production: fit on everything but the latest calibration slice, no test "
                    "days; the card links the latest evaluation run (or --eval-card)")
-    p.add_argument("--eval-card", help="with --final: the evaluation run's card to link")
+    p.add_argument("--eval-card", type=existing_file,
+                   help="with --final: the evaluation run's card to link")
     p.add_argument("--params", help="XGBoost parameters as a JSON object (or @file.json) overriding "
                    "the defaults; also num_boost_round and early_stopping_rounds")
     p.add_argument("--calibration", choices=["isotonic", "platt"], default="isotonic")
     p.add_argument("--no-mirror", action="store_true",
                    help="fit and calibrate on the rows only, not also on their Up/Down mirror "
                    "images (features/contract.py MIRROR; on by default)")
-    p.add_argument("--prob-floor", type=float, default=0.005,
+    p.add_argument("--prob-floor", type=probability(0, 0.5, hi_open=True), default=0.005,
                    help="calibrated P(Up) is kept in [floor, 1 - floor] (default 0.005): a finite "
                    "calibration slice cannot justify certainty")
     p.add_argument("--promote", action="store_true",
                    help="point <data-dir>/models/current at the new model (atomic)")
-    p.add_argument("--oracle", help="the sim's oracle parquet (default <data-dir>/sim/oracle.parquet "
+    p.add_argument("--oracle", type=existing_file, help="the sim's oracle parquet (default <data-dir>/sim/oracle.parquet "
                    "when present)")
-    p.add_argument("--window-s", type=int, help="window family to train (default: the lake's only one)")
-    p.add_argument("--points", help="decision points as fractions of the window (default 5/15,7/15,10/15)")
-    p.add_argument("--tolerance", default="1/15",
+    p.add_argument("--window-s", type=integer(1, 7 * 86400, "seconds"),
+                   help="window family to train (default: the lake's only one)")
+    p.add_argument("--points", type=window_fractions, help="decision points as fractions of the window (default 5/15,7/15,10/15)")
+    p.add_argument("--tolerance", type=window_fraction, default="1/15",
                    help="max age of the decision row, fraction of the window (default 1/15); "
                    "recorded in the model, which every reader then uses")
-    p.add_argument("--lookback", default="2/15",
+    p.add_argument("--lookback", type=window_fraction, default="2/15",
                    help="move_velocity lookback, fraction of the window (default 2/15); "
                    "recorded in the model")
-    p.add_argument("--embargo-windows", type=int, default=1,
-                   help="whole windows dropped between slices (default 1)")
-    p.add_argument("--calib-frac", type=float, default=0.4,
-                   help="share of the time before the test days used for calibration (default 0.4)")
-    p.add_argument("--min-windows", type=int,
+    p.add_argument("--embargo-windows", type=count(1, 10_000), default=1,
+                   help="whole windows dropped between slices (1..10000, default 1)")
+    p.add_argument("--calib-frac", type=fraction(0, 1, lo_open=True, hi_open=True), default=0.4,
+                   help="share of the time before the test days used for calibration, in (0, 1) "
+                   "(default 0.4)")
+    p.add_argument("--min-windows", type=count(1, 10**8),
                    help="minimum resolved windows in the training slice (default 200)")
-    p.add_argument("--models-dir", help="where models go (default <data-dir>/models)")
+    p.add_argument("--models-dir", type=output_dir, help="where models go (default <data-dir>/models)")
     p.add_argument("--policy", choices=["edge", "design"], default="edge",
                    help="entry policy in the model: edge (min_edge and Kelly fraction chosen by "
                         "the backtest on the policy slice, maker-queue fills; default) or design "
                         "(no policy key: min_confidence and linear size)")
-    p.add_argument("--policy-days", type=float, default=None,
+    p.add_argument("--policy-days", type=days(0, 3650, lo_open=False), default=None,
                    help="days before the test days (after calibration) where --policy edge "
                         "chooses its thresholds (default: 15%% of the span, at most --test-days)")
     p.set_defaults(func=_train)

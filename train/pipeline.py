@@ -161,7 +161,7 @@ def _family(con: Any, wanted: int | None) -> int:
         "SELECT DISTINCT window_s FROM slot_snapshots ORDER BY 1").fetchall()]
     if not fams:
         raise UserError("the lake holds no snapshots: run the collector (or the sim's backfill) "
-                        "and `slotml lake export` first")
+                        "and `slotml export` first")
     if wanted is None:
         if len(fams) > 1:
             raise UserError(f"the lake holds several window families {fams}: pick one with --window-s")

@@ -24,6 +24,7 @@ import io
 import json
 import logging
 import math
+import socket
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -407,9 +408,12 @@ def create_app(config: ApiConfig, store: Store | None = None) -> FastAPI:
     return app
 
 
-def serve(config: ApiConfig) -> None:
-    """Run the API until interrupted (``slotml api``)."""
+def serve(config: ApiConfig, sock: socket.socket | None = None) -> None:
+    """Run the API until interrupted (``slotml api``); ``sock``: already bound and listening
+    (``slotml.net.bind_listener``), so a busy port was one line before anything started."""
     import uvicorn
 
-    uvicorn.run(create_app(config), host=config.host, port=config.port, log_level="info",
-                access_log=False)
+    ucfg = uvicorn.Config(create_app(config), host=config.host, port=config.port,
+                          log_level="info", access_log=False)
+    server = uvicorn.Server(ucfg)
+    server.run(sockets=[sock] if sock is not None else None)

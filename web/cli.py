@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 
+from slotml.argtypes import existing_dir, port
 from slotml.settings import add_common_args
 
 
@@ -24,8 +25,9 @@ def _register_api(sub: argparse._SubParsersAction) -> None:
         "read-only database user is enough (README, 'Read API').",
     )
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--lake-dir", default=None, help="lake directory (default <data-dir>/lake)")
+    p.add_argument("--port", type=port(), default=8000, help="1..65535 (default 8000)")
+    p.add_argument("--lake-dir", default=None,
+                   help="lake directory (default <data-dir>/lake; may not exist yet: /health says so)")
     add_common_args(p)
     p.set_defaults(func=_api)
 
@@ -37,6 +39,7 @@ def _api(args: argparse.Namespace) -> int:
 
     from slotml.errors import UserError
     from slotml.ingest.store import open_store
+    from slotml.net import bind_listener
     from slotml.settings import log_config, start_command
     from slotml.web.api import ApiConfig, serve
 
@@ -53,7 +56,7 @@ def _api(args: argparse.Namespace) -> int:
         await store.close()
 
     asyncio.run(check())
-    serve(cfg)
+    serve(cfg, bind_listener(cfg.host, cfg.port, "api"))  # a busy port: one line, not uvicorn's
     return 0
 
 
@@ -66,11 +69,12 @@ def _register_dashboard(sub: argparse._SubParsersAction) -> None:
         "calibration on its test days and later days beside the book's mid, and data health.",
     )
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8501)
-    p.add_argument("--lake-dir", default=None, help="lake directory (default <data-dir>/lake)")
+    p.add_argument("--port", type=port(), default=8501, help="1..65535 (default 8501)")
+    p.add_argument("--lake-dir", type=existing_dir, default=None,
+                   help="lake directory (default <data-dir>/lake)")
     p.add_argument("--model", default=None,
                    help="model file or models dir (default <data-dir>/models/current)")
-    add_common_args(p, db=False)
+    add_common_args(p, db=False, writes=False)
     p.set_defaults(func=_dashboard)
 
 
@@ -78,6 +82,7 @@ def _dashboard(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from slotml.errors import UserError
+    from slotml.net import ensure_port_free
     from slotml.settings import start_command
     from slotml.web.dashboard_run import run_streamlit
 
@@ -86,4 +91,5 @@ def _dashboard(args: argparse.Namespace) -> int:
     if not lake_dir.exists():
         raise UserError(f"no lake at {lake_dir} (run `slotml export` first, or pass --lake-dir)")
     model = args.model or str(common.models_dir)
+    ensure_port_free(args.host, args.port, "dashboard")
     return run_streamlit(lake_dir, model, host=args.host, port=args.port)

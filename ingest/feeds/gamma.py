@@ -11,6 +11,7 @@ Pure parsing: the requests go through ``transport.http.HttpClient``.
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -43,9 +44,9 @@ def _num(v: Any) -> float | None:
         return None
     try:
         f = float(v)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
-    return f if f == f else None  # NaN -> None
+    return f if math.isfinite(f) else None  # NaN, inf -> None
 
 
 def settlement_rule(market: dict) -> str:

@@ -115,8 +115,7 @@ def _parse(line: bytes) -> Record | None:
 
 
 def _line_bytes(rec: Record) -> int:
-    return len(json.dumps({"n": rec.seq, "k": rec.kind, "r": rec.row}, separators=(",", ":"),
-                          allow_nan=False)) + 1
+    return len(encode_line(rec.seq, rec.kind, rec.row))  # what the spool file holds
 
 
 class Spool:

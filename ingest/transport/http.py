@@ -2,6 +2,12 @@
 
 Retries 425/429/5xx and connection errors with capped exponential backoff and jitter, or as long
 as Retry-After says (seconds, or a date); a 404 is an answer (None), not an error.
+
+A request that still fails after its retries (connection refused, 5xx throughout, another 4xx,
+a body that is not JSON) is a FAILURE of that API: logged at WARNING with the reason (the 1st,
+the ``FAILING_AFTER``-th and every 100th in a row, then once when it recovers) and counted in
+``failures[api]`` (consecutive) and ``http_gave_up{api}``/``http_errors{api,reason}``.
+``/health`` turns 503 once Gamma has failed ``FAILING_AFTER`` times in a row.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from slotml.ingest.metrics import Metrics
 log = logging.getLogger(__name__)
 
 RETRY_STATUSES = {425, 429, 500, 502, 503, 504}
+FAILING_AFTER = 3  # consecutive failed requests after which an API counts as failing (/health)
 
 
 class HttpClient:
@@ -39,6 +46,24 @@ class HttpClient:
         self.backoff_max = backoff_max
         self.on_body = on_body
         self._session = None
+        self.failures: dict[str, int] = {}  # api -> consecutive failed requests (0 = fine)
+        self.last_error: dict[str, str] = {}  # api -> why the last failed request failed
+
+    def failing(self, api: str) -> bool:
+        return self.failures.get(api, 0) >= FAILING_AFTER
+
+    def _ok(self, api: str) -> None:
+        n = self.failures.get(api, 0)
+        if n:
+            log.warning("%s answers again after %d failed request(s)", api, n)
+        self.failures[api] = 0
+
+    def _failed(self, api: str, url: str, reason: str) -> None:
+        n = self.failures[api] = self.failures.get(api, 0) + 1
+        self.last_error[api] = reason
+        if n in (1, FAILING_AFTER) or n % 100 == 0:
+            log.warning("%s failing: %s -> %s (%d in a row%s)", api, url, reason, n,
+                        "; /health reports it" if n >= FAILING_AFTER else "")
 
     async def start(self) -> None:
         import aiohttp
@@ -58,6 +83,7 @@ class HttpClient:
 
         assert self._session is not None, "HttpClient.start() first"
         delay = 0.5
+        last = ""
         for attempt in range(1, self.max_attempts + 1):
             wait = None
             try:
@@ -68,21 +94,30 @@ class HttpClient:
                     if self.on_body is not None:
                         self.on_body(f"{api}:{url}", text, now)
                     if r.status == 404:
+                        self._ok(api)
                         return None
                     if r.status in RETRY_STATUSES:
                         wait = _retry_after(r.headers.get("Retry-After"))
                         log.info("%s %s -> HTTP %d (attempt %d)", api, url, r.status, attempt)
                     elif r.status >= 400:
                         self.metrics.inc("http_errors", api=api, reason=f"http_{r.status}")
+                        self._failed(api, url, f"HTTP {r.status}")
                         return None
                     else:
                         try:
-                            return json.loads(text)
-                        except json.JSONDecodeError:
+                            body = json.loads(text)
+                        except (json.JSONDecodeError, RecursionError):
                             self.metrics.inc("http_errors", api=api, reason="bad_json")
+                            self._failed(api, url, f"HTTP {r.status} with a body that is not "
+                                         f"JSON ({text[:60]!r})")
                             return None
-            except (aiohttp.ClientError, TimeoutError) as e:
+                        self._ok(api)
+                        return body
+                last = f"HTTP {r.status}"
+            except (aiohttp.ClientError, TimeoutError, ValueError) as e:
+                # ValueError: aiohttp's own for a URL it cannot request (argtypes refuse most)
                 self.metrics.inc("http_errors", api=api, reason=type(e).__name__)
+                last = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
                 log.info("%s %s failed: %s (attempt %d)", api, url, type(e).__name__, attempt)
             if attempt == self.max_attempts:
                 break
@@ -92,6 +127,7 @@ class HttpClient:
             self.metrics.inc("http_retries", api=api)
             await asyncio.sleep(min(wait, self.backoff_max))
         self.metrics.inc("http_gave_up", api=api)
+        self._failed(api, url, f"{last} after {self.max_attempts} attempts")
         return None
 
 

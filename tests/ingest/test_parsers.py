@@ -87,7 +87,9 @@ def test_bad_payloads_are_counted() -> None:
     ]
     for f in bad:
         assert pb.apply_frame(f, 1.0) is False
-    assert pb.metrics.get("frames_rejected") == len(bad)
+    # a well-formed but impossible price is the bound's: counted by reason, not as a bad frame
+    assert pb.metrics.get("prices_rejected", reason="non_positive") == 1
+    assert pb.metrics.get("frames_rejected") == len(bad) - 1
     assert pb.latest("BTC", SPOT) is None
     assert pb.apply_frame('{"topic": "crypto_prices_mystery", "payload": {}}', 1.0) is False
     assert pb.metrics.get("unknown_event_types", type="crypto_prices_mystery") == 1

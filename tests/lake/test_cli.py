@@ -31,6 +31,10 @@ def test_export_then_sql_formats(sqlite_db: DbUrl, tmp_path: Path, capsys) -> No
 
 
 def test_user_errors_are_one_line(tmp_path: Path, capsys) -> None:
+    from slotml.lake.manifest import Manifest, write_manifest
+
+    write_manifest(tmp_path, Manifest())  # an empty lake: typed, empty views
+    assert main(["sql", "SELECT count(*) FROM slot_snapshots", "--lake", str(tmp_path)]) == 0
     assert main(["sql", "SELECT nope FROM slot_snapshots", "--lake", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("slotml sql: error: query failed") and err.count("\n") == 1

@@ -132,8 +132,10 @@ def test_add_model_args_and_from_args(tmp_path: Path) -> None:
                                   kelly_fraction=0.3, min_edge=0.02, filter_series="settlement")
     with pytest.raises(SystemExit):
         p.parse_args(["--min-confidence", "1.5"])
-    with pytest.raises(UserError, match="kelly_fraction"):
-        config_from_args(p.parse_args(["--kelly-fraction", "0"]))
+    with pytest.raises(SystemExit):  # the type's range: (0, 1]
+        p.parse_args(["--kelly-fraction", "0"])
+    with pytest.raises(UserError, match="kelly_fraction"):  # the config's own invariant
+        config_from_args(argparse.Namespace(kelly_fraction=0.0))
     # a model whose features are not this version's contract is refused with a clear error
     with pytest.raises(UserError, match="feature contract"):
         EntryGate.from_args(p.parse_args(["--model-path", str(model)]))
@@ -252,6 +254,8 @@ def test_edge_policy_enters_on_edge_and_sizes_by_kelly(tmp_path: Path) -> None:
 def test_policy_options_are_checked() -> None:
     p = add_model_args(argparse.ArgumentParser())
     assert config_from_args(p.parse_args(["--policy", "edge", "--min-edge", "0.02"])).policy == "edge"
-    for bad in (["--min-edge", "1.5"], ["--min-edge", "-1"]):
-        with pytest.raises(UserError, match="min_edge"):
-            config_from_args(p.parse_args(bad))
+    for bad in (["--min-edge", "1.5"], ["--min-edge", "-1"], ["--min-edge", "nan"]):
+        with pytest.raises(SystemExit):
+            p.parse_args(bad)
+    with pytest.raises(UserError, match="min_edge"):
+        config_from_args(argparse.Namespace(min_edge=1.5))

@@ -196,13 +196,14 @@ def test_dashboard_scores_with_the_models_tolerance(trained) -> None:
 
 
 @pytest.mark.parametrize(("flag", "value", "needle"), [
-    ("--tolerance", "0", "strictly between 0 and 1"),
-    ("--lookback", "1/0", "expected a fraction like 1/15"),
-    ("--tolerance", "wide", "expected a fraction like 1/15"),
+    ("--tolerance", "0", "fraction of the window in (0, 1)"),
+    ("--lookback", "1/0", "fraction of the window in (0, 1)"),
+    ("--tolerance", "wide", "fraction of the window in (0, 1)"),
+    ("--points", "1e999", "fractions of the window in (0, 1)"),
 ])
 def test_train_refuses_bad_fractions_like_features_does(tmp_path, capsys, flag, value, needle) -> None:
     from slotml.cli import main
 
     assert main(["train", "--data-dir", str(tmp_path), flag, value]) == 2
     err = capsys.readouterr().err
-    assert flag in err and needle in err
+    assert flag in err and needle in err and err.count("\n") == 1

@@ -206,5 +206,7 @@ def test_cli_refuses_a_missing_store_or_lake_in_one_line(tmp_path: Path, capsys)
     errors = [ln for ln in err.splitlines() if ln.startswith("slotml api: error:")]
     assert len(errors) == 1 and "no store at" in errors[0] and "Traceback" not in err
     assert main(["dashboard", "--lake-dir", str(tmp_path / "nolake")]) == 2
+    assert "--lake-dir" in (err := capsys.readouterr().err) and "does not exist" in err
+    assert main(["dashboard", "--data-dir", str(tmp_path)]) == 2
     assert "no lake at" in capsys.readouterr().err
     assert not (tmp_path / "none.db").exists()  # a read-only tool never creates a store
