@@ -48,6 +48,7 @@ PARTS = {  # part: (book, default seeds)
     "power": ("shrunk", tuple(range(311, 321))),
     "phantom": ("efficient", tuple(range(331, 336))),
 }
+SYMBOLS = "BTC,ETH,SOL,XRP"
 END = "2026-11-01"  # every history ends here: a rerun rebuilds the same history
 DAYS, TEST_DAYS = 60.0, 30.0
 FILL_RATE_TOL_PP, PNL_TOL_PT = 5.0, 1.0  # truth's tolerances
@@ -83,7 +84,7 @@ def _stage(d: Path, name: str, cmd: list[str], tag: str) -> float:
 
 
 def history(work: Path, book: str, seed: int, days: float, test_days: float,
-            symbols: str = "BTC,ETH,SOL,XRP", train: bool = True) -> Path:
+            symbols: str = SYMBOLS, train: bool = True) -> Path:
     """The seed's data dir: backfilled, exported and (``train``) trained; stages reused."""
     d = work / f"{book}_s{seed}_d{days:g}_t{test_days:g}"
     tag = f"[{book} {seed}]"
@@ -114,7 +115,7 @@ def model_of(d: Path) -> Path:
     return got[-1]
 
 
-def sim_config(book: str, seed: int, symbols: str = "BTC,ETH,SOL,XRP") -> Any:
+def sim_config(book: str, seed: int, symbols: str = SYMBOLS) -> Any:
     """The SimConfig ``slotml sim backfill`` built for this history (sim/cli.py ``_config``)."""
     from slotml.sim.config import SimConfig
 
@@ -359,15 +360,16 @@ def seed_run(job: dict[str, Any]) -> dict[str, Any]:
     """Everything one (part, seed) needs, as plain data (runs in a worker process)."""
     part, book, seed = job["part"], job["book"], job["seed"]
     t0 = time.monotonic()
-    d = history(Path(job["work"]), book, seed, job["days"], job["test_days"])
-    result, rows, windows = backtest(d, n_boot=job["n_boot"], rows=part == "power")
+    symbols, model = job.get("symbols", SYMBOLS), job.get("model")  # a given model: no training
+    d = history(Path(job["work"]), book, seed, job["days"], job["test_days"], symbols, model is None)
+    result, rows, windows = backtest(d, Path(model) if model else None, job["n_boot"], part == "power")
     out: dict[str, Any] = {"part": part, "book": book, "seed": seed, "dir": str(d),
                            "test_days": len(result.days), "windows": result.windows,
                            "rows": result.rows, "edge_policy": list(result.edge_policy),
                            "verdict": result.verdict()}
     cells = [("edge", "maker-queue"), ("edge", "maker-optimistic"), ("edge", "taker")]
     if part == "truth":
-        out["truth"] = truth_of(sim_config(book, seed), result)
+        out["truth"] = truth_of(sim_config(book, seed, symbols), result)
     elif part == "power":
         out["power"] = power_of(result)
         out["oracle"] = oracle_expectation(d, rows, windows)
