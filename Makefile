@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: install demo test bench lint fmt clean
+.PHONY: install demo test bench acceptance lint fmt clean
 
 install: $(STAMP)
 
@@ -26,6 +26,11 @@ test: install
 
 bench: install
 	$(BIN)/python -m bench $(BENCH_ARGS)
+
+# Issue 17's acceptance on sim history (truth, power, phantom; ~40 min on 2 cores; histories are
+# kept in data/acceptance and reused). Seeds 101-105 are pre-registered: refused here.
+acceptance: install
+	$(BIN)/python -m bench.acceptance_maker $(ACCEPTANCE_ARGS)
 
 lint: install
 	$(BIN)/ruff check .
