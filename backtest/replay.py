@@ -238,6 +238,8 @@ def _window_info(con: Any, keys: set[tuple[str, int, int]], window_s: int,
     tapes = _tapes(con, keys, w, params) if tape else {}
     gaps = _gaps(con, w, params) if tape else set()
     out = {}
+    # one empty tape for every window without prints (its cached hits are empty alike)
+    empty = Tape(np.zeros(0, np.int64), np.zeros(0, bool), np.zeros(0), np.zeros(0), np.zeros(0, bool))
     fees: dict[tuple, FeeSchedule] = {}  # a handful of distinct schedules (frozen: shared)
     for sym, ws, slot, up, rate, exp, taker_only, mos, end_ts, up_tok, down_tok in res:
         k = (sym, int(ws), int(slot))
@@ -249,7 +251,6 @@ def _window_info(con: Any, keys: set[tuple[str, int, int]], window_s: int,
             fee = fees[(rate, exp, taker_only)] = FeeSchedule.from_row(
                 {"fee_rate": rate, "fee_exponent": exp, "fee_taker_only": taker_only})
         end_ms = int(end_ts) * 1000 if end_ts is not None else (int(slot) + int(ws)) * 1000
-        empty = Tape(np.zeros(0, np.int64), np.zeros(0, bool), np.zeros(0), np.zeros(0), np.zeros(0, bool))
         out[k] = WindowInfo(bool(up), fee, None if mos is None else float(mos), ticks, au, ad,
                             bu, bd, end_ms, tapes.get(k, empty) if tape else None, k in gaps,
                             up_tok, down_tok)
