@@ -173,8 +173,8 @@ def render(report: dict[str, Any]) -> str:
         body.append(["pooled", str(v["entries"]), str(v["fills"]), _pct(v["pnl_per_staked"]), _ci(v["ci95"])])
         out += ["PHANTOM (efficient book: edge policy, maker-queue)",
                 _table(["seed", "entries", "fills", "PnL/staked", "CI95"], body),
-                f"entry rate {_pct(v['entry_rate'])} of windows; markouts (c/share) 10s "
-                + " ".join("-" if mk[k] is None else f"{mk[k] * 100:+.2f}" for k in mk) + " (10s 60s res)",
+                f"entry rate {_pct(v['entry_rate'], False)} of windows; markouts (c/share) 10 s / 60 s / "
+                "resolution: " + " / ".join("-" if mk[k] is None else f"{mk[k] * 100:+.2f}" for k in mk),
                 f"{v['criterion']}: {'MET' if v['met'] else 'NOT met'}", ""]
     if (p.get("finding") or {}).get("verdict"):
         out.append("FINDING (pre-registered seeds 101-105: edge - filters, maker-queue, pooled)")
