@@ -26,7 +26,6 @@ A new fill model is one class here and one entry in ``FILL_MODELS``.
 
 from __future__ import annotations
 
-from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 from typing import ClassVar, Protocol
 
@@ -123,24 +122,23 @@ class MakerQueue:
             return None
         bid = row.bid(side)
         ahead = float(row.bid_size(side) or 0.0) if bid is not None and abs(bid - price) < EPS else 0.0
-        ts, at, sizes = _bid_hits_lists(tape, side)
-        lo, hi = bisect_left(ts, placed), bisect_left(ts, cancel)
+        ts, at, sizes = _bid_hits(tape, side)
+        lo, hi = ts.searchsorted(placed, side="left"), ts.searchsorted(cancel, side="left")
         if hi <= lo:
             return None
         left, first = size, None
-        for k in range(lo, hi):
-            x = at[k]
+        for x, q, t in zip(at[lo:hi].tolist(), sizes[lo:hi].tolist(), ts[lo:hi].tolist(), strict=True):
             if x < price - EPS:  # through our price: the rest fills
-                first = ts[k] if first is None else first
+                first = t if first is None else first
                 left = 0.0
                 break
             if x <= price + EPS:  # at our price: the queue ahead goes first
-                ahead -= sizes[k]
+                ahead -= q
                 if ahead < 0:
                     take = min(left, -ahead)
                     ahead = 0.0
                     if take > 0:
-                        first = ts[k] if first is None else first
+                        first = t if first is None else first
                         left -= take
                         if left <= EPS:
                             break
@@ -166,16 +164,6 @@ def _bid_hits(tape: Tape, side: str) -> tuple[np.ndarray, np.ndarray, np.ndarray
     return got
 
 
-def _bid_hits_lists(tape: Tape, side: str) -> tuple[list[int], list[float], list[float]]:
-    """``_bid_hits`` as Python lists (the queue walk reads them element by element: lists and
-    ``bisect`` are several times faster there than numpy scalars; same values)."""
-    cache = tape.__dict__.setdefault("_hit_lists", {})
-    got = cache.get(side)
-    if got is None:
-        got = cache[side] = tuple(a.tolist() for a in _bid_hits(tape, side))
-    return got
-
-
 class MakerOptimistic:
     name: ClassVar[str] = "maker-optimistic"
     taker: ClassVar[bool] = False
@@ -187,12 +175,15 @@ class MakerOptimistic:
     def execute(self, row: DecisionRow, info: WindowInfo, side: str, price: float,
                 size: float) -> Fill | None:
         """Filled in full at the first later snapshot whose ask is at or below the bid."""
-        ticks, asks = info.tick_asks(side)
-        limit = price + 1e-12
-        for k in range(bisect_right(ticks, row.tick_ms), min(len(ticks), len(asks))):
-            if asks[k] <= limit:  # NaN (no ask) never is
-                return Fill(size, price, 0.0, rebate_per_share(info, price), ticks[k])
-        return None
+        ticks = np.asarray(info.ticks, dtype=np.int64)
+        asks = info.asks(side)
+        asks = asks if isinstance(asks, np.ndarray) else np.array(
+            [np.nan if a is None else a for a in asks], dtype=np.float64)
+        i = int(np.searchsorted(ticks, row.tick_ms, side="right"))
+        hit = np.flatnonzero(asks[i:len(ticks)] <= price + 1e-12)
+        if hit.size == 0:
+            return None
+        return Fill(size, price, 0.0, rebate_per_share(info, price), int(ticks[i + hit[0]]))
 
 
 FILL_MODELS: dict[str, type] = {m.name: m for m in (Taker, MakerQueue, MakerOptimistic)}

@@ -158,8 +158,8 @@ def _depth(con: Any, keys: list[tuple[str, int, int, int]]) -> dict[tuple[str, i
 
 def _levels(v: tuple, off: int) -> tuple[tuple[float, float], ...]:
     """(price, size) pairs of five levels starting at ``off`` (empty levels left out)."""
-    return tuple((float(p), float(q)) for p, q in zip(v[off:off + 10:2], v[off + 1:off + 10:2], strict=True)
-                 if p is not None and q is not None)
+    return tuple((float(v[off + 2 * i]), float(v[off + 2 * i + 1])) for i in range(5)
+                 if v[off + 2 * i] is not None and v[off + 2 * i + 1] is not None)
 
 
 def _floats(x: Any) -> np.ndarray:
@@ -238,19 +238,14 @@ def _window_info(con: Any, keys: set[tuple[str, int, int]], window_s: int,
     tapes = _tapes(con, keys, w, params) if tape else {}
     gaps = _gaps(con, w, params) if tape else set()
     out = {}
-    # one empty tape for every window without prints (its cached hits are empty alike)
-    empty = Tape(np.zeros(0, np.int64), np.zeros(0, bool), np.zeros(0), np.zeros(0), np.zeros(0, bool))
-    fees: dict[tuple, FeeSchedule] = {}  # a handful of distinct schedules (frozen: shared)
     for sym, ws, slot, up, rate, exp, taker_only, mos, end_ts, up_tok, down_tok in res:
         k = (sym, int(ws), int(slot))
         if k not in keys:
             continue
         ticks, au, ad, bu, bd = later.get(k, ((),) * 5)
-        fee = fees.get((rate, exp, taker_only))
-        if fee is None:
-            fee = fees[(rate, exp, taker_only)] = FeeSchedule.from_row(
-                {"fee_rate": rate, "fee_exponent": exp, "fee_taker_only": taker_only})
+        fee = FeeSchedule.from_row({"fee_rate": rate, "fee_exponent": exp, "fee_taker_only": taker_only})
         end_ms = int(end_ts) * 1000 if end_ts is not None else (int(slot) + int(ws)) * 1000
+        empty = Tape(np.zeros(0, np.int64), np.zeros(0, bool), np.zeros(0), np.zeros(0), np.zeros(0, bool))
         out[k] = WindowInfo(bool(up), fee, None if mos is None else float(mos), ticks, au, ad,
                             bu, bd, end_ms, tapes.get(k, empty) if tape else None, k in gaps,
                             up_tok, down_tok)

@@ -3,7 +3,6 @@ said. The fill models and the simulation read these; only ``replay.py`` knows th
 
 from __future__ import annotations
 
-from bisect import bisect_left
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -88,42 +87,30 @@ class WindowInfo:
     def mid_at(self, side: str, ms: int) -> float | None:
         """The side's mid at the first snapshot at or after ``ms`` (None: no two-sided quote)."""
         ticks, mids = self._mids(side)
-        i = bisect_left(ticks, ms)
+        i = int(ticks.searchsorted(ms, side="left"))
         if i >= len(mids):
             return None
-        m = mids[i]
+        m = float(mids[i])
         return None if m != m else m
 
     def mids_at(self, side: str, a_ms: int, b_ms: int) -> tuple[float | None, float | None]:
         """``mid_at`` for two times in one lookup (the markouts' 10 s and 60 s)."""
         ticks, mids = self._mids(side)
         n = len(mids)
-        i, j = bisect_left(ticks, a_ms), bisect_left(ticks, b_ms)
-        x = mids[i] if i < n else float("nan")
-        y = mids[j] if j < n else float("nan")
+        i, j = ticks.searchsorted((a_ms, b_ms), side="left").tolist()
+        x = float(mids[i]) if i < n else float("nan")
+        y = float(mids[j]) if j < n else float("nan")
         return (None if x != x else x), (None if y != y else y)
 
-    def _mids(self, side: str) -> tuple[list[int], list[float]]:
-        """(ticks, mids) as lists, built once per window and side (NaN: no two-sided quote).
-        Lists and ``bisect``: one fill's lookups are a few elements, where numpy's call
-        overhead dominates."""
+    def _mids(self, side: str) -> tuple[np.ndarray, np.ndarray]:
+        """(ticks, mids) as arrays, built once per window and side (NaN: no two-sided quote)."""
         cache = self.__dict__.setdefault("_mid_cache", {})
         got = cache.get(side)
         if got is None:
             ticks = np.asarray(self.ticks, dtype=np.int64)
             b, a = _floats(self.bids(side)), _floats(self.asks(side))
             n = min(len(ticks), len(b), len(a))
-            got = cache[side] = (ticks[:n].tolist(), ((b[:n] + a[:n]) / 2.0).tolist())
-        return got
-
-    def tick_asks(self, side: str) -> tuple[list[int], list[float]]:
-        """(ticks, the side's best asks) as lists, NaN where there was none; built once per
-        window and side (maker-optimistic scans them)."""
-        cache = self.__dict__.setdefault("_ask_cache", {})
-        got = cache.get(side)
-        if got is None:
-            got = cache[side] = (np.asarray(self.ticks, dtype=np.int64).tolist(),
-                                 _floats(self.asks(side)).tolist())
+            got = cache[side] = (ticks[:n], (b[:n] + a[:n]) / 2.0)
         return got
 
     def asks(self, side: str) -> Sequence[float | None]:
