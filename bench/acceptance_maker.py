@@ -49,6 +49,7 @@ from bench.acceptance_parts import (  # noqa: F401 - history, backtest, sim_*: t
     power_of,
     power_verdict,
     sim_config,
+    sim_digest,
     sim_orders,
     truth_of,
     truth_verdict,

@@ -9,6 +9,7 @@ repeat across seeds: the histories share their dates); truth pools by adding eac
 from __future__ import annotations
 
 import math
+import shutil
 import subprocess
 import sys
 import time
@@ -30,12 +31,25 @@ def _slotml(*args: str) -> list[str]:
     return [sys.executable, "-m", "slotml.cli", *args]
 
 
-def _stage(d: Path, name: str, cmd: list[str], tag: str) -> float:
-    """Run one pipeline command unless its marker says it already ran with this command."""
+def sim_digest() -> str:
+    """A digest of the sim's source: a history backfilled by another sim is not reused (the
+    truth part re-runs the sim in-process, so history and truth must come from one sim)."""
+    import hashlib
+
+    import slotml.sim
+
+    h = hashlib.sha256()
+    for f in sorted(Path(slotml.sim.__file__).parent.rglob("*.py")):
+        h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def _stage(d: Path, name: str, cmd: list[str], tag: str, key: str, force: bool) -> float | None:
+    """Run one pipeline command unless its marker holds ``key`` (and nothing before it ran);
+    None when reused, else its seconds."""
     marker, log = d / f".done_{name}", d / "logs" / f"{name}.log"
-    key = " ".join(cmd[3:])
-    if marker.exists() and marker.read_text() == key:
-        return 0.0
+    if not force and marker.exists() and marker.read_text() == key:
+        return None
     marker.unlink(missing_ok=True)
     log.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
@@ -43,18 +57,21 @@ def _stage(d: Path, name: str, cmd: list[str], tag: str) -> float:
         rc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT).returncode
     if rc != 0:
         tail = "\n".join(log.read_text().splitlines()[-15:])
-        raise RuntimeError(f"{tag}: `slotml {key}` failed (exit {rc}); log {log}\n{tail}")
+        raise RuntimeError(f"{tag}: `slotml {' '.join(cmd[3:])}` failed (exit {rc}); log {log}\n{tail}")
     marker.write_text(key)
     return time.monotonic() - t0
 
 
 def history(work: Path, book: str, seed: int, days: float, test_days: float,
             symbols: str = SYMBOLS, train: bool = True) -> Path:
-    """The seed's data dir: backfilled, exported and (``train``) trained; stages reused."""
+    """The seed's data dir: backfilled, exported and (``train``) trained. A stage is reused
+    while its command (and, for the backfill, the sim's source) is unchanged; once one runs,
+    every later one runs too, and a new backfill starts from an empty dir."""
     d = work / f"{book}_s{seed}_d{days:g}_t{test_days:g}"
     tag = f"[{book} {seed}]"
     d.mkdir(parents=True, exist_ok=True)
     dd = ("--data-dir", str(d))
+    force = False
     for name, cmd in (
         ("backfill", _slotml("sim", "backfill", *dd, "--days", f"{days:g}", "--seed", str(seed),
                              "--book", book, "--symbols", symbols, "--end", END)),
@@ -63,8 +80,14 @@ def history(work: Path, book: str, seed: int, days: float, test_days: float,
     ):
         if name == "train" and not train:
             break
-        s = _stage(d, name, cmd, tag)
-        if s:
+        key = " ".join(cmd[3:]) + (f" sim={sim_digest()}" if name == "backfill" else "")
+        marker = d / f".done_{name}"
+        if name == "backfill" and not (marker.exists() and marker.read_text() == key):
+            shutil.rmtree(d)  # another sim or command: nothing of the old history is kept
+            d.mkdir(parents=True)
+        s = _stage(d, name, cmd, tag, key, force)
+        if s is not None:
+            force = True
             print(f"{tag} {name} done in {s:.0f}s", flush=True)
     if train:  # the lake and the model are all the parts read (the store is ~1 GB a history)
         for f in d.glob("slotml.db*"):

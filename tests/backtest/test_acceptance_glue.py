@@ -107,3 +107,20 @@ def test_report_shape(tiny: dict, tmp_path: Path) -> None:
     bad = acc.seed_job({**tiny, "part": "truth", "model": str(tmp_path / "missing.onnx")})
     assert "error" in bad
     assert "FAILED" in acc.render(acc.assemble([*done, bad], 200))
+
+
+def test_history_is_reused_until_the_sim_changes(tiny: dict) -> None:
+    work = Path(tiny["work"])
+    d = work / "default_s7_d2_t1"
+    before = {m.name: m.stat().st_mtime_ns for m in d.glob(".done_*")}
+    assert set(before) == {".done_backfill", ".done_export"}
+    assert acc.history(work, "default", SEED, 2, 1, "BTC", train=False) == d
+    assert {m.name: m.stat().st_mtime_ns for m in d.glob(".done_*")} == before  # nothing re-ran
+    marker = d / ".done_backfill"
+    assert marker.read_text().endswith(f" sim={acc.sim_digest()}")
+    marker.write_text(marker.read_text().replace("sim=", "sim=other"))  # backfilled by another sim
+    (d / "stale").write_text("x")
+    acc.history(work, "default", SEED, 2, 1, "BTC", train=False)
+    after = {m.name: m.stat().st_mtime_ns for m in d.glob(".done_*")}
+    assert all(after[k] > before[k] for k in before)  # backfill and every later stage re-ran
+    assert not (d / "stale").exists()  # from an empty dir
