@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: install demo test bench soak lint fmt clean
+.PHONY: install demo test bench soak acceptance lint fmt clean
 
 install: $(STAMP)
 
@@ -32,6 +32,11 @@ bench: install
 # SOAK_ARGS="--seed 2", "--minutes 30", or "--memory --minutes 120" (RSS slope, 5m + 15m).
 soak: install
 	$(BIN)/python -m bench.soak $(SOAK_ARGS)
+
+# Issue 17's acceptance on sim history (truth, power, phantom; ~40 min on 2 cores; histories are
+# kept in data/acceptance and reused). Seeds 101-105 are pre-registered: refused here.
+acceptance: install
+	$(BIN)/python -m bench.acceptance_maker $(ACCEPTANCE_ARGS)
 
 lint: install
 	$(BIN)/ruff check .

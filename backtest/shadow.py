@@ -7,7 +7,7 @@ outcome, limit price, size, placement and cancel times: everything a matching en
 Whatever answers them (``ShadowVenue``: the sim's API, or a recorded answer) returns
 ``TruthFill`` rows; ``compare`` gives the backtest's and the truth's fill rate and PnL per
 staked side by side, and their errors (the acceptance: fill rate within 5 points, PnL per
-staked within 1 point, pooled over seeds: pool by concatenating the orders and fills).
+staked within 1 point, pooled over seeds: pool by adding each seed's ``tally``).
 """
 
 from __future__ import annotations
@@ -64,10 +64,10 @@ def shadow_orders(result: PolicyResult, window_s: int = 900) -> list[ShadowOrder
     return out
 
 
-def compare(results: Sequence[PolicyResult], truth: Sequence[TruthFill]) -> dict[str, Any]:
-    """Backtest vs truth over the same orders (pooled over ``results``). The orders are the
-    policy's decisions, the same under every maker fill model (one decision pass), so a
-    maker-optimistic result compares against the same truth."""
+def tally(results: Sequence[PolicyResult], truth: Sequence[TruthFill]) -> dict[str, float]:
+    """The sums ``compare`` divides: orders, fills and PnL / staked of the backtest and of the
+    truth over the same orders. Pool several histories by adding their tallies (order ids are
+    unique within one history only, so never pool by concatenating two histories' fills)."""
     got = {t.order_id: t for t in truth}
     n = bt_fills = tr_fills = 0
     bt_pnl = bt_staked = tr_pnl = tr_staked = 0.0
@@ -83,11 +83,31 @@ def compare(results: Sequence[PolicyResult], truth: Sequence[TruthFill]) -> dict
                 tr_fills += 1
                 tr_pnl += t.shares * ((1.0 if e.won else 0.0) - t.price)
                 tr_staked += t.shares * t.price
-    fr_bt = bt_fills / n if n else None
-    fr_tr = tr_fills / n if n else None
-    ps_bt = bt_pnl / bt_staked if bt_staked > 0 else None
-    ps_tr = tr_pnl / tr_staked if tr_staked > 0 else None
-    return {"orders": n, "fill_rate": fr_bt, "truth_fill_rate": fr_tr,
+    return {"orders": n, "fills": bt_fills, "truth_fills": tr_fills, "pnl": bt_pnl,
+            "staked": bt_staked, "truth_pnl": tr_pnl, "truth_staked": tr_staked}
+
+
+def rates(t: dict[str, float]) -> dict[str, Any]:
+    """Fill rates, PnL per staked and the backtest's errors against the truth, from a tally."""
+    n = t["orders"]
+    fr_bt = t["fills"] / n if n else None
+    fr_tr = t["truth_fills"] / n if n else None
+    ps_bt = t["pnl"] / t["staked"] if t["staked"] > 0 else None
+    ps_tr = t["truth_pnl"] / t["truth_staked"] if t["truth_staked"] > 0 else None
+    return {"orders": int(n), "fill_rate": fr_bt, "truth_fill_rate": fr_tr,
             "fill_rate_error_pp": None if fr_bt is None or fr_tr is None else (fr_bt - fr_tr) * 100,
             "pnl_per_staked": ps_bt, "truth_pnl_per_staked": ps_tr,
             "pnl_per_staked_error_pt": None if ps_bt is None or ps_tr is None else (ps_bt - ps_tr) * 100}
+
+
+def pooled(tallies: Sequence[dict[str, float]]) -> dict[str, float]:
+    """The tally of several histories (the acceptance pools seeds this way)."""
+    keys = ("orders", "fills", "truth_fills", "pnl", "staked", "truth_pnl", "truth_staked")
+    return {k: sum(t[k] for t in tallies) for k in keys}
+
+
+def compare(results: Sequence[PolicyResult], truth: Sequence[TruthFill]) -> dict[str, Any]:
+    """Backtest vs truth over the same orders (pooled over ``results`` of ONE history). The
+    orders are the policy's decisions, the same under every maker fill model (one decision
+    pass), so a maker-optimistic result compares against the same truth."""
+    return rates(tally(results, truth))
