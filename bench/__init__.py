@@ -8,7 +8,9 @@ aim from the issue. Speed and memory targets live here, never in timed unit test
 from __future__ import annotations
 
 import platform
+import resource
 from dataclasses import dataclass
+from pathlib import Path
 
 
 @dataclass
@@ -41,6 +43,20 @@ def machine() -> str:
     except OSError:
         pass
     return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores{mem}, Python {platform.python_version()}"
+
+
+def cpu_s() -> float:
+    """This process's CPU time (user + system), s."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def load() -> str:
+    """The 1-minute load average, printed beside wall times measured on a shared box."""
+    try:
+        return Path("/proc/loadavg").read_text().split()[0]
+    except OSError:
+        return "?"
 
 
 def fmt(v: float | None) -> str:

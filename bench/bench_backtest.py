@@ -13,7 +13,6 @@ maker-optimistic, no tape). Aim: < 60 s; reported in decision rows per second.
 from __future__ import annotations
 
 import os
-import resource
 import tempfile
 import time
 from pathlib import Path
@@ -21,20 +20,10 @@ from pathlib import Path
 import numpy as np
 
 from bench import Row
+from bench import cpu_s as _cpu
+from bench import load as _load
 
 ISSUE = 17
-
-
-def _cpu() -> float:
-    r = resource.getrusage(resource.RUSAGE_SELF)
-    return r.ru_utime + r.ru_stime
-
-
-def _load() -> str:
-    try:
-        return Path("/proc/loadavg").read_text().split()[0]
-    except OSError:
-        return "?"
 
 
 def _model(path: Path) -> Path:

@@ -10,24 +10,13 @@ statistics from ``fit_stats``. Reported: wall seconds (aim < 5 s), the process C
 from __future__ import annotations
 
 import os
-import resource
 import tempfile
 import time
 from pathlib import Path
 
 from bench import Row
-
-
-def _cpu() -> float:
-    r = resource.getrusage(resource.RUSAGE_SELF)
-    return r.ru_utime + r.ru_stime
-
-
-def _load() -> str:
-    try:
-        return Path("/proc/loadavg").read_text().split()[0]
-    except OSError:
-        return "?"
+from bench import cpu_s as _cpu
+from bench import load as _load
 
 
 def run(quick: bool) -> list[Row]:
