@@ -186,7 +186,7 @@ def _one_symbol(world: World, sym: str, starts: np.ndarray, grid: np.ndarray, t_
     def maker() -> np.ndarray:
         noise = np.array([draws[i].noise[k] for i, k in zip(widx, grid - wstart, strict=True)])
         return maker_prob(rule=rule, spot=spot, spot_t0=t0, ts=grid, end=wend, p2b=p2b[widx],
-                          vbar=world.vbar[sym], noise=noise)
+                          vbar=world.vbar[sym], noise=noise, v_regime=v + lam * jvar)
 
     pm = regime_prob(cfg.book, oracle, maker, lambda lead: oracle_at(np.minimum(grid + lead, wend)))
     books = quote_books(pm, grid, wstart, w, draws, widx)

@@ -285,7 +285,7 @@ class World:
         draws = draws or self.draws(m.symbol, m.start)
         p = regime_prob(self.config.book, oracle, lambda: maker_prob(
             rule=m.settlement, spot=spot, spot_t0=t0, ts=ts, end=m.end, p2b=p2b,
-            vbar=self.vbar[m.symbol], noise=draws.noise),
+            vbar=self.vbar[m.symbol], noise=draws.noise, v_regime=v + lam * jvar),
             lambda lead: oracle[np.minimum(np.arange(len(oracle)) + lead, len(oracle) - 1)])
         pts = np.concatenate([[m.start - 1], ts])
         pp = np.concatenate([[0.5], p])

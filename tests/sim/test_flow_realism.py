@@ -1,5 +1,5 @@
 """Realism of the book regimes and of the order flow, on seeds OTHER than the tuning ones
-(101-104), against the numbers pinned in ``sim/realism.py`` (REGIMES, FLOW) before any backtest
+(401-403), against the numbers pinned in ``sim/realism.py`` (REGIMES, FLOW) before any backtest
 acceptance; and the acceptance of adverse selection: a shadow bid resting at the best bid for a
 whole window on efficient-book history fills at a loss.
 
@@ -35,9 +35,7 @@ def test_regime_mid_brier(book: str) -> None:
         assert tol <= 0.01
         assert got[minute] == pytest.approx(reg["mean"][i], abs=tol), (minute, got)
         if reg["target"] is not None:
-            # default minute 7: 0.011 above the real figure (sim/realism.py says why)
-            slack = 0.012 if (book, minute) == ("default", 7) else 0.01
-            assert got[minute] == pytest.approx(reg["target"][i], abs=slack), (minute, got)
+            assert got[minute] == pytest.approx(reg["target"][i], abs=0.01), (minute, got)
 
 
 @pytest.fixture(scope="module")
