@@ -91,7 +91,9 @@ def check_order(world: World, o: ShadowOrder) -> str | None:
 
 def jitter(seed: int, o: ShadowOrder, what: str) -> float:
     """The order's latency (s), a pure function of the order: live and batch see the same one."""
-    h = hashlib.sha256(f"{seed}:{o.token}:{o.price}:{o.size}:{o.placed_at}:{o.side}:{what}".encode())
+    # numbers as floats: an order of size 42 and one of size 42.0 are the same order
+    h = hashlib.sha256(f"{seed}:{o.token}:{float(o.price)!r}:{float(o.size)!r}:{float(o.placed_at)!r}:"
+                       f"{o.side}:{what}".encode())
     u = (int.from_bytes(h.digest()[:8], "big") + 0.5) / 2**64
     return float(LATENCY_MEDIAN_S * math.exp(LATENCY_SIGMA * float(ndtri(u))))
 

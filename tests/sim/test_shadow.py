@@ -11,7 +11,7 @@ import pytest
 
 from slotml.sim import SimConfig, running_sim
 from slotml.sim.services.orders import KEY_HEADER
-from slotml.sim.shadow import ShadowOrder, fills_over_history, order_fills
+from slotml.sim.shadow import ShadowOrder, fills_over_history, jitter, order_fills
 from slotml.sim.world import World
 from tests.util import async_wait_for
 
@@ -115,3 +115,19 @@ def test_shadow_orders_do_not_change_the_world_and_fill_in_time_priority() -> No
     assert again == [a]
     with pytest.raises(ValueError, match="price"):
         order_fills(world, ShadowOrder(m.up_token, 1.2, 1.0, start))
+
+
+def test_an_order_of_int_numbers_is_the_same_order_as_of_floats() -> None:
+    """The live endpoint parses price and size as floats; the batch API takes what the caller
+    passes (JSON ints stay ints): size 42 and 42.0 must get one latency, hence the same fills."""
+    start = 1795000000 // 900 * 900
+    world = World(SimConfig(seed=5, book="efficient"))
+    m = world.market("ETH", start)
+    bid = world.book_levels(m, start)[0]["bids"][0][0]
+    as_int = ShadowOrder(m.up_token, bid / 100, 42, start - 5)
+    as_float = ShadowOrder(m.up_token, bid / 100, 42.0, float(start - 5))
+    for what in ("place", "cancel"):
+        assert jitter(5, as_int, what) == jitter(5, as_float, what)
+    # and the hash still tells different orders apart
+    assert jitter(5, as_int, "place") != jitter(5, ShadowOrder(m.up_token, bid / 100, 43, start - 5), "place")
+    assert order_fills(world, as_int) == order_fills(world, as_float)
