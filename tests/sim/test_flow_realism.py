@@ -70,7 +70,7 @@ def test_best_bid_shadow_order_is_adversely_selected() -> None:
     measured against the oracle 60 s after each fill: the oracle is the outcome's conditional
     expectation (a martingale) and the informed know at most 10 s ahead, so this estimates the
     same mean with a fraction of the outcome's variance."""
-    world = World(SimConfig(seed=401, book="efficient"))
+    world = World(SimConfig(seed=203, book="efficient"))  # not a tuning seed (401-403)
     loss, size, direct = [], [], []
     for s in range(END - 3 * 86400, END, 900):
         for sym in world.symbols:
