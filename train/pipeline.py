@@ -6,7 +6,7 @@ Statistics the features need (per-asset volatility) are fitted on the training s
 the split is decided on a first pass over the resolved rows (it depends only on window start
 times and outcomes), then the set is rebuilt with those statistics.
 
-About 470 lines, one module: the run is one sequence of steps over one config and one split;
+About 520 lines, one module: the run is one sequence of steps over one config and one split;
 the steps themselves (split, fit, export, metrics, report) each have their own module.
 """
 
@@ -58,6 +58,10 @@ class TrainConfig:
     prob_floor: float = 0.005  # calibrated P(Up) kept in [floor, 1 - floor] (onnx_export.PROB_FLOOR)
     mirror: bool = True  # fit and calibrate on each row and its Up/Down mirror (train/mirror.py)
     policy: str = "edge"  # edge: thresholds chosen on the policy slice; design: no policy key
+    # Window starts kept, [slot_from, slot_to) (None: unbounded): a walk-forward period or a
+    # challenger sees the lake as it stood then; the split then runs on what is left.
+    slot_from: int | None = None
+    slot_to: int | None = None
 
     @property
     def oracle_path(self) -> Path | None:
@@ -171,6 +175,20 @@ def _family(con: Any, wanted: int | None) -> int:
     return wanted
 
 
+def in_span(ds: TrainingSet, slot_from: int | None, slot_to: int | None) -> TrainingSet:
+    """The rows whose window starts in [slot_from, slot_to) (all when both are None)."""
+    if slot_from is None and slot_to is None:
+        return ds
+    keep = np.ones(len(ds), dtype=bool)
+    if slot_from is not None:
+        keep &= ds.slot_ts >= slot_from
+    if slot_to is not None:
+        keep &= ds.slot_ts < slot_to
+    out = ds.take(keep)
+    out.skipped = dict(ds.skipped)
+    return out
+
+
 def load_dataset(con: Any, cfg: TrainConfig, stages: Stages,
                  manifest_id: int | None = None) -> tuple[TrainingSet, Split]:
     """Two passes: split on the resolved rows, fit stats on the training slice, rebuild."""
@@ -184,17 +202,22 @@ def load_dataset(con: Any, cfg: TrainConfig, stages: Stages,
                                 **shape)
         ds0 = dataset_from_arrow(t0, window_s=window_s, points=cfg.points, stats={},
                                  manifest_id=manifest_id, **shape)
+        ds0 = in_span(ds0, cfg.slot_from, cfg.slot_to)
         split = temporal_split(ds0, cfg.split)
         log.info("%d resolved rows, %d windows; split %s", len(ds0), ds0.n_windows(),
                  json.dumps(split.describe()))
     train = split.train
     with stages("fit statistics (training slice)"):
-        stats = fit_stats(con, "window_s = ? AND slot_ts <= ?", [window_s, int(train.last_slot)])
+        where, args = "window_s = ? AND slot_ts <= ?", [window_s, int(train.last_slot)]
+        if cfg.slot_from is not None:
+            where, args = where + " AND slot_ts >= ?", [*args, int(cfg.slot_from)]
+        stats = fit_stats(con, where, args)
     with stages("features"):
         t1 = build_training_set(con, cfg.points, stats, resolved_only=True, window_s=window_s,
                                 **shape)
         ds = dataset_from_arrow(t1, window_s=window_s, points=cfg.points, stats=stats,
                                 manifest_id=manifest_id, **shape)
+        ds = in_span(ds, cfg.slot_from, cfg.slot_to)
     ds.skipped = dict(ds0.skipped)
     same = (len(ds) == len(ds0) and np.array_equal(ds.slot_ts, ds0.slot_ts)
             and np.array_equal(ds.symbol, ds0.symbol) and np.array_equal(ds.point, ds0.point))

@@ -101,3 +101,15 @@ def test_bad_config_is_a_user_error():
         SplitConfig(embargo_windows=0)
     with pytest.raises(UserError):
         SplitConfig(test_days=0)
+
+
+def test_in_span_keeps_window_starts_in_the_half_open_range(ds):
+    from slotml.train.pipeline import in_span
+
+    slots = np.unique(ds.slot_ts)
+    lo, hi = int(slots[10]), int(slots[40])
+    sub = in_span(ds, lo, hi)
+    assert sub.slot_ts.min() == lo and sub.slot_ts.max() == int(slots[39])
+    assert len(sub) == int(((ds.slot_ts >= lo) & (ds.slot_ts < hi)).sum())
+    assert in_span(ds, None, None) is ds
+    assert in_span(ds, None, hi).slot_ts.max() < hi
