@@ -304,14 +304,27 @@ def policy_table(model_path: Path | str, lake_dir: Path | str | None = None,
                  slot_from: int | None = None, slot_to: int | None = None,
                  config: GateConfig | None = None) -> str:
     """train's report hook: the replay table over [from, to) of the lake, as text."""
+    return policy_report(model_path, lake_dir, slot_from, slot_to, config)[0]
+
+
+def policy_report(model_path: Path | str, lake_dir: Path | str | None = None,
+                  slot_from: int | None = None, slot_to: int | None = None,
+                  config: GateConfig | None = None) -> tuple[str, dict[str, Any]]:
+    """The replay over [from, to) as (its text table, its cells as numbers): per policy x fill
+    model entries, fills, PnL, staked and rebates (what a walk-forward period sums)."""
     from slotml.lake import connect
 
     scorer = Scorer.load(model_path)
     con = connect(lake_dir)
     try:
-        return replay(con, scorer, config, slot_from=slot_from, slot_to=slot_to).table()
+        res = replay(con, scorer, config, slot_from=slot_from, slot_to=slot_to)
     finally:
         con.close()
+    cells = [{"policy": r.policy, "fill": r.fill, "windows": r.windows, "entries": r.n_entries,
+              "fills": r.n_fills, "pnl": r.pnl, "staked": r.staked, "rebates": r.rebates}
+             for r in res.results]
+    return res.table(), {"cells": cells, "unavailable": dict(res.unavailable),
+                         "days": len(res.days), "windows": res.windows}
 
 
 def time_arg(text: str | None) -> int | None:

@@ -81,6 +81,9 @@ class TrainResult:
     report: str
     promoted: bool
     timings: dict[str, float]
+    # the test rows (symbol, slot_ts, point, y, model, book, oracle), for pooled scores over
+    # several runs (walk-forward); None with --final
+    test_rows: dict[str, np.ndarray] | None = None
 
 
 class Stages:
@@ -196,10 +199,12 @@ def load_dataset(con: Any, cfg: TrainConfig, stages: Stages,
 
     window_s = _family(con, cfg.window_s)
     shape = {"tolerance": cfg.tolerance, "lookback": cfg.lookback}  # built with, and recorded
+    # the SQL reads only the span (and the windows before it its features look back on): a
+    # walk-forward period's build costs its span, not the lake's; in_span below still applies
     with stages("features (split pass)"):
         # all rows (unresolved ones are counted, then dropped, by dataset_from_arrow)
         t0 = build_training_set(con, cfg.points, None, resolved_only=False, window_s=window_s,
-                                **shape)
+                                slot_from=cfg.slot_from, slot_to=cfg.slot_to, **shape)
         ds0 = dataset_from_arrow(t0, window_s=window_s, points=cfg.points, stats={},
                                  manifest_id=manifest_id, **shape)
         ds0 = in_span(ds0, cfg.slot_from, cfg.slot_to)
@@ -214,7 +219,7 @@ def load_dataset(con: Any, cfg: TrainConfig, stages: Stages,
         stats = fit_stats(con, where, args)
     with stages("features"):
         t1 = build_training_set(con, cfg.points, stats, resolved_only=True, window_s=window_s,
-                                **shape)
+                                slot_from=cfg.slot_from, slot_to=cfg.slot_to, **shape)
         ds = dataset_from_arrow(t1, window_s=window_s, points=cfg.points, stats=stats,
                                 manifest_id=manifest_id, **shape)
         ds = in_span(ds, cfg.slot_from, cfg.slot_to)
@@ -269,16 +274,17 @@ def policy_table(model_path: Path, cfg: TrainConfig, split: Split) -> dict[str, 
     if split.test is None:
         return {"available": False, "reason": "no test days (--final)"}
     try:
-        from slotml.backtest.replay import policy_table as serve_policy_table
+        from slotml.backtest.replay import policy_report
     except ImportError as e:
         return {"available": False, "reason": f"serve's replay cannot be imported ({e})"}
     try:
-        table = serve_policy_table(model_path=model_path, lake_dir=cfg.lake_dir,
-                                   slot_from=split.test.first_slot, slot_to=split.test.last_slot + 1)
+        table, numbers = policy_report(model_path=model_path, lake_dir=cfg.lake_dir,
+                                       slot_from=split.test.first_slot,
+                                       slot_to=split.test.last_slot + 1)
     except Exception as e:  # noqa: BLE001 - the report's extra must not lose a written model
         log.exception("serve replay failed; the report goes without its policy table")
         return {"available": False, "reason": f"replay failed: {type(e).__name__}: {e}"}
-    return {"available": True, "table": table}
+    return {"available": True, "table": table, **numbers}
 
 
 def choose_policy(model_path: Path, cfg: TrainConfig, split: Split) -> dict[str, Any]:
@@ -401,6 +407,7 @@ def train_on_dataset(ds: TrainingSet, split: Split, cfg: TrainConfig,
 
     metrics: dict[str, Any] = {}
     p_test = y_test = book_test = None
+    test_rows: dict[str, np.ndarray] | None = None
     base_rate = float(np.mean(ds.y[fit | es]))
     with stages("metrics"):
         if split.test is not None:
@@ -422,6 +429,9 @@ def train_on_dataset(ds: TrainingSet, split: Split, cfg: TrainConfig,
             metrics["overall"]["model_uncalibrated"] = M.score(
                 y_test, raw_onnx_probabilities(ex.raw, ds.X[tm]))
             metrics["test_windows"] = split.test.windows
+            test_rows = {"symbol": ds.symbol[tm], "slot_ts": ds.slot_ts[tm], "point": ds.point[tm],
+                         "y": y_test, "model": p_test, "book": book_test,
+                         "oracle": np.full(len(rows), np.nan) if oracle is None else oracle}
         else:
             # no test days: carry the evaluation run that justified this model
             metrics = {"final": True, **_evaluation_summary(eval_card)}
@@ -508,7 +518,7 @@ def train_on_dataset(ds: TrainingSet, split: Split, cfg: TrainConfig,
               + "\n\n" + format_policy(policy))
     return TrainResult(model_path=model_path, card_path=card_path, png_path=png_path,
                        metrics=metrics, card=card, report=report, promoted=promoted,
-                       timings=dict(stages.timings))
+                       timings=dict(stages.timings), test_rows=test_rows)
 
 
 def run(cfg: TrainConfig) -> TrainResult:
