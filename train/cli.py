@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+from typing import Any
 
 from slotml.argtypes import (
     count,
@@ -39,6 +41,43 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "days; the card links the latest evaluation run (or --eval-card)")
     p.add_argument("--eval-card", type=existing_file,
                    help="with --final: the evaluation run's card to link")
+    add_model_args(p)
+    p.add_argument("--promote", action="store_true",
+                   help="point <data-dir>/models/current at the new model (atomic)")
+    p.add_argument("--models-dir", type=output_dir, help="where models go (default <data-dir>/models)")
+    p.set_defaults(func=_train)
+
+    w = sub.add_parser(
+        "walkforward",
+        help="retrain on a schedule over the lake and score each next period out of sample",
+        description="From the lake's first window: an initial span, then every --every days a "
+        "model trained (calibrated, given its policy thresholds) exactly as `slotml train` does "
+        "on the windows before, scored on the next period; log loss, Brier and ECE per period "
+        "and pooled beside the book's mid and the sim's oracle, the policy table summed. Writes "
+        "report.json, report.png and one folder per period into --out; a killed run resumes.",
+    )
+    add_common_args(w, db=False)
+    w.add_argument("--lake", type=existing_dir, help="lake directory (default <data-dir>/lake)")
+    w.add_argument("--out", type=output_dir,
+                   help="output directory (default <data-dir>/walkforward/<--name or the UTC "
+                   "time>); rerun with the same --out to resume")
+    w.add_argument("--name", help="with no --out: <data-dir>/walkforward/NAME")
+    w.add_argument("--initial-days", type=days(0, 3650, lo_open=True), default=30.0,
+                   help="days before the first scored period (0..3650, default 30)")
+    w.add_argument("--every", type=days(0, 3650, lo_open=True), default=7.0,
+                   help="days between retrains: each period's length (0..3650, default 7)")
+    w.add_argument("--sliding", type=days(0, 3650, lo_open=True), default=None,
+                   help="train on the last N days only (default: everything before the period)")
+    w.add_argument("--jobs", type=count(1, 1024), default=None,
+                   help="periods trained in parallel (1..1024, default: the cores)")
+    w.add_argument("--stop-after", type=count(1, 10**6), default=None,
+                   help="train at most N periods in this run; the next run resumes")
+    add_model_args(w)
+    w.set_defaults(func=_walkforward)
+
+
+def add_model_args(p: argparse.ArgumentParser) -> None:
+    """The options that decide a model (train's and walkforward's alike)."""
     p.add_argument("--params", help="XGBoost parameters as a JSON object (or @file.json) overriding "
                    "the defaults; also num_boost_round and early_stopping_rounds")
     p.add_argument("--calibration", choices=["isotonic", "platt"], default="isotonic")
@@ -48,8 +87,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--prob-floor", type=probability(0, 0.5, hi_open=True), default=0.005,
                    help="calibrated P(Up) is kept in [floor, 1 - floor] (default 0.005): a finite "
                    "calibration slice cannot justify certainty")
-    p.add_argument("--promote", action="store_true",
-                   help="point <data-dir>/models/current at the new model (atomic)")
     p.add_argument("--oracle", type=existing_file, help="the sim's oracle parquet (default <data-dir>/sim/oracle.parquet "
                    "when present)")
     p.add_argument("--window-s", type=integer(1, 7 * 86400, "seconds"),
@@ -68,7 +105,6 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "(default 0.4)")
     p.add_argument("--min-windows", type=count(1, 10**8),
                    help="minimum resolved windows in the training slice (default 200)")
-    p.add_argument("--models-dir", type=output_dir, help="where models go (default <data-dir>/models)")
     p.add_argument("--policy", choices=["edge", "design"], default="edge",
                    help="entry policy in the model: edge (min_edge and Kelly fraction chosen by "
                         "the backtest on the policy slice, maker-queue fills; default) or design "
@@ -76,27 +112,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--policy-days", type=days(0, 3650, lo_open=False), default=None,
                    help="days before the test days (after calibration) where --policy edge "
                         "chooses its thresholds (default: 15%% of the span, at most --test-days)")
-    p.set_defaults(func=_train)
 
 
-def _train(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
+def train_config(args: argparse.Namespace, common: Any, *, test_days: float, final: bool = False,
+                 models_dir: Path | None = None, promote: bool = False,
+                 eval_card: Path | None = None) -> Any:
+    """The TrainConfig that ``add_model_args``' options (and the caller's) describe."""
     from slotml.errors import UserError
-    from slotml.settings import log_config, start_command
-
-    common = start_command(args)
-
     from slotml.features.contract import DEFAULT_POINTS, parse_fraction, parse_points
     from slotml.train.fit import parse_params
-    from slotml.train.pipeline import TrainConfig, run
+    from slotml.train.pipeline import TrainConfig
     from slotml.train.split import SplitConfig
 
     try:
         points = parse_points(args.points) if args.points else DEFAULT_POINTS
     except ValueError as e:
         raise UserError(f"--points: {e}") from None
-    split_kw = {"test_days": args.test_days, "final": args.final,
+    split_kw = {"test_days": test_days, "final": final,
                 "embargo_windows": args.embargo_windows, "calib_frac": args.calib_frac,
                 "policy_days": args.policy_days if args.policy == "edge" else 0.0}
     if args.min_windows is not None:
@@ -104,23 +136,37 @@ def _train(args: argparse.Namespace) -> int:
     cfg = TrainConfig(
         data_dir=common.data_dir,
         lake_dir=Path(args.lake) if args.lake else common.lake_dir,
-        models_dir=Path(args.models_dir) if args.models_dir else common.models_dir,
+        models_dir=models_dir or common.models_dir,
         split=SplitConfig(**split_kw),
         params=parse_params(args.params),
         calibration=args.calibration,
-        promote=args.promote,
+        promote=promote,
         oracle=Path(args.oracle) if args.oracle else None,
         window_s=args.window_s,
         points=points,
         tolerance=parse_fraction(args.tolerance, "--tolerance"),
         lookback=parse_fraction(args.lookback, "--lookback"),
-        eval_card=Path(args.eval_card) if args.eval_card else None,
+        eval_card=eval_card,
         prob_floor=args.prob_floor,
         mirror=not args.no_mirror,
         policy=args.policy,
     )
     if cfg.oracle is not None and not cfg.oracle.exists():
         raise UserError(f"--oracle {cfg.oracle}: no such file")
+    return cfg
+
+
+def _train(args: argparse.Namespace) -> int:
+    from slotml.settings import log_config, start_command
+
+    common = start_command(args)
+
+    from slotml.train.pipeline import run
+
+    cfg = train_config(args, common, test_days=args.test_days, final=args.final,
+                       models_dir=Path(args.models_dir) if args.models_dir else None,
+                       promote=args.promote,
+                       eval_card=Path(args.eval_card) if args.eval_card else None)
     log_config(cfg)
     res = run(cfg)
     print(res.report)
@@ -129,4 +175,35 @@ def _train(args: argparse.Namespace) -> int:
         print(f"plot:   {res.png_path}")
     if res.promoted:
         print(f"promoted: {cfg.models_dir / 'current'} -> {res.model_path.name}")
+    return 0
+
+
+def _walkforward(args: argparse.Namespace) -> int:
+    import datetime as dt
+
+    from slotml.settings import log_config, start_command
+
+    common = start_command(args)
+
+    from slotml.train.walkforward import WalkConfig, walk
+    from slotml.train.walkforward_report import render
+
+    base = train_config(args, common, test_days=args.every)
+    if args.out:
+        out = Path(args.out)
+    else:
+        name = args.name or dt.datetime.now(dt.UTC).strftime("%Y%m%d_%H%M%S")
+        out = common.data_dir / "walkforward" / name
+    cfg = WalkConfig(train=base, out_dir=out, initial_days=args.initial_days,
+                     every_days=args.every, sliding_days=args.sliding, jobs=args.jobs,
+                     stop_after=args.stop_after)
+    log_config(cfg)
+    report = walk(cfg)
+    print(render(report))
+    print(f"\nreport: {out / 'report.json'}")
+    if report.get("plot"):
+        print(f"plot:   {out / report['plot']}")
+    if report["run"]["missing"]:
+        print(f"{report['run']['missing']} period(s) not trained yet: rerun with --out {out} "
+              "to resume")
     return 0
