@@ -192,9 +192,12 @@ def in_span(ds: TrainingSet, slot_from: int | None, slot_to: int | None) -> Trai
     return out
 
 
-def load_dataset(con: Any, cfg: TrainConfig, stages: Stages,
-                 manifest_id: int | None = None) -> tuple[TrainingSet, Split]:
-    """Two passes: split on the resolved rows, fit stats on the training slice, rebuild."""
+def load_dataset(con: Any, cfg: TrainConfig, stages: Stages, manifest_id: int | None = None,
+                 split_pass: TrainingSet | None = None) -> tuple[TrainingSet, Split]:
+    """Two passes: split on the resolved rows, fit stats on the training slice, rebuild.
+
+    ``split_pass``: the first pass's rows of the span, already built (a walk-forward builds the
+    lake's once and slices it per period: the pass has no statistics, so it is the same)."""
     from slotml.features.build import build_training_set, fit_stats
 
     window_s = _family(con, cfg.window_s)
@@ -202,11 +205,15 @@ def load_dataset(con: Any, cfg: TrainConfig, stages: Stages,
     # the SQL reads only the span (and the windows before it its features look back on): a
     # walk-forward period's build costs its span, not the lake's; in_span below still applies
     with stages("features (split pass)"):
-        # all rows (unresolved ones are counted, then dropped, by dataset_from_arrow)
-        t0 = build_training_set(con, cfg.points, None, resolved_only=False, window_s=window_s,
-                                slot_from=cfg.slot_from, slot_to=cfg.slot_to, **shape)
-        ds0 = dataset_from_arrow(t0, window_s=window_s, points=cfg.points, stats={},
-                                 manifest_id=manifest_id, **shape)
+        if split_pass is None:
+            # all rows (unresolved ones are counted, then dropped, by dataset_from_arrow)
+            t0 = build_training_set(con, cfg.points, None, resolved_only=False,
+                                    window_s=window_s, slot_from=cfg.slot_from,
+                                    slot_to=cfg.slot_to, **shape)
+            ds0 = dataset_from_arrow(t0, window_s=window_s, points=cfg.points, stats={},
+                                     manifest_id=manifest_id, **shape)
+        else:
+            ds0 = split_pass
         ds0 = in_span(ds0, cfg.slot_from, cfg.slot_to)
         split = temporal_split(ds0, cfg.split)
         log.info("%d resolved rows, %d windows; split %s", len(ds0), ds0.n_windows(),
@@ -521,8 +528,9 @@ def train_on_dataset(ds: TrainingSet, split: Split, cfg: TrainConfig,
                        timings=dict(stages.timings), test_rows=test_rows)
 
 
-def run(cfg: TrainConfig) -> TrainResult:
-    """The whole command: read the lake, build features, train, write (and maybe promote)."""
+def run(cfg: TrainConfig, split_pass: TrainingSet | None = None) -> TrainResult:
+    """The whole command: read the lake, build features, train, write (and maybe promote).
+    ``split_pass``: see ``load_dataset``."""
     import duckdb
 
     from slotml.lake.query import refresh
@@ -532,7 +540,7 @@ def run(cfg: TrainConfig) -> TrainResult:
         con = duckdb.connect(":memory:")
         manifest = refresh(con, cfg.lake_dir)
         manifest_id = int(manifest.id) if manifest.id else None
-    ds, split = load_dataset(con, cfg, stages, manifest_id)
+    ds, split = load_dataset(con, cfg, stages, manifest_id, split_pass)
     res = train_on_dataset(ds, split, cfg, stages)
     log.info("trained %s in %.1fs (%d rows)", res.model_path.name, stages.total, len(ds))
     return res

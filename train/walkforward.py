@@ -19,13 +19,16 @@ finished period with done/total and the ETA. The pooled report is ``walkforward_
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
 import logging
 import os
 import shutil
+import signal
 import time
+from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -151,6 +154,9 @@ def make_plan(cfg: WalkConfig) -> dict[str, Any]:
         raise UserError("the lake holds no resolved windows: run the collector (or the sim's "
                         "backfill) and `slotml export` first")
     first, end = span
+    if cfg.every_days * DAY_S < window_s:
+        raise UserError(f"--every {cfg.every_days:g} days is shorter than one window "
+                        f"({window_s} s)")
     periods = plan_periods(first, end, window_s, cfg.initial_days, cfg.every_days, cfg.sliding_days)
     if not periods:
         have = (end - first) / DAY_S
@@ -227,23 +233,75 @@ def period_config(base: TrainConfig, period: Period, period_dir: Path, nthread: 
                    split=replace(base.split, test_days=period.test_days, final=False))
 
 
-def _worker_init(log_format: str, log_level: str) -> None:
+def _worker_init(log_format: str, log_level: str, parent: int) -> None:
+    import threading
+
     from slotml.log import setup_logging
 
     # the stages of N parallel trainings would interleave: a worker says only what went wrong
     setup_logging(log_format, "DEBUG" if log_level.upper() == "DEBUG" else "WARNING")
 
+    def orphaned() -> None:  # a killed (SIGKILL) walk must not leave workers training on
+        while True:
+            time.sleep(1.0)
+            try:
+                os.kill(parent, 0)
+            except ProcessLookupError:
+                os._exit(1)
+
+    threading.Thread(target=orphaned, name="walkforward-parent-watch", daemon=True).start()
+
+
+# A worker's first pass over the whole lake (its plan id -> resolved rows, unresolved slots): the
+# split pass has no statistics, so every period's is a slice of it (built once per process, not
+# once per period: on the year bench that pass was about a fifth of a period's time).
+_SPLIT_PASS: dict[str, tuple[Any, np.ndarray]] = {}
+
+
+def split_pass(base: TrainConfig, plan: dict[str, Any], period: Period) -> Any:
+    """The period's first-pass rows (``pipeline.load_dataset``'s ``split_pass``), unresolved rows
+    counted within its span as ``slotml train`` counts them."""
+    import duckdb
+
+    from slotml.features.build import build_training_set
+    from slotml.features.contract import TARGET
+    from slotml.lake.query import refresh
+    from slotml.train.pipeline import dataset_from_arrow, in_span
+
+    key = plan["plan_id"]
+    if key not in _SPLIT_PASS:
+        _SPLIT_PASS.clear()
+        con = duckdb.connect(":memory:")
+        try:
+            refresh(con, base.lake_dir)
+            shape = {"tolerance": base.tolerance, "lookback": base.lookback}
+            t0 = build_training_set(con, base.points, None, resolved_only=False,
+                                    window_s=plan["window_s"], **shape)
+        finally:
+            con.close()
+        y = np.asarray(t0.column(TARGET).to_numpy(zero_copy_only=False), dtype=np.float64)
+        slots = np.asarray(t0.column("slot_ts").to_numpy(zero_copy_only=False), dtype=np.int64)
+        ds0 = dataset_from_arrow(t0, window_s=plan["window_s"], points=base.points, stats={},
+                                 manifest_id=plan["lake_manifest_id"], **shape)
+        _SPLIT_PASS[key] = (ds0, slots[~np.isfinite(y)])
+    ds0, unresolved = _SPLIT_PASS[key]
+    out = in_span(ds0, period.train_from, period.test_to)
+    lo = period.train_from if period.train_from is not None else np.iinfo(np.int64).min
+    out.skipped = {"unresolved_rows": int(((unresolved >= lo) & (unresolved < period.test_to)).sum())}
+    return out
+
 
 def run_period(base: TrainConfig, period: Period, period_dir: Path, nthread: int,
-               plan_id: str) -> dict[str, Any]:
+               plan: dict[str, Any]) -> dict[str, Any]:
     """Train and score one period; writes its files and, last, done.json. Returns done.json."""
     from slotml.train.pipeline import run
 
     t0 = time.perf_counter()
+    plan_id = plan["plan_id"]
     if period_dir.exists():  # what a killed run left half-written
         shutil.rmtree(period_dir)
     period_dir.mkdir(parents=True)
-    res = run(period_config(base, period, period_dir, nthread))
+    res = run(period_config(base, period, period_dir, nthread), split_pass(base, plan, period))
     rows = res.test_rows
     if rows is None:  # cannot happen: test_days > 0
         raise UserError(f"{period.name}: the run had no test days")
@@ -266,6 +324,23 @@ def run_period(base: TrainConfig, period: Period, period_dir: Path, nthread: int
 
 
 # ---------------------------------------------------------------- the whole walk
+
+@contextlib.contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM raises KeyboardInterrupt in the main thread while the workers run."""
+    def handler(signum: int, frame: Any) -> None:  # noqa: ARG001
+        raise KeyboardInterrupt
+
+    try:
+        old = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
 
 def _clock(s: float) -> str:
     s = int(round(s))
@@ -307,14 +382,21 @@ def walk(cfg: WalkConfig) -> dict[str, Any]:
         root = logging.getLogger()
         fmt = "json" if any(type(h.formatter).__name__ == "JsonFormatter" for h in root.handlers) else "text"
         ctx = multiprocessing.get_context("forkserver")
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_worker_init,
-                                 initargs=(fmt, logging.getLevelName(root.level))) as ex:
+        with _terminate_as_interrupt(), ProcessPoolExecutor(
+                max_workers=jobs, mp_context=ctx, initializer=_worker_init,
+                initargs=(fmt, logging.getLevelName(root.level), os.getpid())) as ex:
             pending: dict[Future, Period] = {
-                ex.submit(run_period, cfg.train, p, out / p.name, nthread, plan["plan_id"]): p
+                ex.submit(run_period, cfg.train, p, out / p.name, nthread, plan): p
                 for p in todo}
             n_now = 0
             while pending:
-                finished_now, _ = wait(pending, return_when=FIRST_COMPLETED)
+                try:
+                    finished_now, _ = wait(pending, return_when=FIRST_COMPLETED)
+                except KeyboardInterrupt:  # Ctrl-C or SIGTERM: stop the workers, keep what is done
+                    for proc in list(getattr(ex, "_processes", {}).values()):
+                        proc.terminate()
+                    ex.shutdown(wait=False, cancel_futures=True)
+                    raise
                 for f in finished_now:
                     p = pending.pop(f)
                     try:
@@ -322,6 +404,8 @@ def walk(cfg: WalkConfig) -> dict[str, Any]:
                     except BaseException as e:
                         for other in pending:
                             other.cancel()
+                        if isinstance(e, KeyboardInterrupt):
+                            raise
                         why = str(e) if isinstance(e, UserError) else f"{type(e).__name__}: {e}"
                         raise UserError(
                             f"{p.name} ({_when(p.test_from)} .. {_when(p.test_to)}) failed: "

@@ -1,0 +1,152 @@
+"""`slotml walkforward` on a real small lake: out-of-sample periods, expanding and sliding spans,
+resume after a killed run, refusals, the pooled report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from slotml.train import metrics as M
+from slotml.train.walkforward import DAY_S, plan_periods
+from tests.train.test_pipeline import write_lake
+
+START = 1_767_225_600  # features/synth.py's first window
+DAYS = 10
+# single-threaded, quick trees: the checks are about periods, not model quality
+FAST = json.dumps({"nthread": 1, "eta": 0.2, "num_boost_round": 60})
+
+
+@pytest.fixture(scope="module")
+def lake(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """10 days x 4 assets of synthetic history as a lake, with an oracle beside it."""
+    import polars as pl
+
+    from slotml.features.synth import SynthConfig, generate
+
+    d = tmp_path_factory.mktemp("wf")
+    snaps, res = generate(SynthConfig(n_windows=DAYS * 96, seed=5, p_missing=0.02,
+                                      p_one_sided=0.02, p_unresolved=0.01))
+    write_lake(d / "lake", snaps, res)
+    s = pl.from_arrow(snaps.select(["symbol", "window_s", "slot_ts", "tick_ms"]))
+    rng = np.random.default_rng(0)
+    (d / "sim").mkdir()
+    s.with_columns(pl.Series("p_up", rng.uniform(0.2, 0.8, s.height))).write_parquet(
+        d / "sim" / "oracle.parquet")
+    return d
+
+
+def _cli(data: Path, out: Path, *extra: str) -> int:
+    from slotml.cli import main
+
+    return main(["walkforward", "--data-dir", str(data), "--out", str(out), "--initial-days", "5",
+                 "--every", "1.5", "--jobs", "2", "--params", FAST, *extra])
+
+
+def test_plan_expanding_and_sliding() -> None:
+    w = 900
+    end = START + 10 * DAY_S
+    exp = plan_periods(START, end, w, 5, 1.5)
+    assert [(p.test_from - START) / DAY_S for p in exp] == [5, 6.5, 8]  # 9.5..10: < half a period
+    assert all(p.train_from is None for p in exp)
+    assert all(b.test_from == a.test_to for a, b in zip(exp, exp[1:], strict=False))
+    sl = plan_periods(START, end, w, 5, 1.5, sliding_days=3)
+    assert [p.test_from - p.train_from for p in sl] == [3 * DAY_S] * 3
+    # a sliding span longer than the history so far starts at the lake's start
+    assert plan_periods(START, end, w, 5, 1.5, sliding_days=6)[0].train_from is None
+    # boundaries fall on whole windows; the last period may be shorter, down to half of --every
+    odd = plan_periods(START, START + int(9.5 * DAY_S), w, 2.01, 2)
+    assert all((p.test_from - START) % w == 0 and (p.test_to - START) % w == 0 for p in odd)
+    assert (odd[-1].test_to - odd[-1].test_from) / DAY_S == pytest.approx(1.49, abs=0.01)
+
+
+def test_walkforward_periods_resume_and_refusals(lake: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "wf"
+    # a run stopped after one period (as if killed): the other periods are left to the next run
+    assert _cli(lake, out, "--stop-after", "1") == 0
+    assert "2 period(s) not trained yet" in capsys.readouterr().out
+    assert (out / "period_000" / "done.json").exists()
+    assert not (out / "period_001" / "done.json").exists()
+    first = (out / "period_000" / "done.json").stat().st_mtime_ns
+
+    assert _cli(lake, out) == 0
+    text = capsys.readouterr().out
+    assert "walk-forward: 3 of 3 periods finished" in text and "oracle" in text
+    assert (out / "period_000" / "done.json").stat().st_mtime_ns == first  # reused
+    report = json.loads((out / "report.json").read_text())
+    assert report["run"]["reused"] == 1 and report["run"]["trained_now"] == 2
+    assert (out / "report.png").read_bytes()[:4] == b"\x89PNG"
+
+    # every period is scored by a model that never saw a window at or after its start
+    ys, ps = [], []
+    for per in report["periods"]:
+        p = per["period"]
+        card = json.loads(next((out / f"period_{p['index']:03d}").glob("*_card.json")).read_text())
+        seen = max(s["to"] for k, s in card["splits"].items()
+                   if isinstance(s, dict) and k != "test" and s.get("to") is not None)
+        assert seen < p["test_from"] and card["splits"]["train"]["from"] == START
+        assert card["splits"]["test"]["from"] == p["test_from"]
+        with np.load(out / f"period_{p['index']:03d}" / "rows.npz") as z:
+            assert z["slot_ts"].min() >= p["test_from"] and z["slot_ts"].max() < p["test_to"]
+            assert len(z["y"]) == per["scores"]["rows"] > 0
+            ys.append(z["y"])
+            ps.append(z["model"])
+    # pooled over all rows (not an average of periods), beside the book and the oracle
+    pooled = report["pooled"]
+    y, p = np.concatenate(ys), np.concatenate(ps)
+    assert pooled["rows"] == len(y)
+    assert pooled["model"]["brier"] == pytest.approx(M.brier(y, p))
+    assert pooled["model"]["log_loss"] == pytest.approx(M.log_loss(y, p))
+    assert {"book_mid", "oracle"} <= set(pooled) and pooled["oracle"]["coverage"] > 0.9
+    cells = {(c["policy"], c["fill"]): c for c in report["policy_pooled"]}
+    assert ("edge", "taker") in cells and cells[("edge", "taker")]["periods"] == 3
+    assert cells[("edge", "taker")]["pnl"] == pytest.approx(sum(
+        c["pnl"] for per in report["periods"] for c in per["policy_cells"]
+        if (c["policy"], c["fill"]) == ("edge", "taker")))
+
+    # a period killed half-way (no done.json) is retrained; the others are not
+    (out / "period_001" / "done.json").unlink()
+    before = {i: (out / f"period_{i:03d}" / "done.json").stat().st_mtime_ns for i in (0, 2)}
+    assert _cli(lake, out) == 0
+    capsys.readouterr()
+    assert {i: (out / f"period_{i:03d}" / "done.json").stat().st_mtime_ns for i in (0, 2)} == before
+    assert len(list((out / "period_001").glob("*.onnx"))) == 1  # the half-written run cleared
+    assert json.loads((out / "report.json").read_text())["run"]["trained_now"] == 1
+
+    # other options in the same --out: refused, one line, exit 2
+    assert _cli(lake, out, "--sliding", "3", "--log-level", "WARNING") == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "other options" in err and "sliding_days" in err
+
+
+def test_sliding_span(lake: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "sl"
+    assert _cli(lake, out, "--sliding", "3", "--stop-after", "1", "--jobs", "1") == 0
+    capsys.readouterr()
+    card = json.loads(next((out / "period_000").glob("*_card.json")).read_text())
+    done = json.loads((out / "period_000" / "done.json").read_text())
+    test_from = done["period"]["test_from"]
+    assert done["period"]["train_from"] == test_from - 3 * DAY_S
+    assert card["splits"]["train"]["from"] >= test_from - 3 * DAY_S > START
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--initial-days", "0"], "--initial-days"),
+    (["--every", "nan"], "--every"),
+    (["--sliding", "-1"], "--sliding"),
+    (["--jobs", "0"], "--jobs"),
+    (["--stop-after", "1.5"], "--stop-after"),
+    (["--initial-days", "40"], "the lake spans 10.00 days"),
+    (["--every", "0.01"], "shorter than one window"),
+])
+def test_bad_options_are_one_line_exit_2(lake: Path, tmp_path: Path, capsys, args, words) -> None:
+    from slotml.cli import main
+
+    with pytest.raises(SystemExit) as e:  # argparse's own errors exit; UserErrors return 2
+        raise SystemExit(main(["walkforward", "--data-dir", str(lake), "--out",
+                               str(tmp_path / "x"), "--stop-after", "1", "--log-level", "WARNING", *args]))
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and words in err, err
