@@ -185,9 +185,13 @@ def _walkforward(args: argparse.Namespace) -> int:
 
     common = start_command(args)
 
+    from slotml.errors import UserError
     from slotml.train.walkforward import WalkConfig, walk
     from slotml.train.walkforward_report import render
 
+    if args.name is not None and (not args.name or args.name.startswith(".")
+                                  or "/" in args.name or "\\" in args.name):
+        raise UserError(f"--name {args.name!r}: a plain folder name (no '/', not starting with '.')")
     base = train_config(args, common, test_days=args.every)
     if args.out:
         out = Path(args.out)

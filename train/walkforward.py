@@ -15,6 +15,9 @@ resumes: periods with a ``done.json`` of the same plan are kept, the rest retrai
 other options (or over a changed lake) is refused. Periods run in parallel
 (``ProcessPoolExecutor``, ``jobs`` processes, XGBoost threads = cores // jobs); one log line per
 finished period with done/total and the ETA. The pooled report is ``walkforward_report.py``.
+
+About 430 lines, one module: plan, resume, the worker's period and the parallel loop share one
+plan dict and one directory layout; splitting them would spread the resume contract over files.
 """
 
 from __future__ import annotations

@@ -140,6 +140,7 @@ def test_sliding_span(lake: Path, tmp_path: Path, capsys) -> None:
     (["--stop-after", "1.5"], "--stop-after"),
     (["--initial-days", "40"], "the lake spans 10.00 days"),
     (["--every", "0.01"], "shorter than one window"),
+    (["--name", "../up"], "--name '../up': a plain folder name"),
 ])
 def test_bad_options_are_one_line_exit_2(lake: Path, tmp_path: Path, capsys, args, words) -> None:
     from slotml.cli import main
