@@ -299,7 +299,7 @@ def run_period(base: TrainConfig, period: Period, period_dir: Path, nthread: int
     """Train and score one period; writes its files and, last, done.json. Returns done.json."""
     from slotml.train.pipeline import run
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     plan_id = plan["plan_id"]
     if period_dir.exists():  # what a killed run left half-written
         shutil.rmtree(period_dir)
@@ -320,7 +320,9 @@ def run_period(base: TrainConfig, period: Period, period_dir: Path, nthread: int
         "entry_policy": choice.get("chosen") and {k: choice["chosen"][k]
                                                   for k in ("min_edge", "kelly_fraction")},
         "policy_table": {k: v for k, v in res.card["policy"].items() if k != "table"},
-        "seconds": round(time.perf_counter() - t0, 2), "timings_s": res.timings,
+        "seconds": round(time.perf_counter() - t0, 2),
+        "cpu_seconds": round(time.process_time() - c0, 2),  # all of the worker's threads
+        "timings_s": res.timings,
     }
     write_json_atomic(period_dir / DONE_FILE, done)
     return done

@@ -69,6 +69,7 @@ def build_report(out_dir: Path, plan: dict[str, Any], done: dict[int, dict[str, 
             pooled.setdefault(k, []).append(v)
         per.append({"period": d["period"], "model": d["model"], "trained_to": d["trained_to"],
                     "entry_policy": d.get("entry_policy"), "seconds": d.get("seconds"),
+                    "cpu_seconds": d.get("cpu_seconds"),
                     "scores": score_rows(rows),
                     "policy_cells": (d.get("policy_table") or {}).get("cells"),
                     "policy_unavailable": (d.get("policy_table") or {}).get("unavailable")
