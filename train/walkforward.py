@@ -226,14 +226,17 @@ def finished(out_dir: Path, plan: dict[str, Any]) -> dict[int, dict[str, Any]]:
 
 # ---------------------------------------------------------------- one period (a worker process)
 
-def period_config(base: TrainConfig, period: Period, period_dir: Path, nthread: int) -> TrainConfig:
+def period_config(base: TrainConfig, period: Period, period_dir: Path, nthread: int,
+                  test_days: float | None = None) -> TrainConfig:
     """``slotml train``'s config for one period: the span up to the period's end, the period as
-    its test days, single-purpose models dir, XGBoost threads (unless --params sets them)."""
+    its test days, single-purpose models dir, XGBoost threads (unless --params sets them).
+    ``test_days``: from the period's start to its last window in the lake (default: to its end)."""
     params = dict(base.params)
     params.setdefault("nthread", nthread)
+    days = period.test_days if test_days is None else test_days
     return replace(base, models_dir=period_dir, promote=False, slot_from=period.train_from,
                    slot_to=period.test_to, params=params,
-                   split=replace(base.split, test_days=period.test_days, final=False))
+                   split=replace(base.split, test_days=days, final=False))
 
 
 def _worker_init(log_format: str, log_level: str, parent: int) -> None:
@@ -304,7 +307,16 @@ def run_period(base: TrainConfig, period: Period, period_dir: Path, nthread: int
     if period_dir.exists():  # what a killed run left half-written
         shutil.rmtree(period_dir)
     period_dir.mkdir(parents=True)
-    res = run(period_config(base, period, period_dir, nthread), split_pass(base, plan, period))
+    sp = split_pass(base, plan, period)
+    # train's test slice is the last test_days before the span's last window: measured from
+    # the windows there are, so missing windows at a period's end never pull its test days
+    # into the period before (they would be scored, and their PnL counted, twice)
+    there = sp.slot_ts[sp.slot_ts >= period.test_from]
+    if len(there) == 0:
+        raise UserError(f"{period.name}: no resolved window in the lake between "
+                        f"{_when(period.test_from)} and {_when(period.test_to)}")
+    test_days = (int(there.max()) + int(plan["window_s"]) - period.test_from) / DAY_S
+    res = run(period_config(base, period, period_dir, nthread, test_days), sp)
     rows = res.test_rows
     if rows is None:  # cannot happen: test_days > 0
         raise UserError(f"{period.name}: the run had no test days")

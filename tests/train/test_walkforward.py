@@ -23,12 +23,18 @@ FAST = json.dumps({"nthread": 1, "eta": 0.2, "num_boost_round": 60})
 def lake(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """10 days x 4 assets of synthetic history as a lake, with an oracle beside it."""
     import polars as pl
+    import pyarrow.compute as pc
 
     from slotml.features.synth import SynthConfig, generate
 
     d = tmp_path_factory.mktemp("wf")
     snaps, res = generate(SynthConfig(n_windows=DAYS * 96, seed=5, p_missing=0.02,
                                       p_one_sided=0.02, p_unresolved=0.01))
+    # a gap: the last 2 hours of the second period (days 6.5 to 8) were never collected
+    gap = (START + 8 * DAY_S - 7200, START + 8 * DAY_S)
+    keep = lambda t: pc.invert(pc.and_(pc.greater_equal(t["slot_ts"], gap[0]),  # noqa: E731
+                                       pc.less(t["slot_ts"], gap[1])))
+    snaps, res = snaps.filter(keep(snaps)), res.filter(keep(res))
     write_lake(d / "lake", snaps, res)
     s = pl.from_arrow(snaps.select(["symbol", "window_s", "slot_ts", "tick_ms"]))
     rng = np.random.default_rng(0)
@@ -87,7 +93,7 @@ def test_walkforward_periods_resume_and_refusals(lake: Path, tmp_path: Path, cap
         seen = max(s["to"] for k, s in card["splits"].items()
                    if isinstance(s, dict) and k != "test" and s.get("to") is not None)
         assert seen < p["test_from"] and card["splits"]["train"]["from"] == START
-        assert card["splits"]["test"]["from"] == p["test_from"]
+        assert card["splits"]["test"]["from"] == p["test_from"]  # the gap does not move it
         with np.load(out / f"period_{p['index']:03d}" / "rows.npz") as z:
             assert z["slot_ts"].min() >= p["test_from"] and z["slot_ts"].max() < p["test_to"]
             assert len(z["y"]) == per["scores"]["rows"] > 0
