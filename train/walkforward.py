@@ -405,7 +405,9 @@ def walk(cfg: WalkConfig) -> dict[str, Any]:
             pending: dict[Future, Period] = {
                 ex.submit(run_period, cfg.train, p, out / p.name, nthread, plan): p
                 for p in todo}
-            n_now = 0
+            # a period's cost grows with its training span: the ETA weighs periods by it
+            weight = {p.index: p.test_to - (p.train_from or plan["lake_from"]) for p in todo}
+            work_left, work_done = sum(weight.values()), 0
             while pending:
                 try:
                     finished_now, _ = wait(pending, return_when=FIRST_COMPLETED)
@@ -423,18 +425,20 @@ def walk(cfg: WalkConfig) -> dict[str, Any]:
                             other.cancel()
                         if isinstance(e, KeyboardInterrupt):
                             raise
+                        if not isinstance(e, UserError):
+                            log.error("%s failed", p.name, exc_info=e)
                         why = str(e) if isinstance(e, UserError) else f"{type(e).__name__}: {e}"
                         raise UserError(
                             f"{p.name} ({_when(p.test_from)} .. {_when(p.test_to)}) failed: "
                             f"{why} (finished periods are kept: rerun to resume)") from e
                     done[p.index] = d
-                    n_now += 1
+                    work_done += weight[p.index]
+                    work_left -= weight[p.index]
                     el = time.perf_counter() - t0
-                    left = len(todo) - n_now
-                    eta = el / n_now * left
+                    eta = el / work_done * work_left
                     log.info("%s done (%s .. %s, %d rows, %.0fs): %d/%d, elapsed %s, ETA %s",
                              p.name, _when(p.test_from), _when(p.test_to), d["rows"], d["seconds"],
-                             len(done), total, _clock(el), _clock(eta) if left else "0m00s")
+                             len(done), total, _clock(el), _clock(eta))
     rows_of = {}
     for i in done:
         with np.load(out / periods[i].name / ROWS_FILE, allow_pickle=False) as z:
