@@ -118,9 +118,8 @@ def paired_pnl(con: Any, champion: Any, challenger: Any, slot_from: int, slot_to
     """Maker PnL/staked (challenger − champion) over the same days, paired day bootstrap."""
     from slotml.backtest.replay import replay
     from slotml.backtest.verdict import _ratio, daily, resample  # _ratio: the verdict's own ratio
-    from slotml.serve.gate import GateConfig
 
-    res = {name: replay(con, s, GateConfig(), slot_from=slot_from, slot_to=slot_to,
+    res = {name: replay(con, s, None, slot_from=slot_from, slot_to=slot_to,
                         policies=(rule.policy,), fills=(rule.fill,), n_boot=10, seed=rule.seed)
            for name, s in (("challenger", challenger), ("champion", champion))}
     why = next((r.unavailable[rule.fill] for r in res.values() if rule.fill in r.unavailable), None)
