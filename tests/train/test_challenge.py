@@ -168,3 +168,16 @@ def test_train_run_appends_its_model_record(first: Path) -> None:
     for r in reg.models():
         assert {"model", "created_at", "data_span", "splits", "metrics", "final"} <= set(r)
         assert (champion / "models" / r["model"]).exists()
+
+
+def test_plain_train_runs_append_their_model_records(champion: Path) -> None:
+    from slotml.cli import main
+
+    n = len(registry.read(champion / "models").models())
+    for extra in ([], ["--final"]):
+        assert main(["train", "--data-dir", str(champion), "--test-days", "3", "--params",
+                     json.dumps(FAST), "--log-level", "WARNING", *extra]) == 0
+    ev, fin = registry.read(champion / "models").models()[n:]
+    assert ev["final"] is False and ev["splits"]["test"]["windows"] > 0
+    assert fin["final"] is True and fin["evaluation_model"] == ev["model"]
+    assert ev["data_span"]["first_slot"] == START
