@@ -9,6 +9,12 @@ current champion. Nothing is degraded: on stationary data a refusal is a false a
 rule, and the aim is a refusal rate below 20%.
 
     python -m bench.challenge_rate [--weeks 20] [--initial-weeks 4] [--work-dir DIR]
+    python -m bench.challenge_rate --reeval [--work-dir DIR]   # the same pairs, other levels
+
+``--reeval`` compares each week's stored (champion, challenger) pair again and says what the
+rule would have decided with the Brier check alone and with the PnL check at 95% / 99%
+(approximate: the pairs are the ones the 90% rule produced; another rule changes later
+champions).
 
 Not part of ``make test`` (about a minute or two a week on 2 cores). Prints one line a week and a
 summary; writes ``<work-dir>/challenge_weeks.jsonl`` and the models' ``registry.jsonl``.
@@ -67,7 +73,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--work-dir", type=Path, default=Path("/tmp/slotml_bench_challenge"))
     ap.add_argument("--history", type=Path, default=None,
                     help="an exported data dir to use instead of backfilling one")
+    ap.add_argument("--reeval", action="store_true",
+                    help="re-compare the stored weekly pairs and report other levels")
     a = ap.parse_args(argv)
+    if a.reeval:
+        return reeval(a.work_dir, a.history or a.work_dir / "history")
 
     from slotml.train.challenge import run_challenge
     from slotml.train.pipeline import TrainConfig
@@ -112,6 +122,36 @@ def main(argv: list[str] | None = None) -> int:
     rate = len(refused) / len(weeks) if weeks else float("nan")
     print(f"\nchallenges: {len(weeks)} weeks, refused {len(refused)} ({rate:.0%}): weeks {refused}; "
           f"aim < 20%: {'met' if rate < 0.2 else 'NOT met'}")
+    return 0
+
+
+def reeval(work: Path, hist: Path) -> int:
+    from slotml.train.challenge import Rule, compare, decide
+
+    logging.basicConfig(level=logging.WARNING)
+    weeks = [json.loads(x) for x in (work / "challenge_weeks.jsonl").read_text().splitlines()]
+    rule = Rule()
+    tally: dict[str, list[int]] = {"spec 90%": [], "Brier only": [], "PnL at 95%": [], "PnL at 99%": []}
+    n = 0
+    for w in weeks:
+        if not w["champion"]:
+            continue
+        n += 1
+        models = work / "models"
+        c = compare(models / w["champion"], models / w["challenger"], hist / "lake", rule)
+        ok, _ = decide(c, rule)
+        b, p = c["brier"], c["pnl"]
+        brier_ok = b["ci"] is not None and b["ci"][1] < rule.margin
+        sw = p.get("share_worse")
+        for name, good in (("spec 90%", ok), ("Brier only", brier_ok),
+                           ("PnL at 95%", brier_ok and not (sw is not None and sw > 0.975)),
+                           ("PnL at 99%", brier_ok and not (sw is not None and sw > 0.995))):
+            if not good:
+                tally[name].append(w["week"])
+        print(f"week {w['week']:2d}: spec {'promoted' if ok else 'REFUSED'}; Brier share over "
+              f"margin {b['share_over_margin']:.3f}, PnL share worse {sw}", flush=True)
+    for name, refused in tally.items():
+        print(f"{name}: refused {len(refused)} of {n} ({len(refused) / n:.0%}): weeks {refused}")
     return 0
 
 

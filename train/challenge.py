@@ -110,7 +110,9 @@ def paired_brier(con: Any, champion: Any, challenger: Any, slot_from: int, slot_
     return {**out, "windows": int(len(uw)), "days": int(len(days)),
             "brier_challenger": float(np.mean((a - y) ** 2)),
             "brier_champion": float(np.mean((b - y) ** 2)),
-            "difference": float(d_win.mean()), "ci": ci}
+            "difference": float(d_win.mean()), "ci": ci,
+            # share of bootstrap draws at or above the margin: judges any CI level afterwards
+            "share_over_margin": float(np.mean(boots[np.isfinite(boots)] >= rule.margin))}
 
 
 def paired_pnl(con: Any, champion: Any, challenger: Any, slot_from: int, slot_to: int,
@@ -137,7 +139,9 @@ def paired_pnl(con: Any, champion: Any, challenger: Any, slot_from: int, slot_to
             "champion": {"entries": cells["champion"].n_entries, "fills": cells["champion"].n_fills,
                          "pnl": cells["champion"].pnl, "pnl_per_staked": rb},
             "difference": None if ra is None or rb is None else ra - rb,
-            "ci": _ci(diffs, rule.level) if len(days) >= rule.min_days else None}
+            "ci": _ci(diffs, rule.level) if len(days) >= rule.min_days else None,
+            # share of bootstrap draws where the challenger earned less (any CI level afterwards)
+            "share_worse": float(np.mean(diffs[np.isfinite(diffs)] < 0)) if np.isfinite(diffs).any() else None}
 
 
 def compare(champion_path: Path, challenger_path: Path, lake_dir: Path | None,
@@ -284,9 +288,10 @@ def run_challenge(cfg: Any, rule: Rule | None = None, on_model: Any = None) -> C
         "validated": validated, "validated_at": now if validated else None,
         "span": {"slot_from": cmp.get("slot_from"), "slot_to": cmp.get("slot_to")},
         "brier": {k: b.get(k) for k in ("difference", "ci", "windows", "days", "rows",
-                                        "brier_challenger", "brier_champion")} if b else None,
+                                        "brier_challenger", "brier_champion",
+                                        "share_over_margin")} if b else None,
         "maker_pnl": {k: p.get(k) for k in ("available", "reason", "difference", "ci", "days",
-                                            "challenger", "champion")} if p else None,
+                                            "challenger", "champion", "share_worse")} if p else None,
         "rule": {"margin": rule.margin, "level": rule.level, "n_boot": rule.n_boot,
                  "min_days": rule.min_days},
     })
