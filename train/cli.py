@@ -20,6 +20,9 @@ from slotml.argtypes import (
 )
 from slotml.settings import add_common_args
 
+DEFAULT_TEST_DAYS = 3.0
+DEFAULT_EVERY = 7.0  # days: --challenge's test slice is at least one retraining period
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add this stage's subcommands to the `slotml` parser."""
@@ -33,9 +36,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     add_common_args(p, db=False)
     p.add_argument("--lake", type=existing_dir, help="lake directory (default <data-dir>/lake)")
-    p.add_argument("--test-days", type=days(0, 3650), default=3.0,
+    p.add_argument("--test-days", type=days(0, 3650), default=None,
                    help="the last N days are the test set, used only for the report "
-                   "(0..3650, default 3)")
+                   "(0..3650, default 3; with --challenge at least --every)")
     p.add_argument("--final", action="store_true",
                    help="production: fit on everything but the latest calibration slice, no test "
                    "days; the card links the latest evaluation run (or --eval-card)")
@@ -44,6 +47,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_model_args(p)
     p.add_argument("--promote", action="store_true",
                    help="point <data-dir>/models/current at the new model (atomic)")
+    p.add_argument("--challenge", action="store_true",
+                   help="champion and challenger: train a challenger whose test slice is the "
+                   "last max(--test-days, --every) days, compare it with <models>/current on "
+                   "those days (paired per-window Brier, day block bootstrap: promoted when the "
+                   "90%% CI upper end of challenger - champion is below +0.001 and its maker PnL "
+                   "is not worse beyond its CI); promoted: refit --final and point current at "
+                   "it; refused: the champion stays, re-validated. Both logged in "
+                   "<models>/registry.jsonl; exit 0 either way")
+    p.add_argument("--every", type=days(0, 365, lo_open=True), default=None,
+                   help="with --challenge: the retraining period; the challenger's test slice "
+                   "is at least this long ((0, 365] days, default 7)")
     p.add_argument("--models-dir", type=output_dir, help="where models go (default <data-dir>/models)")
     p.set_defaults(func=_train)
 
@@ -161,20 +175,57 @@ def _train(args: argparse.Namespace) -> int:
 
     common = start_command(args)
 
+    from slotml.errors import UserError
     from slotml.train.pipeline import run
 
-    cfg = train_config(args, common, test_days=args.test_days, final=args.final,
+    if args.every is not None and not args.challenge:
+        raise UserError("--every applies only with --challenge")
+    if args.challenge:
+        for flag, given in (("--final", args.final), ("--promote", args.promote),
+                            ("--eval-card", args.eval_card is not None)):
+            if given:
+                raise UserError(f"--challenge decides the promotion and refits --final itself: "
+                                f"drop {flag}")
+    every = args.every or DEFAULT_EVERY
+    if args.challenge:  # the test slice is at least one retraining period
+        test_days = every if args.test_days is None else max(args.test_days, every)
+    else:
+        test_days = DEFAULT_TEST_DAYS if args.test_days is None else args.test_days
+    cfg = train_config(args, common, test_days=test_days, final=args.final,
                        models_dir=Path(args.models_dir) if args.models_dir else None,
                        promote=args.promote,
                        eval_card=Path(args.eval_card) if args.eval_card else None)
     log_config(cfg)
+    if args.challenge:
+        return _challenge(cfg)
     res = run(cfg)
+    _register(cfg, res, (res.metrics or {}).get("evaluation_model"))
     print(res.report)
     print(f"\nmodel:  {res.model_path}\ncard:   {res.card_path}")
     if res.png_path:
         print(f"plot:   {res.png_path}")
     if res.promoted:
         print(f"promoted: {cfg.models_dir / 'current'} -> {res.model_path.name}")
+    return 0
+
+
+def _register(cfg: Any, res: Any, evaluation_model: str | None) -> None:
+    """Append the model just written to <models>/registry.jsonl."""
+    from slotml.train import registry
+
+    registry.append(cfg.models_dir, registry.model_record(
+        res.card, span=(cfg.slot_from, cfg.slot_to), evaluation_model=evaluation_model))
+
+
+def _challenge(cfg: Any) -> int:
+    from slotml.train.challenge import run_challenge
+
+    out = run_challenge(cfg, on_model=lambda res, ev: _register(cfg, res, ev))
+    print(out.challenger.report)
+    print(f"\nchallenger: {out.challenger.model_path}\ncard:       {out.challenger.card_path}")
+    if out.final is not None:
+        print(f"final:      {out.final.model_path}")
+    print(out.line())
     return 0
 
 
