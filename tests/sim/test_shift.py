@@ -163,3 +163,13 @@ def test_cli_backfill_with_a_shift(tmp_path: Path, capsys) -> None:
             "--data-dir", str(tmp_path), "--log-level", "WARNING", "--shift", "lag", "--shift-day", "0.05"]
     assert main(args) == 0
     assert "backfilled" in capsys.readouterr().out
+
+
+def test_serve_anchors_the_shift_on_its_start() -> None:
+    from slotml.cli import build_parser
+    from slotml.sim import cli as sim_cli
+
+    args = build_parser().parse_args(["sim", "serve", "--shift", "lag", "--shift-day", "0.5", "--family", "5m"])
+    cfg = sim_cli._config(args, 1_000_000.0)
+    assert cfg.shift == "lag" and cfg.shift_at == shift_second(1_000_000.0, 0.5, 300) == 1_043_400
+    assert World(cfg).shift.lag(cfg.shift_at + 1) == SHIFT_LAG_S
