@@ -211,7 +211,9 @@ def main() -> int:
                 hi = min(lo + 7, D)
                 parts.append(train_and_predict(h, test_days=hi - lo, slot_from=h["shift_at"],
                                                slot_to=t0 + hi * DAY))
-            wk = {k: np.concatenate([pp[k] for pp in parts]) for k in
+            # each part's test slice starts a window before its period: keep its own days only
+            keeps = [((pp["slot_ts"] - t0) // DAY >= lo) for pp, lo in zip(parts, range(late, D, 7), strict=True)]
+            wk = {k: np.concatenate([pp[k][kp] for pp, kp in zip(parts, keeps, strict=True)]) for k in
                   ("slot_ts", "point", "y", "model", "oracle", "book")}
             lines.append(f"-- lag: retrained weekly on the post-shift days so far (from day {S}), "
                          f"scored on the next 7 days from day {late}")

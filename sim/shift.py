@@ -35,12 +35,15 @@ import numpy as np
 from slotml.errors import UserError
 
 SHIFTS = ("none", "lag")
-# Extra seconds the settlement TWAP lags spot after the shift. 240 s: at the decision points
-# (10 / 8 / 5 minutes left) the variance still to come falls to ~0.57 / ~0.45 / ~0.08 of what
-# the time left implies; on a Gaussian reading of the process a model that ignores it is ~1% /
-# ~3.5% / ~60% worse in Brier at minutes 5 / 7 / 10, ~9% pooled (180 s: ~0.7% / 1.5% / 10%,
-# ~2.8% pooled: too close to the 3% bar).
-SHIFT_LAG_S = 240
+# Extra seconds the settlement TWAP lags spot after the shift. 180 s, measured with
+# ``python -m bench.acceptance_shift`` (seed 42, 90 days, shift at day 60; README "Regime
+# shift"): a model frozen at day 59 goes from 1.014x the oracle's Brier before the shift to
+# 1.047x after it (the control without a shift: 1.016x), while models retrained on post-shift
+# days score 1.028x over days 74-89. Larger lags hurt the frozen model more but leave too few
+# post-shift days to relearn the window's end: 200 s: frozen 1.058x, retrained 1.030-1.034x;
+# 240 s: frozen 1.090x, retrained 1.044-1.054x (the issue asks for both: >= 3% worse frozen,
+# the walk-forward within 3% of the oracle over days 74-90).
+SHIFT_LAG_S = 180
 
 
 @dataclass(frozen=True)
