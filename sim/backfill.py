@@ -39,7 +39,7 @@ from slotml.settings import CommonSettings
 from slotml.sim.config import SimConfig
 from slotml.sim.depth import book_depth, depth_columns, levels_at
 from slotml.sim.flow import window_flow
-from slotml.sim.maker import maker_prob, quote_books, regime_prob
+from slotml.sim.maker import MAKER, maker_prob, quote_books, regime_prob
 from slotml.sim.oracle import known_sum, p_up
 from slotml.sim.prices import _rng, asset_key, twap_of
 from slotml.sim.render import FEE_SCHEDULE, MIN_ORDER_SIZE, TICK
@@ -82,6 +82,15 @@ def parse_end(end: str | float | None) -> float:
     if d.tzinfo is None:
         d = d.replace(tzinfo=UTC)
     return d.timestamp()
+
+
+def span(window_s: int, days: float, end: float | str | None) -> tuple[int, int]:
+    """(first window start, end floored to the window): what ``generate`` covers."""
+    t_end = int(parse_end(end) // window_s) * window_s
+    t_start = int(math.ceil((t_end - days * 86400) / window_s)) * window_s
+    if t_start >= t_end:
+        raise UserError("--days must cover at least one window")
+    return t_start, t_end
 
 
 def _missing_ticks(seed: int, grid: np.ndarray, fraction: float) -> np.ndarray:
@@ -127,10 +136,7 @@ def generate_parts(cfg: SimConfig, days: float, end: float | str | None = None,
     world = World(cfg)
     w = world.window_s
     sc = world.scale
-    t_end = int(parse_end(end) // w) * w
-    t_start = int(math.ceil((t_end - days * 86400) / w)) * w
-    if t_start >= t_end:
-        raise UserError("--days must cover at least one window")
+    t_start, t_end = span(w, days, end)
     step = int(interval_s)
     if step < 1 or step != interval_s:
         raise UserError("the snapshot interval must be a whole number of seconds >= 1")
@@ -156,12 +162,14 @@ def _one_symbol(world: World, sym: str, starts: np.ndarray, grid: np.ndarray, t_
     w = world.window_s
     rule = cfg.settlement
     path = world.path(sym)
-    t0 = int(starts[0]) - 200
+    shift = world.shift  # a regime shift (sim/shift.py): the settlement TWAP's lag per second
+    # earlier only if the lagged TWAP needs it: known_sum's running sum starts at t0 (its last bits)
+    t0 = min(int(starts[0]) - 200, shift.spot_from(int(starts[0]), t_end + 5))
     spot = path.spot(t0, t_end + 5)
     tw = twap_of(spot)  # tw[i] = TWAP at second t0 + 59 + i
 
     def twap(t: np.ndarray) -> np.ndarray:
-        return tw[t - t0 - 59]
+        return tw[t - shift.lag(t) - t0 - 59]
 
     def settle(t: np.ndarray) -> np.ndarray:
         return twap(t) if rule == "twap60" else spot[t - t0]
@@ -174,19 +182,21 @@ def _one_symbol(world: World, sym: str, starts: np.ndarray, grid: np.ndarray, t_
     widx = (wstart - starts[0]) // w
     wend = wstart + w
     v, lam, jvar = path.block_stats_array(wstart)
+    te = wend - shift.lag(wend)  # the settlement is decided at te (World.compute_window)
 
     def oracle_at(ts: np.ndarray) -> np.ndarray:
-        return p_up(rule=rule, spot_t=spot[ts - t0], m=(wend - ts).astype(float), v=v, lam=lam,
+        tc = np.minimum(ts, te)
+        return p_up(rule=rule, spot_t=spot[tc - t0], m=(te - tc).astype(float), v=v, lam=lam,
                     jvar=jvar, p2b=p2b[widx],
-                    known_sum=known_sum(spot, t0, ts, wend) if rule == "twap60" else 0.0)
+                    known_sum=known_sum(spot, t0, tc, te) if rule == "twap60" else 0.0)
 
     oracle = oracle_at(grid)
     draws = [world.draws(sym, int(s)) for s in starts]
 
     def maker() -> np.ndarray:
         noise = np.array([draws[i].noise[k] for i, k in zip(widx, grid - wstart, strict=True)])
-        return maker_prob(rule=rule, spot=spot, spot_t0=t0, ts=grid, end=wend, p2b=p2b[widx],
-                          vbar=world.vbar[sym], noise=noise, v_regime=v + lam * jvar)
+        return maker_prob(rule=rule, spot=spot, spot_t0=t0, ts=np.minimum(grid, te + MAKER.lag_s), end=te,
+                          p2b=p2b[widx], vbar=world.vbar[sym], noise=noise, v_regime=v + lam * jvar)
 
     pm = regime_prob(cfg.book, oracle, maker, lambda lead: oracle_at(np.minimum(grid + lead, wend)))
     books = quote_books(pm, grid, wstart, w, draws, widx)

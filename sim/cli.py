@@ -24,6 +24,12 @@ def _world_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--settlement", choices=["twap60", "spot"], default="twap60")
     p.add_argument("--unresolved-fraction", type=fraction(), default=None,
                    help="windows that never resolve (default 0 for serve, 0.003 for backfill)")
+    p.add_argument("--shift", choices=["none", "lag"], default="none",
+                   help="a regime shift from --shift-day on (sim/shift.py): lag = the settlement "
+                        "TWAP lags spot 180 s more (default none: the world is unchanged)")
+    p.add_argument("--shift-day", type=days(0, 3650), default=None,
+                   help="days after the start (serve: now; backfill: the history's first window) "
+                        "at which --shift begins, rounded up to a window start")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -62,12 +68,28 @@ def register(sub: argparse._SubParsersAction) -> None:
     sim.set_defaults(func=lambda args: (sim.print_help(), 2)[1])
 
 
-def _config(args: argparse.Namespace, **extra):
+def _shift_at(args: argparse.Namespace, anchor: float) -> int | None:
+    """The shift's epoch second from --shift / --shift-day (None without a shift)."""
+    from slotml import venue
+    from slotml.errors import UserError
+    from slotml.sim.shift import shift_second
+
+    if args.shift == "none":
+        if args.shift_day is not None:
+            raise UserError("--shift-day needs --shift lag")
+        return None
+    if args.shift_day is None:
+        raise UserError(f"--shift {args.shift} needs --shift-day")
+    return shift_second(anchor, args.shift_day, venue.family_seconds(args.family))
+
+
+def _config(args: argparse.Namespace, anchor: float, **extra):
     from slotml.sim.config import SimConfig
 
     return SimConfig(
         family=args.family, symbols=tuple(s.strip() for s in args.symbols.split(",") if s.strip()),
-        seed=args.seed, book=args.book, settlement=args.settlement, **extra,
+        seed=args.seed, book=args.book, settlement=args.settlement, shift=args.shift,
+        shift_at=_shift_at(args, anchor), **extra,
     )
 
 
@@ -78,11 +100,13 @@ def _serve(args: argparse.Namespace) -> int:
 
     sock = bind_listener(args.host, args.port, "sim serve")  # a busy port: one line, first
 
+    import time
+
     from slotml.settings import start_command
     from slotml.sim.server import SimServer
     from slotml.sim.world import World
 
-    cfg = _config(args, host=args.host, port=args.port, synthetic_assets=args.synthetic_assets,
+    cfg = _config(args, time.time(), host=args.host, port=args.port, synthetic_assets=args.synthetic_assets,
                   book_rate=args.book_rate, print_rate=args.print_rate, faults=tuple(args.faults),
                   order_key=args.order_key, unresolved_fraction=args.unresolved_fraction or 0.0)
     start_command(args, cfg)
@@ -105,11 +129,17 @@ def _serve(args: argparse.Namespace) -> int:
 def _backfill(args: argparse.Namespace) -> int:
     import logging
 
+    from slotml import venue
+    from slotml.errors import UserError
     from slotml.settings import start_command
-    from slotml.sim.backfill import run_backfill
+    from slotml.sim.backfill import parse_end, run_backfill, span
 
     uf = 0.003 if args.unresolved_fraction is None else args.unresolved_fraction
-    cfg = _config(args, unresolved_fraction=uf)
+    end = parse_end(args.end)  # once: "now" must not move between the shift's anchor and the run
+    t_start, _ = span(venue.family_seconds(args.family), args.days, end)
+    if args.shift_day is not None and args.shift_day >= args.days:
+        raise UserError(f"--shift-day {args.shift_day:g} is not inside the history (--days {args.days:g})")
+    cfg = _config(args, t_start, unresolved_fraction=uf)
     common = start_command(args, cfg, logging.getLogger("slotml.sim.backfill"))
-    return run_backfill(cfg, common, days=args.days, end=args.end,
+    return run_backfill(cfg, common, days=args.days, end=end,
                         missing_fraction=args.missing_fraction)

@@ -31,6 +31,8 @@ class SimConfig:
     port: int = 0  # 0 = pick a free port
     order_key: str = "sim-order-key"  # POLY_API_KEY of the shadow-order endpoint (services/orders.py)
     faults: tuple[str, ...] = field(default=())  # fault kinds active from start (see sim.faults)
+    shift: str = "none"  # regime shift (sim/shift.py): none | lag
+    shift_at: int | None = None  # the shift's epoch second (window-aligned; the CLI's --shift-day)
 
     def __post_init__(self) -> None:
         venue.family(self.family)  # a one-line UserError naming the known families
@@ -55,6 +57,15 @@ class SimConfig:
         if not syms or any(not s.isalnum() for s in syms):
             raise UserError(f"bad symbols {self.symbols!r}")
         object.__setattr__(self, "symbols", tuple(syms))
+        self.shift_spec  # noqa: B018 - validates shift / shift_at (one-line UserError)
+        if self.shift == "lag" and self.settlement != "twap60":
+            raise UserError("--shift lag delays the settlement TWAP: it needs --settlement twap60")
+
+    @property
+    def shift_spec(self):
+        from slotml.sim.shift import Shift
+
+        return Shift(self.shift, self.shift_at)
 
     @property
     def all_symbols(self) -> tuple[str, ...]:

@@ -30,6 +30,7 @@ import numpy as np
 from scipy.signal import lfilter
 
 from slotml.errors import UserError
+from slotml.sim.shift import NO_SHIFT, Shift
 
 EPOCH = 1704067200  # 2024-01-01T00:00:00Z: the coarse chain starts here
 BLOCK_S = 900
@@ -97,8 +98,9 @@ class AssetPath:
     """The deterministic path of one asset. Its caches are guarded by a lock: the server's
     event loop reads the path while a worker thread prefetches the next window from it."""
 
-    def __init__(self, seed: int, symbol: str) -> None:
+    def __init__(self, seed: int, symbol: str, shift: Shift = NO_SHIFT) -> None:
         self.seed = seed
+        self.shift = shift  # the settlement TWAP's lag after a regime shift (sim/shift.py)
         self.symbol = symbol.upper()
         self.p = asset_params(symbol)
         self.key = asset_key(symbol)
@@ -217,8 +219,14 @@ class AssetPath:
         return np.exp(self.log_spot(t0, t1))
 
     def twap(self, t0: int, t1: int) -> np.ndarray:
-        """60 s TWAP at each second t0..t1: the mean of spot over (t-60, t]."""
-        return twap_of(self.spot(t0 - 59, t1))
+        """60 s TWAP at each second t0..t1: the mean of spot over (t-60, t] (over
+        (t-lag-60, t-lag] after a ``--shift lag``, sim/shift.py)."""
+        if not self.shift.active or t1 <= self.shift.at:
+            return twap_of(self.spot(t0 - 59, t1))
+        ts = np.arange(int(t0), int(t1) + 1)
+        src = ts - self.shift.lag(ts)
+        lo = int(src.min())
+        return twap_of(self.spot(lo - 59, int(src.max())))[src - lo]
 
     def spot_at(self, t: int) -> float:
         return float(self.spot(t, t)[0])
@@ -237,9 +245,9 @@ def twap_of(spot: np.ndarray, n: int = 60) -> np.ndarray:
 class PriceModel:
     """All assets' paths for one seed."""
 
-    def __init__(self, seed: int, symbols: tuple[str, ...]) -> None:
+    def __init__(self, seed: int, symbols: tuple[str, ...], shift: Shift = NO_SHIFT) -> None:
         self.seed = seed
-        self.paths = {s.upper(): AssetPath(seed, s) for s in symbols}
+        self.paths = {s.upper(): AssetPath(seed, s, shift) for s in symbols}
 
     def __getitem__(self, symbol: str) -> AssetPath:
         return self.paths[symbol.upper()]

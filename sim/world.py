@@ -21,6 +21,7 @@ from slotml import venue
 from slotml.sim.config import SimConfig
 from slotml.sim.flow import Flow, window_flow
 from slotml.sim.maker import (
+    MAKER,
     Draws,
     WindowBooks,
     draw_window,
@@ -117,7 +118,7 @@ class WindowData:
 
     market: Market
     spot_t0: int  # first second of ``spot``
-    spot: np.ndarray  # spot from start - 70 to end
+    spot: np.ndarray  # spot from start - 70 (- the shift's lag, sim/shift.py) to end
     settle: np.ndarray  # settlement series, start..end
     p2b: float
     spot_p2b: float
@@ -143,7 +144,8 @@ class World:
         self.window_s = venue.family_seconds(config.family)
         self.scale = self.window_s / venue.REAL_WINDOW_S  # venue delays are measured on 15m
         self.symbols = config.all_symbols
-        self.prices = PriceModel(config.seed, self.symbols)
+        self.shift = config.shift_spec  # a regime shift (sim/shift.py); none by default
+        self.prices = PriceModel(config.seed, self.symbols, self.shift)
         self._markets: dict[tuple[str, int], Market] = {}
         self.by_token: dict[str, tuple[Market, int]] = {}  # token -> (market, outcome index)
         self.by_condition: dict[str, Market] = {}
@@ -270,22 +272,30 @@ class World:
         """One window at 1 s resolution, uncached (``window`` caches it); ``draws``: its
         ``draws(m.symbol, m.start)`` if the caller has them already."""
         path = self.path(m.symbol)
-        t0 = m.start - 70
+        shift = self.shift
+        lag_end = int(shift.lag(m.end))  # > 0: settles on the TWAP lag_end s earlier (sim/shift.py)
+        t0 = m.start - 70 - lag_end
         spot = path.spot(t0, m.end)
-        if m.settlement == "twap60":
+        ts = np.arange(m.start, m.end + 1)
+        if m.settlement == "twap60" and lag_end:
+            settle = twap_of(spot)[ts - shift.lag(ts) - t0 - 59]
+        elif m.settlement == "twap60":
             settle = twap_of(spot[m.start - 59 - t0: m.end - t0 + 1])
         else:
             settle = spot[m.start - t0: m.end - t0 + 1]
         p2b, final = float(settle[0]), float(settle[-1])
-        ts = np.arange(m.start, m.end + 1)
+        # the settlement is decided at te (the TWAP stamped te is the final price); after te the
+        # probability is that of a decided window (spot and the known sum frozen at te)
+        te = m.end - lag_end
+        tc = np.minimum(ts, te)
         v, lam, jvar = path.block_stats(m.start)
-        oracle = p_up(rule=m.settlement, spot_t=spot[ts - t0], m=(m.end - ts).astype(float), v=v,
+        oracle = p_up(rule=m.settlement, spot_t=spot[tc - t0], m=(te - tc).astype(float), v=v,
                       lam=lam, jvar=jvar, p2b=p2b,
-                      known_sum=known_sum(spot, t0, ts, m.end) if m.settlement == "twap60" else 0.0)
+                      known_sum=known_sum(spot, t0, tc, te) if m.settlement == "twap60" else 0.0)
         draws = draws or self.draws(m.symbol, m.start)
         p = regime_prob(self.config.book, oracle, lambda: maker_prob(
-            rule=m.settlement, spot=spot, spot_t0=t0, ts=ts, end=m.end, p2b=p2b,
-            vbar=self.vbar[m.symbol], noise=draws.noise, v_regime=v + lam * jvar),
+            rule=m.settlement, spot=spot, spot_t0=t0, ts=np.minimum(ts, te + MAKER.lag_s), end=te,
+            p2b=p2b, vbar=self.vbar[m.symbol], noise=draws.noise, v_regime=v + lam * jvar),
             lambda lead: oracle[np.minimum(np.arange(len(oracle)) + lead, len(oracle) - 1)])
         pts = np.concatenate([[m.start - 1], ts])
         pp = np.concatenate([[0.5], p])

@@ -1,0 +1,88 @@
+"""A regime shift: from one second on, the world changes in a way a frozen model cannot absorb.
+
+``--shift lag`` (issue 20): after the shift second, the settlement TWAP (the published
+``crypto_prices_twap_sixty`` stream, hence price_to_beat, the final price and every move the
+collector records) is the 60 s TWAP of spot ``SHIFT_LAG_S`` seconds EARLIER: the oracle stream
+lags spot by ~30 s + SHIFT_LAG_S instead of ~30 s. The outcome of a window then hinges on spot up
+to ``end - SHIFT_LAG_S`` only, so at a decision point less variance remains than the time left
+says: a model fitted before the shift (on "minutes_left" and the volatility features) is
+underconfident after it, most at the late decision points.
+
+Why a lag and not a drift: a persistent drift breaks the Up/Down symmetry, and train/ fits on
+every row AND its mirror image (``features/contract.py`` MIRROR, on by default): a mirrored model
+cannot learn a base rate, so a retrained (walk-forward) model could not absorb a drift either,
+and the walk-forward could not come near the oracle after it. The lag keeps the symmetry; the
+features still express it (``minutes_left``, the lead move, the volatilities), so retraining on
+post-shift days can learn it. A plain doubling of volatility would not do: the features scale by
+it.
+
+The oracle (``oracle.p_up``) and the default book's maker both know the rule: they price the
+window as ending at ``end - SHIFT_LAG_S`` (and as decided after that), so the oracle stays the
+truth and the book follows. Nothing changes at or before the shift second: the same seed gives
+byte-identical history there, and with ``--shift none`` (the default) everywhere.
+
+Boundary: the lag applies to seconds strictly after the shift second ``at`` (window-aligned), so
+every window that ends by ``at`` is untouched; the window starting at ``at`` keeps its
+price_to_beat (the TWAP at ``at``) and settles on the lagged TWAP, like every later window.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from slotml.errors import UserError
+
+SHIFTS = ("none", "lag")
+# Extra seconds the settlement TWAP lags spot after the shift. 180 s, measured with
+# ``python -m bench.acceptance_shift`` (seed 42, 90 days, shift at day 60; README "Regime
+# shift"): a model frozen at day 59 goes from 1.014x the oracle's Brier before the shift to
+# 1.047x after it (the control without a shift: 1.016x), while models retrained on post-shift
+# days score 1.028x over days 74-89. Larger lags hurt the frozen model more but leave too few
+# post-shift days to relearn the window's end: 200 s: frozen 1.058x, retrained 1.030-1.034x;
+# 240 s: frozen 1.090x, retrained 1.044-1.054x (the issue asks for both: >= 3% worse frozen,
+# the walk-forward within 3% of the oracle over days 74-90).
+SHIFT_LAG_S = 180
+
+
+@dataclass(frozen=True)
+class Shift:
+    """The shift of one world: ``kind`` in SHIFTS, from epoch second ``at`` (exclusive)."""
+
+    kind: str = "none"
+    at: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in SHIFTS:
+            raise UserError(f"--shift must be one of {', '.join(SHIFTS)}, not {self.kind!r}")
+        if self.kind != "none" and self.at is None:
+            raise UserError(f"--shift {self.kind} needs --shift-day")
+
+    @property
+    def active(self) -> bool:
+        return self.kind != "none"
+
+    def lag(self, t):
+        """Extra seconds the settlement TWAP lags spot at epoch second(s) ``t`` (int or array)."""
+        if self.kind != "lag":
+            return np.zeros_like(t, dtype=np.int64) if isinstance(t, np.ndarray) else 0
+        if isinstance(t, np.ndarray):
+            return np.where(t > self.at, SHIFT_LAG_S, 0).astype(np.int64)
+        return SHIFT_LAG_S if int(t) > self.at else 0
+
+    def spot_from(self, first: int, last: int) -> int:
+        """The earliest spot second the settlement TWAPs of seconds first..last read (each the
+        mean of 60 s of spot ending ``lag(t)`` s before t)."""
+        if self.kind != "lag" or last <= self.at:
+            return first - 59
+        return min(first - 59, max(first, self.at + 1) - SHIFT_LAG_S - 59)
+
+
+NO_SHIFT = Shift()
+
+
+def shift_second(anchor: float, shift_day: float, window_s: int) -> int:
+    """The shift's epoch second: ``shift_day`` days after ``anchor``, rounded up to a window start."""
+    t = float(anchor) + float(shift_day) * 86400.0
+    return int(-(-int(np.ceil(t)) // window_s) * window_s)
