@@ -107,7 +107,7 @@ def train_and_predict(h: dict[str, Any], *, test_days: float, slot_from: int | N
     book = M.book_probability(None if ds.up_mid is None else ds.up_mid[rows], len(rows))[0]
     train_to = max(s["to"] for k, s in split.describe().items()
                    if k != "test" and isinstance(s, dict) and s.get("to") is not None)
-    return {"slot_ts": ds.slot_ts[rows], "point": ds.point[rows], "y": ds.y[rows].astype(float),
+    return {"symbol": ds.symbol[rows], "slot_ts": ds.slot_ts[rows], "point": ds.point[rows], "y": ds.y[rows].astype(float),
             "model": p, "oracle": oracle, "book": book, "test_from": test.first_slot,
             "trained_to": int(train_to), "card_overall": res.metrics.get("overall"),
             "card_oracle": res.metrics.get("oracle")}

@@ -1,0 +1,172 @@
+"""Issue 20's walk-forward acceptance, measured with the real ``slotml walkforward`` (minutes, not a
+unit test; not in ``make bench``)::
+
+    python -m bench.acceptance_walkforward [--seeds 42,7,5] [--shift none|lag] [--sliding DAYS]
+                                           [--days 90] [--shift-day 60] [--work DIR] [--jobs N]
+
+Per seed: the history of ``bench.acceptance_shift`` (4 assets, 15-minute windows, no trade
+prints, the sim's oracle beside it; ``--shift lag`` changes the world from ``--shift-day``),
+then ``slotml walkforward --initial-days 30 --every 7`` (expanding unless ``--sliding``) over its
+lake as a subprocess, exactly as a user runs it. Its periods' ``rows.npz`` (every out-of-sample
+row: y, model, book, oracle) are pooled here:
+
+- ``none``: the issue's "pooled out-of-sample Brier over days 31-90 within 3% of the oracle's on
+  the same rows" (the periods cover day 30 on: day 30 is the first out-of-sample day);
+- ``lag``: Brier per period for the walk-forward and for a model frozen at day ``shift-1``
+  (``acceptance_shift.train_and_predict``, fitted and calibrated on the days before the shift),
+  on the same rows from the shift on; and the walk-forward's pooled Brier over days shift+14 to
+  the end against the oracle's, the frozen model's beside it.
+
+Work dirs are kept (``--work``; a finished history and walk are reused: the walk resumes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.acceptance_shift import DAY, history, train_and_predict
+
+AIM = 1.03  # the issue's "within 3% of the oracle"
+
+
+def walk(h: dict[str, Any], out: Path, a: argparse.Namespace) -> list[dict[str, Any]]:
+    """Run (or resume) ``slotml walkforward`` over the history's lake; its periods' rows."""
+    data = Path(h["data"])
+    cmd = [sys.executable, "-m", "slotml.cli", "walkforward", "--lake", str(data / "lake"),
+           "--oracle", str(data / "sim" / "oracle.parquet"), "--out", str(out),
+           "--initial-days", "30", "--every", "7"]
+    if a.sliding:
+        cmd += ["--sliding", f"{a.sliding:g}"]
+    if a.jobs:
+        cmd += ["--jobs", str(a.jobs)]
+    t = time.perf_counter()
+    subprocess.run(cmd, check=True)
+    print(f"   walkforward in {time.perf_counter() - t:.0f} s", file=sys.stderr, flush=True)
+    parts = []
+    for d in sorted(out.glob("period_*")):
+        if not (d / "done.json").exists():
+            raise SystemExit(f"{d}: no done.json after the walk")
+        done = json.loads((d / "done.json").read_text())
+        z = np.load(d / "rows.npz")
+        parts.append({"name": d.name, "period": done["period"],
+                      **{k: z[k] for k in ("symbol", "slot_ts", "point", "y", "model", "oracle", "book")}})
+    return parts
+
+
+def brier(r: dict[str, np.ndarray], keep: np.ndarray, model: str = "model") -> dict[str, float]:
+    keep = keep & np.isfinite(r["oracle"])
+    y = r["y"][keep].astype(float)
+    out = {k: float(np.mean((r[k][keep] - y) ** 2)) if keep.any() else float("nan")
+           for k in (model, "oracle", "book")}
+    out["rows"] = int(keep.sum())
+    out["ratio"] = out[model] / out["oracle"] if keep.any() else float("nan")
+    return out
+
+
+def pooled(parts: list[dict[str, Any]]) -> dict[str, np.ndarray]:
+    return {k: np.concatenate([p[k] for p in parts]) for k in
+            ("symbol", "slot_ts", "point", "y", "model", "oracle", "book")}
+
+
+def frozen_on(rows: dict[str, np.ndarray], fz: dict[str, Any]) -> np.ndarray:
+    """The frozen model's P(Up) on ``rows`` (NaN where it has no such row)."""
+    key = {(str(s), int(t), round(float(p), 6)): float(m)
+           for s, t, p, m in zip(fz["symbol"], fz["slot_ts"], fz["point"], fz["model"], strict=True)}
+    return np.array([key.get((str(s), int(t), round(float(p), 6)), np.nan)
+                     for s, t, p in zip(rows["symbol"], rows["slot_ts"], rows["point"], strict=True)])
+
+
+def row(name: str, b: dict[str, float], model: str = "model") -> str:
+    return (f"{name:<30} {b['rows']:>7} {b[model]:.4f} {b['oracle']:.4f} {b['book']:.4f} "
+            f"{b['ratio']:>7.3f}x")
+
+
+def one_seed(seed: int, a: argparse.Namespace) -> dict[str, Any]:
+    D, S = a.days, a.shift_day
+    late = S + 14
+    h = history(a.work, a.shift, D, S, seed)
+    t0 = h["t_start"]
+    tag = f"wf-{a.shift}-seed{seed}-{D}d" + (f"-sliding{a.sliding:g}" if a.sliding else "")
+    parts = walk(h, a.work / tag, a)
+    rep: dict[str, Any] = {"seed": seed, "shift": a.shift, "sliding": a.sliding, "periods": {}}
+    lines = [f"== seed {seed}, shift {a.shift}, {'sliding ' + format(a.sliding, 'g') + ' d' if a.sliding else 'expanding'}",
+             f"{'':<30} {'rows':>7} {'model':>6} {'oracle':>6} {'book':>6} {'model/oracle':>8}"]
+    for p in parts:
+        d0 = (int(p["slot_ts"].min()) - t0) // DAY if len(p["slot_ts"]) else -1
+        d1 = (int(p["slot_ts"].max()) - t0) // DAY if len(p["slot_ts"]) else -1
+        b = brier(p, np.ones(len(p["y"]), bool))
+        rep["periods"][p["name"]] = {"days": [int(d0), int(d1)], **b}
+        lines.append(row(f"{p['name']} days {d0}-{d1}", b))
+    allr = pooled(parts)
+    day = (allr["slot_ts"] - t0) // DAY
+    first = int(day.min())
+    b = brier(allr, day >= first)
+    rep[f"pooled {first}-{D - 1}"] = b
+    lines.append(row(f"pooled days {first}-{D - 1}", b))
+    if a.shift == "none":
+        rep["met"] = bool(b["ratio"] <= AIM)
+        lines.append(f"aim: within {AIM - 1:.0%} of the oracle over days {first}-{D - 1}: "
+                     f"{b['ratio']:.3f}x -> {'met' if rep['met'] else 'NOT met'}")
+        return {"report": rep, "lines": lines}
+    # the shift: the frozen model beside the walk-forward, on the same rows from the shift on
+    fz = train_and_predict(h, test_days=D - S)
+    allr["frozen"] = frozen_on(allr, fz)
+    lines.append(f"-- from the shift (day {S}): walk-forward vs a model frozen at day {S - 1}, same rows")
+    lines.append(f"{'':<30} {'rows':>7} {'wf':>6} {'frozen':>6} {'oracle':>6} {'wf/or':>6} {'fz/or':>6}")
+    rep["after_shift"] = {}
+    spans = [(p["name"], (allr["slot_ts"] >= p["slot_ts"].min()) & (allr["slot_ts"] <= p["slot_ts"].max()))
+             for p in parts if len(p["slot_ts"])]
+    spans += [(f"pooled days {S}-{D - 1}", day >= S), (f"pooled days {late}-{D - 1}", day >= late)]
+    for name, m in spans:
+        m = m & (day >= S) & np.isfinite(allr["frozen"])
+        if not m.any():
+            continue
+        w, f = brier(allr, m), brier(allr, m, "frozen")
+        rep["after_shift"][name] = {"walkforward": w, "frozen": f}
+        lines.append(f"{name:<30} {w['rows']:>7} {w['model']:.4f} {f['frozen']:.4f} {w['oracle']:.4f} "
+                     f"{w['ratio']:>5.3f}x {f['ratio']:>5.3f}x")
+    w = rep["after_shift"][f"pooled days {late}-{D - 1}"]["walkforward"]
+    rep["met"] = bool(w["ratio"] <= AIM)
+    lines.append(f"aim: walk-forward within {AIM - 1:.0%} of the oracle over days {late}-{D - 1}: "
+                 f"{w['ratio']:.3f}x -> {'met' if rep['met'] else 'NOT met'}")
+    return {"report": rep, "lines": lines}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench.acceptance_walkforward")
+    ap.add_argument("--seeds", default="42,7,5")
+    ap.add_argument("--shift", choices=["none", "lag"], default="none")
+    ap.add_argument("--sliding", type=float, default=None, help="walkforward --sliding DAYS")
+    ap.add_argument("--days", type=int, default=90)
+    ap.add_argument("--shift-day", type=int, default=60)
+    ap.add_argument("--work", type=Path, default=Path("/tmp/slotml-shift"))
+    ap.add_argument("--jobs", type=int, default=None)
+    ap.add_argument("--out", type=Path, help="JSON report")
+    a = ap.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    try:
+        seeds = [int(s) for s in a.seeds.split(",")]
+    except ValueError:
+        print(f"--seeds: not a comma-separated list of integers: {a.seeds!r}", file=sys.stderr)
+        return 2
+    out = []
+    for s in seeds:
+        r = one_seed(s, a)
+        print("\n".join(r["lines"]), flush=True)
+        out.append(r["report"])
+    if a.out:
+        a.out.write_text(json.dumps(out, indent=1, default=float))
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
