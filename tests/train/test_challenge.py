@@ -8,16 +8,13 @@ import json
 import shutil
 from pathlib import Path
 
-import pyarrow.parquet as pq
 import pytest
 
-from slotml.features.synth import SynthConfig, generate
-from slotml.lake.manifest import FileEntry, read_manifest, write_manifest
 from slotml.model_file import read_record
 from slotml.train import registry
 
-from .test_pipeline import FAST, write_lake
-from .test_policy import _tape
+from .test_pipeline import FAST
+from .test_policy import write_lake_with_tape
 
 # 4 assets x 96 windows a day; the champion saw the first 11 days, the test slice is the last 3.
 # Smaller lakes make equal-recipe models differ by more than the 0.001 margin (fitting noise:
@@ -29,15 +26,7 @@ CHAMPION_TO = START + (DAYS - 3) * 86400
 
 
 def _lake(d: Path, days: int = DAYS) -> None:
-    snaps, res = generate(SynthConfig(n_windows=96 * days, seed=5,
-                                      p_missing=0.02, p_one_sided=0.02))
-    write_lake(d / "lake", snaps, res)
-    trades = _tape(snaps)
-    pq.write_table(trades, d / "lake" / "slot_trades.parquet")
-    m = read_manifest(d / "lake")
-    m.tables["slot_trades"] = type(m.tables["slot_snapshots"])(files=[FileEntry(
-        path="slot_trades.parquet", rows=trades.num_rows, symbol="ALL", date="", max_updated_at=0.0)])
-    write_manifest(d / "lake", m)
+    write_lake_with_tape(d, 96 * days, 5)
 
 
 def _current(d: Path) -> str:

@@ -35,8 +35,9 @@ def _tape(snaps: pa.Table) -> pa.Table:
     return pa.concat_tables(parts)
 
 
-def _lake(d: Path) -> None:
-    snaps, res = generate(SynthConfig(n_windows=160, seed=3, p_missing=0.02, p_one_sided=0.02))
+def write_lake_with_tape(d: Path, n_windows: int, seed: int) -> None:
+    """A synthetic lake in ``d/lake`` with ``_tape``'s prints as its ``slot_trades``."""
+    snaps, res = generate(SynthConfig(n_windows=n_windows, seed=seed, p_missing=0.02, p_one_sided=0.02))
     write_lake(d / "lake", snaps, res)
     trades = _tape(snaps)
     pq.write_table(trades, d / "lake" / "slot_trades.parquet")
@@ -44,6 +45,10 @@ def _lake(d: Path) -> None:
     m.tables["slot_trades"] = type(m.tables["slot_snapshots"])(files=[FileEntry(
         path="slot_trades.parquet", rows=trades.num_rows, symbol="ALL", date="", max_updated_at=0.0)])
     write_manifest(d / "lake", m)
+
+
+def _lake(d: Path) -> None:
+    write_lake_with_tape(d, 160, 3)
 
 
 def _meta(d: Path) -> object:
