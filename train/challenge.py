@@ -14,9 +14,14 @@ The rule (``Rule``):
   challenger passes when the upper end of the 90% CI is below ``+margin`` (0.001): not worse
   beyond a fixed margin.
 - Maker PnL: the backtest (``replay``, edge policy, maker-queue fills) over the same days for
-  both; the paired daily PnL/staked difference (challenger − champion) with the same day
-  bootstrap. The challenger fails only when the whole 90% CI lies below 0. Without a trade tape
-  (no maker-queue) or too few filled days the check cannot be made: it is reported, not applied.
+  both; the paired difference of their PnL in dollars (challenger − champion; the mean daily
+  difference) with the same day bootstrap. The challenger fails only when the whole 90% CI lies
+  below 0. Dollars, not PnL per staked: the issue asks for maker PnL, and each model's
+  thresholds were chosen for the largest PnL (``backtest.choose``), so a challenger whose
+  lower min_edge trades twice as often at a thinner margin and earns more is not worse (on
+  per-staked it was refused: seed 13 week 11, $239 vs $187). PnL per staked is reported beside.
+  Without a trade tape (no maker-queue) or too few filled days the check cannot be made: it is
+  reported, not applied.
 
 Promoted when both pass; otherwise the champion stays, re-validated (it was not beaten).
 """
@@ -117,9 +122,10 @@ def paired_brier(con: Any, champion: Any, challenger: Any, slot_from: int, slot_
 
 def paired_pnl(con: Any, champion: Any, challenger: Any, slot_from: int, slot_to: int,
                rule: Rule) -> dict[str, Any]:
-    """Maker PnL/staked (challenger − champion) over the same days, paired day bootstrap."""
+    """Maker PnL in dollars (challenger − champion, mean per day) over the same days, paired
+    day bootstrap; PnL per staked beside it."""
     from slotml.backtest.replay import replay
-    from slotml.backtest.verdict import _ratio, daily, resample  # _ratio: the verdict's own ratio
+    from slotml.backtest.verdict import daily, resample
 
     res = {name: replay(con, s, None, slot_from=slot_from, slot_to=slot_to,
                         policies=(rule.policy,), fills=(rule.fill,), n_boot=10, seed=rule.seed)
@@ -129,16 +135,17 @@ def paired_pnl(con: Any, champion: Any, challenger: Any, slot_from: int, slot_to
         return {"available": False, "reason": f"{rule.fill} unavailable: {why}"}
     days = sorted(set(res["challenger"].days) | set(res["champion"].days))
     cells = {n: r.cell(rule.policy, rule.fill).result for n, r in res.items()}
-    (pa, sa), (pb, sb) = daily(cells["challenger"], days), daily(cells["champion"], days)
+    (pa, _), (pb, _) = daily(cells["challenger"], days), daily(cells["champion"], days)
     idx = resample(len(days), rule.n_boot, rule.seed)
-    diffs = _ratio(pa, sa, idx) - _ratio(pb, sb, idx) if days else np.zeros(0)
+    diffs = (pa - pb)[idx].mean(axis=1) if days else np.zeros(0)
     ra, rb = cells["challenger"].pnl_per_staked, cells["champion"].pnl_per_staked
     return {"available": True, "days": len(days),
             "challenger": {"entries": cells["challenger"].n_entries, "fills": cells["challenger"].n_fills,
                            "pnl": cells["challenger"].pnl, "pnl_per_staked": ra},
             "champion": {"entries": cells["champion"].n_entries, "fills": cells["champion"].n_fills,
                          "pnl": cells["champion"].pnl, "pnl_per_staked": rb},
-            "difference": None if ra is None or rb is None else ra - rb,
+            "difference": float((pa - pb).mean()) if days else None,  # $ per day
+            "difference_per_staked": None if ra is None or rb is None else ra - rb,
             "ci": _ci(diffs, rule.level) if len(days) >= rule.min_days else None,
             # share of bootstrap draws where the challenger earned less (any CI level afterwards)
             "share_worse": float(np.mean(diffs[np.isfinite(diffs)] < 0)) if np.isfinite(diffs).any() else None}
@@ -195,7 +202,8 @@ def decide(cmp: dict[str, Any], rule: Rule | None = None) -> tuple[bool, str]:
     if p.get("ci") is None:
         return True, f"not worse: {btxt}; maker PnL CI unavailable (too few filled days)"
     plo, phi = p["ci"]
-    ptxt = f"maker PnL/staked diff {_pct(p['difference'])} [{plo * 100:+.2f}%, {phi * 100:+.2f}%]"
+    ptxt = (f"maker PnL diff {p['difference']:+.2f} $/day [{plo:+.2f}, {phi:+.2f}] "
+            f"(per staked {_pct(p.get('difference_per_staked'))})")
     if phi < 0:
         return False, f"challenger's maker PnL worse: {ptxt} ({pct}% CI below 0); {btxt}"
     return True, f"not worse: {btxt}; {ptxt}"
@@ -291,6 +299,7 @@ def run_challenge(cfg: Any, rule: Rule | None = None, on_model: Any = None) -> C
                                         "brier_challenger", "brier_champion",
                                         "share_over_margin")} if b else None,
         "maker_pnl": {k: p.get(k) for k in ("available", "reason", "difference", "ci", "days",
+                                            "difference_per_staked",
                                             "challenger", "champion", "share_worse")} if p else None,
         "rule": {"margin": rule.margin, "level": rule.level, "n_boot": rule.n_boot,
                  "min_days": rule.min_days},

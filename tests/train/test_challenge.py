@@ -12,6 +12,7 @@ import pytest
 
 from slotml.model_file import read_record
 from slotml.train import registry
+from slotml.train.challenge import decide
 
 from .test_pipeline import FAST
 from .test_policy import write_lake_with_tape
@@ -117,6 +118,25 @@ def test_equal_challenger_on_newer_data_is_promoted(champion: Path, capsys) -> N
     assert _current(champion) == dec["final"] != old
     rec = read_record(champion / "models")
     assert rec.model == dec["final"] and rec.validated_at == dec["validated_at"]
+
+
+def _cmp(pnl_diff: float, pnl_ci: tuple[float, float], per_staked: float) -> dict:
+    brier = {"ci": (-0.0004, 0.0003), "difference": -0.00005, "windows": 2680, "days": 7}
+    return {"comparable": True, "brier": brier,
+            "pnl": {"available": True, "difference": pnl_diff, "ci": pnl_ci,
+                    "difference_per_staked": per_staked}}
+
+
+def test_maker_pnl_is_judged_in_dollars_not_per_staked() -> None:
+    # seed 13 week 11 of bench.challenge_rate: the challenger's lower min_edge traded 1,402
+    # times for $239 against the champion's 775 for $187: thinner per staked, more money
+    ok, why = decide(_cmp(+7.5, (-2.0, +17.0), -0.041))
+    assert ok and "maker PnL diff +7.50 $/day" in why and "per staked -4.10%" in why, why
+    ok, why = decide(_cmp(-20.5, (-31.0, -9.0), +0.02))
+    assert not ok and why.startswith("challenger's maker PnL worse"), why
+    ok, _ = decide({**_cmp(0, (0, 0), 0), "brier": {"ci": (-0.0002, 0.0011), "difference": 0.0004,
+                                                   "windows": 2680, "days": 7}})
+    assert not ok  # the Brier check first: upper end at or above the +0.001 margin
 
 
 def test_registry_tolerates_a_torn_last_line(tmp_path: Path) -> None:
