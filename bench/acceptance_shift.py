@@ -113,12 +113,16 @@ def train_and_predict(h: dict[str, Any], *, test_days: float, slot_from: int | N
             "card_oracle": res.metrics.get("oracle")}
 
 
-def brier(pred: dict[str, Any], keep: np.ndarray) -> dict[str, float]:
+def brier(pred: dict[str, Any], keep: np.ndarray, model: str = "model") -> dict[str, float]:
+    """Brier of ``pred[model]``, the oracle and the book on the kept rows with an oracle."""
     keep = keep & np.isfinite(pred["oracle"])
-    y = pred["y"][keep]
-    out = {k: float(np.mean((pred[k][keep] - y) ** 2)) for k in ("model", "oracle", "book")}
+    if not keep.any():
+        return {model: float("nan"), "oracle": float("nan"), "book": float("nan"), "rows": 0,
+                "ratio": float("nan")}
+    y = pred["y"][keep].astype(float)
+    out = {k: float(np.mean((pred[k][keep] - y) ** 2)) for k in (model, "oracle", "book")}
     out["rows"] = int(keep.sum())
-    out["ratio"] = out["model"] / out["oracle"]
+    out["ratio"] = out[model] / out["oracle"]
     return out
 
 

@@ -135,16 +135,15 @@ def paired_pnl(con: Any, champion: Any, challenger: Any, slot_from: int, slot_to
         return {"available": False, "reason": f"{rule.fill} unavailable: {why}"}
     days = sorted(set(res["challenger"].days) | set(res["champion"].days))
     cells = {n: r.cell(rule.policy, rule.fill).result for n, r in res.items()}
-    (pa, _), (pb, _) = daily(cells["challenger"], days), daily(cells["champion"], days)
-    idx = resample(len(days), rule.n_boot, rule.seed)
-    diffs = (pa - pb)[idx].mean(axis=1) if days else np.zeros(0)
+    d = daily(cells["challenger"], days)[0] - daily(cells["champion"], days)[0]  # $ per day
+    diffs = d[resample(len(days), rule.n_boot, rule.seed)].mean(axis=1) if days else np.zeros(0)
     ra, rb = cells["challenger"].pnl_per_staked, cells["champion"].pnl_per_staked
     return {"available": True, "days": len(days),
             "challenger": {"entries": cells["challenger"].n_entries, "fills": cells["challenger"].n_fills,
                            "pnl": cells["challenger"].pnl, "pnl_per_staked": ra},
             "champion": {"entries": cells["champion"].n_entries, "fills": cells["champion"].n_fills,
                          "pnl": cells["champion"].pnl, "pnl_per_staked": rb},
-            "difference": float((pa - pb).mean()) if days else None,  # $ per day
+            "difference": float(d.mean()) if days else None,
             "difference_per_staked": None if ra is None or rb is None else ra - rb,
             "ci": _ci(diffs, rule.level) if len(days) >= rule.min_days else None,
             # share of bootstrap draws where the challenger earned less (any CI level afterwards)
