@@ -43,7 +43,7 @@ SCHEDULE: list[tuple[float, str, dict[str, Any]]] = [
     (14, "http_status", {"status": 429, "count": 2, "prefix": "/gamma", "retry_after": 1}),
     (15, "duplicate", {"target": "rtds", "count": 3}),
     (17, "out_of_order", {"target": "rtds", "count": 3}),
-    (19, "crossed_book", {"duration_s": 2}),
+    (19, "crossed_book", {"duration_s": 3}),  # 3 publishes: a loaded CI box once snapshotted none of 2
     (23, "ws_silent", {"target": "market", "duration_s": 6}),
     (32, "ws_silent", {"target": "rtds", "duration_s": 6}),
     (36.5, "_health", {}),  # not a fault: read /health while the relay is silent
