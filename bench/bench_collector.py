@@ -95,15 +95,18 @@ def _pct(xs: list[float], q: float) -> float:
 
 
 def _collect_cmd(slotml: str, tmp: Path, sim_port: int, health_port: int, syms: list[str],
-                 trades: bool) -> list[str]:
+                 trades: bool, extra: tuple[str, ...] = (), family: str = "15m",
+                 lookahead: int | None = 0) -> list[str]:
+    """``lookahead`` None: the collector's default (windows ahead, as run for real)."""
     base = f"http://127.0.0.1:{sim_port}"
     return [slotml, "collect", "--db", f"sqlite:///{tmp}/bench.db", "--data-dir", str(tmp),
-            "--family", "15m", "--symbols", ",".join(syms), "--snapshot-interval", "1",
-            "--discovery-interval", "5", "--resolution-interval", "30", "--lookahead", "0",
+            "--family", family, "--symbols", ",".join(syms), "--snapshot-interval", "1",
+            "--discovery-interval", "5", "--resolution-interval", "30",
+            *([] if lookahead is None else ["--lookahead", str(lookahead)]),
             "--health-port", str(health_port), "--gamma-url", f"{base}/gamma",
             "--clob-url", f"{base}/clob", "--clob-ws-url", f"ws://127.0.0.1:{sim_port}/ws/market",
             "--rtds-ws-url", f"ws://127.0.0.1:{sim_port}/rtds", "--log-level", "WARNING",
-            *([] if trades else ["--no-trades"])]
+            *([] if trades else ["--no-trades"]), *extra]
 
 
 def _stop(p: subprocess.Popen | None) -> None:
@@ -123,18 +126,21 @@ def _sim_stats(base: str) -> dict[str, float]:
 class _Run:
     """One collector process against the running sim, and its /metrics and /proc readings."""
 
-    def __init__(self, slotml: str, tmp: Path, sim_port: int, syms: list[str], trades: bool) -> None:
-        tmp.mkdir(parents=True)
-        self.tmp, self.trades = tmp, trades
+    def __init__(self, slotml: str, tmp: Path, sim_port: int, syms: list[str], trades: bool,
+                 extra: tuple[str, ...] = (), family: str = "15m", lookahead: int | None = 0,
+                 windows: int = ASSETS) -> None:
+        tmp.mkdir(parents=True, exist_ok=True)
+        self.tmp, self.trades, self.windows = tmp, trades, windows  # windows: ready at this many
         self.health_port = _port()
         self.metrics_url = f"http://127.0.0.1:{self.health_port}/metrics"
         self.proc = subprocess.Popen(
-            _collect_cmd(slotml, tmp, sim_port, self.health_port, syms, trades),
+            _collect_cmd(slotml, tmp, sim_port, self.health_port, syms, trades, extra, family,
+                         lookahead),
             preexec_fn=_pinned(0), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.samples: list[tuple[float, float]] = []  # (s since t0, RSS MB)
 
     def ready(self) -> bool:
-        return _metric(_get(self.metrics_url), "slotml_windows_tracked") >= ASSETS
+        return _metric(_get(self.metrics_url), "slotml_windows_tracked") >= self.windows
 
     def mark(self) -> tuple[float, float, str]:
         """(CPU s, RSS MB, /metrics text) now."""
@@ -171,7 +177,7 @@ def _measure(runs: list[_Run], sim_port: int, sim_pid: int, duration: float
             print(f"rss samples, trades={r.trades} (s, MB):",
                   [(round(t), round(x, 1)) for t, x in r.samples], file=sys.stderr)
         msgs = sum(_metric(mt1, f"slotml_{s}_frames") - _metric(mt0, f"slotml_{s}_frames")
-                   for s in ("clob", "rtds"))
+                   for s in ("clob", "rtds", "polybolt", "binance"))
         con = sqlite3.connect(r.tmp / "bench.db")
         late = [x[0] * 1000 for x in con.execute(
             "select captured_at - tick_ms / 1000.0 from slot_snapshots where tick_ms >= ? and "
@@ -210,18 +216,27 @@ def _measure(runs: list[_Run], sim_port: int, sim_pid: int, duration: float
     return out
 
 
-def run(quick: bool, minutes: float | None = None) -> list[Row]:
-    duration = 60.0 * minutes if minutes else 60.0 if quick else 600.0
-    slotml = str(Path(sys.executable).parent / "slotml")
-    sim_port = _port()
-    tmp = Path(tempfile.mkdtemp(prefix="bench_collector_"))
-    syms = ["BTC", "ETH", "SOL", "XRP"] + [f"SYN{i}" for i in range(ASSETS - 4)]
-    sim = subprocess.Popen(
+def start_sim(slotml: str, sim_port: int, tmp: Path) -> subprocess.Popen:
+    """The sim serving ASSETS concurrent 15m markets on its own core (bench_collector_sources
+    reuses it)."""
+    return subprocess.Popen(
         [slotml, "sim", "serve", "--port", str(sim_port), "--family", "15m",
          "--synthetic-assets", str(ASSETS - 4), "--book-rate", str(BOOK_RATE),
          "--print-rate", str(PRINT_RATE),
          "--data-dir", str(tmp / "sim"), "--log-level", "WARNING"],
         preexec_fn=_pinned(1), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+SYMBOLS = ["BTC", "ETH", "SOL", "XRP"] + [f"SYN{i}" for i in range(ASSETS - 4)]
+
+
+def run(quick: bool, minutes: float | None = None) -> list[Row]:
+    duration = 60.0 * minutes if minutes else 60.0 if quick else 600.0
+    slotml = str(Path(sys.executable).parent / "slotml")
+    sim_port = _port()
+    tmp = Path(tempfile.mkdtemp(prefix="bench_collector_"))
+    syms = SYMBOLS
+    sim = start_sim(slotml, sim_port, tmp)
     runs: list[_Run] = []
     try:
         _wait(lambda: _get(f"http://127.0.0.1:{sim_port}/_sim/health"), 60, "sim")

@@ -112,7 +112,8 @@ def _top_levels(side: dict[float, float], depth: int, descending: bool
 class Book:
     """One token's two sides: price -> aggregate size, plus the cached best of each side."""
 
-    __slots__ = ("bids", "asks", "best_bid", "best_ask", "tick_size", "updated_at", "venue_ts")
+    __slots__ = ("bids", "asks", "best_bid", "best_ask", "tick_size", "updated_at", "venue_ts",
+                 "ask_low", "bid_high")
 
     def __init__(self, bids: dict[float, float], asks: dict[float, float], updated_at: float,
                  tick_size: float | None = None, venue_ts: float | None = None) -> None:
@@ -123,6 +124,22 @@ class Book:
         self.tick_size = tick_size
         self.updated_at = updated_at
         self.venue_ts = venue_ts
+        # the touch's range since the last ``top(roll=True)``: a 30 s grid of rows would miss a
+        # book that moves through a resting bid and back (backtest's book-through fills)
+        self.ask_low: float | None = None
+        self.bid_high: float | None = None
+        self.note_touch()
+
+    def note_touch(self) -> None:
+        """Widen the touch's range by the current state (after a whole event: a state inside
+        one event never existed on the venue); a crossed state is not a book, so not noted."""
+        bb, ba = self.best_bid, self.best_ask
+        if bb is not None and ba is not None and bb >= ba:
+            return
+        if ba is not None and (self.ask_low is None or ba < self.ask_low):
+            self.ask_low = ba
+        if bb is not None and (self.bid_high is None or bb > self.bid_high):
+            self.bid_high = bb
 
     def set_level(self, is_bid: bool, price: float, size: float) -> None:
         side = self.bids if is_bid else self.asks
@@ -139,20 +156,26 @@ class Book:
             elif not is_bid and price == self.best_ask:
                 self.best_ask = min(side) if side else None
 
-    def top(self, depth: int = 0) -> BookTop:
+    def top(self, depth: int = 0, roll: bool = False) -> BookTop:
         """The best levels and, with ``depth``, the top ``depth`` levels of each side (best
-        first), read from the same state in one synchronous call, so they cannot disagree."""
+        first), read from the same state in one synchronous call, so they cannot disagree.
+        ``roll``: a row is made of this read, so the touch's range starts again from here."""
         bb, ba = self.best_bid, self.best_ask
         bids = asks = None
         if depth > 0:
             bids = _top_levels(self.bids, depth, True)
             asks = _top_levels(self.asks, depth, False)
-        return BookTop(
+        top = BookTop(
             bid=bb, ask=ba,
             bid_size=self.bids[bb] if bb is not None else None,
             ask_size=self.asks[ba] if ba is not None else None,
             updated_at=self.updated_at, bids=bids, asks=asks,
+            ask_low=self.ask_low, bid_high=self.bid_high,
         )
+        if roll:
+            self.ask_low = self.bid_high = None
+            self.note_touch()
+        return top
 
 
 class BookStore:
@@ -186,10 +209,11 @@ class BookStore:
             self.books.pop(t, None)
             self.retired.add(t)
 
-    def top(self, token_id: str, depth: int = 0) -> BookTop | None:
-        """One token's top (plus ``depth`` levels a side), or None without a trusted book."""
+    def top(self, token_id: str, depth: int = 0, roll: bool = False) -> BookTop | None:
+        """One token's top (plus ``depth`` levels a side), or None without a trusted book;
+        ``roll``: the read becomes a row (``Book.top``)."""
         b = self.books.get(token_id)
-        return b.top(depth) if b is not None else None
+        return b.top(depth, roll) if b is not None else None
 
     def apply_frame(self, text: str | bytes, recv_ts: float) -> int:
         """Decode and apply one frame; returns the number of events applied. Never raises."""
@@ -260,9 +284,12 @@ class BookStore:
                 and venue_ts < old.venue_ts:
             self.metrics.inc("stale_events", stream="clob", type="book")
             return
-        self.books[token] = Book(bids, asks, recv_ts,
-                                 _price(tick) if tick not in (None, "") else
-                                 (old.tick_size if old else None), venue_ts)
+        new = self.books[token] = Book(bids, asks, recv_ts,
+                                       _price(tick) if tick not in (None, "") else
+                                       (old.tick_size if old else None), venue_ts)
+        if old is not None:  # a fresh snapshot of a book we follow: its range goes on
+            new.ask_low, new.bid_high = old.ask_low, old.bid_high
+            new.note_touch()
 
     def _price_change(self, ev: dict[str, Any], recv_ts: float) -> None:
         changes = ev.get("price_changes")
@@ -298,6 +325,7 @@ class BookStore:
         # is applied (several levels of one token may change in one event)
         for token, c in last.items():
             b = self.books[token]
+            b.note_touch()
             if "best_bid" in c and "best_ask" in c and self._check_top(b, c):
                 # we missed an update: this book is wrong until a fresh snapshot arrives
                 del self.books[token]

@@ -18,7 +18,9 @@ def _register_collect(sub: argparse._SubParsersAction) -> None:
         count,
         days,
         existing_dir,
+        existing_file,
         http_url,
+        integer,
         megabytes,
         output_dir,
         port,
@@ -32,10 +34,20 @@ def _register_collect(sub: argparse._SubParsersAction) -> None:
                        description="Discover the family's windows, snapshot books and Chainlink "
                        "prices on a clock grid, record resolutions. Venue URLs default to the real "
                        "venue's; env SLOTML_GAMMA_URL, SLOTML_CLOB_URL, SLOTML_CLOB_WS_URL, "
-                       "SLOTML_RTDS_WS_URL.")
+                       "SLOTML_RTDS_WS_URL, SLOTML_POLYBOLT_WS_URL.")
     add_common_args(p)
-    p.add_argument("--family", default="15m", help="window family: 15m, 5m, 5s ... (default 15m)")
-    p.add_argument("--symbols", default="BTC,ETH,SOL,XRP", help="assets (default BTC,ETH,SOL,XRP)")
+    p.add_argument("--family", default="15m",
+                   help="window families, comma-separated, all in this one process: 5m, 15m, "
+                   "1h, 4h, 1d (the venue's), 1m, 10s, 5s (the sim's) (default 15m)")
+    p.add_argument("--symbols", default="BTC,ETH,SOL,XRP",
+                   help="assets (default BTC,ETH,SOL,XRP); all = every asset of the venue table "
+                   "(slotml/venue.py ASSETS) that Gamma lists for each family")
+    p.add_argument("--time-scale", type=integer(1, 300, "time scale"), default=1,
+                   help="divide the families' lengths by this, as the sim's --time-scale (tests, "
+                   "demos; a divisor of 300; default 1: the venue's)")
+    p.add_argument("--snapshots-per-window", type=count(1, 10_000), default=None,
+                   help="snapshot each family every window_s / N seconds, 1..10000 (default: "
+                   "every --snapshot-interval, whatever the family)")
     p.add_argument("--gamma-url", type=http_url, help="Gamma REST base (env SLOTML_GAMMA_URL)")
     p.add_argument("--clob-url", type=http_url, help="CLOB REST base (env SLOTML_CLOB_URL)")
     p.add_argument("--clob-ws-url", type=ws_url,
@@ -43,8 +55,20 @@ def _register_collect(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--rtds-ws-url", type=ws_url,
                    help="live-data websocket URL (env SLOTML_RTDS_WS_URL)")
     p.add_argument("--price-source", choices=PRICE_SOURCES, default=PRICE_SOURCES[0],
-                   help="where Chainlink prices come from: relay = the live-data websocket "
-                   f"(default {PRICE_SOURCES[0]})")
+                   help="where Chainlink prices come from: relay = the live-data websocket; "
+                   "polybolt = its authenticated successor (Chainlink TWAP, Pyth spot); auto = "
+                   f"both, each filling the other's gaps (default {PRICE_SOURCES[0]})")
+    p.add_argument("--binance-ws-url", type=ws_url,
+                   help="Binance's public kline stream, read for the families settling on Binance "
+                   "candles (1h, 1d) (env SLOTML_BINANCE_WS_URL)")
+    p.add_argument("--polybolt-ws-url", type=ws_url,
+                   help="PolyBolt websocket URL (env SLOTML_POLYBOLT_WS_URL)")
+    p.add_argument("--polybolt-credentials", type=existing_file,
+                   help="JSON file with PolyBolt's L2 key, secret and passphrase, mode 0600 "
+                   "(default: env SLOTML_POLYBOLT_KEY, _SECRET, _PASSPHRASE)")
+    p.add_argument("--polybolt-auth-retry", type=seconds(1, 86400), default=300.0,
+                   help="after PolyBolt refuses the credentials (4001), wait this long before "
+                   "trying again (doubling, at most an hour); seconds, 1..86400 (default 300)")
     p.add_argument("--snapshot-interval", type=seconds(0.05, 3600), default=30.0,
                    help="seconds, 0.05..3600 (default 30)")
     p.add_argument("--discovery-interval", type=seconds(0.05, 3600), default=60.0,

@@ -16,8 +16,8 @@ or the relay skipped it), it stays NULL and so do the window's moves: rows are n
 and a neighbouring second is not the venue's strike. It is counted (``price_to_beat_missing``).
 Data older than ``--stale-after`` is never written as fresh: the columns are NULL and counted.
 
-Around 590 lines on purpose (resume from store, spool and Gamma included): one class,
-because the three loops share its window maps
+Around 670 lines on purpose (resume from store, spool and Gamma; several families in one
+process since issue 23): one class, because the three loops share its window maps
 (``windows``, ``by_token``, ``by_condition``, ``outcomes``). What does not need them lives
 elsewhere: the feeds come from ``feeds.factory``, a window's row from ``window``, the
 ``/health`` and ``/metrics`` bodies from ``health``.
@@ -36,6 +36,7 @@ from functools import partial
 from typing import Any
 
 from slotml import venue
+from slotml.errors import UserError
 from slotml.ingest.config import CollectorConfig
 from slotml.ingest.feeds.factory import build_feeds
 from slotml.ingest.feeds.gamma import (
@@ -55,7 +56,9 @@ from slotml.ingest.window import (
     build_row,
     capture,
     fill_bases,
+    final_lookup,
     info_from_row,
+    settle_at,
     settle_series,
 )
 from slotml.ingest.wire import ParseError
@@ -88,12 +91,16 @@ class Collector:
         self.clob.keep = self._token_still_live
         self.prices: PriceSource = feeds.prices
         self.http = feeds.http
-        self.windows: dict[tuple[str, int], Window] = {}
-        self.by_token: dict[str, tuple[str, int]] = {}
-        self.by_condition: dict[str, tuple[str, int]] = {}
-        self.outcomes: dict[tuple[str, int], bool] = {}  # resolved_up by (symbol, slot_ts)
+        # every map is keyed (symbol, window_s, slot_ts): one process collects several families
+        self.windows: dict[tuple[str, int, int], Window] = {}
+        self.by_token: dict[str, tuple[str, int, int]] = {}
+        self.by_condition: dict[str, tuple[str, int, int]] = {}
+        self.outcomes: dict[tuple[str, int, int], bool] = {}  # resolved_up by key
+        self.family_of = {cfg.length(f): f for f in cfg.fams}  # window_s -> family
+        self.scale = cfg.time_scale
         self.clob.window_of = partial(window_keys, self.windows, self.by_token)  # the tape's
-        self.known_keys: set[tuple[str, int]] = set()  # rows known to exist in the store
+        self.known_keys: set[tuple[str, int, int]] = set()  # rows known to exist in the store
+        self.uncarried: set[str] = set()  # settlement series markets named that we cannot get
         self.last_tick_ms: int | None = None
         self.last_capture_spread: float | None = None  # duration of the last read pass, s
         self.pass_times: collections.deque[float] = collections.deque(maxlen=1000)
@@ -110,6 +117,7 @@ class Collector:
             await self.resume()
             self.clob.start()
             self.prices.start()
+            await self._check_polybolt_auth()
             if self.cfg.health_port:
                 self.health = HealthServer(self.cfg.health_port, partial(health_status, self),
                                            partial(metrics_text, self))
@@ -123,12 +131,13 @@ class Collector:
             self._tasks = [
                 asyncio.create_task(self._loop("discovery", self.cfg.discovery_interval,
                                                self.discover_once), name="discovery"),
-                asyncio.create_task(self._snapshot_loop(), name="snapshot"),
+                *(asyncio.create_task(self._snapshot_loop(f), name=f"snapshot-{f}")
+                  for f in self.cfg.fams),
                 asyncio.create_task(self._loop("resolution", self.cfg.resolution_interval,
                                                self.resolve_once), name="resolution"),
             ]
             self._ready.set()
-            log.info("collector running: family %s, symbols %s", self.cfg.family,
+            log.info("collector running: families %s, symbols %s", ",".join(self.cfg.fams),
                      ",".join(self.cfg.symbols))
             await self._stop.wait()
         finally:
@@ -150,6 +159,17 @@ class Collector:
     def stop(self) -> None:
         self._stop.set()
 
+    async def _check_polybolt_auth(self) -> None:
+        """``--price-source polybolt``: credentials PolyBolt refuses at start-up end the run
+        with one line (waiting will not fix them). Unreachable: collect, it keeps trying."""
+        first_auth = getattr(self.prices, "first_auth", None)
+        if self.cfg.price_source != "polybolt" or first_auth is None:
+            return
+        if await first_auth(max(10.0, 2 * self.cfg.http_timeout)) is False:
+            raise UserError("PolyBolt refused the credentials (4001 auth): check the key, "
+                            "secret and passphrase (--polybolt-credentials or "
+                            "SLOTML_POLYBOLT_KEY/_SECRET/_PASSPHRASE)")
+
     async def _loop(self, name: str, interval: float, once: Callable) -> None:
         while True:
             t0 = time.monotonic()
@@ -170,27 +190,28 @@ class Collector:
         that ended within the retry limit and are not tracked are asked of Gamma again, so
         the ones only the store knew are resolved too."""
         now = self.clock()
-        w = self.cfg.window_s
-        since = int(now - self.cfg.retry_limit - 2 * w)
+        since = {w: int(now - self.cfg.retry_limit - 2 * w) for w in self.family_of}
         store_ok = True
+        rows = []
         try:
-            rows = await self.store.fetch_resolutions(window_s=w, slot_ts_min=since)
+            for w, t in since.items():
+                rows += await self.store.fetch_resolutions(window_s=w, slot_ts_min=t)
         except Exception as e:  # noqa: BLE001 - collect anyway; discovery refills the rest
             self.metrics.inc("resume_errors")
             log.error("could not read windows back from the store (%s): resuming from the "
                       "spool, asking Gamma for the rest", e)
             rows, store_ok = [], False
         spooled = [r for r in self._spooled_resolutions()
-                   if r.get("window_s") == w and int(r["slot_ts"]) >= since]
+                   if r.get("window_s") in since and int(r["slot_ts"]) >= since[r["window_s"]]]
         rows = merge_resolutions([*rows, *spooled])  # the store's known values first
         resumed = 0
         for row in sorted(rows, key=lambda r: r["slot_ts"]):
             if row["symbol"] not in self.cfg.symbols:
                 continue
-            key = (row["symbol"], int(row["slot_ts"]))
+            key = (row["symbol"], int(row["window_s"]), int(row["slot_ts"]))
             if row.get("resolved_up") is not None:
                 self.outcomes[key] = bool(row["resolved_up"])
-            info = info_from_row(row, self.cfg.family)
+            info = info_from_row(row, self.family_of[int(row["window_s"])])
             if info is None:  # a partial row (the spool's later columns, the store unread):
                 continue  # not "known", so discovery (or Gamma, once ended) registers it
             self.known_keys.add(key)
@@ -206,7 +227,8 @@ class Collector:
                          resolved_up=row.get("resolved_up"), resolved_at=row.get("resolved_at"),
                          official_ptb=row.get("official_price_to_beat"),
                          official_final=row.get("official_final_price"),
-                         prev_resolved_up=row.get("prev_resolved_up"))
+                         prev_resolved_up=row.get("prev_resolved_up"),
+                         spot_source=row.get("spot_source"))
             self._track(win)
             resumed += 1
         if resumed:
@@ -224,20 +246,24 @@ class Collector:
         """The store is unreadable: ask Gamma for the windows that ended within the retry
         limit and are not tracked, so none the store alone knew goes unresolved (a window
         the store had complete is only resolved again: the upserts change nothing)."""
-        w = self.cfg.window_s
-        first = int((now - self.cfg.retry_limit) // w) * w
-        todo = [(sym, ts) for sym in self.cfg.symbols for ts in range(first, int(now), w)
-                if (sym, ts) not in self.windows and ts + w <= now]
+        todo = []
+        for fam in self.cfg.fams:
+            w, k = self.cfg.length(fam), self.scale
+            ts = venue.window_start(now - self.cfg.retry_limit, fam, k)
+            while venue.window_end(ts, fam, k) <= now:
+                todo += [(sym, fam, ts) for sym in self.cfg.symbols
+                         if (sym, w, ts) not in self.windows]
+                ts = venue.window_end(ts, fam, k)
         sem = asyncio.Semaphore(8)
 
-        async def one(sym: str, ts: int) -> None:
+        async def one(sym: str, fam: str, ts: int) -> None:
             async with sem:
                 try:
-                    await self._discover(sym, ts, ended_ok=True)
+                    await self._discover(sym, ts, ended_ok=True, family=fam)
                 except Exception:  # noqa: BLE001 - one window must not stop the start-up
-                    log.exception("re-asking Gamma for %s %d failed", sym, ts)
+                    log.exception("re-asking Gamma for %s %s %d failed", sym, fam, ts)
 
-        await asyncio.gather(*(one(s, t) for s, t in todo))
+        await asyncio.gather(*(one(s, f, t) for s, f, t in todo))
         if todo:
             self.metrics.inc("windows_reasked", len(todo))
 
@@ -245,7 +271,7 @@ class Collector:
         """The writer's full spool dropped these resolution rows: put again what this process
         still knows of each window (registration from Gamma's metadata, measured values)."""
         for row in rows:
-            win = self.windows.get((row.get("symbol"), row.get("slot_ts")))
+            win = self.windows.get((row.get("symbol"), row.get("window_s"), row.get("slot_ts")))
             if win is None:
                 continue
             again = win.info.resolution_row()
@@ -256,7 +282,8 @@ class Collector:
                              ("resolved_up", win.resolved_up), ("resolved_at", win.resolved_at),
                              ("official_price_to_beat", win.official_ptb),
                              ("official_final_price", win.official_final),
-                             ("prev_resolved_up", win.prev_resolved_up)):
+                             ("prev_resolved_up", win.prev_resolved_up),
+                             ("spot_source", win.spot_source)):
                 if val is not None:
                     again[col] = val
             self.metrics.inc("resolutions_reput")
@@ -289,44 +316,69 @@ class Collector:
     # ---------------------------------------------------------------- discovery
     async def discover_once(self) -> None:
         now = self.clock()
-        starts = candidate_starts(now, self.cfg.window_s, self.cfg.lookahead)
-        todo = [(sym, ts) for sym in self.cfg.symbols for ts in starts
-                if (sym, ts) not in self.windows and (sym, ts) not in self.known_keys]
+        todo = []
+        for fam in self.cfg.fams:  # each family on its own grid
+            w = self.cfg.length(fam)
+            starts = candidate_starts(now, fam, self.cfg.lookahead_of(fam), self.scale)
+            todo += [(sym, fam, ts) for sym in self.cfg.symbols for ts in starts
+                     if (sym, w, ts) not in self.windows and (sym, w, ts) not in self.known_keys]
         sem = asyncio.Semaphore(8)
 
-        async def one(sym: str, ts: int) -> None:
+        async def one(sym: str, fam: str, ts: int) -> None:
             async with sem:
-                await self._discover(sym, ts)
+                await self._discover(sym, ts, family=fam)
 
-        await asyncio.gather(*(one(s, t) for s, t in todo))
+        await asyncio.gather(*(one(s, f, t) for s, f, t in todo))
 
-    async def _discover(self, symbol: str, start: int, ended_ok: bool = False) -> None:
-        slug = venue.slug(symbol, self.cfg.family, start)
-        body = await self.http.get_json(f"{self.cfg.gamma_url}/events/slug/{slug}", "gamma")
+    async def _discover(self, symbol: str, start: int, ended_ok: bool = False,
+                        family: str | None = None) -> None:
+        fam = family or self.cfg.family
+        # an hourly or daily window before 2026-04-17 may be spelled without the year
+        cands = (venue.slugs(symbol, fam, start) if self.scale == 1
+                 else [venue.slug(symbol, fam, start, scale=self.scale)])
+        body = None
+        for slug in cands:
+            body = await self.http.get_json(f"{self.cfg.gamma_url}/events/slug/{slug}", "gamma")
+            if body is not None:
+                break
         if body is None:
             return  # not listed yet (or Gamma down: next round)
         try:
-            info = parse_market(body, self.cfg.family, self.cfg.window_s)
+            info = parse_market(body, fam, self.cfg.length(fam), self.scale)
         except ParseError as e:
             self.metrics.inc("metadata_rejected", reason=e.reason)
             log.warning("gamma %s: unusable metadata (%s)", slug, e)
             return
-        if info.slug != slug or info.symbol != symbol:
+        if info.slug != slug or info.symbol != symbol or info.family != fam:
             self.metrics.inc("metadata_rejected", reason="slug_mismatch")
             return
         if info.slug_ts != info.slot_ts:
             self.metrics.inc("metadata_anomalies", kind="slug_start_mismatch")
-        if info.end_ts - info.slot_ts != self.cfg.window_s:
+        if info.end_ts != venue.window_end(info.slot_ts, fam, self.scale):
             self.metrics.inc("metadata_anomalies", kind="window_length")
         if info.end_ts <= self.clock() and not ended_ok:
             return  # already over: nothing to snapshot (its row, if any, came from a past run)
-        if settle_series(info.settlement) is None:
-            self.metrics.inc("metadata_anomalies", kind=f"settlement_{info.settlement}")
-        key = (info.symbol, info.slot_ts)
-        if key in self.windows:
-            return
+        if info.settlement_conflict:  # the description's rule is kept (docs/venue.md §4)
+            self.metrics.inc("settlement_conflict", symbol=info.symbol)
+        series = settle_series(info.settlement)
+        if info.settlement == "unknown":  # collected, but no price_to_beat and no moves
+            self.metrics.inc("settlement_unknown", symbol=info.symbol)
+        elif series is None and info.settlement not in self.uncarried:
+            self.uncarried.add(info.settlement)  # e.g. a Binance candle rule: no source yet
+            self.metrics.inc("settlement_not_carried", series=info.settlement)
+            log.warning("%s settles on %s, which no price source here carries: its settlement "
+                        "prices and moves stay NULL", info.slug, info.settlement)
+        elif series is not None and not self.prices.carries(series) and series not in self.uncarried:
+            self.uncarried.add(series)  # /health warns too
+            self.metrics.inc("settlement_not_carried", series=series)
+            log.warning("%s settles on %s, which --price-source %s does not carry: its "
+                        "settlement prices and moves stay NULL", info.slug, series,
+                        self.cfg.price_source)
         win = Window(info)
-        win.prev_resolved_up = self.outcomes.get((info.symbol, info.slot_ts - info.window_s))
+        if win.key in self.windows:
+            return
+        prev = venue.window_start(info.slot_ts - 1, fam, self.scale)  # 4h, 1d: 3-25 h before
+        win.prev_resolved_up = self.outcomes.get((info.symbol, info.window_s, prev))
         row = info.resolution_row()
         if win.prev_resolved_up is not None:
             row["prev_resolved_up"] = win.prev_resolved_up
@@ -337,33 +389,38 @@ class Collector:
                  info.end_ts, info.settlement)
 
     # ---------------------------------------------------------------- snapshots
-    async def _snapshot_loop(self) -> None:
-        interval = self.cfg.snapshot_interval
+    async def _snapshot_loop(self, family: str | None = None) -> None:
+        """One family's ticks, on its own clock grid (``CollectorConfig.cadence``)."""
+        fam = family or self.cfg.family
+        interval = self.cfg.cadence(fam)
         step_ms = round(interval * 1000)
+        only = self.cfg.length(fam) if len(self.cfg.fams) > 1 else None
         while True:
             next_ms = grid_tick_ms(self.clock(), interval) + step_ms
             delay = next_ms / 1000.0 - self.clock()
             if delay > 0:
                 await asyncio.sleep(delay)
             try:
-                self.snapshot_tick(next_ms)
+                self.snapshot_tick(next_ms, only)
             except Exception:  # noqa: BLE001
                 self.metrics.inc("loop_errors", loop="snapshot")
                 log.exception("snapshot tick failed")
 
     def _fill_bases(self, win: Window) -> None:
-        changed = fill_bases(win, self.prices)
+        changed = fill_bases(win, self.prices, self.clock())
         if changed:
             self.writer.put_resolution(win.keycols() | changed)
 
-    def snapshot_tick(self, tick_ms: int) -> int:
-        """One row per window in progress at ``tick_ms``. Returns rows written."""
+    def snapshot_tick(self, tick_ms: int, window_s: int | None = None) -> int:
+        """One row per window in progress at ``tick_ms`` (of one family: ``window_s``).
+        Returns rows written."""
         captured_at = self.clock()
         tick_s = tick_ms / 1000.0
         clob_fresh = (self.clob.connected and self.clob.last_data_at is not None
                       and captured_at - self.clob.last_data_at <= self.cfg.stale_after)
         active = [w for w in self.windows.values()
-                  if w.info.slot_ts <= tick_s < w.info.end_ts]
+                  if w.info.slot_ts <= tick_s < w.info.end_ts
+                  and (window_s is None or w.info.window_s == window_s)]
         for win in active:
             self._fill_bases(win)
             if win.price_to_beat is None and not win.ptb_missing_counted \
@@ -389,8 +446,10 @@ class Collector:
         n = len(caps)
         if self.raw is not None and n:
             times = {f"{c.win.info.symbol}:{c.win.info.slot_ts}": c.at for c in caps}
-            self.raw.write("tick", json.dumps({"tick_ms": tick_ms, "captured": times}),
-                           captured_at)
+            mark: dict[str, Any] = {"tick_ms": tick_ms, "captured": times}
+            if window_s is not None:  # one family's tick of several (rederive picks its own)
+                mark["window_s"] = window_s
+            self.raw.write("tick", json.dumps(mark), captured_at)
         self.last_tick_ms = tick_ms
         self.last_capture_spread = pass_s if caps else None
         self.metrics.inc("snapshots_written", n)
@@ -420,6 +479,27 @@ class Collector:
                 await self._resolve(win)
 
         await asyncio.gather(*(one(w) for w in ended))
+        self._prune_keys(now)
+
+    def _prune_keys(self, now: float) -> None:
+        """Forget the keys of windows past any use, so a daemon running for weeks stays flat
+        (``known_keys`` and ``outcomes`` gained an entry per window, forever). The horizon is
+        ``resume``'s: what a restart reads back (``slot_ts`` >= now - retry limit - 2 windows).
+        Older keys are no discovery candidate (discovery looks at windows in progress and
+        ahead), no window still to be discovered is their next one (it ended a retry limit
+        ago), and a key stays while it or the window before it is tracked (its resolution
+        may still fill this one's ``prev_resolved_up``)."""
+        ends = {(w.info.symbol, w.info.window_s, w.info.end_ts) for w in self.windows.values()}
+        since = {w: now - self.cfg.retry_limit - 2 * w for w in self.family_of}
+
+        def old(key: tuple[str, int, int]) -> bool:
+            return (key[2] < since.get(key[1], key[2]) and key not in self.windows
+                    and key not in ends)
+
+        gone = [k for k in self.known_keys if old(k)]
+        self.known_keys.difference_update(gone)
+        for k in [k for k in self.outcomes if old(k)]:
+            del self.outcomes[k]
 
     async def _resolve(self, win: Window) -> None:
         info = win.info
@@ -427,8 +507,8 @@ class Collector:
         self.books.retire([info.up_token_id, info.down_token_id])
         self._fill_bases(win)
         if win.final_price is None:
-            series = settle_series(info.settlement)
-            o = self.prices.at(info.symbol, series, info.end_ts) if series else None
+            where = final_lookup(info.settlement, info.slot_ts, info.end_ts)
+            o = settle_at(self.prices, info.symbol, *where) if where else None
             if o is not None:
                 win.final_price, win.final_seen_at = o.value, o.recv_ts
                 self.writer.put_resolution(win.keycols() | {"final_price": o.value,
@@ -437,7 +517,7 @@ class Collector:
         now = self.clock()
         if body is not None:
             try:
-                g = parse_market(body, self.cfg.family, self.cfg.window_s)
+                g = parse_market(body, info.family, info.window_s, self.scale)
             except ParseError as e:
                 self.metrics.inc("metadata_rejected", reason=e.reason)
                 g = None
@@ -486,13 +566,13 @@ class Collector:
         """Window k resolved: it is window k+1's prev (windows resolve out of order)."""
         info = win.info
         self.outcomes[win.key] = bool(win.resolved_up)
-        nxt = (info.symbol, info.slot_ts + info.window_s)
+        nxt = (info.symbol, info.window_s, info.end_ts)  # the next starts where this one ends
         nwin = self.windows.get(nxt)
         if nwin is not None:
             nwin.prev_resolved_up = win.resolved_up
         if nwin is not None or nxt in self.known_keys:
             self.writer.put_resolution({"symbol": info.symbol, "window_s": info.window_s,
-                                        "slot_ts": nxt[1], "prev_resolved_up": win.resolved_up})
+                                        "slot_ts": info.end_ts, "prev_resolved_up": win.resolved_up})
 
     def _disagree(self, win: Window, kind: str, detail: str) -> None:
         if kind in win.checked:
@@ -507,7 +587,10 @@ class Collector:
             return
         if win.final_price is not None and win.price_to_beat is not None:
             measured = win.final_price >= win.price_to_beat  # ties resolve Up
-            if measured != up:
+            if win.info.settlement.startswith("binance_noon") \
+                    and win.final_price == win.price_to_beat:
+                measured = None  # a tie resolves 50-50: Gamma shows no winner
+            if measured is not None and measured != up:
                 self._disagree(win, "measured_outcome", f"measured {measured}, official {up}")
         for kind, ours, theirs in (("price_to_beat", win.price_to_beat, win.official_ptb),
                                    ("final_price", win.final_price, win.official_final)):

@@ -12,33 +12,47 @@ from pathlib import Path
 
 from slotml import venue
 from slotml.errors import UserError
+from slotml.ingest.credentials import Credentials, load_credentials
 from slotml.settings import CommonSettings
 
 REAL_GAMMA_URL = "https://gamma-api.polymarket.com"
 REAL_CLOB_URL = "https://clob.polymarket.com"
 REAL_CLOB_WS_URL = "wss://ws-subscriptions-clob.polymarket.com/ws/market"
 REAL_RTDS_WS_URL = "wss://ws-live-data.polymarket.com"
+REAL_POLYBOLT_WS_URL = "wss://ws-live-v2.polymarket.com/ws"
+REAL_BINANCE_WS_URL = "wss://stream.binance.com:9443/stream"  # public klines (1h, 1d families)
 
 ENV_URLS = {
     "gamma_url": ("SLOTML_GAMMA_URL", REAL_GAMMA_URL),
     "clob_url": ("SLOTML_CLOB_URL", REAL_CLOB_URL),
     "clob_ws_url": ("SLOTML_CLOB_WS_URL", REAL_CLOB_WS_URL),
     "rtds_ws_url": ("SLOTML_RTDS_WS_URL", REAL_RTDS_WS_URL),
+    "polybolt_ws_url": ("SLOTML_POLYBOLT_WS_URL", REAL_POLYBOLT_WS_URL),
+    "binance_ws_url": ("SLOTML_BINANCE_WS_URL", REAL_BINANCE_WS_URL),
 }
 DEFAULT_SYMBOLS = ("BTC", "ETH", "SOL", "XRP")
 # --price-source values (``feeds.factory`` builds each; the first is the default).
-PRICE_SOURCES = ("relay",)
+# relay: the live-data relay alone; polybolt: PolyBolt alone; auto: both, failing over
+PRICE_SOURCES = ("relay", "polybolt", "auto")
 
 @dataclass(frozen=True)
 class CollectorConfig:
     common: CommonSettings
-    family: str = "15m"
+    family: str = "15m"  # the first of ``families`` (what one-family callers read)
     symbols: tuple[str, ...] = DEFAULT_SYMBOLS
+    families: tuple[str, ...] = ()  # --family 5m,15m,1h: every family in one process
+    all_symbols: bool = False  # --symbols all: every asset of venue.ASSETS that Gamma lists
+    time_scale: int = 1  # families' lengths divided by this (tests, demos; slotml/venue.py)
+    snapshots_per_window: int | None = None  # each family at window_s / this (else the interval)
     gamma_url: str = REAL_GAMMA_URL
     clob_url: str = REAL_CLOB_URL
     clob_ws_url: str = REAL_CLOB_WS_URL
     rtds_ws_url: str = REAL_RTDS_WS_URL
     price_source: str = PRICE_SOURCES[0]  # where Chainlink prices come from (feeds.factory)
+    polybolt_ws_url: str = REAL_POLYBOLT_WS_URL
+    binance_ws_url: str = REAL_BINANCE_WS_URL
+    polybolt_credentials: Credentials | None = None  # prints masked (ingest.credentials)
+    polybolt_auth_retry: float = 300.0  # s to wait after a 4001 before authenticating again
     snapshot_interval: float = 30.0
     discovery_interval: float = 60.0
     resolution_interval: float = 60.0
@@ -58,15 +72,54 @@ class CollectorConfig:
     trades: bool = True  # record the trade tape (slot_trades, slot_tape_gaps); --no-trades
 
     @property
-    def window_s(self) -> int:
-        return venue.family_seconds(self.family)
+    def fams(self) -> tuple[str, ...]:
+        """The families collected, in the order given."""
+        return self.families or (self.family,)
+
+    def length(self, family: str) -> int:
+        """A family's (scaled) nominal window length: its ``window_s`` in the store."""
+        return venue.scaled_seconds(family, self.time_scale)
 
     @property
-    def lookahead(self) -> int:
+    def window_s(self) -> int:
+        return self.length(self.family)
+
+    @property
+    def candles(self) -> tuple[str, ...]:
+        """The Binance kline intervals the collected families settle on (none: no socket)."""
+        return tuple(sorted({venue.family(f).candle for f in self.fams} - {""}))
+
+    @property
+    def boundary_s(self) -> int:
+        """Every window start and end of every family is a multiple of this (the price feeds
+        keep their observations at these seconds): the lengths' gcd, an Eastern-grid family
+        counting as its hour (its starts are whole hours)."""
+        import math
+
+        return math.gcd(*(min(self.length(f), venue.scaled_seconds("1h", self.time_scale))
+                          if venue.family(f).anchor != "utc" else self.length(f)
+                          for f in self.fams))
+
+    @property
+    def max_window_s(self) -> int:
+        return max(self.length(f) for f in self.fams) + 3600 // self.time_scale  # DST: +1 h
+
+    def cadence(self, family: str) -> float:
+        """The snapshot interval of ``family``: its window over --snapshots-per-window, else
+        --snapshot-interval."""
+        if self.snapshots_per_window:
+            return self.length(family) / self.snapshots_per_window
+        return self.snapshot_interval
+
+    def lookahead_of(self, family: str) -> int:
         """How many windows ahead discovery looks: enough to cover one discovery interval."""
         if self.lookahead_windows is not None:
             return self.lookahead_windows
-        return max(3, int(self.discovery_interval // self.window_s) + 2)
+        return max(3, int(self.discovery_interval // self.length(family)) + 2)
+
+    @property
+    def lookahead(self) -> int:
+        return self.lookahead_of(self.family)
 
 
 def _env_or(value: str | None, key: str) -> str:
@@ -97,21 +150,40 @@ def config_from_args(args) -> CollectorConfig:  # noqa: ANN001 - argparse.Namesp
     common = CommonSettings.from_args(args)
     symbols = tuple(s.strip().upper() for s in (args.symbols or "").split(",") if s.strip())
     if not symbols:
-        raise UserError("--symbols: name at least one asset, e.g. BTC,ETH")
+        raise UserError("--symbols: name at least one asset, e.g. BTC,ETH, or all")
+    every = symbols == ("ALL",)
+    if every:
+        symbols = tuple(venue.ASSETS)
+    fams = tuple(f.strip() for f in str(args.family or "").split(",") if f.strip())
+    if not fams or len(set(fams)) != len(fams):
+        raise UserError("--family: name each family once, e.g. 15m or 5m,15m,1h")
+    scale = getattr(args, "time_scale", 1)
     try:
-        venue.family(args.family)
+        for f in fams:
+            venue.family(f)
+            venue.scaled_seconds(f, venue.check_scale(scale))
     except UserError as e:
         raise UserError(f"--family: {e}") from None
     # numbers are range-checked by their argparse types (slotml/argtypes.py), in one place
     return CollectorConfig(
         common=common,
-        family=args.family.strip(),
+        family=fams[0],
+        families=fams,
         symbols=symbols,
+        all_symbols=every,
+        time_scale=scale,
+        snapshots_per_window=getattr(args, "snapshots_per_window", None),
         gamma_url=_env_or(args.gamma_url, "gamma_url"),
         clob_url=_env_or(args.clob_url, "clob_url"),
         clob_ws_url=_env_or(args.clob_ws_url, "clob_ws_url"),
         rtds_ws_url=_env_or(args.rtds_ws_url, "rtds_ws_url"),
         price_source=args.price_source,
+        polybolt_ws_url=_env_or(getattr(args, "polybolt_ws_url", None), "polybolt_ws_url"),
+        binance_ws_url=_env_or(getattr(args, "binance_ws_url", None), "binance_ws_url"),
+        polybolt_credentials=load_credentials(
+            getattr(args, "polybolt_credentials", None),
+            needed=args.price_source in ("polybolt", "auto"), source=args.price_source),
+        polybolt_auth_retry=getattr(args, "polybolt_auth_retry", 300.0),
         snapshot_interval=args.snapshot_interval,
         discovery_interval=args.discovery_interval,
         resolution_interval=args.resolution_interval,

@@ -33,7 +33,7 @@ class CollectorState(Protocol):
     books: BookStore
     clob: ClobFeed
     prices: PriceSource
-    windows: Mapping[tuple[str, int], Any]
+    windows: Mapping[tuple[str, int, int], Any]
     last_tick_ms: int | None
     last_capture_spread: float | None
     pass_times: Sequence[float]
@@ -107,7 +107,10 @@ def health_status(c: CollectorState) -> tuple[bool, dict[str, Any]]:
     now = c.clock()
     problems: list[str] = []
     ages = {}
-    for sym in c.cfg.symbols:
+    syms = c.cfg.symbols
+    if getattr(c.cfg, "all_symbols", False):  # --symbols all: the assets Gamma lists
+        syms = tuple(sorted({k[0] for k in c.windows}))
+    for sym in syms:
         o = c.prices.latest(sym, SPOT)
         ages[sym] = None if o is None else round(now - o.obs_ts, 3)
     stale = [s for s, a in ages.items() if a is None or a > c.cfg.stale_after]
@@ -123,21 +126,36 @@ def health_status(c: CollectorState) -> tuple[bool, dict[str, Any]]:
         n = http.failures.get("gamma", 0)
         if n >= FAILING_AFTER:
             problems.append(f"gamma failing: {n} requests in a row ({http.last_error.get('gamma')})")
-    offset = getattr(getattr(c.prices, "prices", None), "last_offset", None)
-    if offset is not None and abs(offset) > c.cfg.max_clock_offset:
-        problems.append(f"clock offset {offset:.1f}s")
+    streams = c.prices.streams()
+    offsets = {name: getattr(getattr(f, "prices", None), "last_offset", None)
+               for name, f in streams.items()}
+    for name, offset in offsets.items():
+        if offset is not None and abs(offset) > c.cfg.max_clock_offset:
+            problems.append(f"clock offset {offset:.1f}s" + ("" if name == "rtds" else f" ({name})"))
+    source_problems, warnings = c.prices.health()
+    problems += source_problems
     ws = c.writer.stats() if c.writer is not None else {}
     if ws.get("db_up") == 0:  # collecting into the spool meanwhile: nothing lost yet
         problems.append("database unreachable" + (f": {ws['db_error']}" if ws.get("db_error")
                                                   else ""))
+    warnings += [f"settlement series {s} not carried by --price-source {c.cfg.price_source}"
+                 for s in sorted(getattr(c, "uncarried", ()))]
     body = {
         "ok": not problems,
+        "status": "unhealthy" if problems else "degraded" if warnings else "ok",
         "problems": problems,
+        "warnings": warnings,
+        "price_source": c.cfg.price_source,
         "uptime_s": round(now - c.started_at, 1),
         "streams": {"clob": stream_status(c.clob, now),
-                    "rtds": stream_status(c.prices, now)},
+                    **{name: stream_status(f, now) for name, f in streams.items()}},
         "chainlink_age_s": ages,
-        "clock_offset_s": {"rtds": offset, "clob": c.books.last_offset},
+        "clock_offset_s": {**offsets, "clob": c.books.last_offset},
+        "polybolt": {"seq_gaps": c.metrics.get("seq_gaps", stream="polybolt"),
+                     "seq_missed": c.metrics.get("seq_missed", stream="polybolt"),
+                     "closes": c.metrics.by_label("polybolt_closes", "code"),
+                     "twap_disagreements": c.metrics.get("twap_disagreements")}
+        if c.cfg.price_source != "relay" else None,
         "queue_depth": ws.get("queue_depth"),
         "spool_bytes": ws.get("spool_bytes"),
         "rows_written": ws.get("rows_written"),
@@ -177,15 +195,16 @@ def metrics_text(c: CollectorState) -> str:
     gauges |= {
         "windows_tracked": len(c.windows),
         "clob_connected": int(c.clob.connected),
-        "rtds_connected": int(bool(getattr(c.prices, "connected", False))),
         "clob_frames": c.clob.frames,
-        "rtds_frames": getattr(c.prices, "frames", 0),
         "clob_reconnects": c.clob.reconnects,
-        "rtds_reconnects": getattr(c.prices, "reconnects", 0),
         "clob_last_data_age_seconds": age(c.clob.last_data_at, now),
-        "rtds_last_data_age_seconds": age(getattr(c.prices, "last_data_at", None), now),
         "capture_spread_seconds": c.last_capture_spread,
     }
+    for name, f in c.prices.streams().items():  # rtds_*, polybolt_*
+        gauges |= {f"{name}_connected": int(bool(getattr(f, "connected", False))),
+                   f"{name}_frames": getattr(f, "frames", 0),
+                   f"{name}_reconnects": getattr(f, "reconnects", 0),
+                   f"{name}_last_data_age_seconds": age(getattr(f, "last_data_at", None), now)}
     if c.pass_times:
         xs = sorted(c.pass_times)
         gauges["capture_spread_p50_seconds"] = xs[len(xs) // 2]

@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -138,9 +139,14 @@ def _near(a: float, b: float) -> bool:
 
 
 class PriceSource(ABC):
-    """What the collector needs from a price feed (spot and the 60 s TWAP, per asset)."""
+    """What the collector needs from a price feed (spot and the 60 s TWAP, per asset).
+
+    Spot is read through ``spot_book(source)``: each window pins the spot source it starts
+    with (``pin_spot``, the ``spot_source`` column), so a composite source (``feeds.failover``)
+    never measures one window's spot move across two series."""
 
     name = "prices"
+    spot_name = "chainlink"  # what ``spot_source`` says of this source's spot series
 
     @abstractmethod
     def latest(self, symbol: str, series: str) -> Observation | None: ...
@@ -155,6 +161,27 @@ class PriceSource(ABC):
     @abstractmethod
     async def stop(self) -> None: ...
 
+    def pin_spot(self, symbol: str, now: float) -> str:
+        """The spot source a window of ``symbol`` starting now keeps to its end."""
+        return self.spot_name
+
+    def spot_book(self, source: str | None) -> Any:
+        """What reads spot observations of ``source`` (``latest``/``at``)."""
+        return self
+
+    def streams(self) -> dict[str, Any]:
+        """Its websockets by the name /health shows them under."""
+        return {"rtds": self}
+
+    def carries(self, series: str) -> bool:
+        """Whether it carries the ``series`` a market may settle on (Chainlink's: spot and
+        the 60 s TWAP; the Binance candles are ``feeds.binance``'s)."""
+        return series in (SPOT, TWAP60)
+
+    def health(self) -> tuple[list[str], list[str]]:
+        """(problems: /health answers 503, warnings: /health says degraded)."""
+        return [], []
+
 
 class PriceBook:
     """Observations of every (symbol, series), fed from decoded relay messages. Pure state,
@@ -164,12 +191,15 @@ class PriceBook:
                  stream: str = "rtds", boundary_s: float | None = None) -> None:
         self.metrics = metrics
         self.stream = stream
+        self.spot_name = "pyth" if stream == "polybolt" else "chainlink"
         self.by_wire = {f"{s.lower()}/usd": s.upper() for s in symbols}
         self.series: dict[tuple[str, str], PriceSeries] = {
             (s.upper(), k): PriceSeries(retention_s, boundary_s)
             for s in symbols for k in (SPOT, TWAP60)}
         self.last_offset: float | None = None  # receipt - relay publish stamp, seconds
         self.guards: dict[str, PriceGuard] = {s.upper(): PriceGuard() for s in symbols}
+        # called with (symbol, series, stamp ms, value) for each stored observation (failover)
+        self.on_store: Callable[[str, str, int, float], None] | None = None
 
     def apply_frame(self, text: str, recv_ts: float) -> bool:
         """Decode and apply one relay frame. Returns True if it carried price data."""
@@ -215,29 +245,31 @@ class PriceBook:
             symbol = self.by_wire.get(str(payload.get("symbol", "")).lower())
             if symbol is None:
                 return True  # another asset (we subscribe unfiltered)
-            ps = self.series[(symbol, series)]
             points = payload.get("data") if mtype == "subscribe" else [payload]
             if not isinstance(points, list):
                 raise ParseError("bad_payload", "data")
             kept = not points  # an empty backfill is still a live answer
             for p in points:
                 ts_ms, value = _point(p)
-                kept = self._add(symbol, series, ps, ts_ms, value, recv_ts) or kept
+                kept = self.add_point(symbol, series, ts_ms, value, recv_ts) or kept
         except ParseError as e:
             self.metrics.inc("frames_rejected", stream=self.stream, reason=e.reason)
             return False
         self.metrics.inc("events", stream=self.stream, type=series)
         return kept  # only rejected prices: not data (stall detection, /health)
 
-    def _add(self, symbol: str, series: str, ps: PriceSeries, ts_ms: int, value: float,
-             recv_ts: float) -> bool:
+    def add_point(self, symbol: str, series: str, ts_ms: int, value: float,
+                  recv_ts: float) -> bool:
         """Store one observation if it passes the asset's bound (else count why not); True if
-        it was stored."""
+        it was stored. Every stream's decoder ends here (the relay's above, PolyBolt's)."""
+        ps = self.series[(symbol, series)]
         guard = self.guards[symbol]
         why = guard.check(value)
         if why is None:
             guard.accepted(value)
             self._store(ps, ts_ms, value, recv_ts)
+            if self.on_store is not None:
+                self.on_store(symbol, series, ts_ms, value)
             return True
         self.metrics.inc("prices_rejected", stream=self.stream, symbol=symbol, reason=why)
         if why != "out_of_bounds":
@@ -259,6 +291,17 @@ class PriceBook:
     def latest(self, symbol: str, series: str) -> Observation | None:
         ps = self.series.get((symbol, series))
         return ps.latest if ps else None
+
+    def pin_spot(self, symbol: str, now: float) -> str:
+        return self.spot_name
+
+    def spot_book(self, source: str | None) -> PriceBook:
+        return self
+
+    def carries(self, series: str) -> bool:
+        """As ``PriceSource.carries``: the TWAP always, spot only when it is Chainlink's (the
+        relay's book; a PolyBolt book's spot is Pyth's). ``slotml rederive`` asks it too."""
+        return series == TWAP60 or (series == SPOT and self.spot_name == "chainlink")
 
     def at(self, symbol: str, series: str, ts_s: float) -> Observation | None:
         ps = self.series.get((symbol, series))

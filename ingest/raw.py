@@ -3,7 +3,8 @@
 Hourly gzip JSON lines, ``raw-YYYYMMDDHH.jsonl.gz``, one object per line:
 ``{"t": receipt epoch s, "src": "clob" | "rtds" | "clob:open" | "clob:close" | "rtds:open" |
 "rtds:close" | "gamma:<url>" | "clob:<url>" | "tick", "body": text}``. ``tick`` lines mark when
-each live snapshot was taken (``body`` = ``{"tick_ms": .., "captured": {"SYM:slot_ts": epoch s}}``)
+each live snapshot was taken (``body`` = ``{"tick_ms": .., "captured": {"SYM:slot_ts": epoch s}}``,
+with ``"window_s"`` when the collector ran several families: a replay reads its family's)
 so ``slotml rederive`` can cut the replay at the same instants and reproduce the live rows
 exactly. ``clob:sub`` (``{"open": bool, "tokens": {token: [symbol, window_s, slot_ts, outcome]}}``)
 and ``clob:unsub`` (a list of tokens) lines say which tokens the trade tape followed from when, so
@@ -198,6 +199,8 @@ class Replay:
                 info = parse_market(json.loads(body), self.family, self.window_s)
             except (ParseError, json.JSONDecodeError):
                 return
+            if info.family != self.family:
+                return  # a capture of several families: replayed one family at a time
             if info.symbol in self.symbols and (info.symbol, info.slot_ts) not in self.windows:
                 self.windows[(info.symbol, info.slot_ts)] = Window(info)
 
@@ -229,6 +232,8 @@ class Replay:
             t = float(line.get("t", 0))
             if line.get("src") == "tick":
                 info = json.loads(line["body"])
+                if info.get("window_s", self.window_s) != self.window_s:
+                    continue  # another family's tick (a --family a,b capture)
                 if markers is None:
                     markers = info["tick_ms"] % step == 0
                 if markers and info["tick_ms"] % step == 0:

@@ -12,13 +12,43 @@ Chainlink's 60 s TWAP).
 
 Version 2 (the trade tape and five levels of depth): ``slot_trades``, ``slot_tape_gaps`` and the
 40 depth columns of ``slot_snapshots``; a version-1 store is upgraded in place.
+
+Version 3 (a second price source, PolyBolt): ``spot_source`` on ``slot_snapshots`` and
+``slot_resolutions``, naming whose spot series a window's spot columns come from (Chainlink's
+through the relay, or Pyth's through PolyBolt); appended, a version-2 store is upgraded in place.
+
+Version 4 (every Up/Down family, docs/venue.md): ``settlement`` widened from 8 to 24 characters
+for the Binance candle rules (``binance_noon_perp`` is 17), and ``resolution_source`` (the
+market's raw URL, so a later parser can re-derive a rule) appended to ``slot_resolutions``.
+
+Version 5 (book-through fills): the touch's range since a token's previous row
+(``ask_up_low``, ``bid_up_high``, ``ask_down_low``, ``bid_down_high``) appended to
+``slot_snapshots``: a 30 s grid hides a book that moves through a resting bid and back between
+two ticks, and the collector applies every book update anyway.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 5
+SPOT_SOURCES = ("chainlink", "pyth")
+# slot_resolutions.settlement: the rule read from each market (ingest/feeds/gamma.py)
+SETTLEMENTS = ("spot", "twap30", "twap60", "binance1h", "binance1h_perp", "binance_noon",
+               "binance_noon_perp", "unknown")
+_SETTLEMENT_DOC = (
+    "Settlement rule read from the market's description, resolutionSource and "
+    "cryptoMarketConfig (docs/venue.md §6): `spot` (Chainlink spot stream, end >= start is Up), "
+    "`twap30` / `twap60` (Chainlink 30 s / 60 s TWAP stream), `binance1h` (Binance spot 1H "
+    "candle, close >= open is Up), `binance_noon` (Binance spot 1m candle closing at 12:00 ET, "
+    "the day before vs the day; a tie is 50-50), `_perp` variants of both on the USDⓈ-M "
+    "perpetual (HYPE), `unknown` (a text the parser does not know: no price_to_beat, no moves).")
+_SPOT_DOC = ("Whose spot series the row's spot columns (`chainlink_price`, `spot_move_pct`; "
+             "`spot_price_to_beat`) come from: `chainlink` (Chainlink spot, the live-data relay) "
+             "or `pyth` (Pyth spot, PolyBolt: a different series with its own basis and lag). "
+             "Pinned at the window's start, so a window's spot move never spans two series. "
+             "NULL in rows written before schema version 3 (then: Chainlink, the relay's). The "
+             "sim's backfill writes `chainlink`, as a relay collector would.")
 
 
 @dataclass(frozen=True)
@@ -123,6 +153,18 @@ def _depth_columns() -> tuple[Column, ...]:
 
 
 DEPTH = _depth_columns()
+
+_TOUCH_DOC = ("The {what} {side} of the {token} token over every book state applied since the "
+              "token's previous row (its first book, for the first), this row's included: a book "
+              "that moved through a resting order and back between two ticks shows here "
+              "(backtest maker-queue's book-through fills). NULL when the row has no book, or from "
+              "a writer that does not follow every update (rows before schema version 5, the "
+              "sim's backfill without its tape).")
+TOUCH = tuple(Column(f"{side}_{token}_{end}", "double", lo=0.0, hi=1.0,
+                     doc=_TOUCH_DOC.format(what=what, side=side, token=token.capitalize()))
+              for token in ("up", "down")
+              for side, end, what in (("ask", "low", "lowest best"), ("bid", "high", "highest best")))
+TOUCH_COLUMNS: tuple[str, ...] = tuple(c.name for c in TOUCH)
 DEPTH_COLUMNS: tuple[str, ...] = tuple(c.name for c in DEPTH)
 
 SNAPSHOTS = Table(
@@ -155,8 +197,8 @@ SNAPSHOTS = Table(
         Column("ask_size_down", "double", doc="Size at the Down best ask."),
         Column("spread_up", "double", doc="ask_up - bid_up; NULL when either side is missing."),
         Column("spread_down", "double", doc="ask_down - bid_down."),
-        Column("chainlink_price", "double", doc="Latest Chainlink spot value (live-data `crypto_prices_chainlink`)."),
-        Column("chainlink_twap", "double", doc="Latest Chainlink 60 s TWAP value (`crypto_prices_twap_sixty`)."),
+        Column("chainlink_price", "double", doc="Latest spot value of the window's spot source (`spot_source`): Chainlink's (live-data `crypto_prices_chainlink`) or, with `--price-source polybolt|auto`, Pyth's (PolyBolt `price.crypto`)."),
+        Column("chainlink_twap", "double", doc="Latest Chainlink 60 s TWAP value (relay `crypto_prices_twap_sixty` or PolyBolt `price.crypto.twap`: the same series; with `auto`, the newer stamp of the two)."),
         Column("dir_move_pct", "double", doc="Signed move of the market's SETTLEMENT series since price_to_beat, percent."),
         Column("abs_move_pct", "double", doc="abs(dir_move_pct)."),
         Column("spot_move_pct", "double", doc="Signed move of the spot stream since spot_price_to_beat, percent (what the manual filters use)."),
@@ -165,6 +207,8 @@ SNAPSHOTS = Table(
         Column("day_of_week", "tinyint", doc="Weekday of tick_ms, UTC, 0 = Monday."),
         _UPDATED,
         *DEPTH,
+        Column("spot_source", "str", doc=_SPOT_DOC, length=12, choices=SPOT_SOURCES),
+        *TOUCH,
     ),
     unique=("symbol", "window_s", "slot_ts", "tick_ms"),
     indexes=(("symbol", "slot_ts"), ("slot_ts",), ("updated_at",)),
@@ -183,7 +227,7 @@ RESOLUTIONS = Table(
         Column("condition_id", "str", doc="CLOB condition id (0x hex, opaque).", length=66),
         Column("up_token_id", "str", doc="Up outcome token id (decimal string).", length=80),
         Column("down_token_id", "str", doc="Down outcome token id (decimal string).", length=80),
-        Column("settlement", "str", doc="Settlement series from the market's metadata: `twap60` or `spot`.", length=8),
+        Column("settlement", "str", doc=_SETTLEMENT_DOC, length=24, choices=SETTLEMENTS),
         Column("tick_size", "double", doc="Market tick size at discovery (orderPriceMinTickSize)."),
         Column("min_order_size", "double", doc="Minimum order size, shares (orderMinSize)."),
         Column("fee_rate", "double", doc="Fee schedule rate (feeSchedule.rate); 0 when fees are disabled."),
@@ -199,6 +243,8 @@ RESOLUTIONS = Table(
         Column("prev_resolved_up", "bool", doc="resolved_up of the same asset and family's previous window."),
         Column("resolved_at", "double", doc="Wall time the collector FIRST saw the resolved state (not the venue's close time)."),
         _UPDATED,
+        Column("spot_source", "str", doc=_SPOT_DOC, length=12, choices=SPOT_SOURCES),
+        Column("resolution_source", "str", doc="The market's raw resolutionSource URL (e.g. https://www.binance.com/en/trade/BTC_USDT); NULL before schema version 4.", length=128),
     ),
     unique=("symbol", "window_s", "slot_ts"),
     indexes=(("slot_ts",), ("updated_at",)),

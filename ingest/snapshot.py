@@ -31,6 +31,9 @@ class BookTop:
     # level 1 == (bid, bid_size). Read with the best levels (same state); None = no depth captured
     bids: tuple[tuple[float, float], ...] | None = None
     asks: tuple[tuple[float, float], ...] | None = None
+    # the touch's range since the token's previous row, this state included (None: not followed)
+    ask_low: float | None = None
+    bid_high: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,9 +43,10 @@ class WindowRef:
     symbol: str
     window_s: int
     slot_ts: int
-    settlement: str = "twap60"  # "twap60" or "spot"
+    settlement: str = "twap60"  # "twap60", "spot", a Binance candle rule, or "unknown"
     price_to_beat: float | None = None  # settlement-series value stamped at slot_ts
     spot_price_to_beat: float | None = None  # spot value stamped at slot_ts
+    spot_source: str | None = None  # whose spot series: chainlink | pyth (None: not known)
 
 
 def grid_tick_ms(now: float, interval_s: float = SNAPSHOT_INTERVAL_S) -> int:
@@ -82,6 +86,9 @@ def check_top(top: BookTop | None) -> tuple[BookTop | None, str | None]:
     for s in (top.bid_size, top.ask_size):
         if s is not None and s < 0:
             return None, "negative_size"
+    if (top.ask_low is not None and not (0.0 <= top.ask_low <= 1.0)) or \
+            (top.bid_high is not None and not (0.0 <= top.bid_high <= 1.0)):
+        return None, "price_out_of_range"
     if top.bid is not None and top.ask is not None:
         if top.bid >= top.ask:
             return None, "crossed"
@@ -125,6 +132,7 @@ def make_snapshot(
     down: BookTop | None,
     spot: float | None,
     twap: float | None,
+    settle: float | None = None,
 ) -> tuple[dict[str, Any], list[str]]:
     """Build one ``slot_snapshots`` row (all columns but id and updated_at).
 
@@ -135,7 +143,8 @@ def make_snapshot(
     columns come from the tops' ``bids``/``asks`` (the same read as the best levels), so a
     rejected or missing book NULLs its depth exactly as it NULLs its best levels. A caller that
     captures no depth (no top carries levels) gets a row without the depth keys: the store
-    writes them NULL and leaves them out of its INSERT (cheaper).
+    writes them NULL and leaves them out of its INSERT (cheaper). The touch's range columns
+    come from the tops' ``ask_low``/``bid_high`` (NULL where a top has none).
     """
     rejects: list[str] = []
     has_depth = any(t is not None and (t.bids is not None or t.asks is not None) for t in (up, down))
@@ -146,7 +155,8 @@ def make_snapshot(
     if r:
         rejects.append(f"down:{r}")
 
-    settle_value = twap if window.settlement == "twap60" else spot
+    # ``settle``: the live value of a rule neither Chainlink series is (a Binance candle's close)
+    settle_value = {"twap60": twap, "spot": spot}.get(window.settlement, settle)
     dir_move = move_pct(settle_value, window.price_to_beat)
     tick_s = tick_ms / 1000.0
     tm = time.gmtime(tick_s)
@@ -189,4 +199,8 @@ def make_snapshot(
     if has_depth:  # after check_top: a rejected (crossed, ...) book has no depth
         depth_columns("up", up, row)
         depth_columns("down", down, row)
+    row["spot_source"] = window.spot_source
+    for token, top in (("up", up), ("down", down)):  # the readers' ranges hold the state itself
+        row[f"ask_{token}_low"] = None if top is None else top.ask_low
+        row[f"bid_{token}_high"] = None if top is None else top.bid_high
     return row, rejects

@@ -16,6 +16,9 @@ rendered at the collector's 30 s grid and through the collector's own snapshot f
 
 Timing columns (captured_at, book_age_s, resolved_at, final_seen_at, updated_at) are plausible,
 not identical to a live run. The oracle per snapshot goes to <data-dir>/sim/oracle.parquet.
+
+Past 400 lines on purpose: the rows are built twice, through ``make_snapshot`` one by one (exact)
+and column-wise (fast, ~10x), and a test holds the two equal; splitting them would part the twins.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from slotml.errors import UserError
+from slotml.ingest.schema import TOUCH_COLUMNS
 from slotml.ingest.snapshot import SNAPSHOT_INTERVAL_S, BookTop, WindowRef, make_snapshot
 from slotml.settings import CommonSettings
 from slotml.sim.config import SimConfig
@@ -44,6 +48,7 @@ from slotml.sim.oracle import known_sum, p_up
 from slotml.sim.prices import _rng, asset_key, twap_of
 from slotml.sim.render import FEE_SCHEDULE, MIN_ORDER_SIZE, TICK
 from slotml.sim.services.books import BOOK_LEAD_S
+from slotml.sim.touch import touch_ranges
 from slotml.sim.trades import trade_rows
 from slotml.sim.world import World
 
@@ -133,9 +138,9 @@ def generate_parts(cfg: SimConfig, days: float, end: float | str | None = None,
                    interval_s: int = int(SNAPSHOT_INTERVAL_S), trades: bool = True) -> Iterator[Backfill]:
     """``generate`` one asset at a time (what the CLI streams into the store: bounded memory).
     ``interval_s``: the collector's snapshot grid (whole seconds; 30 in production)."""
+    cfg.check_backfill()
     world = World(cfg)
-    w = world.window_s
-    sc = world.scale
+    w, sc = world.window_s, world.scale
     t_start, t_end = span(w, days, end)
     step = int(interval_s)
     if step < 1 or step != interval_s:
@@ -149,7 +154,7 @@ def generate_parts(cfg: SimConfig, days: float, end: float | str | None = None,
         gc_was = gc.isenabled()
         gc.disable()  # ~170k small dicts per asset: the cyclic GC would rescan them over and over
         try:
-            _one_symbol(world, sym, starts, grid, t_end, sc, out, exact, trades)
+            _one_symbol(world, sym, starts, grid, t_end, sc, out, exact, trades, step)
         finally:
             if gc_was:
                 gc.enable()
@@ -157,7 +162,7 @@ def generate_parts(cfg: SimConfig, days: float, end: float | str | None = None,
 
 
 def _one_symbol(world: World, sym: str, starts: np.ndarray, grid: np.ndarray, t_end: int,
-                sc: float, out: Backfill, exact: bool, trades: bool) -> None:
+                sc: float, out: Backfill, exact: bool, trades: bool, step: int) -> None:
     cfg = world.config
     w = world.window_s
     rule = cfg.settlement
@@ -214,10 +219,6 @@ def _one_symbol(world: World, sym: str, starts: np.ndarray, grid: np.ndarray, t_
     relay_at_start = np.array([world.relay_delay(int(s)) for s in starts.tolist()])
     base_known = grid + 0.005 >= wstart + relay_at_start[widx]
     spot_base = spot[wstart - t0]
-    rows = (_rows_exact if exact else _rows_fast)(
-        sym, w, rule, grid, wstart, captured, books, size_a, size_b, base_known, p2b[widx],
-        spot_base, spot_obs, twap_obs, depth)
-    out.snapshots.extend(rows)
     gl, ws = grid.tolist(), wstart.tolist()
     o = out.oracle
     o["symbol"] += [sym] * len(gl)
@@ -229,6 +230,7 @@ def _one_symbol(world: World, sym: str, starts: np.ndarray, grid: np.ndarray, t_
     # ---- per window: slot_resolutions ----------------------------------------------------
     prev: bool | None = None
     poll = POLL_S * min(1.0, sc * 4)
+    touch = {c: np.zeros(len(grid)) for c in TOUCH_COLUMNS}  # cents, 0 = none
     rr_all = _rng(cfg.seed, asset_key(sym), 7, w, int(starts[0])).random((len(starts), 2))
     for k, s in enumerate(starts.tolist()):
         m = world.market(sym, s)
@@ -238,7 +240,7 @@ def _one_symbol(world: World, sym: str, starts: np.ndarray, grid: np.ndarray, t_
             "condition_id": m.condition_id, "up_token_id": m.up_token, "down_token_id": m.down_token,
             "settlement": rule, "tick_size": float(TICK), "min_order_size": float(MIN_ORDER_SIZE),
             "fee_rate": float(FEE_SCHEDULE["rate"]), "fee_exponent": float(FEE_SCHEDULE["exponent"]),
-            "fee_taker_only": FEE_SCHEDULE["takerOnly"],
+            "fee_taker_only": FEE_SCHEDULE["takerOnly"], "spot_source": "chainlink",
             "price_to_beat": float(p2b[k]), "spot_price_to_beat": float(spot[s - t0]),
         }
         seen = m.end + world.relay_delay(m.end)
@@ -264,12 +266,21 @@ def _one_symbol(world: World, sym: str, starts: np.ndarray, grid: np.ndarray, t_
             wd = world.compute_window(m, draws[k])  # not cached: a backfill sees each window once
             out.trades += trade_rows(m, window_flow(cfg.seed, sym, s, w, wd.books, wd.oracle,
                                                     cfg.print_rate), cfg.seed)
+            lo, hi = np.searchsorted(widx, [k, k + 1])  # this window's ticks
+            for col, v in touch_ranges(wd.books, s, grid[lo:hi], step).items():
+                touch[col][lo:hi] = v
+    rows = (_rows_exact if exact else _rows_fast)(
+        sym, w, rule, grid, wstart, captured, books, size_a, size_b, base_known, p2b[widx],
+        spot_base, spot_obs, twap_obs, depth, touch if trades else None)
+    out.snapshots.extend(rows)
 
 
 def _rows_exact(sym, w, rule, grid, wstart, captured, books, size_a, size_b, base_known, p2b,
-                spot_base, spot_obs, twap_obs, depth) -> list[dict[str, Any]]:
+                spot_base, spot_obs, twap_obs, depth, touch) -> list[dict[str, Any]]:
     """Every row through the collector's own snapshot function."""
     sp = [None if x == 0 else x / 100 for x in range(100)]
+    tr = {c: ([None] * len(grid) if touch is None else [sp[int(x)] for x in touch[c].tolist()])
+          for c in TOUCH_COLUMNS}
     ub, ua, db, da = (books.up_bid.tolist(), books.up_ask.tolist(), books.down_bid.tolist(),
                       books.down_ask.tolist())
     sa, sb, cap, gl = size_a.tolist(), size_b.tolist(), captured.tolist(), grid.tolist()
@@ -280,17 +291,20 @@ def _rows_exact(sym, w, rule, grid, wstart, captured, books, size_a, size_b, bas
         g, c = gl[i], cap[i]
         upd = g - BOOK_LEAD_S
         upt = BookTop(sp[ub[i]], sp[ua[i]], sa[i] if ub[i] else None, sb[i] if ua[i] else None, upd,
-                      levels_at(depth, "up", "bid", i), levels_at(depth, "up", "ask", i))
+                      levels_at(depth, "up", "bid", i), levels_at(depth, "up", "ask", i),
+                      tr["ask_up_low"][i], tr["bid_up_high"][i])
         dnt = BookTop(sp[db[i]], sp[da[i]], sb[i] if db[i] else None, sa[i] if da[i] else None, upd,
-                      levels_at(depth, "down", "bid", i), levels_at(depth, "down", "ask", i))
-        ref = WindowRef(sym, w, ws[i], rule, p2bl[i] if bk[i] else None, spb[i] if bk[i] else None)
+                      levels_at(depth, "down", "bid", i), levels_at(depth, "down", "ask", i),
+                      tr["ask_down_low"][i], tr["bid_down_high"][i])
+        ref = WindowRef(sym, w, ws[i], rule, p2bl[i] if bk[i] else None, spb[i] if bk[i] else None,
+                        "chainlink")
         row, _ = make_snapshot(ref, g * 1000, c, upt, dnt, so[i], to[i])
         rows.append(row)
     return rows
 
 
 def _rows_fast(sym, w, rule, grid, wstart, captured, books, size_a, size_b, base_known, p2b,
-               spot_base, spot_obs, twap_obs, depth) -> list[dict[str, Any]]:
+               spot_base, spot_obs, twap_obs, depth, touch) -> list[dict[str, Any]]:
     """The same rows as ``_rows_exact``, column-wise. The sim's books are never crossed, ghost or
     out of range (ask = bid + spread >= 1 cent, prices in [0.01, 0.99]), so make_snapshot's
     rejections cannot fire; the equality test would catch a change."""
@@ -330,7 +344,8 @@ def _rows_fast(sym, w, rule, grid, wstart, captured, books, size_a, size_b, base
         "book_age_s": (captured - (grid - BOOK_LEAD_S)).tolist(),
         "hour_utc": ((grid // 3600) % 24).tolist(),
         "day_of_week": ((grid // 86400 + 3) % 7).tolist(),  # 1970-01-01 was a Thursday; 0 = Monday
-        **depth_columns(depth),
+        **depth_columns(depth), "spot_source": ["chainlink"] * n,  # a relay collector's spot
+        **{c: [None] * n if touch is None else price(touch[c].astype(np.int64)) for c in TOUCH_COLUMNS},
     }
     keys = list(cols)
     return [dict(zip(keys, vals, strict=True)) for vals in zip(*cols.values(), strict=True)]
@@ -401,9 +416,8 @@ async def backfill_into(cfg: SimConfig, url, data_dir: Path, *, days: float, end
             t = time.perf_counter()
             n_snap, n_res, n_trades = await _write(store, bf)
             stats["write_s"] += time.perf_counter() - t
-            stats["snapshots"] += n_snap
-            stats["resolutions"] += n_res
-            stats["trades"] += n_trades
+            for k, n in (("snapshots", n_snap), ("resolutions", n_res), ("trades", n_trades)):
+                stats[k] += n
             stats.update(t_start=bf.t_start, t_end=bf.t_end, missing_ticks=bf.missing_ticks)
             frames.append(oracle_frame(bf))
             del bf

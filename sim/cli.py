@@ -12,7 +12,9 @@ from slotml.settings import add_common_args
 
 
 def _world_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--family", default="15m", help="15m (real), 5m, 1m, 10s, 5s (default 15m; slotml/venue.py)")
+    p.add_argument("--family", default="15m",
+                   help="a family, or (serve) a comma list served together: 5m, 15m, 1h, 4h, 1d "
+                        "(the venue's), 1m, 10s, 5s (the sim's) (default 15m; slotml/venue.py)")
     p.add_argument("--symbols", default="BTC,ETH,SOL,XRP", help="comma-separated assets")
     p.add_argument("--seed", type=integer(0, 2**32 - 1, "seed"), default=1)
     p.add_argument("--book", choices=["default", "sharp", "efficient", "shrunk"], default="default",
@@ -42,6 +44,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=port(allow_zero=True), default=8765,
                        help="0..65535 (default 8765; 0 = any free port)")
+    serve.add_argument("--time-scale", type=integer(1, 300, "time scale"), default=1,
+                       help="divide the venue's families' lengths by this (a divisor of 300; "
+                            "60: an hour lasts a minute; default 1)")
     serve.add_argument("--synthetic-assets", type=count(0, 10_000), default=0,
                        help="extra assets (load; 0..10000)")
     serve.add_argument("--book-rate", type=rate(0, 1000), default=2.0,
@@ -80,14 +85,19 @@ def _shift_at(args: argparse.Namespace, anchor: float) -> int | None:
         return None
     if args.shift_day is None:
         raise UserError(f"--shift {args.shift} needs --shift-day")
-    return shift_second(anchor, args.shift_day, venue.family_seconds(args.family))
+    return shift_second(anchor, args.shift_day, venue.family_seconds(_families(args)[0]))
+
+
+def _families(args: argparse.Namespace) -> tuple[str, ...]:
+    return tuple(f.strip() for f in str(args.family).split(",") if f.strip()) or ("",)
 
 
 def _config(args: argparse.Namespace, anchor: float, **extra):
     from slotml.sim.config import SimConfig
 
+    fams = _families(args)
     return SimConfig(
-        family=args.family, symbols=tuple(s.strip() for s in args.symbols.split(",") if s.strip()),
+        family=fams[0], families=fams, time_scale=getattr(args, "time_scale", 1), symbols=tuple(s.strip() for s in args.symbols.split(",") if s.strip()),
         seed=args.seed, book=args.book, settlement=args.settlement, shift=args.shift,
         shift_at=_shift_at(args, anchor), **extra,
     )
@@ -136,7 +146,7 @@ def _backfill(args: argparse.Namespace) -> int:
 
     uf = 0.003 if args.unresolved_fraction is None else args.unresolved_fraction
     end = parse_end(args.end)  # once: "now" must not move between the shift's anchor and the run
-    t_start, _ = span(venue.family_seconds(args.family), args.days, end)
+    t_start, _ = span(venue.family_seconds(_families(args)[0]), args.days, end)
     if args.shift_day is not None and args.shift_day >= args.days:
         raise UserError(f"--shift-day {args.shift_day:g} is not inside the history (--days {args.days:g})")
     cfg = _config(args, t_start, unresolved_fraction=uf)

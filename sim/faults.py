@@ -17,23 +17,34 @@ from typing import Any
 
 # kind -> (what it does, targets it accepts)
 KINDS: dict[str, str] = {
-    "ws_drop": "abort websocket connections without a close frame (target: market|rtds|all)",
+    "ws_drop": "abort websocket connections without a close frame (target: market|rtds|polybolt|all)",
+    "service_down": "a dead service: abort the target's sockets now and refuse new ones (503) "
+                    "for duration_s (target: market|rtds|polybolt|all)",
+    "pb_close": "close every PolyBolt socket now with `code` (4002 slow, 4003 drain, 4008 policy, "
+                "4001 auth)",
+    "pb_revoke": "PolyBolt credentials revoked for duration_s: authed sockets closed 4001 now, "
+                 "every auth refused with 4001",
     "ws_silent": "stay connected and answer PING, send no data for duration_s (target)",
-    "malformed": "send `count` frames that are not JSON (target)",
-    "truncated": "send `count` JSON frames cut in half (target)",
-    "unknown_event": "send an event of an unknown type (target)",
-    "extra_fields": "add unknown fields to every frame/response for duration_s (target: market|rtds|http|all)",
+    "malformed": "send `count` frames that are not JSON (target: market|rtds|polybolt|all)",
+    "truncated": "send `count` JSON frames cut in half, each in its socket's shape (target; a "
+                 "PolyBolt one takes its socket's next seq: the lost frame is a seq gap)",
+    "unknown_event": "send an event of an unknown type, in the target's shape (target: market, "
+                     "rtds, or polybolt: an unknown channel with the socket's next seq)",
+    "extra_fields": "add unknown fields to every frame/response for duration_s "
+                    "(target: market|rtds|polybolt|http|all)",
     "http_status": "answer the next `count` HTTP requests under `prefix` with `status` "
                    "(500, 425, 429 + Retry-After: retry_after)",
     "slow": "delay the next `count` HTTP responses under `prefix` by delay_s (a client timeout)",
-    "out_of_order": "deliver the next `count` seconds of live-data updates in swapped order",
-    "duplicate": "send the next `count` seconds of live-data updates twice",
+    "out_of_order": "deliver the next `count` seconds of price updates in swapped order "
+                    "(target: rtds|polybolt|all; PolyBolt's seq stays in sending order)",
+    "duplicate": "send the next `count` seconds of price updates twice (target: rtds|polybolt|"
+                 "all; PolyBolt repeats the frame, seq and all)",
     "crossed_book": "cross the Up book of `token_id` (or every subscribed market) for duration_s",
     "ghost_book": "REST /book answers a ghost 0.01/0.99 book for `count` requests",
     "resolve_close": "close market websockets now with 1000 'all subscribed assets resolved'",
     "tick_size_change": "send a tick_size_change event to market subscribers",
 }
-ONE_SHOT = {"ws_drop", "malformed", "truncated", "unknown_event", "resolve_close", "tick_size_change"}
+ONE_SHOT = {"ws_drop", "pb_close", "malformed", "truncated", "unknown_event", "resolve_close", "tick_size_change"}
 
 
 @dataclass
@@ -83,7 +94,8 @@ class Faults:
             f.remaining = int(params["count"])
         elif kind in ("http_status", "slow", "ghost_book", "out_of_order", "duplicate") and f.until is None:
             f.remaining = 1
-        elif kind in ("ws_silent", "extra_fields", "crossed_book") and f.until is None:
+        elif kind in ("ws_silent", "extra_fields", "crossed_book", "service_down",
+                      "pb_revoke") and f.until is None:
             f.until = now + 5.0
         if kind not in ONE_SHOT:
             self.active.append(f)
@@ -123,11 +135,16 @@ def with_extra(obj: Any) -> Any:
     return obj
 
 
-def bad_frame(kind: str, channel: str, now_ms: int) -> str:
-    """One ``malformed``/``truncated``/``unknown_event`` frame for a ``market`` or ``rtds`` socket."""
+def bad_frame(kind: str, channel: str, now_ms: int, seq: int | None = None) -> str:
+    """One ``malformed``/``truncated``/``unknown_event`` frame for a ``market``, ``rtds`` or
+    ``polybolt`` socket (``seq``: the PolyBolt socket's next, for the last two kinds)."""
     if channel == "market":
         good = {"event_type": "price_change", "market": "0x00", "price_changes": [],
                 "timestamp": str(now_ms)}
+    elif channel == "polybolt":
+        good = {"v": 1, "channel": "price.crypto.twap", "seq": seq, "ts": now_ms,
+                "payload": {"symbol": "btcusd", "timestamp": now_ms // 1000 * 1000, "value": 1.0,
+                            "window_seconds": 60}}
     else:
         good = {"topic": "crypto_prices_chainlink", "type": "update", "timestamp": now_ms,
                 "payload": {"symbol": "btc/usd", "timestamp": now_ms // 1000 * 1000, "value": 1.0}}
@@ -138,4 +155,6 @@ def bad_frame(kind: str, channel: str, now_ms: int) -> str:
         return text[: len(text) // 2]
     if channel == "market":
         return json.dumps({**good, "event_type": "sim_unknown_event", "whatever": 1})
+    if channel == "polybolt":
+        return json.dumps({**good, "channel": "price.crypto.sim_unknown"})
     return json.dumps({**good, "type": "sim_unknown_type"})

@@ -12,6 +12,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+from slotml import venue
 from slotml.sim.world import Market, World, iso
 
 MIN_ORDER_SIZE = 5
@@ -94,11 +95,14 @@ def gamma_market(world: World, m: Market, now: float, second: int) -> dict[str, 
         "umaResolutionStatuses": "[]",
         "feesEnabled": True,
         "feeSchedule": dict(FEE_SCHEDULE),
-        "cryptoMarketConfigId": f"{m.symbol.lower()}-{m.family}" + ("-twap-60" if m.settlement == "twap60" else ""),
-        "cryptoMarketConfig": {"asset": m.symbol.lower(), "duration": m.family,
-                               "twapEnabled": m.settlement == "twap60", "twapLookbackSeconds": 60},
         "automaticallyActive": True,
     }
+    if not m.settlement.startswith("binance"):  # absent on the hourly and daily payloads
+        out["cryptoMarketConfigId"] = f"{m.symbol.lower()}-{m.family}" + (
+            "-twap-60" if m.settlement == "twap60" else "")
+        out["cryptoMarketConfig"] = {"asset": m.symbol.lower(), "duration": m.family,
+                                     "twapEnabled": m.settlement == "twap60",
+                                     "twapLookbackSeconds": 60}
     if bid is not None:
         out["bestBid"] = bid / 100
     if ask is not None:
@@ -131,8 +135,10 @@ def gamma_event(world: World, m: Market, now: float, second: int) -> dict[str, A
         "restricted": True,
         "negRisk": False,
         "markets": [mk],
-        "series": [{"id": str(world.series_id(m.symbol)),
-                    "slug": f"{m.symbol.lower()}-up-or-down-{m.family}",
+        "series": [{"id": str(world.series_id(m.symbol, m.family)),
+                    "slug": (venue.series_slug(m.symbol, m.family)
+                             if venue.FAMILIES[m.family].listed
+                             else f"{m.symbol.lower()}-up-or-down-{m.family}"),
                     "title": f"{m.symbol} Up or Down {m.family}", "recurrence": m.family}],
         "tags": [],
     }

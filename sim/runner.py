@@ -55,6 +55,14 @@ class SimHandle:
         return f"ws://{self.server.host}:{self.port}/rtds"
 
     @property
+    def binance_url(self) -> str:
+        return f"ws://{self.server.host}:{self.port}/binance/stream"
+
+    @property
+    def polybolt_url(self) -> str:
+        return f"ws://{self.server.host}:{self.port}/polybolt"
+
+    @property
     def control_url(self) -> str:
         return self.base_url + "/_sim"
 

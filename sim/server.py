@@ -1,10 +1,11 @@
 """ONE aiohttp app on ONE port: Gamma (/gamma), CLOB REST (/clob), the CLOB market websocket
-(/ws/market), the live-data relay (/rtds) and the control API (/_sim), one module each under
+(/ws/market), the live-data relay (/rtds), its successor PolyBolt (/polybolt), Binance's kline
+stream (/binance/stream) and the control API (/_sim), one module each under
 ``sim/services/``.
 
 ``SimServer`` owns what the services share (the World, the Faults, the socket registry, the
-stats), assembles their routes behind the HTTP fault middleware, and runs the two publishing loops
-(books, relay). Time is real (nothing advances it); the publication timing lives with each loop.
+stats), assembles their routes behind the HTTP fault middleware, and runs the three publishing loops
+(books, relay, PolyBolt). Time is real (nothing advances it); the publication timing lives with each loop.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any
 from aiohttp import web
 
 from slotml.sim.faults import Faults, with_extra
+from slotml.sim.services.binance import Binance
 from slotml.sim.services.books import Books
 from slotml.sim.services.clob_rest import ClobRest
 from slotml.sim.services.connections import Connections
@@ -29,6 +31,7 @@ from slotml.sim.services.control import Control
 from slotml.sim.services.gamma import Gamma
 from slotml.sim.services.market_ws import MarketWs
 from slotml.sim.services.orders import Orders
+from slotml.sim.services.polybolt import PolyBolt
 from slotml.sim.services.relay import Relay
 from slotml.sim.world import World
 
@@ -48,7 +51,9 @@ class SimServer:
         self.clob = ClobRest(world, self.faults, books)
         self.market_ws = MarketWs(world, self.faults, self.conns, books, self.stats)
         self.relay = Relay(world, self.faults, self.conns, self.stats)
-        self.control = Control(world, self.faults, self.conns, self.stats)
+        self.polybolt = PolyBolt(world, self.faults, self.conns, self.stats)
+        self.binance = Binance(world, self.faults, self.conns, self.stats)
+        self.control = Control(world, self.faults, self.conns, self.stats, self.polybolt)
         self.orders = Orders(world)
         self._tasks: list[asyncio.Task] = []
         self._runner: web.AppRunner | None = None
@@ -61,7 +66,7 @@ class SimServer:
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self._fault_mw])
         for service in (self.gamma, self.clob, self.market_ws, self.market_ws.prints, self.relay,
-                        self.control, self.orders):
+                        self.polybolt, self.binance, self.control, self.orders):
             app.router.add_routes(service.routes())
         return app
 
@@ -75,7 +80,9 @@ class SimServer:
         await site.start()
         self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         self._tasks = [asyncio.create_task(self.market_ws.run(), name="sim-books"),
-                       asyncio.create_task(self.relay.run(), name="sim-rtds")]
+                       asyncio.create_task(self.relay.run(), name="sim-rtds"),
+                       asyncio.create_task(self.polybolt.run(), name="sim-polybolt"),
+                       asyncio.create_task(self.binance.run(), name="sim-binance")]
         log.info("sim serving on http://%s:%d (family %s, seed %d)", self.host, self.port,
                  self.config.family, self.config.seed)
 
@@ -104,7 +111,8 @@ class SimServer:
                         handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
                         ) -> web.StreamResponse:
         path = request.path
-        if not path.startswith("/_sim") and not path.startswith("/ws") and path != "/rtds":
+        if not path.startswith("/_sim") and not path.startswith("/ws") \
+                and path not in ("/rtds", "/polybolt", "/binance/stream"):
             self.stats["http_requests"] += 1
             f = self.faults.find("slow")
             if f and path.startswith(str(f.params.get("prefix", "/"))):

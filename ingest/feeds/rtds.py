@@ -17,6 +17,7 @@ class RtdsRelay(WsFeed, PriceSource):
     """The live-data relay (``wss://ws-live-data.polymarket.com``), unfiltered, PING every 5 s."""
 
     name = "rtds"
+    spot_name = "chainlink"
 
     def __init__(self, url: str, symbols: tuple[str, ...], metrics: Metrics,
                  ping_interval: float = 5.0, stall_after: float = 30.0, backoff_max: float = 30.0,

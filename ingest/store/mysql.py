@@ -383,6 +383,20 @@ async def _upgrade(cur: aiomysql.Cursor, db: str, table: Table) -> list[str]:
                 f"ROUND({_q(c.name)}, 6 - FLOOR(LOG10(ABS({_q(c.name)})))))" for c in fl))
         done.append(f"{name}: {', '.join(f'{c.name} {cols[c.name].upper()}' for c in floats)} "
                     "-> DOUBLE")
+    # 2b. VARCHAR columns narrower than the schema's (version 4 widened `settlement`): MODIFY
+    #     keeps the values and the nullability
+    await cur.execute("SELECT COLUMN_NAME, CHARACTER_MAXIMUM_LENGTH, IS_NULLABLE FROM "
+                      "information_schema.COLUMNS WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s "
+                      "AND DATA_TYPE = 'varchar'", (db, name))
+    widths = {r[0]: (int(r[1]), r[2] == "YES") for r in await cur.fetchall()}
+    narrow = [(c, widths[c.name]) for c in table.columns
+              if c.kind == "str" and c.name in widths and widths[c.name][0] < c.length]
+    if narrow:
+        await cur.execute(f"ALTER TABLE {t} " + ", ".join(
+            f"MODIFY {_q(c.name)} {c.mysql_type} {'NULL' if null else 'NOT NULL'}"
+            + (f" DEFAULT {c.default}" if c.default is not None else "") for c, (_, null) in narrow))
+        done.append(f"{name}: widened " + ", ".join(
+            f"{c.name} VARCHAR({w}) -> VARCHAR({c.length})" for c, (w, _) in narrow))
     # 3. missing columns: add (nullable), derive, then tighten to NOT NULL. Until the unique
     #    key exists the upgrade is unfinished (MySQL DDL commits as it goes): a re-run after an
     #    interruption derives whatever is still NULL.

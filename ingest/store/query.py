@@ -1,4 +1,5 @@
-"""Read queries over the store in portable SQL (SQLite and MySQL/MariaDB): the /slots listing.
+"""Read queries over the store in portable SQL (SQLite and MySQL/MariaDB): the /slots listing,
+and the recent rows a bot warms its online features from (``recent_rows``).
 
 The lake answers analytical questions in DuckDB; the read API answers "what was collected"
 from the STORE, which is fresh and indexed, but cannot run DuckDB's ASOF join. So the feature
@@ -21,7 +22,9 @@ is a bound parameter; only identifiers from ``ingest/schema.py`` are spliced int
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import asyncio
+import math
+from collections.abc import Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -194,5 +197,55 @@ async def latest_slot(store: Store) -> tuple[int | None, float | None]:
     return int(slot), None if cap is None else float(cap)
 
 
-__all__ = ["PickSpec", "RESOLUTION_FIELDS", "SlotQuery", "fetch_slots", "latest_slot",
+async def fetch_recent(store: Store, now: float, span: float, *, window_s: int | None = None,
+                       symbol: str | None = None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(snapshot rows, resolution rows) of the windows starting in [now - span, now] (epoch s),
+    snapshots ticked at or before ``now``: what ``OnlineFeatures.warm`` takes (it applies the
+    point-in-time rule: captured and known by ``now``). ``span``: ``serve.online.warm_span``."""
+    lo, hi = math.floor(now - span), math.floor(now)
+    snaps = await store.fetch_snapshots(symbol=symbol, window_s=window_s, slot_ts_min=lo, slot_ts_max=hi)
+    res = await store.fetch_resolutions(symbol=symbol, window_s=window_s, slot_ts_min=lo, slot_ts_max=hi)
+    return [r for r in snaps if r["tick_ms"] <= now * 1000], res
+
+
+def recent_rows(url: Any, now: float, span: float, *, window_s: int | None = None,
+                symbol: str | None = None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """``fetch_recent`` from the store at ``url`` (a ``DbUrl`` or its text), opened and closed
+    here: the loader a bot calls once at start. Safe to call from inside an event loop (it then
+    runs on a worker thread). A missing SQLite file or an unreachable store is a ``UserError``.
+    """
+    from slotml.errors import UserError
+    from slotml.ingest.store import StoreUnavailable, open_store
+    from slotml.settings import DbUrl
+
+    url = DbUrl.parse(url) if isinstance(url, str) else url
+    if url.scheme == "sqlite" and url.path is not None and not url.path.is_file():
+        raise UserError(f"warm start: no store at {url} (no such file)")
+
+    async def load() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        store = open_store(url)
+        await store.connect()
+        try:
+            return await fetch_recent(store, now, span, window_s=window_s, symbol=symbol)
+        finally:
+            await store.close()
+
+    try:
+        return _run(load())
+    except StoreUnavailable as e:
+        raise UserError(f"warm start: {e}") from None
+
+
+def _run(coro: Coroutine[Any, Any, Any]) -> Any:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:  # a loop is running here: run ours beside it
+        return pool.submit(asyncio.run, coro).result()
+
+
+__all__ = ["PickSpec", "fetch_recent", "recent_rows", "RESOLUTION_FIELDS", "SlotQuery", "fetch_slots", "latest_slot",
            "pick_condition", "slot_columns", "slots_sql", "window_lengths"]

@@ -30,6 +30,7 @@ class WsFeed:
     """One websocket, kept open forever. Subclasses say what to send on open and how to eat frames."""
 
     name = "ws"
+    keepalive: str | None = "PING"  # text sent every ping_interval (None: the server pings)
 
     def __init__(self, url: str, metrics: Metrics, ping_interval: float, stall_after: float,
                  backoff_max: float = 30.0, on_raw: RawHook | None = None) -> None:
@@ -64,6 +65,11 @@ class WsFeed:
     def on_frame(self, text: str, recv_ts: float) -> bool:
         """Handle one frame; return True if it carried data (resets the stall watchdog)."""
         raise NotImplementedError
+
+    def on_close_code(self, code: int, reason: str) -> float | None:
+        """The server closed with ``code``: seconds to wait before reconnecting, or None for
+        the usual backoff (a venue's own close codes: PolyBolt's 4001 auth, 4003 drain)."""
+        return None
 
     # -- life cycle ----------------------------------------------------------------------
     @property
@@ -135,6 +141,7 @@ class WsFeed:
                 continue
             normal_close = False
             got_data = False
+            wait: float | None = None
             try:
                 async with connect(self.url, ping_interval=None, open_timeout=10,
                                    close_timeout=2, max_size=2**24, max_queue=4096) as ws:
@@ -149,7 +156,8 @@ class WsFeed:
                     if self.on_raw is not None:  # lets a replay see connection boundaries
                         self.on_raw(f"{self.name}:open", "", self.last_data_at)
                     await self.on_open(ws)
-                    pinger = asyncio.create_task(self._pinger(ws))
+                    pinger = asyncio.create_task(self._pinger(ws)) if self.keepalive \
+                        else asyncio.create_task(self._stop.wait())
                     try:
                         while True:
                             left = self.last_data_at + self.stall_after - time.time()
@@ -186,8 +194,11 @@ class WsFeed:
                     log.info("%s: server closed: %s", self.name, rcvd.reason)
                 elif not self._stop.is_set():
                     self.metrics.inc("disconnects", stream=self.name)
-                    log.warning("%s: connection closed (%s)", self.name,
-                                f"{rcvd.code} {rcvd.reason}" if rcvd else "no close frame")
+                    if rcvd is not None:
+                        wait = self.on_close_code(rcvd.code, rcvd.reason or "")
+                    if wait is None:
+                        log.warning("%s: connection closed (%s)", self.name,
+                                    f"{rcvd.code} {rcvd.reason}" if rcvd else "no close frame")
             except asyncio.CancelledError:
                 raise
             except Exception as e:  # noqa: BLE001 - any failure: back off and retry, forever
@@ -207,6 +218,8 @@ class WsFeed:
             delay = min(self.backoff_max, self.backoff_base * 2 ** attempt)
             delay *= 0.5 + random.random() / 2
             attempt = min(attempt + 1, 20)
+            if wait is not None:
+                delay = wait
             try:
                 await asyncio.wait_for(self._stop.wait(), timeout=delay)
             except TimeoutError:
@@ -219,6 +232,6 @@ class WsFeed:
         while True:
             await asyncio.sleep(self.ping_interval)
             try:
-                await ws.send("PING")
+                await ws.send(self.keepalive)
             except Exception:  # noqa: BLE001 - the receive loop sees the closed socket
                 return

@@ -28,7 +28,7 @@ class Client:
     def __init__(self, ws: web.WebSocketResponse, request: web.Request, kind: str) -> None:
         self.ws = ws
         self.transport = request.transport
-        self.kind = kind  # "market" | "rtds"
+        self.kind = kind  # "market" | "rtds" | "polybolt"
         self.queue: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
         self.assets: set[str] = set()
         self.custom = False
@@ -54,7 +54,11 @@ class Connections:
     async def serve(self, request: web.Request, kind: str,
                     on_message: Callable[[Client, Any], None],
                     on_invalid: Callable[[Client], None]) -> web.WebSocketResponse:
-        """Accept a socket and feed its JSON messages to ``on_message`` until it closes."""
+        """Accept a socket and feed its JSON messages to ``on_message`` until it closes (a
+        ``service_down`` fault on ``kind``: refused with 503, as a dead service would be)."""
+        if self.faults.find("service_down", kind):
+            self.stats[f"{kind}_refused"] += 1
+            raise web.HTTPServiceUnavailable(text=f"sim fault: {kind} down")
         ws = web.WebSocketResponse(autoping=True, heartbeat=None, max_msg_size=1 << 20)
         await ws.prepare(request)
         c = Client(ws, request, kind)
@@ -95,10 +99,11 @@ class Connections:
                 if f and text[:1] in "[{":
                     text = json.dumps(with_extra(json.loads(text)), separators=(",", ":"))
                     self.faults.use(f)
-            if kind == "close":
+            if kind.startswith("close"):  # "close" (1000) or "close:<code>"
                 c.closing = True
+                code = int(kind[6:]) if kind.startswith("close:") else 1000
                 with contextlib.suppress(Exception):
-                    await c.ws.close(code=1000, message=text.encode())
+                    await c.ws.close(code=code, message=text.encode())
                 return
             try:
                 await c.ws.send_str(text)

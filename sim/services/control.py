@@ -18,11 +18,16 @@ from aiohttp import web
 from slotml.sim import render
 from slotml.sim.faults import KINDS, Faults, bad_frame
 from slotml.sim.services.connections import Connections
+from slotml.sim.services.polybolt import PolyBolt, pyth_at
 from slotml.sim.world import Market, World
+
+SECRET_KEYS = ("order_key", "polybolt_key", "polybolt_secret", "polybolt_passphrase")
 
 
 class Control:
-    def __init__(self, world: World, faults: Faults, conns: Connections, stats: Counter) -> None:
+    def __init__(self, world: World, faults: Faults, conns: Connections, stats: Counter,
+                 polybolt: PolyBolt | None = None) -> None:
+        self.polybolt = polybolt
         self.world = world
         self.config = world.config
         self.faults = faults
@@ -46,7 +51,8 @@ class Control:
         return web.json_response({"ok": True, "now": time.time(), "family": self.config.family})
 
     async def sim_config(self, request: web.Request) -> web.Response:
-        return web.json_response({k: v for k, v in asdict(self.config).items() if k != "order_key"})
+        return web.json_response({k: v for k, v in asdict(self.config).items()
+                                  if k not in SECRET_KEYS})
 
     def _market_info(self, m: Market) -> dict[str, Any]:
         return {"symbol": m.symbol, "family": m.family, "slug": m.slug, "start": m.start, "end": m.end,
@@ -105,7 +111,8 @@ class Control:
             return web.json_response({"error": "unknown symbol"}, status=404)
         t = int(float(request.query.get("t", time.time())))
         p = self.world.path(sym)
-        return web.json_response({"symbol": sym, "t": t, "spot": p.spot_at(t), "twap": p.twap_at(t)})
+        return web.json_response({"symbol": sym, "t": t, "spot": p.spot_at(t), "twap": p.twap_at(t),
+                                  "pyth": pyth_at(p, t)})
 
     async def sim_outcome(self, request: web.Request) -> web.Response:
         m = self.world.market_by_slug(request.query.get("slug", ""))
@@ -119,7 +126,9 @@ class Control:
         clients = self.conns.clients
         return web.json_response({"stats": dict(self.stats), "faults_emitted": dict(self.faults.emitted),
                                   "clients": {"market": sum(c.kind == "market" for c in clients),
-                                              "rtds": sum(c.kind == "rtds" for c in clients)}})
+                                              "rtds": sum(c.kind == "rtds" for c in clients),
+                                              "polybolt": sum(c.kind == "polybolt"
+                                                              for c in clients)}})
 
     async def sim_faults(self, request: web.Request) -> web.Response:
         return web.json_response({"kinds": KINDS, "active": [f.as_dict() for f in self.faults.active]})
@@ -147,7 +156,7 @@ class Control:
         now_ms = int(time.time() * 1000)
         clients = self.conns.clients
         hit = [c for c in clients if target in ("all", c.kind)]
-        if kind == "ws_drop":
+        if kind in ("ws_drop", "service_down"):
             for c in hit:
                 c.closing = True
                 if c.transport is not None:
@@ -157,8 +166,15 @@ class Control:
             n = int(params.get("count", 1))
             for c in hit:
                 for _ in range(n):
-                    c.send(bad_frame(kind, c.kind, now_ms))
+                    seq = (self.polybolt.next_seq(c) if c.kind == "polybolt" and kind != "malformed"
+                           and self.polybolt is not None else None)
+                    c.send(bad_frame(kind, c.kind, now_ms, seq))
             self.faults.note(kind, len(hit) * n)
+        elif kind in ("pb_close", "pb_revoke") and self.polybolt is not None:
+            code = 4001 if kind == "pb_revoke" else int(params.get("code", 4003))
+            reason = {4001: "auth revoked", 4002: "slow consumer", 4003: "server draining",
+                      4008: "policy violation"}.get(code, "sim fault")
+            self.faults.note(kind, self.polybolt.close_all(code, reason))
         elif kind == "resolve_close":
             hit = [c for c in clients if c.kind == "market"]
             for c in hit:

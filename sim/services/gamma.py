@@ -67,8 +67,10 @@ class Gamma:
         """``/events?series_id=&closed=false&limit=N``: a series' open windows, soonest first
         (``closed=true``: resolved ones, latest first; without ``closed`` only closed ones)."""
         w = self.world
-        sym = next((s for s in w.symbols if str(w.series_id(s)) == request.query["series_id"]), None)
-        if sym is None:
+        want = request.query["series_id"]
+        fam, sym = next(((f, s) for f in w.families for s in w.symbols
+                         if str(w.series_id(s, f)) == want), (None, None))
+        if fam is None or sym is None:
             return []
         try:
             limit = max(1, min(500, int(request.query.get("limit", 20))))
@@ -76,22 +78,24 @@ class Gamma:
             limit = 20
         q = request.query.get("closed")
         want_closed = True if q is None else q.lower() == "true"
-        cur = int(now // w.window_s) * w.window_s
+        cur = w.bounds(now, fam)[0]
         out: list[dict[str, Any]] = []
         if want_closed:
-            start = cur - w.window_s
-            while len(out) < limit and start > cur - 2000 * w.window_s:
-                m = w.market(sym, start)
+            start, n = w.bounds(cur - 1, fam)[0], 0
+            while len(out) < limit and n < 2000:
+                m = w.market(sym, start, fam)
                 if w.is_resolved(m, now):
                     out.append(render.gamma_event(w, m, now, book_second(now)))
-                start -= w.window_s
+                start, n = w.bounds(start - 1, fam)[0], n + 1
         else:
-            start = cur - 20 * w.window_s
-            while len(out) < limit and start <= w.listed_horizon(now):
-                m = w.market(sym, start)
+            start = cur
+            for _ in range(20):
+                start = w.bounds(start - 1, fam)[0]
+            while len(out) < limit and start <= w.listed_horizon(now, fam):
+                m = w.market(sym, start, fam)
                 if not w.is_resolved(m, now) and w.is_listed(m, now):
                     out.append(render.gamma_event(w, m, now, book_second(now)))
-                start += w.window_s
+                start = w.bounds(start, fam)[1]
         return out
 
     async def gamma_markets(self, request: web.Request) -> web.Response:

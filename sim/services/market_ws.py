@@ -33,8 +33,8 @@ def world_listing(world: World, now: float) -> list[Market]:
     """Create (register) every market listed by ``now``; returns those newly created."""
     w = world
     before = len(w.by_condition)
-    lo = w.window_s * (int(now // w.window_s) - 2)
-    w.markets_between(lo, w.listed_horizon(now))
+    for fam, length in w.lengths.items():  # each family up to its own listing horizon
+        w.markets_between(now - 2 * length, w.listed_horizon(now, fam), families=(fam,))
     if len(w.by_condition) == before:
         return []
     return list(w.by_condition.values())[before:]
@@ -60,8 +60,7 @@ class MarketWs:
     def warm_up(self, now: float) -> None:
         """Before serving: register the listed markets and build every asset's regime chain."""
         world_listing(self.world, now)
-        w = self.world.window_s
-        cur = int(now // w) * w
+        cur = self.world.tick_bounds(now)[0]
         self.world.prefetch(cur)
         self._prefetched = cur
 
@@ -128,8 +127,8 @@ class MarketWs:
     def _maybe_prefetch(self, now: float) -> None:
         """Compute the next window of every asset in a worker thread before it is needed, so a
         rollover with hundreds of assets does not stall the event loop."""
-        w = self.world.window_s
-        nxt = (int(now // w) + 1) * w
+        w = self.world.tick_s
+        nxt = self.world.tick_bounds(now)[1]
         if nxt > self._prefetched and nxt - now < max(2.0, 0.3 * w):
             self._prefetched = nxt
             fut = asyncio.get_running_loop().run_in_executor(None, self.world.prefetch, nxt)

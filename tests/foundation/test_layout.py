@@ -33,7 +33,7 @@ ONLY = {
     # the snapshot function; the collector only for live.py (a bot that collects as it trades)
     ("serve", "ingest"): ("slotml.ingest.snapshot", "slotml.ingest.collector"),
     # a challenger is scored as a bot scores it
-    ("train", "serve"): ("slotml.serve.scorer", "slotml.serve.options"),
+    ("train", "serve"): ("slotml.serve.scorer", "slotml.serve.options", "slotml.serve.scores"),
 }
 MAX_LINES = 400  # past this (with some slack), the module's docstring says why
 

@@ -49,7 +49,8 @@ def test_keys_are_the_agreed_literals_and_documented() -> None:
     assert set(_meta()) == set(mf.ALL_KEYS) == {
         "slotml_format", "slotml_version", "feature_contract", "features", "stats",
         "decision_points", "window_s", "tolerance", "lookback", "calibration", "splits",
-        "lake_manifest_id", "metrics", "created_at", "policy"}
+        "lake_manifest_id", "metrics", "created_at", "policy", "importance",
+        "feature_ranges"}
     assert [f for f in ModelMeta.__dataclass_fields__ if f != "format"] == [k.name for k in mf.KEYS]
     for k in mf.KEYS:  # the module's table documents every key
         assert f"\n{k.name} " in mf.__doc__, k.name
@@ -118,6 +119,9 @@ def test_unknown_keys_are_ignored() -> None:
     ({"stats": "[]"}, "'stats' (dict) must be a JSON object"),
     ({"metrics": "3"}, "'metrics' (dict) must be a JSON object"),
     ({"lake_manifest_id": "\"x\""}, "integer or null"),
+    ({"importance": "[]"}, "'importance' (dict | null) must be null or a JSON object"),
+    ({"importance": json.dumps({"gain": {"a": 1.0}})}, "permutation must be a non-empty object"),
+    ({"importance": '{"gain": {"a": NaN}, "permutation": {"a": 0.1}}'}, "gain must be"),
 ])
 def test_refusals(over: dict[str, str], needle: str) -> None:
     with pytest.raises(ModelFileError) as e:
@@ -147,6 +151,26 @@ def test_contract_version_mismatch_and_optional_keys() -> None:
     assert got.created_at == ""
 
 
+def test_importance_key_round_trips_and_old_files_without_it_load(tmp_path: Path) -> None:
+    """``importance`` is optional (no format bump): a file written before it reads as None,
+    through the validator and through the scorer on a real ONNX file."""
+    from slotml.serve import Scorer
+    from tests.serve.models import make_model
+
+    imp = {"gain": {"a": 2.5, "b": 0.0, "c": 1.0}, "permutation": {"a": 0.01, "b": -1e-4, "c": 0.0},
+           "permutation_std": {"a": 1e-3, "b": 1e-4, "c": 0.0}, "metric": "brier",
+           "slice": "calibration", "base": 0.2, "rows": 100, "repeats": 3, "seed": 0}
+    got = validate_metadata(_meta(importance=json.dumps(imp)), FEATURES)
+    assert got.importance == imp and validate_metadata(got.to_metadata(), FEATURES) == got
+    old = _meta()
+    del old["importance"]
+    assert validate_metadata(old, FEATURES).importance is None
+    path = make_model(tmp_path / "td_model_20261101_000000.onnx", FEATURES, [1.0, 0.0, 0.0],
+                      meta_over={"importance": None})  # as written before the key existed
+    s = Scorer.load(path, contract_features=FEATURES, contract_version=None)
+    assert s.meta.importance is None and s.meta.format == mf.FORMAT
+
+
 def test_format1_onnx_file_loads_in_the_scorer_and_online_features(tmp_path: Path) -> None:
     """A model file written by format 1 (real ONNX, real onnxruntime) still loads: running bots
     hot-reload old models; its tolerance and lookback are format 1's."""
@@ -155,7 +179,8 @@ def test_format1_onnx_file_loads_in_the_scorer_and_online_features(tmp_path: Pat
 
     path = make_model(tmp_path / "td_model_20260101_000000.onnx", FEATURES, [1.0, 0.0, 0.0],
                       meta_over={"slotml_format": "slotml-td-model/1", "tolerance": None,
-                                 "lookback": None, "some_later_key": "{\"x\": 1}"})
+                                 "lookback": None, "some_later_key": "{\"x\": 1}",
+                                 "feature_contract": "3"})  # format 1 came under contracts 1..3
     s = Scorer.load(path, contract_features=FEATURES, contract_version=None)
     assert s.meta.format == "slotml-td-model/1"
     assert s.tolerance == s.meta.tolerance == 1 / 15 and s.lookback == s.meta.lookback == 2 / 15
@@ -163,6 +188,7 @@ def test_format1_onnx_file_loads_in_the_scorer_and_online_features(tmp_path: Pat
     assert s.p_up([0.0, 0.0, 0.0]) == pytest.approx(0.5)
     online = OnlineFeatures.for_model(s)
     assert online.tolerance == 1 / 15 and online.lookback == 2 / 15
+    assert online.codes == {"BTC": 0, "ETH": 1, "SOL": 2, "XRP": 3}  # its own asset table
 
     # a wrong type in a file is refused with the key named
     bad = make_model(tmp_path / "bad.onnx", FEATURES, meta_over={"tolerance": "\"wide\""})

@@ -11,8 +11,10 @@ import json
 import threading
 import time
 import urllib.request
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -24,13 +26,14 @@ from tests.util import free_port, wait_for
 
 # the acceptance runs' module fixtures take these params: the same run on each backend
 BACKENDS = ["sqlite", pytest.param("mysql", marks=pytest.mark.mysql)]
+T = TypeVar("T")
 
 
-def backend_db(request: Any, tmp: Path, suffix: str) -> DbUrl:
-    """The store of a module-scoped run for ``request.param``: a SQLite file, or an empty
-    MariaDB database ``<test db>_<suffix>`` of its own (the test user may create
-    ``slotml_test_*``), so parallel suites never share tables."""
-    if request.param == "sqlite":
+def backend_db(request: Any, tmp: Path, suffix: str, backend: str | None = None) -> DbUrl:
+    """The store of a module-scoped run for ``backend`` (default ``request.param``): a SQLite
+    file, or an empty MariaDB database ``<test db>_<suffix>`` of its own (the test user may
+    create ``slotml_test_*``), so parallel suites never share tables."""
+    if (backend or request.param) == "sqlite":
         return DbUrl(scheme="sqlite", path=tmp / "store.db")
     import dataclasses
 
@@ -51,18 +54,62 @@ def backend_db(request: Any, tmp: Path, suffix: str) -> DbUrl:
     return url
 
 
+def side_by_side(run_one: Callable[[str], T], keys: Iterable[str]) -> dict[str, Future[T]]:
+    """``run_one(key)`` for every key at the same time, one thread each; returns when all ended.
+
+    Why: a module run (its own sim and collector) mostly waits on the wall clock, so two of
+    them side by side take the time of one. Each key's outcome, or its error, stays its own."""
+    keys = list(keys)
+    with ThreadPoolExecutor(len(keys), thread_name_prefix="run") as ex:
+        return {k: ex.submit(run_one, k) for k in keys}
+
+
+def runs_on_backends(request: Any, tmp_path_factory: Any, suffix: str,
+                     run_one: Callable[[DbUrl, Path], T]) -> dict[str, Future[T]]:
+    """``run_one(store, tmp)`` on SQLite and, when its server answers, MariaDB, side by side.
+
+    A missing server is not an error here: ``backend_run`` gives the MySQL param its skip (or
+    its failure under CI) from the ``mysql_server`` fixture itself."""
+    keys = ["sqlite"]
+    try:
+        request.getfixturevalue("mysql_server")
+        keys.append("mysql")
+    except (pytest.skip.Exception, pytest.fail.Exception):
+        pass
+    tmps = {k: tmp_path_factory.mktemp(f"{suffix}-{k}") for k in keys}
+    dbs = {k: backend_db(request, tmps[k], suffix, k) for k in keys}
+    return side_by_side(lambda k: run_one(dbs[k], tmps[k]), keys)
+
+
+def backend_run(request: Any, runs: dict[str, Future[T]]) -> T:
+    """The run of ``request.param``'s backend (from ``runs_on_backends``)."""
+    if request.param == "mysql":
+        request.getfixturevalue("mysql_server")  # skip, or fail under CI, as every MySQL test
+    return runs[request.param].result()
+
+
 def collector_config(sim: Any, tmp: Path, db: DbUrl | None = None,
                      **overrides: Any) -> CollectorConfig:
     common = CommonSettings(data_dir=tmp, db=db or DbUrl(scheme="sqlite", path=tmp / "store.db"))
     base = dict(
         common=common, family=sim.config.family, symbols=tuple(sim.config.symbols),
         gamma_url=sim.gamma_url, clob_url=sim.clob_url, clob_ws_url=sim.ws_market_url,
-        rtds_ws_url=sim.rtds_url, snapshot_interval=0.5, discovery_interval=1.0,
+        rtds_ws_url=sim.rtds_url, polybolt_ws_url=sim.polybolt_url, binance_ws_url=sim.binance_url,
+        snapshot_interval=0.5, discovery_interval=1.0,
         resolution_interval=0.5, stale_after=3.0, retry_limit=12.0, health_port=free_port(),
         clob_ping_interval=1.0, rtds_ping_interval=1.0, backoff_max=1.0, http_timeout=2.0,
     )
     base.update(overrides)
     return CollectorConfig(**base)
+
+
+def sim_credentials(sim: Any, secret: str | None = None) -> Any:
+    """The PolyBolt credentials the sim accepts (or a wrong ``secret``)."""
+    from slotml.ingest.credentials import Credentials
+
+    c = sim.config
+    return Credentials(c.polybolt_key, secret or c.polybolt_secret, c.polybolt_passphrase,
+                       origin="test")
 
 
 class CollectorThread:

@@ -239,3 +239,35 @@ def test_depth_levels_stay_ordered_through_removals_and_re_adds() -> None:
     top = s.top("t", 5)
     assert top.asks == () and top.ask is None  # an empty side: no levels, never a 0
     assert s.top("t").bids is None  # depth only when asked for
+
+
+def test_touch_range_since_the_last_row() -> None:
+    """The lowest ask and highest bid over every whole event since the last ``roll`` read,
+    the current state included; a state inside one event, or a crossed one, is never noted;
+    a fresh ``book`` snapshot keeps the range; a roll starts it again from the current state."""
+    s = store()
+
+    def change(*levels: tuple[str, str, str], ts: str) -> None:
+        s.apply({"event_type": "price_change", "market": "m", "timestamp": ts, "price_changes": [
+            {"asset_id": "t", "price": p, "size": z, "side": side} for p, z, side in levels]}, 1.0)
+
+    s.apply({"event_type": "book", "asset_id": "t", "timestamp": "1000",
+             "bids": [{"price": "0.48", "size": "10"}], "asks": [{"price": "0.52", "size": "10"}]}, 1.0)
+    top = s.top("t", roll=True)
+    assert (top.ask_low, top.bid_high) == (0.52, 0.48)
+    # one event moves the ask through a 0.49 bid and back: the intermediate 0.47 ask never showed
+    change(("0.47", "5", "SELL"), ("0.47", "0", "SELL"), ts="1001")
+    change(("0.50", "5", "SELL"), ts="1002")  # the ask dips to 0.50 ...
+    change(("0.50", "0", "SELL"), ("0.51", "3", "BUY"), ts="1003")  # ... and is gone; a bid 0.51
+    change(("0.45", "8", "SELL"), ts="1004")  # crossed (0.45 < bid 0.51): not a book state
+    change(("0.45", "0", "SELL"), ts="1005")
+    top = s.top("t", roll=True)
+    assert (top.ask, top.bid) == (0.52, 0.51)
+    assert (top.ask_low, top.bid_high) == (0.50, 0.51)
+    again = s.top("t")  # the range restarted at the state of the roll
+    assert (again.ask_low, again.bid_high) == (0.52, 0.51)
+    change(("0.51", "0", "BUY"), ts="1006")
+    s.apply({"event_type": "book", "asset_id": "t", "timestamp": "1007",  # a fresh snapshot
+             "bids": [{"price": "0.40", "size": "10"}], "asks": [{"price": "0.44", "size": "10"}]}, 2.0)
+    top = s.top("t", roll=True)
+    assert (top.ask_low, top.bid_high) == (0.44, 0.51)

@@ -24,8 +24,26 @@ def test_defaults_are_the_real_venue_and_env_overrides(monkeypatch, tmp_path) ->
     assert cfg.lookahead >= 3
 
 
+def test_several_families_all_symbols_and_a_time_scale(tmp_path) -> None:
+    args = build_parser().parse_args(["collect", "--family", "5m,15m,1h,4h,1d", "--symbols",
+                                      "all", "--time-scale", "60", "--snapshots-per-window", "30"])
+    cfg = config_from_args(args)
+    assert cfg.fams == ("5m", "15m", "1h", "4h", "1d") and cfg.family == "5m"
+    assert cfg.all_symbols and cfg.symbols == ("BTC", "ETH", "SOL", "XRP", "DOGE", "BNB", "HYPE",
+                                               "ZEC")
+    assert [cfg.length(f) for f in cfg.fams] == [5, 15, 60, 240, 1440]
+    assert [cfg.cadence(f) for f in cfg.fams] == [5 / 30, 0.5, 2.0, 8.0, 48.0]
+    assert cfg.boundary_s == 5 and cfg.candles == ("1h", "1m")  # Binance klines for 1h and 1d
+    one = config_from_args(build_parser().parse_args(["collect"]))
+    assert one.fams == ("15m",) and one.candles == () and one.cadence("15m") == 30.0
+    assert one.boundary_s == 900
+
+
 @pytest.mark.parametrize("argv,msg", [
     (["collect", "--family", "15x"], "--family"),
+    (["collect", "--family", "5m,5m"], "--family"),
+    (["collect", "--family", "5s,15m", "--time-scale", "60"], "time scale applies"),
+    (["collect", "--family", "15m", "--time-scale", "7"], "must divide 300"),
     (["collect", "--symbols", " , "], "--symbols"),
     (["collect", "--snapshot-interval", "0"], "--snapshot-interval"),
     (["collect", "--health-port", "70000"], "--health-port"),

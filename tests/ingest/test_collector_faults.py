@@ -1,29 +1,33 @@
 """Every sim fault against one running collector: it keeps running, writes nothing wrong,
 recovers within its timeouts, and its counters say what happened.
 
-One sim, one ~50 s collector run with a fault schedule (per backend: SQLite and MariaDB); the tests then read the store, the
-counters and the sim's own record of what it emitted (``/_sim/stats``).
+One sim and one ~50 s collector run with a fault schedule per backend (SQLite and MariaDB, side
+by side); the tests then read the store, the counters and the sim's own record of what it
+emitted (``/_sim/stats``).
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from slotml.settings import DbUrl
 from slotml.sim.config import SimConfig
 from slotml.sim.runner import sim_in_thread
 from tests.ingest.collector_harness import (
     BACKENDS,
     CollectorThread,
-    backend_db,
+    backend_run,
     book_second,
     collector_config,
     get_json,
     last_published,
     read_tables,
+    runs_on_backends,
     sim_truth,
 )
 from tests.util import wait_for
@@ -72,12 +76,20 @@ class FaultRun:
     final_health: tuple[int, Any]
 
 
+@pytest.fixture(scope="module")
+def fruns(request, tmp_path_factory) -> dict:
+    return runs_on_backends(request, tmp_path_factory, "faults", fault_run)
+
+
 @pytest.fixture(scope="module", params=BACKENDS)
-def frun(request, tmp_path_factory) -> FaultRun:
-    tmp = tmp_path_factory.mktemp("faults")
+def frun(request, fruns) -> FaultRun:
+    return backend_run(request, fruns)
+
+
+def fault_run(db: DbUrl, tmp: Path) -> FaultRun:
+    """The schedule against a sim of its own (each backend's run beside the other's)."""
     with sim_in_thread(SimConfig(family="5s", symbols=SYMBOLS, seed=5)) as sim:
-        cfg = collector_config(sim, tmp, backend_db(request, tmp, "faults"), stale_after=STALE,
-                               http_timeout=1.5)
+        cfg = collector_config(sim, tmp, db, stale_after=STALE, http_timeout=1.5)
         injected: dict[tuple[float, str], float] = {}
         with CollectorThread(cfg) as c:
             t0 = time.time()

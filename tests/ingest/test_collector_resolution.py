@@ -103,9 +103,9 @@ async def test_resume_reads_back_unfinished_windows(tmp_path: Path) -> None:
         assert await writer.flush(10)
         c2 = Collector(dataclasses.replace(c.cfg, retry_limit=600), store, writer)
         await c2.resume()
-        assert set(c2.windows) == {("BTC", open_.slot_ts), ("BTC", live.slot_ts)}
-        assert c2.windows[("BTC", open_.slot_ts)].price_to_beat == 42.0
-        assert c2.outcomes[("BTC", done.slot_ts)] is True
+        assert set(c2.windows) == {("BTC", 5, open_.slot_ts), ("BTC", 5, live.slot_ts)}
+        assert c2.windows[("BTC", 5, open_.slot_ts)].price_to_beat == 42.0
+        assert c2.outcomes[("BTC", 5, done.slot_ts)] is True
         assert c2.clob.tokens == {live.up_token_id, live.down_token_id}  # only unended ones
         assert c2.metrics.get("windows_resumed") == 2
     finally:

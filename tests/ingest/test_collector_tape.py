@@ -22,7 +22,12 @@ from slotml.ingest.raw import read_raw
 from slotml.settings import DbUrl
 from slotml.sim.config import SimConfig
 from slotml.sim.runner import sim_in_thread
-from tests.ingest.collector_harness import CollectorThread, collector_config, get_json
+from tests.ingest.collector_harness import (
+    CollectorThread,
+    collector_config,
+    get_json,
+    side_by_side,
+)
 from tests.util import wait_for
 
 SYMBOLS = ("BTC", "ETH")
@@ -88,15 +93,19 @@ def collect(sim: Any, tmp: Path, run_s: float, drop_after: float | None = None,
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> dict[str, TapeRun]:
-    out = {}
-    with sim_in_thread(SimConfig(family="5s", symbols=SYMBOLS, seed=7, print_rate=2)) as sim:
-        tmp = tmp_path_factory.mktemp("tape")
-        out["plain"] = collect(sim, tmp, RUN_S, raw_dir=tmp / "raw")
-        tmp = tmp_path_factory.mktemp("tape-drop")
-        out["drop"] = collect(sim, tmp, 12.0, drop_after=3.0)
-        tmp = tmp_path_factory.mktemp("tape-off")
-        out["off"] = collect(sim, tmp, 5.0, trades=False)
-    return out
+    """The three runs side by side, each against a sim of its own (the drop is the sim's)."""
+    tmps = {k: tmp_path_factory.mktemp(f"tape-{k}") for k in ("plain", "drop", "off")}
+    how: dict[str, dict[str, Any]] = {
+        "plain": {"run_s": RUN_S, "raw_dir": tmps["plain"] / "raw"},
+        "drop": {"run_s": 12.0, "drop_after": 3.0},
+        "off": {"run_s": 5.0, "trades": False},
+    }
+
+    def one(k: str) -> TapeRun:
+        with sim_in_thread(SimConfig(family="5s", symbols=SYMBOLS, seed=7, print_rate=2)) as sim:
+            return collect(sim, tmps[k], **how[k])
+
+    return {k: f.result() for k, f in side_by_side(one, tmps).items()}
 
 
 def content(ev: dict) -> tuple:
@@ -216,13 +225,15 @@ def test_a_reconnect_mid_window_is_a_gap_and_nothing_twice(runs) -> None:
     # record, at most once (a print stamped just before t_start can reach this collector)
     ever_sent = Counter(content(ev) for evs in run.sent.values() for ev in evs)
     assert stored - ever_sent == Counter()
-    # (the record also holds what it sent the first run's collector: before t_start)
+    # (the record also holds what the sim sent before t_start: the collector subscribed earlier)
     sent = Counter(content(ev) for evs in run.sent.values() for ev in evs
                    if int(ev["timestamp"]) / 1000 >= run.t_start)
     outside = Counter({k: n for k, n in sent.items() if k[6] / 1000 < run.t_stop - 1.0
                        and not g0["from_ts"] - 0.5 <= k[6] / 1000 <= g0["to_ts"] + 0.5})
     assert outside - stored == Counter()
-    assert len(run.trades) >= 50
+    # not vacuous: prints flowed outside the gap (their number follows the sim's clock and the
+    # machine's load, 35-60 in 12 s; a floor on the total stored failed once at 43 under CI load)
+    assert sum(outside.values()) >= 15
 
 
 def test_no_trades_stores_no_print_and_no_gap(runs) -> None:

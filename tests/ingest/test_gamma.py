@@ -62,7 +62,8 @@ def test_twap_era_metadata_and_fees() -> None:
     ({"resolutionSource": "https://data.chain.link/streams/btc-usd-twap-30s-streams"}, "twap30"),
     ({"resolutionSource": "", "cryptoMarketConfig": {"twapEnabled": True,
                                                      "twapLookbackSeconds": 60}}, "twap60"),
-    ({"description": "resolve to Up if the time-weighted average price (TWAP) ..."}, "twap60"),
+    # a TWAP text naming no stream: the lookback is unknown (docs/venue.md §4 decision 3)
+    ({"description": "resolve to Up if the time-weighted average price (TWAP) ..."}, "unknown"),
     ({"resolutionSource": "https://data.chain.link/streams/sol-usd"}, "spot"),
 ])
 def test_settlement_rule(market: dict, rule: str) -> None:

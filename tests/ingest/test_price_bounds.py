@@ -128,6 +128,7 @@ def test_a_rejected_first_observation_leaves_price_to_beat_null() -> None:
     pb.apply_frame(frame(1e308, T0, "crypto_prices_twap_sixty"), 1.0)
     pb.apply_frame(frame(90_002.0, T0 + 1, "crypto_prices_twap_sixty"), 1.0)
     win = _window()
+    assert fill_bases(win, pb) == {"spot_source": "chainlink"}  # pinned at the first look
     assert fill_bases(win, pb) == {} and win.price_to_beat is None
 
 
@@ -135,6 +136,7 @@ def test_a_reanchored_start_fills_price_to_beat_on_a_later_tick() -> None:
     pb = book()
     pb.apply_frame(frame(30_000.0, T0 - 1, "crypto_prices_twap_sixty"), 1.0)
     win = _window()
+    assert fill_bases(win, pb) == {"spot_source": "chainlink"}  # pinned at the first look
     for i in range(REANCHOR):
         pb.apply_frame(frame(90_000.0 + i, T0 + i, "crypto_prices_twap_sixty"), 1.0)
         if i < REANCHOR - 1:

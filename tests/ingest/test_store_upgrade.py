@@ -192,6 +192,35 @@ def _raw(url, stmts: list[str]) -> None:
         conn.close()
 
 
+def _undo_version_4(url) -> list[str]:
+    """Statements taking version 4's changes away: ``resolution_source`` dropped and, on MySQL,
+    ``settlement`` narrowed back to VARCHAR(8) (SQLite stores TEXT: nothing to narrow)."""
+    q = "`" if url.scheme == "mysql" else '"'
+    out = [f"ALTER TABLE slot_resolutions DROP COLUMN {q}resolution_source{q}"]
+    if url.scheme == "mysql":
+        out.append("ALTER TABLE slot_resolutions MODIFY `settlement` VARCHAR(8) NULL")
+    return out
+
+
+def _undo_version_5(url) -> list[str]:
+    """Statements taking version 5's touch columns away."""
+    from slotml.ingest.schema import TOUCH_COLUMNS
+
+    if url.scheme == "mysql":
+        return ["ALTER TABLE slot_snapshots " + ", ".join(f"DROP COLUMN `{c}`" for c in TOUCH_COLUMNS)]
+    return [f'ALTER TABLE slot_snapshots DROP COLUMN "{c}"' for c in TOUCH_COLUMNS]
+
+
+TOUCH_ADDED = "slot_snapshots: added columns ask_up_low, bid_up_high, ask_down_low, bid_down_high"
+
+
+def _widened(url) -> list[str]:
+    """The upgrade's line for the narrowed ``settlement`` (MySQL only)."""
+    if url.scheme != "mysql":
+        return []
+    return ["slot_resolutions: widened settlement VARCHAR(8) -> VARCHAR(24)"]
+
+
 async def make_version_1(url) -> tuple[list[dict], list[dict]]:
     """A store exactly as schema version 1 left it, with rows: made by this code, then the
     version-2 additions taken away (the depth columns, the tape tables) and the version row
@@ -211,36 +240,47 @@ async def make_version_1(url) -> tuple[list[dict], list[dict]]:
     finally:
         await store.close()
     q = "`" if url.scheme == "mysql" else '"'
-    drops = [f"ALTER TABLE slot_snapshots DROP COLUMN {q}{c}{q}" for c in DEPTH_COLUMNS]
+    from slotml.ingest.schema import TOUCH_COLUMNS
+
+    gone = (*DEPTH_COLUMNS, "spot_source", *TOUCH_COLUMNS)  # versions 2's, 3's and 5's
+    drops = [f"ALTER TABLE slot_snapshots DROP COLUMN {q}{c}{q}" for c in gone]
     if url.scheme == "mysql":  # one statement: 40 table copies would be slow
-        drops = ["ALTER TABLE slot_snapshots " + ", ".join(f"DROP COLUMN `{c}`" for c in DEPTH_COLUMNS)]
-    _raw(url, [*drops, f"DROP TABLE {TRADES.name}", f"DROP TABLE {TAPE_GAPS.name}",
+        drops = ["ALTER TABLE slot_snapshots " + ", ".join(f"DROP COLUMN `{c}`" for c in gone)]
+    drops.append(f"ALTER TABLE slot_resolutions DROP COLUMN {q}spot_source{q}")
+    _raw(url, [*drops, *_undo_version_4(url), f"DROP TABLE {TRADES.name}", f"DROP TABLE {TAPE_GAPS.name}",
                "DELETE FROM schema_version", "INSERT INTO schema_version (version, applied_at, "
                "description) VALUES (1, 1767200000.5, 'slotml schema')"])
     return snaps, res
 
 
 async def test_version_1_store_is_upgraded_in_place(any_db) -> None:
-    from slotml.ingest.schema import DEPTH_COLUMNS, SCHEMA_VERSION, SNAPSHOTS
+    from slotml.ingest.schema import DEPTH_COLUMNS, SCHEMA_VERSION, SNAPSHOTS, TOUCH_COLUMNS
 
-    assert SCHEMA_VERSION == 2
+    assert SCHEMA_VERSION == 5
     snaps, res = await make_version_1(any_db)
-    v1_cols = [c for c in SNAPSHOTS.names if c not in DEPTH_COLUMNS]
+    v1_cols = [c for c in SNAPSHOTS.names if c not in DEPTH_COLUMNS and c != "spot_source"
+               and c not in TOUCH_COLUMNS]
     store = open_store(any_db)
     await store.connect()
     try:
         done = await store.ensure_schema()
-        assert done == ["slot_snapshots: added columns the 40 depth columns bid_up_l1 .. "
-                        "ask_size_down_l5", "created table slot_trades",
-                        "created table slot_tape_gaps", "schema version 1 -> 2"]
+        assert done == ["slot_snapshots: added columns spot_source, ask_up_low, bid_up_high, "
+                        "ask_down_low, bid_down_high, the 40 depth columns "
+                        "bid_up_l1 .. ask_size_down_l5", *_widened(any_db),
+                        "slot_resolutions: added columns spot_source, resolution_source",
+                        "created table slot_trades",
+                        "created table slot_tape_gaps", "schema version 1 -> 5"]
         assert await store.ensure_schema() == []  # a second run does nothing
-        assert await store.execute("SELECT max(version) FROM schema_version") == [(2,)]
+        assert await store.execute("SELECT max(version) FROM schema_version") == [(5,)]
         # the rows are intact (ids, values, updated_at untouched), their depth NULL
         after = await store.fetch_snapshots()
         assert [{k: r[k] for k in v1_cols} for r in after] == [
             {k: r[k] for k in v1_cols} for r in snaps]
-        assert all(r[c] is None for r in after for c in DEPTH_COLUMNS)
-        assert await store.fetch_resolutions() == res
+        assert all(r[c] is None for r in after for c in (*DEPTH_COLUMNS, *TOUCH_COLUMNS))
+        new_cols = ("spot_source", "resolution_source")
+        assert [{k: v for k, v in r.items() if k not in new_cols}
+                for r in await store.fetch_resolutions()] == [
+            {k: v for k, v in r.items() if k not in new_cols} for r in res]
         assert await store.count("slot_trades") == 0 and await store.count("slot_tape_gaps") == 0
         # and the upgraded store takes version-2 rows
         row = {k: v for k, v in snaps[0].items() if k not in ("id", "updated_at")}
@@ -256,6 +296,101 @@ async def test_version_1_store_is_upgraded_in_place(any_db) -> None:
                 "SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = %s "
                 "AND TABLE_NAME = 'slot_snapshots' ORDER BY ORDINAL_POSITION", [any_db.database])]
         assert names == SNAPSHOTS.names
+    finally:
+        await store.close()
+
+
+async def test_version_2_store_gains_spot_source(any_db) -> None:
+    """Version 2 -> 3 (PolyBolt): ``spot_source`` appended to both tables, rows intact and
+    NULL there, and the upgraded store takes rows naming their spot source."""
+    from slotml.ingest.schema import RESOLUTIONS, SNAPSHOTS
+    from tests.ingest.test_store import snap
+
+    store = open_store(any_db)
+    await store.connect()
+    try:
+        await store.ensure_schema()
+        await store.insert_snapshots([snap(i) for i in range(3)])
+        await store.upsert_resolutions([{"symbol": "BTC", "window_s": 900, "slot_ts": SLOT,
+                                         "price_to_beat": 1.5}])
+        snaps, res = await store.fetch_snapshots(), await store.fetch_resolutions()
+    finally:
+        await store.close()
+    q = "`" if any_db.scheme == "mysql" else '"'
+    _raw(any_db, [f"ALTER TABLE slot_snapshots DROP COLUMN {q}spot_source{q}",
+                  f"ALTER TABLE slot_resolutions DROP COLUMN {q}spot_source{q}",
+                  *_undo_version_4(any_db), *_undo_version_5(any_db), "DELETE FROM schema_version",
+                  "INSERT INTO schema_version (version, "
+                  "applied_at, description) VALUES (2, 1767200000.5, 'slotml schema')"])
+    store = open_store(any_db)
+    await store.connect()
+    try:
+        assert await store.ensure_schema() == [
+            "slot_snapshots: added columns spot_source, ask_up_low, bid_up_high, ask_down_low, "
+            "bid_down_high", *_widened(any_db),
+            "slot_resolutions: added columns spot_source, resolution_source",
+            "schema version 2 -> 5"]
+        assert await store.fetch_snapshots() == snaps
+        assert await store.fetch_resolutions() == res  # resolution_source: NULL before and after
+        assert all(r["spot_source"] is None for r in snaps + res)
+        row = {k: v for k, v in snaps[0].items() if k not in ("id", "updated_at")}
+        await store.insert_snapshots([{**row, "tick_ms": row["tick_ms"] + 1, "spot_source": "pyth"}])
+        await store.upsert_resolutions([{"symbol": "BTC", "window_s": 900, "slot_ts": SLOT,
+                                         "spot_source": "chainlink"}])
+        new = [r for r in await store.fetch_snapshots() if r["tick_ms"] == row["tick_ms"] + 1]
+        assert [r["spot_source"] for r in new] == ["pyth"]
+        assert (await store.fetch_resolutions())[0]["spot_source"] == "chainlink"
+        if any_db.scheme == "sqlite":
+            for t in (SNAPSHOTS, RESOLUTIONS):
+                names = [r[1] for r in await store.execute(f"PRAGMA table_info({t.name})")]
+                assert names == t.names
+    finally:
+        await store.close()
+
+
+async def test_version_3_store_gains_the_wider_settlement(any_db) -> None:
+    """Version 3 -> 4 (every family): ``settlement`` holds the 17-character Binance rules and
+    ``resolution_source`` is appended; the version-3 rows are intact, their new column NULL."""
+    from slotml.ingest.schema import RESOLUTIONS
+
+    store = open_store(any_db)
+    await store.connect()
+    try:
+        await store.ensure_schema()
+        await store.upsert_resolutions([
+            {"symbol": "BTC", "window_s": 900, "slot_ts": SLOT, "settlement": "twap60",
+             "price_to_beat": 1.5},
+            {"symbol": "ETH", "window_s": 900, "slot_ts": SLOT, "settlement": "spot"}])
+        res = await store.fetch_resolutions()
+    finally:
+        await store.close()
+    _raw(any_db, [*_undo_version_4(any_db), *_undo_version_5(any_db), "DELETE FROM schema_version",
+                  "INSERT INTO schema_version (version, applied_at, description) "
+                  "VALUES (3, 1767200000.5, 'slotml schema')"])
+    store = open_store(any_db)
+    await store.connect()
+    try:
+        assert await store.ensure_schema() == [
+            TOUCH_ADDED, *_widened(any_db), "slot_resolutions: added columns resolution_source",
+            "schema version 3 -> 5"]
+        assert await store.ensure_schema() == []
+        after = await store.fetch_resolutions()
+        assert after == res and all(r["resolution_source"] is None for r in after)
+        src = "https://www.binance.com/en/futures/HYPEUSDT"
+        assert await store.upsert_resolutions([
+            {"symbol": "HYPE", "window_s": 86400, "slot_ts": SLOT, "settlement": "binance_noon_perp",
+             "resolution_source": src}]) == 1
+        got = [r for r in await store.fetch_resolutions() if r["symbol"] == "HYPE"]
+        assert [(r["settlement"], r["resolution_source"]) for r in got] == [
+            ("binance_noon_perp", src)]
+        if any_db.scheme == "mysql":
+            assert await store.execute(
+                "SELECT CHARACTER_MAXIMUM_LENGTH FROM information_schema.COLUMNS WHERE "
+                "TABLE_SCHEMA = %s AND TABLE_NAME = 'slot_resolutions' AND COLUMN_NAME = "
+                "'settlement'", [any_db.database]) == [(24,)]
+        else:
+            names = [r[1] for r in await store.execute("PRAGMA table_info(slot_resolutions)")]
+            assert names == RESOLUTIONS.names
     finally:
         await store.close()
 
@@ -288,8 +423,44 @@ async def test_db_init_prints_the_upgrade(tmp_path, capsys) -> None:
     args = ["db", "init", "--db", url.raw, "--data-dir", str(tmp_path)]
     assert await asyncio.to_thread(main, args) == 0
     out = capsys.readouterr().out
-    assert "added columns the 40 depth columns" in out and "created table slot_trades" in out
-    assert "schema version 1 -> 2" in out
+    assert "added columns spot_source, ask_up_low, bid_up_high, ask_down_low, bid_down_high, " \
+           "the 40 depth columns" in out
+    assert "created table slot_trades" in out
+    assert "schema version 1 -> 5" in out
     assert "rows: slot_snapshots 6, slot_resolutions 2, slot_trades 0, slot_tape_gaps 0" in out
     assert await asyncio.to_thread(main, args) == 0
     assert "schema up to date, nothing to do" in capsys.readouterr().out
+
+
+async def test_version_4_store_gains_the_touch_range(any_db) -> None:
+    """Version 4 -> 5 (book-through fills): the four touch columns appended to
+    ``slot_snapshots``, version-4 rows intact and NULL there; new rows keep their values."""
+    from slotml.ingest.schema import SNAPSHOTS, TOUCH_COLUMNS
+    from tests.ingest.test_store import snap
+
+    store = open_store(any_db)
+    await store.connect()
+    try:
+        await store.ensure_schema()
+        await store.insert_snapshots([snap(i) for i in range(3)])
+        before = await store.fetch_snapshots()
+    finally:
+        await store.close()
+    _raw(any_db, [*_undo_version_5(any_db), "DELETE FROM schema_version",
+                  "INSERT INTO schema_version (version, applied_at, description) "
+                  "VALUES (4, 1767200000.5, 'slotml schema')"])
+    store = open_store(any_db)
+    await store.connect()
+    try:
+        assert await store.ensure_schema() == [TOUCH_ADDED, "schema version 4 -> 5"]
+        after = await store.fetch_snapshots()
+        assert after == before and all(r[c] is None for r in after for c in TOUCH_COLUMNS)
+        row = {k: v for k, v in before[0].items() if k not in ("id", "updated_at")}
+        touch = {"ask_up_low": 0.41, "bid_up_high": 0.47, "ask_down_low": 0.52, "bid_down_high": 0.58}
+        await store.insert_snapshots([{**row, "tick_ms": row["tick_ms"] + 1, **touch}])
+        new = [r for r in await store.fetch_snapshots() if r["tick_ms"] == row["tick_ms"] + 1]
+        assert [{c: r[c] for c in TOUCH_COLUMNS} for r in new] == [touch]
+        if any_db.scheme == "sqlite":
+            assert [r[1] for r in await store.execute("PRAGMA table_info(slot_snapshots)")] == SNAPSHOTS.names
+    finally:
+        await store.close()

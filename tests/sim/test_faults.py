@@ -37,6 +37,25 @@ async def _rtds_ws(s: aiohttp.ClientSession, sim, topics=("crypto_prices_chainli
     return ws
 
 
+PB_AUTH = {"apiKey": "sim-pb-key", "secret": "sim-pb-secret", "passphrase": "sim-pb-passphrase"}
+
+
+async def _pb_ws(s: aiohttp.ClientSession, sim, symbol: str = "btcusd"):
+    """A PolyBolt socket, authed and subscribed to one asset's TWAP and spot."""
+    ws = await s.ws_connect(sim.polybolt_url)
+    await ws.send_json({"op": "auth", "rid": "a", "auth": PB_AUTH})
+    await ws.send_json({"op": "subscribe", "rid": "s", "subscriptions": [
+        {"channel": "price.crypto.twap", "filter": {"symbol": symbol, "window_seconds": 60}},
+        {"channel": "price.crypto", "filter": {"symbol": symbol}}]})
+    return ws
+
+
+async def _ws(s: aiohttp.ClientSession, sim, target: str):
+    if target == "market":
+        return (await _market_ws(s, sim))[1]
+    return await (_pb_ws(s, sim) if target == "polybolt" else _rtds_ws(s, sim))
+
+
 async def _until(ws, pred, timeout: float = 6.0):
     """Receive until pred(msg) is truthy; returns that value."""
     deadline = time.monotonic() + timeout
@@ -111,10 +130,12 @@ async def test_ws_silent_still_answers_ping() -> None:
 
 
 @pytest.mark.parametrize("kind", ["malformed", "truncated", "unknown_event"])
-@pytest.mark.parametrize("target", ["market", "rtds"])
+@pytest.mark.parametrize("target", ["market", "rtds", "polybolt"])
 async def test_bad_frames(kind: str, target: str) -> None:
     async with running_sim(SimConfig(family="10s")) as sim, aiohttp.ClientSession() as s:
-        ws = (await _market_ws(s, sim))[1] if target == "market" else await _rtds_ws(s, sim)
+        ws = await _ws(s, sim, target)
+        if target == "polybolt":  # authed and subscribed before the fault
+            await _until(ws, lambda m: (_json(m) or {}).get("snapshot"))
         await _inject(s, sim, kind=kind, target=target, count=2)
         seen = []
 
@@ -129,7 +150,8 @@ async def test_bad_frames(kind: str, target: str) -> None:
             if kind == "unknown_event":
                 evs = v if isinstance(v, list) else [v]
                 for e in evs:
-                    if e.get("event_type") == "sim_unknown_event" or e.get("type") == "sim_unknown_type":
+                    if e.get("event_type") == "sim_unknown_event" or e.get("type") == "sim_unknown_type" \
+                            or e.get("channel") == "price.crypto.sim_unknown":
                         seen.append(e)
                 return len(seen) == 2
             return None
@@ -137,6 +159,11 @@ async def test_bad_frames(kind: str, target: str) -> None:
         assert await _until(ws, bad)
         if kind == "truncated":
             assert all(x.startswith("{") for x in seen)
+            if target == "polybolt":  # PolyBolt's shape: a data frame cut in half
+                assert all(x.startswith('{"v":1,"channel":"price.crypto.twap"') for x in seen)
+        if target == "polybolt" and kind == "unknown_event":  # numbered in the socket's stream
+            assert all(e["v"] == 1 and isinstance(e["seq"], int) for e in seen)
+            assert seen[1]["seq"] == seen[0]["seq"] + 1
         assert sim.emitted()[kind] == 2
 
 
@@ -199,6 +226,38 @@ async def test_rtds_duplicate_and_out_of_order() -> None:
         assert sim.emitted()["duplicate"] == 1 and sim.emitted()["out_of_order"] == 1
 
 
+async def test_polybolt_duplicate_and_out_of_order() -> None:
+    """As the relay's: a frame sent twice (the same seq: a redelivery), a second's
+    observations after the next second's (seq in sending order: no gap, only the stamps)."""
+    async with running_sim(SimConfig(family="10s", symbols=("BTC",))) as sim, \
+            aiohttp.ClientSession() as s:
+        ws = await _pb_ws(s, sim)
+        await _until(ws, lambda m: (v := _json(m)) and "channel" in v and not v.get("snapshot"))
+        await _inject(s, sim, kind="duplicate", target="polybolt", count=1)
+        await _inject(s, sim, kind="out_of_order", target="polybolt", count=1)
+        frames: list[dict] = []
+        raw: list[str] = []
+
+        def collect(msg):
+            v = _json(msg)
+            if v and "channel" in v and not v.get("snapshot"):
+                frames.append(v)
+                raw.append(msg.data)
+            return len(frames) >= 10
+
+        await _until(ws, collect, timeout=10)
+        assert len(set(raw)) < len(raw)  # a frame sent twice, seq and all
+        stamps = [f["payload"]["timestamp"] for f in frames if f["channel"] == "price.crypto.twap"]
+        assert any(b < a for a, b in zip(stamps, stamps[1:], strict=False))  # a later stamp first
+        seqs = [f["seq"] for f in frames]
+        steps = {b - a for a, b in zip(seqs, seqs[1:], strict=False)}
+        assert steps == {0, 1}, seqs  # repeats (the duplicates) but neither a hole nor a step back
+        path = sim.world.path("BTC")
+        assert all(f["payload"]["value"] == path.twap_at(f["payload"]["timestamp"] // 1000)
+                   for f in frames if f["channel"] == "price.crypto.twap")  # under its own stamp
+        assert sim.emitted()["duplicate"] == 1 and sim.emitted()["out_of_order"] == 1
+
+
 async def test_crossed_book_on_ws_and_rest() -> None:
     async with running_sim(SimConfig(family="10s")) as sim, aiohttp.ClientSession() as s:
         m, ws = await _market_ws(s, sim)
@@ -244,3 +303,40 @@ async def test_resolve_close_and_tick_size_change() -> None:
         assert msg.data == 1000 and msg.extra == "all subscribed assets resolved"
         st = await (await s.get(f"{sim.control_url}/stats")).json()
         assert st["faults_emitted"]["resolve_close"] == 1 and st["faults_emitted"]["tick_size_change"] == 2
+
+
+async def test_service_down_kills_the_relay_for_its_duration() -> None:
+    async with running_sim(SimConfig(family="10s")) as sim, aiohttp.ClientSession() as s:
+        ws = await _rtds_ws(s, sim)
+        await _inject(s, sim, kind="service_down", target="rtds", duration_s=1.0)
+        msg = await _until(ws, lambda m: m if m.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED,
+                                                          aiohttp.WSMsgType.ERROR) else None)
+        assert msg.type != aiohttp.WSMsgType.CLOSE or msg.data != 1000
+        with pytest.raises(aiohttp.WSServerHandshakeError):
+            await s.ws_connect(sim.rtds_url)  # refused while it lasts
+        market = await s.ws_connect(sim.ws_market_url)  # other services live on
+        await market.close()
+        deadline = time.monotonic() + 5
+        while True:  # back after duration_s
+            try:
+                ws = await s.ws_connect(sim.rtds_url)
+                break
+            except aiohttp.WSServerHandshakeError:
+                assert time.monotonic() < deadline, "relay never came back"
+                await asyncio.sleep(0.1)
+        await ws.close()
+        assert sim.emitted()["service_down"] == 1
+
+
+async def test_polybolt_faults_are_counted() -> None:
+    """``pb_close`` and ``pb_revoke`` on the wire: tests/sim/test_polybolt.py; here, counting."""
+    auth = {"apiKey": "sim-pb-key", "secret": "sim-pb-secret", "passphrase": "sim-pb-passphrase"}
+    async with running_sim(SimConfig(family="10s")) as sim, aiohttp.ClientSession() as s:
+        for kind in ("pb_close", "pb_revoke"):
+            ws = await s.ws_connect(sim.polybolt_url)
+            await ws.send_json({"op": "auth", "rid": "a", "auth": auth})
+            await ws.receive(timeout=5)
+            await _inject(s, sim, kind=kind, code=4003, duration_s=0.5)
+            msg = await _until(ws, lambda m: m if m.type == aiohttp.WSMsgType.CLOSE else None)
+            assert msg.data == (4003 if kind == "pb_close" else 4001)
+            assert sim.emitted()[kind] == 1

@@ -55,3 +55,39 @@ def test_markets_and_families() -> None:
         w1.market("BTC", T + 1)
     with pytest.raises(UserError):
         SimConfig(family="3h")
+
+
+def test_several_families_at_a_time_scale() -> None:
+    """One world, 5m + 15m + 1h + 1d at scale 300: each market on its family's grid with its
+    real slug form, its rule stated as the venue states it, the kline stream's candles the
+    world's truth."""
+    from collections import Counter
+
+    from slotml.ingest.feeds.gamma import read_settlement
+    from slotml.sim import render
+    from slotml.sim.services.binance import Binance
+
+    k = 300
+    w = World(SimConfig(family="5m", families=("5m", "15m", "1h", "1d"), time_scale=k,
+                        symbols=("BTC",), seed=3))
+    t0 = venue.window_start(1796529600, "1h", k)
+    ms = w.markets_between(t0, t0 + 11)
+    assert Counter(m.family for m in ms) == {"5m": 12, "15m": 4, "1h": 1}  # no noon in it
+    for m in ms:
+        assert w.market_by_slug(m.slug) is m and m.end == venue.window_end(m.start, m.family, k)
+        ev = render.gamma_event(w, m, m.start, m.start)
+        assert read_settlement(ev["markets"][0]) == ({"1h": "binance1h"}.get(m.family, "twap60"),
+                                                     False)
+    hour = next(m for m in ms if m.family == "1h")
+    assert hour.slug.startswith("bitcoin-up-or-down-") and hour.slug.endswith("-et")
+    wd = w.window(hour)
+    b = Binance(w, None, None, None)
+    first = b.event("btcusdt@kline_1h", hour.start, 0.0)["data"]["k"]
+    last = b.event("btcusdt@kline_1h", hour.end - 1, 0.0)["data"]["k"]
+    assert not first["x"] and last["x"] and first["t"] == last["t"] == hour.start * 1000
+    assert (float(last["o"]), float(last["c"])) == (wd.p2b, wd.final)
+    assert wd.up is (wd.final >= wd.p2b)
+    day = w.market("BTC", venue.window_start(t0, "1d", k), "1d")
+    dd = w.window(day)
+    noon = b.event("btcusdt@kline_1m", day.end, 0.0)["data"]["k"]  # the 1 s candle at noon
+    assert noon["x"] and float(noon["c"]) == dd.final and day.settlement == "binance_noon"
