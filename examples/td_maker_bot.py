@@ -2,11 +2,14 @@
 
     python examples/td_maker_bot.py --model-path data/models/current --demo-windows 4
     python examples/td_maker_bot.py --demo-windows 4            # manual filters, no model
+    python examples/td_maker_bot.py --model-path data/models/current --warm-from sqlite:///data/store.db
 
 Every 30 s grid tick the bot turns its own book/price state into the collector's snapshot row
 (``make_snapshot``: the same code, so the same features), feeds the online builder, and asks
 the gate once per window for an entry (a resting bid at the side's best bid). ``kill -HUP <pid>``
 or a new ``models/current`` (``slotml train --promote``) swaps the model in without a restart.
+At start the bot warms its features from the collector's store (``--warm-from``): the regime
+features read the previous hour of rows, which a cold start would not have until an hour passed.
 
 The market here is a small random walk (``DemoMarket``) so the example runs anywhere; a real bot
 replaces ``DemoMarket`` with its own websocket state and ``place_bid`` with its order code.
@@ -23,10 +26,13 @@ import sys
 from dataclasses import dataclass
 
 from slotml.argtypes import count
+from slotml.errors import UserError
+from slotml.features.contract import REGIME_WINDOWS
 from slotml.ingest.snapshot import SNAPSHOT_INTERVAL_S, BookTop, WindowRef, make_snapshot
 from slotml.model_file import ModelFileError
 from slotml.serve import EntryGate, OnlineFeatures, add_model_args
 from slotml.serve.gate import FeeSchedule
+from slotml.serve.online import warm_span
 
 log = logging.getLogger("td_maker_bot")
 WINDOW_S = 900
@@ -63,6 +69,17 @@ class Bot:
         self.reload_requested = False
         self.entered: set[tuple[str, int]] = set()
         signal.signal(signal.SIGHUP, self._on_hup)
+
+    def warm_start(self, store_url: str, now: float) -> dict[str, int]:
+        """Feed the store's recent rows as known at ``now`` (the span the features read back):
+        the first decision then sees what a bot running all along would have seen."""
+        from slotml.ingest.store.query import recent_rows  # only when warming: a store client
+
+        snaps, res = recent_rows(store_url, now, warm_span(WINDOW_S), window_s=WINDOW_S)
+        fed = self.online.warm(snaps, res, now)
+        log.info("warm start from %s: %d snapshots, %d resolutions (%d after the start skipped)",
+                 store_url, fed["snapshots"], fed["resolutions"], fed["skipped"])
+        return fed
 
     def _on_hup(self, signum: int, frame: object) -> None:
         self.reload_requested = True  # reload between ticks, never inside a decision
@@ -114,6 +131,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--symbol", default="BTC")
     parser.add_argument("--demo-windows", type=count(1, 10_000), default=4,
                         help="simulated windows to run (1..10000)")
+    parser.add_argument("--warm-from", default=None, metavar="DB_URL",
+                        help="the collector's store (sqlite:///path.db or mysql://...): feed its "
+                             "recent rows at start so the regime features are there at once")
     add_model_args(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
@@ -123,7 +143,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"td_maker_bot: {e}", file=sys.stderr)
         return 2
     market = DemoMarket(args.symbol)
-    slot0 = 1_767_225_600
+    slot0 = 1_767_225_600  # the demo's clock starts here (a real bot: time.time())
+    if args.warm_from:
+        try:
+            bot.warm_start(args.warm_from, now=float(slot0))
+        except UserError as e:
+            print(f"td_maker_bot: {e}", file=sys.stderr)
+            return 2
+    else:
+        log.warning("cold start (no --warm-from): the regime features stay NaN until %d windows "
+                    "have passed", max(REGIME_WINDOWS))
     for k in range(args.demo_windows):  # simulated time: no sleeping in the demo
         slot = slot0 + k * WINDOW_S
         ptb = market.price

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 from slotml.features.contract import (
-    ASSET_CODES,
     CONTRACT_VERSION,
     DEFAULT_LOOKBACK,
     DEFAULT_POINTS,
@@ -31,6 +30,7 @@ from slotml.features.contract import (
     PREV_UNKNOWN,
     PRIOR_MINUTES,
     REGIME_WINDOWS,
+    asset_codes,
     metadata,
 )
 from slotml.venue import SCALE_MINUTES
@@ -298,6 +298,7 @@ def build_training_set(
     slot_from: int | None = None,
     slot_to: int | None = None,
     float64: bool = False,
+    contract: int | str = CONTRACT_VERSION,
 ) -> Any:
     """The training set as a ``pyarrow.Table``: KEYS, FEATURES (float32; ``float64=True`` for
     parity checks), LABELS; one row per window and decision point that has a decision row.
@@ -305,7 +306,9 @@ def build_training_set(
     ``stats``: from ``fit_stats`` on training days (None -> ``move_z`` is NaN).
     ``resolved_only``: keep only windows with an official outcome (the rows train fits on).
     ``slot_from``/``slot_to``: window starts in [from, to) epoch s; ``window_s``/``symbols``
-    filter the family/assets. Rows come ordered by slot_ts, symbol, window_s, point.
+    filter the family/assets. ``contract``: the feature-contract version whose asset table codes
+    ``asset`` (a model's own ``feature_contract`` when scoring it; training uses the current).
+    Rows come ordered by slot_ts, symbol, window_s, point.
     Raises ValueError on a lake with duplicate snapshot keys (it would duplicate rows).
     """
     if not points:
@@ -313,11 +316,12 @@ def build_training_set(
     for f in (*points, tolerance, lookback):
         if not 0.0 < float(f) < 1.0:
             raise ValueError(f"fractions of the window must lie in (0, 1), got {f!r}")
+    codes = asset_codes(contract)  # ValueError for a version this code does not know
     where, params = _filters(window_s, symbols, slot_from, slot_to)
     sql = training_set_sql("DOUBLE" if float64 else "FLOAT", resolved_only, where)
     params.update(
         points=[float(p) for p in points], tolerance=float(tolerance), lookback=float(lookback),
-        asset_symbols=list(ASSET_CODES), asset_codes=list(ASSET_CODES.values()),
+        asset_symbols=list(codes), asset_codes=list(codes.values()),
         **_stat_params(stats),
     )
     try:

@@ -4,6 +4,9 @@ Two implementations follow it: the DuckDB SQL in ``features/build.py`` (offline,
 set) and serve/'s online builder (live). ``features/reference.py`` is a plain-Python reading of
 this text for one window; tests hold both implementations to it. Change a definition here, in
 the SQL and in the reference together, and bump ``CONTRACT_VERSION`` (models record it).
+A new listed asset only appends to the asset table under a new version, which joins
+``SCORABLE_CONTRACTS``: older models still load, and every implementation takes the model's
+version (``asset_codes(version)``) so their vectors mean what they meant at training.
 
 Terms (every time is derived from integer ``tick_ms`` / ``slot_ts``, never from the wall clock):
 
@@ -93,7 +96,19 @@ Features (all float32 in this order; NaN = missing; r = decision row):
 ``weekday``          UTC weekday of r.tick_ms, 0 = Monday: (tick_ms // 86_400_000 + 3) % 7
                      (1970-01-01 was a Thursday; equals DuckDB ``isodow - 1``, NOT ``dayofweek``
                      which counts from Sunday).
-``asset``            ``ASSET_CODES[symbol]`` (fixed, not fitted); NaN for an unknown symbol.
+``asset``            ``asset_codes(v)[symbol]`` for the model's contract version v (fixed, not
+                     fitted); NaN for a symbol that version does not know. Codes are appended,
+                     never renumbered, so an older model keeps its meaning:
+
+                     ======  ==========================================
+                     code    symbol (contract version that added it)
+                     ======  ==========================================
+                     0..3    BTC, ETH, SOL, XRP (1)
+                     4..7    DOGE, BNB, HYPE, ZEC (4)
+                     ======  ==========================================
+
+                     A contract-3 model scores DOGE..ZEC with asset NaN, as it was trained
+                     (``SCORABLE_CONTRACTS``: the versions this code builds vectors for).
 ``prev_up``          the previous window (same symbol and window_s, slot_ts - window_s) as KNOWN
                      AT D, from its slot_resolutions row p: p.resolved_up (1/0) if it is not
                      NULL and ``p.resolved_at < D / 1000``; else measured
@@ -127,7 +142,12 @@ from slotml import model_file as mf
 from slotml.errors import UserError
 from slotml.venue import SCALE_MINUTES  # noqa: F401 - part of the contract: a window is 15 scaled minutes
 
-CONTRACT_VERSION = 3  # 2: lead_move_pct, lead_move_z; 3: prev_vol_1/_4, lead_rv_z, lead_blend_z
+# 2: lead_move_pct, lead_move_z; 3: prev_vol_1/_4, lead_rv_z, lead_blend_z; 4: asset codes for
+# DOGE, BNB, HYPE, ZEC (the features and every other definition as in 3)
+CONTRACT_VERSION = 4
+# The versions whose vectors this code builds: the same FEATURES and definitions, differing only
+# in the asset table. A model of any of them loads and is scored with its own version's codes.
+SCORABLE_CONTRACTS: tuple[int, ...] = (3, 4)
 
 FEATURES: tuple[str, ...] = (
     "dir_move_pct",
@@ -201,7 +221,11 @@ KEYS: tuple[str, ...] = ("symbol", "window_s", "slot_ts", "point", "tick_ms", "d
 LABELS: tuple[str, ...] = ("resolved_up", "measured_up")
 TARGET = "resolved_up"
 
-ASSET_CODES: dict[str, int] = {"BTC": 0, "ETH": 1, "SOL": 2, "XRP": 3}
+# The assets each contract version appended to the code table (codes count on in this order).
+_ASSETS_ADDED: tuple[tuple[int, tuple[str, ...]], ...] = (
+    (1, ("BTC", "ETH", "SOL", "XRP")),
+    (4, ("DOGE", "BNB", "HYPE", "ZEC")),
+)
 
 DEFAULT_POINTS: tuple[float, ...] = (5 / 15, 7 / 15, 10 / 15)
 DEFAULT_TOLERANCE = 1 / 15  # of the window: the decision row may be at most this old
@@ -211,6 +235,26 @@ PRIOR_MINUTES = 15.0  # lead_blend_z: the weight (scaled minutes) of the earlier
 
 PREV_OFFICIAL, PREV_MEASURED, PREV_UNKNOWN = 2, 1, 0
 assert tuple(MIRROR) == FEATURES, "every feature needs its mirror rule, in contract order"
+
+
+def contract_number(version: int | str) -> int:
+    """A contract version as recorded (``"3"``) or given (3) -> int; ValueError if it is not one
+    this code knows (a non-number, below 1, or newer than ``CONTRACT_VERSION``)."""
+    try:
+        v = int(str(version).strip())
+    except ValueError:
+        raise ValueError(f"feature contract {version!r} is not a version number") from None
+    if not 1 <= v <= CONTRACT_VERSION:
+        raise ValueError(f"feature contract {v} is unknown here (this code knows 1..{CONTRACT_VERSION})")
+    return v
+
+
+def asset_codes(version: int | str = CONTRACT_VERSION) -> dict[str, int]:
+    """The ``asset`` feature's code table of contract ``version``: every asset added up to it,
+    numbered in order of addition (a later version only appends, so shared codes agree)."""
+    v = contract_number(version)
+    names = [a for since, added in _ASSETS_ADDED if since <= v for a in added]
+    return {a: i for i, a in enumerate(names)}
 
 
 def frac_ms(frac: float, window_s: int) -> int:
@@ -249,18 +293,19 @@ def parse_fraction(text: str, flag: str) -> float:
 
 
 def metadata(points: tuple[float, ...] = DEFAULT_POINTS, tolerance: float = DEFAULT_TOLERANCE,
-             lookback: float = DEFAULT_LOOKBACK) -> dict:
-    """What a model file must record to be scored under this contract (JSON-able).
+             lookback: float = DEFAULT_LOOKBACK, contract: int | str = CONTRACT_VERSION) -> dict:
+    """What a model file must record to be scored under this contract (JSON-able); ``contract``
+    the version the set was built with (its asset table).
 
     The keys shared with the model file have the model file's names and encodings
     (``slotml.model_file``): the training-set Parquet and the model speak one vocabulary.
     """
     return {
-        mf.KEY_CONTRACT: str(CONTRACT_VERSION),
+        mf.KEY_CONTRACT: str(contract_number(contract)),
         mf.KEY_FEATURES: list(FEATURES),
         mf.KEY_DECISION_POINTS: list(points),
         mf.KEY_TOLERANCE: tolerance,
         mf.KEY_LOOKBACK: lookback,
         "feature_dtype": FEATURE_DTYPE,
-        "asset_codes": dict(ASSET_CODES),
+        "asset_codes": asset_codes(contract),
     }

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from slotml.features.contract import (
-    ASSET_CODES,
+    CONTRACT_VERSION,
     DEFAULT_LOOKBACK,
     DEFAULT_TOLERANCE,
     FEATURES,
@@ -21,6 +21,7 @@ from slotml.features.contract import (
     PRIOR_MINUTES,
     REGIME_WINDOWS,
     SCALE_MINUTES,
+    asset_codes,
     frac_ms,
 )
 
@@ -77,6 +78,7 @@ def features_at(
     earlier_rows: Iterable[Mapping[str, Any]] = (),
     tolerance: float = DEFAULT_TOLERANCE,
     lookback: float = DEFAULT_LOOKBACK,
+    contract: int | str = CONTRACT_VERSION,
 ) -> dict[str, Any] | None:
     """The feature dict (FEATURES order, float64, NaN = missing) of one window at instant
     ``decision_ms``, or None when the contract gives no row (no snapshot within tolerance).
@@ -86,6 +88,7 @@ def features_at(
     ``prev_resolution``: the previous window's ``slot_resolutions`` row (or None).
     ``earlier_rows``: snapshot rows of earlier windows, for prev_vol_k (any rows may be passed:
     only those of the same symbol and window_s, in the k windows before this one, are used).
+    ``contract``: the feature-contract version whose asset table codes ``asset``.
     The result also carries ``tick_ms`` (the decision row's) under that key.
     """
     all_rows = list(rows_up_to_tick)
@@ -199,7 +202,7 @@ def features_at(
         "snapshot_count": float(len(rows)),
         "hour": float((tick // 3_600_000) % 24),
         "weekday": float((tick // 86_400_000 + 3) % 7),
-        "asset": float(ASSET_CODES[symbol]) if symbol in ASSET_CODES else NAN,
+        "asset": float(codes[symbol]) if symbol in (codes := asset_codes(contract)) else NAN,
         "prev_up": prev_up,
         "prev_known_source": float(prev_source),
     }

@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from slotml.ingest.schema import SPOT_SOURCES
+
 # Arrow types of ingest/schema.py's kinds (int -> int32, bigint -> int64, ...).
 SNAPSHOT_COLUMNS: dict[str, str] = {
     "id": "int64", "symbol": "string", "window_s": "int32", "slot_ts": "int32", "tick_ms": "int64",
@@ -27,6 +29,10 @@ SNAPSHOT_COLUMNS: dict[str, str] = {
     # five levels of depth per token and side, price/size pairs; all NULL here (no depth)
     **{f"{side}{kind}_{token}_l{lvl}": "float64" for token in ("up", "down")
        for side in ("bid", "ask") for lvl in range(1, 6) for kind in ("", "_size")},
+    "spot_source": "string",
+    # the touch's range since the previous row (schema 5); NULL here, as in a pre-5 lake
+    "ask_up_low": "float64", "bid_up_high": "float64", "ask_down_low": "float64",
+    "bid_down_high": "float64",
 }
 DEPTH = [c for c in SNAPSHOT_COLUMNS if c.endswith(("_l1", "_l2", "_l3", "_l4", "_l5"))]
 RESOLUTION_COLUMNS: dict[str, str] = {
@@ -37,7 +43,8 @@ RESOLUTION_COLUMNS: dict[str, str] = {
     "price_to_beat": "float64", "spot_price_to_beat": "float64", "final_price": "float64",
     "final_seen_at": "float64", "official_price_to_beat": "float64",
     "official_final_price": "float64", "resolved_up": "bool", "prev_resolved_up": "bool",
-    "resolved_at": "float64", "updated_at": "float64",
+    "resolved_at": "float64", "updated_at": "float64", "spot_source": "string",
+    "resolution_source": "string",
 }
 BASE_PRICE = {"BTC": 90000.0, "ETH": 3000.0, "SOL": 140.0, "XRP": 2.2}
 VOL_PER_MIN = {"BTC": 0.046, "ETH": 0.093, "SOL": 0.10, "XRP": 0.10}  # percent per minute
@@ -173,11 +180,16 @@ def generate(cfg: SynthConfig = SynthConfig()) -> tuple[Any, Any]:
         hour_utc=(t_ms // 3_600_000) % 24, day_of_week=(t_ms // 86_400_000 + 3) % 7,
         updated_at=t_ms / 1000.0 + 1.0,
     )
-    cols.update({c: np.full(n, np.nan) for c in DEPTH})
+    cols.update({c: np.full(n, np.nan) for c in (*DEPTH, "ask_up_low", "bid_up_high",
+                                                 "ask_down_low", "bid_down_high")})
     spot_noise = rng.normal(0, 0.01, n)
     cols["spot_move_pct"] = np.where(rng.random(n) < cfg.p_null_move, np.nan,
                                      np.nan_to_num(mv) + spot_noise)
     cols["chainlink_price"] = base[rows_win] * (1 + cols["spot_move_pct"] / 100)
+    # every third window's spot is Pyth's (PolyBolt): features must not care (no rng draw, so
+    # the rest of the lake is what it was before the column existed)
+    src = (np.arange(len(win_slot)) % 3 == 0).astype(int)
+    cols["spot_source"] = _strings(src[rows_win], list(SPOT_SOURCES))
     snaps = _table(cols, SNAPSHOT_COLUMNS)
 
     # --- resolutions (one per window) ---
@@ -209,6 +221,9 @@ def generate(cfg: SynthConfig = SynthConfig()) -> tuple[Any, Any]:
         "prev_resolved_up": np.full(n_win, np.nan),
         "resolved_at": np.where(unresolved, np.nan, end + rng.uniform(0, 1.5 * w, n_win)),
         "updated_at": end + 2.0 * w,
+        "spot_source": _strings(src, list(SPOT_SOURCES)),
+        "resolution_source": _strings(win_sym, [f"https://data.chain.link/streams/{n.lower()}-usd"
+                                                for n in sym_names]),
     }
     return snaps, _table(res_cols, RESOLUTION_COLUMNS)
 

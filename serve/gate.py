@@ -21,6 +21,16 @@ time: the scorer checks its range only on two rows at load) is never sized: the 
 with ``invalid_p_win``, counts it in ``counters["invalid_p_win"]`` and logs a WARNING once per
 loaded model.
 
+Guards (``serve/guards.py``, checked before the model is scored): past ``--expires-after``
+days (default 14) from the record's ``validated_at`` (else the model's training end) the model
+is EXPIRED: ``--on-expired fallback`` (default) lets the manual filters decide, their reason
+followed by ``; model_expired: ...``; ``refuse`` declines with ``model_expired``; ``ignore``
+scores as usual. Every expired decision is counted in ``counters["model_expired"]``, with one
+WARNING an hour at most. The clock is the decision instant: ``now=`` (epoch s; default the wall
+clock), the decision tick in ``decide_online`` and the backtest. A vector with more than
+``--ood-max`` (default 2) features outside the model's training 0.1%..99.9% range is declined
+with ``out_of_distribution`` (counted in ``counters``); a model file without ranges skips it.
+
 Without a model: the manual filters as bots always used them, on the spot move since the
 window's start (``--filter-series settlement`` for the settlement series): enter the side the
 move favours when ``--min-move-pct`` <= |move| <= ``--max-move-pct`` and at least
@@ -29,6 +39,9 @@ move favours when ``--min-move-pct`` <= |move| <= ``--max-move-pct`` and at leas
 ``add_model_args(parser)`` adds every option to a bot's argparse parser (skipping any the bot
 already defines, e.g. its own ``--order-size``); ``EntryGate.from_args(args)`` builds the gate.
 Every decision can be logged as one JSON line (features, p_win, decision, size, reason).
+
+About 520 lines, one module: every rule above is a step of the one decision a bot asks for;
+what could live apart does (options in ``options.py``, expiry and OOD in ``guards.py``).
 """
 
 from __future__ import annotations
@@ -39,19 +52,22 @@ import logging
 import math
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Any
 
 from slotml.errors import UserError
 from slotml.features.contract import FEATURES, SCALE_MINUTES
+from slotml.serve.guards import ON_EXPIRED, ModelGuards
 from slotml.serve.options import (  # noqa: F401 - re-exported: bots import them from here
+    DEFAULT_EXPIRES_AFTER,
     DEFAULT_KELLY_FRACTION,
     DEFAULT_MAX_MOVE_PCT,
     DEFAULT_MIN_CONFIDENCE,
     DEFAULT_MIN_ENTRY_MINUTES,
     DEFAULT_MIN_MOVE_PCT,
     DEFAULT_MIN_ORDER_SIZE,
+    DEFAULT_OOD_MAX,
     DEFAULT_ORDER_SIZE,
     add_model_args,
 )
@@ -113,7 +129,9 @@ class GateConfig:
     filter_series: str = "spot"  # spot | settlement
     decision_log: str | None = None
     policy: str | None = None  # edge | design | None: the model file's, else design
-
+    expires_after: float = DEFAULT_EXPIRES_AFTER  # days (serve/guards.py)
+    on_expired: str = "fallback"  # fallback | refuse | ignore
+    ood_max: int = DEFAULT_OOD_MAX  # features outside their training range before declining
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.min_confidence <= 1.0:
@@ -132,6 +150,12 @@ class GateConfig:
             raise ValueError(f"min_edge must lie in (-1, 1), got {self.min_edge}")
         if self.min_move_pct < 0 or self.max_move_pct < self.min_move_pct:
             raise ValueError("need 0 <= min_move_pct <= max_move_pct")
+        if not 0.0 < self.expires_after <= 3650.0:
+            raise ValueError(f"expires_after must lie in (0, 3650] days, got {self.expires_after}")
+        if self.on_expired not in ON_EXPIRED:
+            raise ValueError(f"on_expired must be one of {ON_EXPIRED}, got {self.on_expired!r}")
+        if isinstance(self.ood_max, bool) or not isinstance(self.ood_max, int) or self.ood_max < 0:
+            raise ValueError(f"ood_max must be a whole number >= 0, got {self.ood_max!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,6 +191,8 @@ MOVE_TOO_SMALL = "move_too_small"
 MOVE_TOO_LARGE = "move_too_large"
 OTHER_SIDE = "move_favours_other_side"
 INVALID_P_WIN = "invalid_p_win"
+MODEL_EXPIRED = "model_expired"
+OUT_OF_DISTRIBUTION = "out_of_distribution"
 
 
 def _no(outcome: str | None, reason: str, p_win: float | None = None,
@@ -232,8 +258,10 @@ class EntryGate:
         self.log = log
         if log is None and self.config.decision_log:
             self.log = DecisionLog(self.config.decision_log)
-        self.counters: Counter[str] = Counter()  # declines that mean something is wrong
+        self.counters: Counter[str] = Counter()  # declines worth watching: invalid, expired, OOD
         self._warned: set[tuple[str, int]] = set()  # models already logged as invalid
+        c = self.config
+        self.guards = ModelGuards(c.expires_after, c.on_expired, c.ood_max)
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> EntryGate:
@@ -254,27 +282,31 @@ class EntryGate:
     def decide(self, outcome: str, vector: Any = None, fraction: float | None = None, *,
                price: float | None = None, min_order_size: float | None = None,
                fee: FeeSchedule = NO_FEE, taker: bool = False, move_pct: float | None = None,
-               minutes_into: float | None = None, context: dict | None = None) -> Decision:
+               minutes_into: float | None = None, context: dict | None = None,
+               now: float | None = None) -> Decision:
         """Decide for ONE outcome ("Up"/"Down").
 
         Model gate: ``vector`` (contract order, None = no snapshot within tolerance) and
         ``fraction`` (where the decision instant lies in the window). Manual filters:
         ``move_pct`` (the filter series' move, percent) and ``minutes_into`` (scaled minutes).
         ``price``: the order's limit (the side's bid for a maker order, ask for a taker);
-        needed by ``--min-edge`` and Kelly sizing. ``min_order_size``: the market's.
+        needed by ``--min-edge`` and Kelly sizing. ``min_order_size``: the market's. ``now``:
+        the decision instant for the expiry check (epoch s; default the wall clock).
         """
         outcome = normalize_outcome(outcome)
         price = _price(price)
+
+        def filters() -> Decision:
+            return self._manual(outcome, price, move_pct, minutes_into, min_order_size)
+
         if self.scorer is None:
-            d = self._manual(outcome, price, move_pct, minutes_into, min_order_size)
+            d = filters()
         else:
-            pre = self._model_precheck(outcome, vector, fraction)
-            if pre is None:
+            d = self._expired(now, filters, outcome) or self._model_precheck(outcome, vector, fraction)
+            if d is None:
                 p_win = self.scorer.p_win(outcome, vector)
                 d = self._invalid(outcome, p_win) or \
                     self._model(outcome, p_win, price, min_order_size, fee, taker)
-            else:
-                d = pre
         if self.log is not None:
             self._log(d, vector, context)
         return d
@@ -282,26 +314,44 @@ class EntryGate:
     def choose(self, vector: Any = None, fraction: float | None = None, *,
                prices: dict[str, float | None] | None = None, min_order_size: float | None = None,
                fee: FeeSchedule = NO_FEE, taker: bool = False, move_pct: float | None = None,
-               minutes_into: float | None = None, context: dict | None = None) -> Decision:
+               minutes_into: float | None = None, context: dict | None = None,
+               now: float | None = None) -> Decision:
         """Pick the side and decide: the higher p_win (model) or the side the move favours
-        (filters). ``prices``: {"Up": limit, "Down": limit}."""
+        (filters). ``prices``: {"Up": limit, "Down": limit}; ``now``: as in ``decide``."""
         prices = {k: _price(v) for k, v in (prices or {}).items()}
-        if self.scorer is None:
+
+        def filters() -> Decision:
             side = UP if (move_pct or 0.0) > 0 else DOWN
-            d = self._manual(side, prices.get(side), move_pct, minutes_into, min_order_size)
+            return self._manual(side, prices.get(side), move_pct, minutes_into, min_order_size)
+
+        if self.scorer is None:
+            d = filters()
         else:
-            pre = self._model_precheck(None, vector, fraction)
-            if pre is None:
+            d = self._expired(now, filters, None) or self._model_precheck(None, vector, fraction)
+            if d is None:
                 p_up = self.scorer.p_up(vector)
                 d = self._invalid(None, p_up)
                 if d is None:
                     side, p_win = (UP, p_up) if p_up >= 0.5 else (DOWN, 1.0 - p_up)
                     d = self._model(side, p_win, prices.get(side), min_order_size, fee, taker)
-            else:
-                d = pre
         if self.log is not None:
             self._log(d, vector, context)
         return d
+
+    def _expired(self, now: float | None, filters: Any, outcome: str | None) -> Decision | None:
+        """The decision when the model is expired at ``now`` and ``--on-expired`` is not
+        ignore (fallback: ``filters()``'s, its reason saying why), else None: score as usual."""
+        why = self.guards.expired(self.scorer, time.time() if now is None else float(now))
+        if why is None:
+            return None
+        self.counters[MODEL_EXPIRED] += 1
+        mode = self.config.on_expired
+        if mode == "ignore":
+            return None
+        if mode == "refuse":
+            return _no(outcome, f"{MODEL_EXPIRED}: {why}")
+        d = filters()
+        return replace(d, reason=f"{d.reason}; {MODEL_EXPIRED}: {why}, the manual filters decided")
 
     def _model_precheck(self, outcome: str | None, vector: Any, fraction: float | None) -> Decision | None:
         if vector is None:
@@ -313,6 +363,10 @@ class EntryGate:
             code, bound = (BEFORE_FIRST_POINT, dps[0]) if fraction < dps[0] else (AFTER_LAST_POINT, dps[-1])
             return _no(outcome, f"{code}: fraction {fraction:.4f} outside the trained "
                                 f"{dps[0]:.4f}..{dps[-1]:.4f} (bound {bound:.4f})")
+        why = self.guards.out_of_distribution(self.scorer, vector)
+        if why is not None:
+            self.counters[OUT_OF_DISTRIBUTION] += 1
+            return _no(outcome, f"{OUT_OF_DISTRIBUTION}: {why}")
         return None
 
     def _invalid(self, outcome: str | None, p: float) -> Decision | None:
@@ -435,20 +489,28 @@ class EntryGate:
         """One full decision from the online feature builder (``serve.online.OnlineFeatures``):
         the vector at ``decision_ms``, its window fraction, the filter move and minutes; then
         ``decide`` (for ``outcome``) or ``choose`` (outcome None). ``kw``: prices/price,
-        min_order_size, fee, taker, context."""
+        min_order_size, fee, taker, context, now (default: ``decision_ms``, the expiry clock)."""
         vector = online.vector_at(symbol, window_s, slot_ts, decision_ms)
+        fraction, move, minutes = self.online_inputs(online, symbol, window_s, slot_ts, decision_ms)
+        kw.setdefault("now", decision_ms / 1000.0)
+        if outcome is None:
+            return self.choose(vector, fraction, move_pct=move, minutes_into=minutes, **kw)
+        return self.decide(outcome, vector, fraction, move_pct=move, minutes_into=minutes, **kw)
+
+    def online_inputs(self, online: Any, symbol: str, window_s: int, slot_ts: int,
+                      decision_ms: int) -> tuple[float, float | None, float | None]:
+        """The window fraction at ``decision_ms`` and the filters' move and minutes (None when
+        the gate has a model the expiry never hands over to the filters, or no row yet)."""
         fraction = (decision_ms - int(slot_ts) * 1000) / (int(window_s) * 1000)
         move = minutes = None
-        if self.scorer is None:
+        if self.scorer is None or self.config.on_expired == "fallback":
             w = online.windows.get((symbol, int(window_s), int(slot_ts)))
             row = w.row_at(decision_ms) if w is not None else None
             if row is not None:
                 key = "spot_move_pct" if self.config.filter_series == "spot" else "dir_move_pct"
                 move = row.get(key)
                 minutes = SCALE_MINUTES * fraction
-        if outcome is None:
-            return self.choose(vector, fraction, move_pct=move, minutes_into=minutes, **kw)
-        return self.decide(outcome, vector, fraction, move_pct=move, minutes_into=minutes, **kw)
+        return fraction, move, minutes
 
     def _log(self, d: Decision, vector: Any, context: dict | None) -> None:
         feats = None

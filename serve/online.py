@@ -11,7 +11,11 @@ and running sums (squared move increments, counts) are kept as prefixes, so a de
 instant reads the last row at or before it (bisect over at most ~30 rows) and combines a handful
 of numbers instead of recomputing the window.
 
-About 440 lines, one module: the per-window state and the builder over windows share the
+A bot started cold warms itself from the recent history (``OnlineFeatures.warm``, fed by
+``slotml.ingest.store.query.recent_rows``): the regime features read ``warm_span(window_s)``
+seconds back, and without those rows they stay NaN until that much time has passed live.
+
+About 515 lines, one module: the per-window state and the builder over windows share the
 prefix sums; it is the serving side of features/reference.py and is read beside it.
 """
 
@@ -19,14 +23,14 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left, bisect_right
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from slotml.features.contract import (
-    ASSET_CODES,
+    CONTRACT_VERSION,
     DEFAULT_LOOKBACK,
     DEFAULT_TOLERANCE,
     FEATURES,
@@ -36,6 +40,7 @@ from slotml.features.contract import (
     PRIOR_MINUTES,
     REGIME_WINDOWS,
     SCALE_MINUTES,
+    asset_codes,
     frac_ms,
 )
 
@@ -45,6 +50,29 @@ IDX = {name: i for i, name in enumerate(FEATURES)}
 _I = IDX  # short alias for the hot paths below
 _REGIME_NAMES = tuple(f"prev_vol_{k}" for k in REGIME_WINDOWS)
 _NO_REGIME = ((0.0, 0.0),) * len(REGIME_WINDOWS)
+
+
+def warm_span(window_s: int) -> int:
+    """Seconds of history the features read at a decision in a ``window_s`` family: the
+    current window and the ``max(REGIME_WINDOWS)`` before it (prev_vol_k pools them; prev_up's
+    window is the last of them). Derived from the contract, so a longer regime window widens it."""
+    return (max(REGIME_WINDOWS) + 1) * int(window_s)
+
+
+def _known_part(row: Mapping[str, Any], now: float) -> dict[str, Any]:
+    """The fields of a store's ``slot_resolutions`` row known at ``now``, by the row's own
+    times: the outcome once ``resolved_at <= now``, the measured final price once
+    ``final_seen_at <= now``, the price to beat once the window has started. A field whose
+    time is missing is left out (when it became known cannot be told)."""
+    out: dict[str, Any] = {k: row.get(k) for k in ("symbol", "window_s", "slot_ts")}
+    ra, seen = _opt(row.get("resolved_at")), _opt(row.get("final_seen_at"))
+    if row.get("resolved_up") is not None and ra is not None and ra <= now:
+        out["resolved_up"], out["resolved_at"] = row["resolved_up"], ra
+    if _opt(row.get("final_price")) is not None and seen is not None and seen <= now:
+        out["final_price"], out["final_seen_at"] = row["final_price"], seen
+    if int(row["slot_ts"]) <= now:
+        out["price_to_beat"] = row.get("price_to_beat")
+    return out
 
 
 def _f(v: Any) -> float:
@@ -130,7 +158,8 @@ class WindowState:
 
     def __init__(self, symbol: str, window_s: int, slot_ts: int,
                  stats: Mapping[str, Any] | None = None, *,
-                 tolerance: float = DEFAULT_TOLERANCE, lookback: float = DEFAULT_LOOKBACK) -> None:
+                 tolerance: float = DEFAULT_TOLERANCE, lookback: float = DEFAULT_LOOKBACK,
+                 codes: Mapping[str, int] | None = None) -> None:
         self.symbol = symbol
         self.window_s = int(window_s)
         self.slot_ts = int(slot_ts)
@@ -141,7 +170,8 @@ class WindowState:
         if stats:
             sigma = _f(stats.get("move_vol_per_min", {}).get(symbol, stats.get("default_move_vol_per_min")))
         self.sigma = sigma
-        self.asset = float(ASSET_CODES[symbol]) if symbol in ASSET_CODES else NAN
+        codes = asset_codes() if codes is None else codes  # the model's contract's table
+        self.asset = float(codes[symbol]) if symbol in codes else NAN
         self.ticks: list[int] = []
         self.static: list[np.ndarray] = []  # per row: float32 features that depend on that row only
         self.moves: list[float | None] = []
@@ -330,20 +360,24 @@ class OnlineFeatures:
     """All live windows and the resolutions known so far: the bot's feature source.
 
     Build it from the model it feeds: ``OnlineFeatures.for_model(scorer)`` (or a
-    ``ModelMeta``) takes the model's fitted statistics, tolerance and lookback, the values its
-    training set was built with; after a model reload, ``set_model(scorer)``. The bare
-    constructor takes them explicitly (tolerance and lookback default to the contract's, for
-    the manual filters, which have no model).
+    ``ModelMeta``) takes the model's fitted statistics, tolerance, lookback and feature-contract
+    version (its asset table), the values its training set was built with; after a model
+    reload, ``set_model(scorer)``. The bare constructor takes them explicitly (tolerance and
+    lookback default to the contract's and ``contract`` to the current version, for the manual
+    filters, which have no model).
 
     prev_vol_k reads the last ``max(REGIME_WINDOWS)`` windows' rows: a bot that starts mid-hour
-    should feed the store's recent rows first (``add_snapshot`` takes them in any order), else
-    prev_vol_k are NaN (and lead_blend_z has no prior) until the windows have passed live. ``keep_windows`` (windows
-    kept per symbol and family) must cover them plus the current and the next window.
+    calls ``warm`` with the store's recent rows first (``slotml.ingest.store.query.recent_rows``
+    reads the ``warm_span``), else prev_vol_k are NaN (and lead_blend_z has no prior) until the
+    windows have passed live. ``keep_windows`` (windows kept per symbol and family) must cover
+    them plus the current and the next window.
     """
 
     def __init__(self, stats: Mapping[str, Any] | None = None, *, tolerance: float | None = None,
-                 lookback: float | None = None, keep_windows: int = 6) -> None:
+                 lookback: float | None = None, keep_windows: int = 6,
+                 contract: int | str = CONTRACT_VERSION) -> None:
         self.stats = dict(stats or {})
+        self.codes = asset_codes(contract)  # ValueError for a version this code does not know
         self.tolerance = float(DEFAULT_TOLERANCE if tolerance is None else tolerance)
         self.lookback = float(DEFAULT_LOOKBACK if lookback is None else lookback)
         if keep_windows < max(REGIME_WINDOWS) + 2:
@@ -360,12 +394,13 @@ class OnlineFeatures:
         lookback from the model file)."""
         meta = getattr(model, "meta", model)
         return cls(meta.stats, tolerance=meta.tolerance, lookback=meta.lookback,
-                   keep_windows=keep_windows)
+                   keep_windows=keep_windows, contract=meta.feature_contract)
 
     def set_model(self, model: Any) -> None:
-        """After a model reload (a ``Scorer`` or ``ModelMeta``): take its statistics, tolerance
-        and lookback and rebuild the windows' derived parts from the rows held."""
+        """After a model reload (a ``Scorer`` or ``ModelMeta``): take its statistics, tolerance,
+        lookback, contract version, and rebuild the windows' derived parts from the rows held."""
         meta = getattr(model, "meta", model)
+        self.codes = asset_codes(meta.feature_contract)
         self.tolerance = float(meta.tolerance)
         self.lookback = float(meta.lookback)
         self.set_stats(meta.stats)
@@ -385,7 +420,7 @@ class OnlineFeatures:
         w = self.windows.get(key)
         if w is None:
             w = WindowState(symbol, window_s, slot_ts, self.stats, tolerance=self.tolerance,
-                            lookback=self.lookback)
+                            lookback=self.lookback, codes=self.codes)
             self.windows[key] = w
             self._prune(symbol, int(window_s), int(slot_ts))
         return w
@@ -408,6 +443,42 @@ class OnlineFeatures:
         if res is None:
             res = self.resolutions[key] = PrevResolution()
         res.merge(row, known_at)
+
+    def warm(self, rows: Iterable[Mapping[str, Any]],
+             resolutions: Iterable[Mapping[str, Any] | tuple[Mapping[str, Any], float | None]],
+             now: float) -> dict[str, int]:
+        """Start warm: feed recent history as this builder would have seen it live at ``now``
+        (epoch s), so the first decision after a start equals a bot's that ran all along.
+
+        ``rows``: snapshot rows (``make_snapshot``'s dicts, as the store holds them); those
+        captured after ``now`` (``captured_at``, else the tick) are skipped. ``resolutions``:
+        ``slot_resolutions`` rows, each field counted only once known by the row's own times
+        (``resolved_at``, ``final_seen_at``; the price to beat from the window start), or
+        ``(row, known_at)`` pairs (what ``add_resolution`` takes), counted when
+        ``known_at <= now``. Any order. Returns how many of each were fed and skipped.
+        """
+        now = float(now)
+        fed, skipped = [], 0
+        for r in rows:
+            cap = _opt(r.get("captured_at"))
+            if (int(r["tick_ms"]) / 1000.0 if cap is None else cap) <= now:
+                fed.append(r)
+            else:
+                skipped += 1
+        fed.sort(key=lambda r: (int(r["tick_ms"]), str(r["symbol"])))  # live order
+        n_res = 0
+        for item in resolutions:
+            if isinstance(item, tuple):
+                row, known = item
+                if known is None or float(known) > now:
+                    skipped += 1
+                    continue
+                self.add_resolution(row, known_at=float(known))
+            else:
+                self.add_resolution(_known_part(item, now))
+            n_res += 1
+        n_snap = sum(self.add_snapshot(r) for r in fed)
+        return {"snapshots": n_snap, "resolutions": n_res, "skipped": skipped}
 
     def vector_at(self, symbol: str, window_s: int, slot_ts: int, decision_ms: int,
                   out: np.ndarray | None = None) -> np.ndarray | None:

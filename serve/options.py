@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from slotml.argtypes import fraction, nonneg, output_file, probability, real
+from slotml.argtypes import count, days, fraction, nonneg, output_file, probability, real
 
 # Documented defaults (README "Wiring the scorer into a bot").
 DEFAULT_MIN_CONFIDENCE = 0.60
@@ -19,6 +19,8 @@ DEFAULT_KELLY_FRACTION = 0.25
 DEFAULT_MIN_MOVE_PCT = 0.05  # percent
 DEFAULT_MAX_MOVE_PCT = 0.50  # percent
 DEFAULT_MIN_ENTRY_MINUTES = 5.0  # scaled minutes (= real minutes in a 15-minute window)
+DEFAULT_EXPIRES_AFTER = 14.0  # days after validated_at (or the training end): serve/guards.py
+DEFAULT_OOD_MAX = 2  # features outside their training 0.1%..99.9% range before declining
 
 
 # Each option's valid range, in one place (slotml/argtypes.py checks finiteness and range).
@@ -27,6 +29,8 @@ PERCENT = nonneg(100.0, "percent")
 MINUTES = real(0.0, 15.0, "scaled minutes")  # SCALE_MINUTES: a window is 15 scaled minutes
 EDGE = real(-1.0, 1.0, "edge", lo_open=True, hi_open=True)
 KELLY = fraction(0.0, 1.0, lo_open=True)
+EXPIRY_DAYS = days(0.0, 3650.0)  # (0, 3650]
+OOD_FEATURES = count(0, 10_000)
 
 
 def add_model_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -67,5 +71,14 @@ def add_model_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         help=f"manual filter: earliest entry, minutes into the window (default {DEFAULT_MIN_ENTRY_MINUTES:g})")
     add("--filter-series", choices=["spot", "settlement"], default="spot",
         help="manual filters' move: spot stream (default) or the settlement series")
+    add("--expires-after", type=EXPIRY_DAYS, default=DEFAULT_EXPIRES_AFTER,
+        help=f"the model expires this many days after its record's validated_at, else after its "
+             f"training end (default {DEFAULT_EXPIRES_AFTER:g})")
+    add("--on-expired", choices=["fallback", "refuse", "ignore"], default="fallback",
+        help="past expiry: fallback (the manual filters decide; default), refuse (decline with "
+             "model_expired) or ignore (score as usual)")
+    add("--ood-max", type=OOD_FEATURES, default=DEFAULT_OOD_MAX,
+        help=f"decline (out_of_distribution) when more than this many features lie outside "
+             f"their training 0.1%%..99.9%% range (default {DEFAULT_OOD_MAX})")
     add("--decision-log", type=output_file, default=None, help="append every decision as a JSON line to this file")
     return parser

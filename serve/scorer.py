@@ -53,11 +53,12 @@ def normalize_outcome(outcome: str) -> str:
         raise ValueError(f"outcome must be 'Up' or 'Down', got {outcome!r}") from None
 
 
-def contract_feature_list() -> tuple[list[str], str]:
-    """(feature names, contract version) of this version's feature contract (a pure module)."""
-    from slotml.features.contract import CONTRACT_VERSION, FEATURES
+def contract_feature_list() -> tuple[list[str], tuple[str, ...]]:
+    """(feature names, the contract versions this code scores) of the feature contract (a pure
+    module): a model of an older version with the same features keeps its own asset table."""
+    from slotml.features.contract import FEATURES, SCORABLE_CONTRACTS
 
-    return list(FEATURES), str(CONTRACT_VERSION)
+    return list(FEATURES), tuple(str(v) for v in SCORABLE_CONTRACTS)
 
 
 @dataclass(frozen=True)

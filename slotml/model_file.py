@@ -14,7 +14,7 @@ format without it is refused; "format 1" = the value a format-1 file lacking it 
 key                 type         default   format 1    since  meaning
 ==================  ===========  ========  ==========  =====  =========================================
 slotml_version      str          required  required    1      the slotml version that wrote the file
-feature_contract    str          required  required    1      features/contract.py CONTRACT_VERSION
+feature_contract    str          required  required    1      features/contract.py CONTRACT_VERSION (its asset codes)
 features            list[str]    required  required    1      the input's feature names, in order
 stats               dict         required  required    1      fitted statistics the features need
 decision_points     list[float]  required  required    1      fractions of the window, ascending
@@ -27,12 +27,24 @@ lake_manifest_id    int | null   null      null        1      the lake manifest 
 metrics             dict         {}        {}          1      the evaluation (test-day) metrics
 created_at          str          ""        ""          1      ISO UTC time the file was written
 policy              dict | null  null      null        2      the entry policy train chose (below)
+importance          dict | null  null      null        2      feature importance: gain, permutation
+feature_ranges      dict | null  null      null        2      training quantiles per feature (below)
 ==================  ===========  ========  ==========  =====  =========================================
 
 ``policy`` (optional; absent or null = the design's rule: ``min_confidence``, size = order_size
 x (p - 0.5)/0.5, so reloading an old model never changes a running bot): ``{"name": "edge",
 "min_edge": E, "kelly_fraction": F, "grid": [...], "slice": {...}}``, the price-aware rule whose
 E and F the backtest chose on the policy slice (see ``serve/gate.py``).
+
+``importance`` (optional; what ``train/importance.py`` measured, for the card, the report and the
+dashboard; nothing reads it to decide): ``{"gain": {feature: g}, "permutation": {feature: rise},
+"permutation_std": {feature: sd}, "metric": "brier", "slice": "calibration", "base": b, "rows":
+n, "repeats": r, "seed": s}``, every value finite.
+
+``feature_ranges`` (optional; absent or null = the gate skips its out-of-distribution check):
+``{"quantiles": [0.001, 0.999], "rows": N, "rows_from": "...", "features": {name: {"lo": q0.1%,
+"hi": q99.9%, "nan_share": s}}}`` over the rows the booster was fitted on (``train/ranges.py``;
+``lo``/``hi`` null for a feature that was NaN on every row), read by ``serve/guards.py``.
 
 The key names are also the training set's vocabulary: ``features.contract.metadata()`` (the
 training-set Parquet's metadata) writes ``feature_contract``, ``features``,
@@ -56,7 +68,7 @@ the model file: they live in the RECORD, ``<data-dir>/models/current.json`` (``R
 a JSON object beside the pointer naming the model it describes (``read_record`` /
 ``write_record``, atomic; a missing or unreadable record reads as ``ModelRecord()``, empty).
 
-About 500 lines, one module on purpose: the key table, its validators, the pointer and the
+About 520 lines, one module on purpose: the key table, its validators, the pointer and the
 record are one contract, and a bot that reads a model needs all of it and nothing else.
 """
 
@@ -175,6 +187,33 @@ def _policy(v: Any) -> dict[str, Any] | None:
     return v
 
 
+def _importance(v: Any) -> dict[str, Any] | None:
+    if v is None:
+        return None
+    if not isinstance(v, dict):
+        raise ValueError("must be null or a JSON object")
+    for part in ("gain", "permutation"):
+        d = v.get(part)
+        if not isinstance(d, dict) or not d or not all(_number(x) for x in d.values()):
+            raise ValueError(f"{part} must be a non-empty object of finite numbers per feature")
+    return v
+
+
+def _ranges(v: Any) -> dict[str, Any] | None:
+    if v is None:
+        return None
+    feats = v.get("features") if isinstance(v, dict) else None
+    if not isinstance(feats, dict):
+        raise ValueError("must be null or an object with a 'features' object")
+    for name, r in feats.items():
+        lo, hi, nan = (r.get(k) for k in ("lo", "hi", "nan_share")) if isinstance(r, dict) else (0, 0, None)
+        bounds_ok = (lo is None and hi is None) or (_number(lo) and _number(hi) and lo <= hi)
+        if not bounds_ok or not _number(nan) or not 0.0 <= float(nan) <= 1.0:
+            raise ValueError(f"feature {name!r} needs lo <= hi (numbers, or both null) and a "
+                             f"nan_share in [0, 1], got {r!r}")
+    return v
+
+
 def _calibration(v: Any) -> str:
     if v not in CALIBRATIONS:
         raise ValueError(f"unknown calibration {v!r} (expected one of {CALIBRATIONS})")
@@ -218,6 +257,8 @@ KEYS: tuple[Key, ...] = (
     Key("metrics", "dict", _object, default={}),
     Key("created_at", "str", _text, default=""),
     Key("policy", "dict | null", _policy, default=None),
+    Key("importance", "dict | null", _importance, default=None),
+    Key("feature_ranges", "dict | null", _ranges, default=None),
 )
 KEY_BY_NAME: dict[str, Key] = {k.name: k for k in KEYS}
 
@@ -236,6 +277,8 @@ KEY_LAKE_MANIFEST_ID = "lake_manifest_id"
 KEY_METRICS = "metrics"
 KEY_CREATED_AT = "created_at"
 KEY_POLICY = "policy"
+KEY_IMPORTANCE = "importance"
+KEY_FEATURE_RANGES = "feature_ranges"
 ALL_KEYS: tuple[str, ...] = (KEY_FORMAT, *KEY_BY_NAME)
 REQUIRED_KEYS: tuple[str, ...] = tuple(k.name for k in KEYS if k.default is REQUIRED)
 
@@ -336,13 +379,14 @@ def validate_metadata(
     contract_features: list[str] | tuple[str, ...] | None,
     *,
     source: str = "model file",
-    contract_version: str | None = None,
+    contract_version: str | tuple[str, ...] | None = None,
 ) -> ModelMeta:
     """Parse and check a model file's ``metadata_props``; raise ``ModelFileError`` with the reason.
 
     ``contract_features`` is the running code's feature list (features/contract.py); a model
     whose list differs in names or order is refused (``None`` skips that check, for tools that
-    only inspect a file). ``contract_version``, when given, must equal the file's too. Keys
+    only inspect a file). ``contract_version``, when given, must equal the file's too (or be
+    one of them, given several: the versions the running code can score). Keys
     missing from an older format take that format's values (``Key.before``); unknown keys are
     ignored.
     """
@@ -369,9 +413,12 @@ def validate_metadata(
             f"({feature_difference(features, list(contract_features))}); retrain with this version"
         )
     contract = values[KEY_CONTRACT]
-    if contract_version is not None and contract != str(contract_version):
+    accepted = ((str(contract_version),) if isinstance(contract_version, (str, int))
+                else tuple(str(v) for v in contract_version or ()))
+    if contract_version is not None and contract not in accepted:
+        which = ", ".join(accepted)
         raise ModelFileError(f"{source}: built for feature contract {contract!r}, "
-                             f"this version implements {contract_version!r}; retrain")
+                             f"this version scores contract {which}; retrain")
     return ModelMeta(**values, format=FORMAT_PREFIX + str(version))
 
 

@@ -5,19 +5,22 @@
   or Parquet. ``point=`` / ``minute=`` return the feature contract's decision row per window.
 - ``GET /slots/summary``: per asset, family and day, from the LAKE through DuckDB
   (``slotml.web.slot_stats``).
-- ``GET /health``: store reachable, newest snapshot, lake manifest.
+- ``GET /health``: store reachable, newest snapshot, lake manifest; with ``--model-path``, the
+  live calibration monitor's state (``web/monitor.py``, run as a background task).
+- ``GET /metrics``: the monitor's Prometheus gauges and counters (ingest's text format).
 
 Every bad parameter is a 422 in FastAPI's own error shape (``{"detail": [{loc, msg, type}]}``),
 so clients and the OpenAPI description see one format; a store or lake that cannot answer is a
 503 with the reason, never a 500. Every value reaches SQL as a bound parameter. The API never
 writes: a read-only database user is enough (README: "Read API").
 
-About 430 lines, one module: the response models and the three routes are one OpenAPI document;
+About 450 lines, one module: the response models and the routes are one OpenAPI document;
 the SQL lives in the store's query module and ``web/slot_stats``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import io
@@ -35,7 +38,7 @@ from typing import Annotated, Any
 
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from slotml import __version__
@@ -52,7 +55,7 @@ from slotml.ingest.store.query import (
     window_lengths,
 )
 from slotml.settings import DbUrl
-from slotml.venue import family_seconds, parse_time
+from slotml.venue import FAMILIES, family_seconds, parse_time
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +76,7 @@ class ApiConfig:
     host: str = "127.0.0.1"
     port: int = 8000
     tolerance: float = DEFAULT_TOLERANCE  # of the window, for point= / minute=
+    monitor: Any = None  # web.monitor.MonitorConfig: run the live calibration monitor
 
 
 # ------------------------------------------------------------------------------- validation
@@ -96,14 +100,19 @@ def time_param(param: str, text: str | None) -> int | None:
     return int(math.floor(v))
 
 
+# a family name's shape (15m, 5s, 1h, 1d); family_window then takes only the venue's own
+FAMILY_PATTERN = r"^[1-9][0-9]{0,5}[smhd]$"
+
+
 def family_window(family: str | None) -> int | None:
-    """``15m`` -> 900, ``5s`` -> 5 (the venue's family names, as ``slotml collect`` reads them)."""
+    """``15m`` -> 900, ``1h`` -> 3600, ``1d`` -> 86400 (the venue's family names, as
+    ``slotml collect --family`` reads them)."""
     if family is None:
         return None
     try:
         return family_seconds(family)
     except UserError:
-        raise invalid("family", "use a family name such as 15m, 5m or 5s", family) from None
+        raise invalid("family", f"use a family name: {', '.join(FAMILIES)}", family) from None
 
 
 def encode_cursor(after: tuple[int, int]) -> str:
@@ -207,6 +216,9 @@ class Health(BaseModel):
     version: str
     store: StoreHealth
     lake: LakeHealth
+    monitor: dict[str, Any] | None = Field(None, description="the live calibration monitor's "
+                                           "state (null without --model-path): status warming, "
+                                           "healthy or unhealthy, rolling scores, declines")
 
 
 class Problem(BaseModel):
@@ -260,9 +272,18 @@ def create_app(config: ApiConfig, store: Store | None = None) -> FastAPI:
         app.state.store = open_store(config.db) if own else store
         if own:
             await app.state.store.connect()
+        app.state.monitor, task, stop = None, None, asyncio.Event()
+        if config.monitor is not None:
+            from slotml.web.monitor import Monitor
+
+            app.state.monitor = Monitor(config.monitor, app.state.store)
+            task = asyncio.create_task(app.state.monitor.run(stop), name="calibration-monitor")
         try:
             yield
         finally:
+            stop.set()
+            if task is not None:
+                await task
             if own:
                 await app.state.store.close()
 
@@ -298,8 +319,9 @@ def create_app(config: ApiConfig, store: Store | None = None) -> FastAPI:
         request: Request,
         symbol: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9]{1,10}$",
                                             description="asset, e.g. BTC")] = None,
-        family: Annotated[str | None, Query(pattern=r"^[1-9][0-9]{0,5}[ms]$",
-                                            description="window family, e.g. 15m, 5m, 5s")] = None,
+        family: Annotated[str | None, Query(pattern=FAMILY_PATTERN,
+                                            description="window family: "
+                                            f"{', '.join(FAMILIES)}")] = None,
         from_: Annotated[str | None, Query(alias="from", max_length=40,
                                            description="first window start (inclusive): epoch "
                                            "seconds or ISO 8601, UTC unless zoned")] = None,
@@ -352,7 +374,8 @@ def create_app(config: ApiConfig, store: Store | None = None) -> FastAPI:
                      "disagreements per asset, family and day (from the lake)")
     def summary(
         symbol: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9]{1,10}$")] = None,
-        family: Annotated[str | None, Query(pattern=r"^[1-9][0-9]{0,5}[ms]$")] = None,
+        family: Annotated[str | None, Query(pattern=FAMILY_PATTERN,
+                                            description=f"window family: {', '.join(FAMILIES)}")] = None,
         from_: Annotated[str | None, Query(alias="from", max_length=40)] = None,
         to: Annotated[str | None, Query(max_length=40)] = None,
     ) -> Any:
@@ -401,9 +424,17 @@ def create_app(config: ApiConfig, store: Store | None = None) -> FastAPI:
             log.warning("lake manifest unreadable: %s", e)
             lake = LakeHealth(dir=str(config.lake_dir), manifest_id=-1, exported_at=None,
                               snapshot_rows=0, resolution_rows=0)
+        mon = request.app.state.monitor
         body = Health(status="ok" if store.ok else "unavailable", version=__version__,
-                      store=store, lake=lake)
+                      store=store, lake=lake, monitor=None if mon is None else mon.state())
         return JSONResponse(body.model_dump(), status_code=200 if store.ok else 503)
+
+    @app.get("/metrics", response_class=PlainTextResponse,
+             summary="The live calibration monitor's gauges and counters (Prometheus text)")
+    async def metrics(request: Request) -> PlainTextResponse:
+        mon = request.app.state.monitor
+        text = mon.metrics_text() if mon is not None else "# no monitor: start with --model-path\n"
+        return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
 
     return app
 

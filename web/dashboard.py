@@ -8,6 +8,8 @@ Three views a trader checks before trusting a model, and after:
   move bucket, counting windows: per window and minute, its last snapshot in that minute;
 - ``calibration_rows``: reliability diagram of a model on its test days and on later days
   (after everything it saw), beside the book's own mid as a baseline, with counts per bin;
+- ``importance_rows``: what the model leans on, from the model file's ``importance`` key
+  (permutation importance on its calibration days and XGBoost gain; written by train);
 - data health: ``slotml.web.slot_stats``.
 
 Everything is aggregated in DuckDB; the page only draws and tables the returned rows (which
@@ -100,6 +102,22 @@ def heatmap_table(hm: list[dict[str, Any]], edges: Sequence[float] = MOVE_EDGES)
     }
 
 
+# ------------------------------------------------------------------------------- importance
+
+def importance_rows(meta: Any) -> list[dict[str, Any]]:
+    """One row per model feature, most important first: feature, permutation (the calibrated
+    model's Brier rise when the column is shuffled on its calibration days), permutation_std,
+    gain_share (XGBoost gain over the total). Empty for a model file without the key."""
+    imp = getattr(meta, "importance", None) or {}
+    perm, sd, gain = (imp.get(k) or {} for k in ("permutation", "permutation_std", "gain"))
+    if not perm:
+        return []
+    total = sum(gain.values()) or 1.0
+    out = [{"feature": f, "permutation": perm.get(f), "permutation_std": sd.get(f),
+            "gain_share": None if f not in gain else gain[f] / total} for f in meta.features]
+    return sorted(out, key=lambda r: -(r["permutation"] if r["permutation"] is not None else -1e9))
+
+
 # ------------------------------------------------------------------------------- calibration
 
 def model_slices(meta: Any) -> tuple[int | None, int | None]:
@@ -143,7 +161,8 @@ def scored_rows(con: Any, scorer: Any, slot_from: int) -> Any:
     meta = scorer.meta
     table = build_training_set(
         con, meta.decision_points, meta.stats, tolerance=meta.tolerance, lookback=meta.lookback,
-        resolved_only=True, window_s=meta.window_s, slot_from=slot_from, float64=True)
+        resolved_only=True, window_s=meta.window_s, slot_from=slot_from, float64=True,
+        contract=meta.feature_contract)  # the model's own asset table
     if table.num_rows:
         X = np.column_stack([table.column(f).to_numpy(zero_copy_only=False)
                              for f in meta.features])

@@ -22,11 +22,14 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
+from slotml.venue import family_of
 from slotml.web import dashboard as dash
 from slotml.web import slot_stats
+from slotml.web.dashboard_live import live_model_section
 
 HEATMAP_TITLE = "Win rate of the side the move favours"
 CALIBRATION_TITLE = "Calibration"
+IMPORTANCE_TITLE = "Feature importance"
 HEALTH_TITLE = "Data health"
 
 
@@ -36,12 +39,14 @@ def _args() -> argparse.Namespace:
     p.add_argument("--model", default=None)
     p.add_argument("--cache-dir", default=None)
     p.add_argument("--no-cache", action="store_true", help="aggregate over the lake itself")
+    p.add_argument("--monitor-dir", default=None, help="the live monitor's ledgers")
     args, _ = p.parse_known_args(sys.argv[1:])
     return args
 
 
 def _family(window_s: int) -> str:
-    return f"{window_s // 60}m" if window_s % 60 == 0 else f"{window_s}s"
+    """The venue's name (``1h``, ``1d``: not ``60m``, ``1440m``), else the length in seconds."""
+    return family_of(window_s) or f"{window_s}s"
 
 
 def _day(t: int | None) -> str:
@@ -188,7 +193,7 @@ def calibration_section(lake_dir: str, mid: int, cdir: str | None, models: list[
         st.info("no model to check: train one (slotml train --promote) or pass --model")
         return
     names = [m.name for m in models]
-    choice = st.sidebar.selectbox("model", names, index=0)
+    choice = st.sidebar.selectbox("model", names, index=0, key="model")
     path = models[names.index(choice)]
     try:
         cal = load_calibration(lake_dir, mid, cdir, str(path), path.stat().st_mtime)
@@ -225,6 +230,44 @@ def calibration_section(lake_dir: str, mid: int, cdir: str | None, models: list[
     st.table(show.round(3))
     st.subheader("Summary (Brier score: lower is better)")
     st.table(pd.DataFrame(cal["summary"]).round(4))
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def load_importance(model_path: str, mtime: float) -> list[dict]:
+    from slotml.serve.scorer import Scorer
+
+    return dash.importance_rows(Scorer.load(model_path).meta)
+
+
+def importance_section(models: list[Path]) -> None:
+    """The chosen model's feature importance (the model file's ``importance`` key)."""
+    if not models:
+        return
+    names = [m.name for m in models]
+    path = models[names.index(st.session_state.get("model") or names[0])]
+    title = f"{IMPORTANCE_TITLE} — {path.name}"
+    st.header(title)
+    try:
+        rows = load_importance(str(path), path.stat().st_mtime)
+    except Exception as e:  # noqa: BLE001 - a bad model file is shown, not a crash
+        st.error(f"cannot read {path.name}: {e}")
+        return
+    if not rows:
+        st.info("this model file carries no feature importance (written before slotml stored it)")
+        return
+    st.caption("Permutation importance: how much the calibrated model's Brier score rises when "
+               "one feature's column is shuffled on its calibration days (mean of a few "
+               "shuffles, fixed seed; near 0: the model does without it). Gain share: XGBoost's "
+               "gain importance over the total, what the trees leaned on while fitting.")
+    df = pd.DataFrame(rows)
+    chart = alt.Chart(df).mark_bar().encode(
+        x=alt.X("permutation:Q", title="Brier rise when shuffled"),
+        y=alt.Y("feature:N", sort="-x", title=None, axis=alt.Axis(labelOverlap=False)),
+        tooltip=["feature", alt.Tooltip("permutation:Q", format=".5f"),
+                 alt.Tooltip("permutation_std:Q", format=".5f"),
+                 alt.Tooltip("gain_share:Q", format=".1%")])
+    st.altair_chart(chart.properties(title=title, height=24 * len(df)), alt=title, width="stretch")
+    st.table(df.round(5))
 
 
 def health_section(lake_dir: str, mid: int, cdir: str | None, window_s: int) -> None:
@@ -270,12 +313,20 @@ def main() -> None:
     if not fams:
         st.warning("the lake is empty: run `slotml export` after collecting")
         return
-    windows = sorted({f["window_s"] for f in fams}, reverse=True)
-    window_s = st.sidebar.selectbox("family", windows, format_func=_family)
+    counts: dict[int, int] = {}
+    for f in fams:
+        counts[f["window_s"]] = counts.get(f["window_s"], 0) + int(f["windows"])
+    windows = sorted(counts, reverse=True)  # longest first; the one with most windows preselected
+    window_s = st.sidebar.selectbox("family", windows, index=windows.index(max(windows, key=counts.get)),
+                                    format_func=lambda w: f"{_family(w)} ({counts[w]:,} windows)")
     symbols = [f["symbol"] for f in fams if f["window_s"] == window_s]
     symbol = st.sidebar.selectbox("asset", symbols)
     heatmap_section(str(lake), manifest.id, cdir, symbol, window_s)
-    calibration_section(str(lake), manifest.id, cdir, _models(args.model, lake))
+    models = _models(args.model, lake)
+    calibration_section(str(lake), manifest.id, cdir, models)
+    importance_section(models)
+    live_model_section(Path(args.monitor_dir) if args.monitor_dir else lake.parent / "monitor",
+                       models[0] if models else None)
     health_section(str(lake), manifest.id, cdir, window_s)
 
 

@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 
 
 def streamlit_command(lake_dir: Path | str, model: str | None, *, host: str = "127.0.0.1",
-                      port: int = 8501) -> list[str]:
+                      port: int = 8501, monitor_dir: Path | str | None = None) -> list[str]:
     """The command line that serves the dashboard (``slotml dashboard``; tests run the same)."""
     cmd = [sys.executable, "-m", "streamlit", "run", str(APP),
            "--server.address", host, "--server.port", str(int(port)),
@@ -29,6 +29,8 @@ def streamlit_command(lake_dir: Path | str, model: str | None, *, host: str = "1
            "--", "--lake-dir", str(lake_dir)]
     if model:
         cmd += ["--model", str(model)]
+    if monitor_dir:
+        cmd += ["--monitor-dir", str(monitor_dir)]
     return cmd
 
 
@@ -53,11 +55,12 @@ def warm_cache(lake_dir: Path | str, model: str | None) -> None:
 
 
 def run_streamlit(lake_dir: Path | str, model: str | None, *, host: str = "127.0.0.1",
-                  port: int = 8501) -> int:
+                  port: int = 8501, monitor_dir: Path | str | None = None) -> int:
     """Serve the dashboard until interrupted; returns streamlit's exit code."""
     warm_cache(lake_dir, model)
     print(f"dashboard on http://{host}:{port} (lake {lake_dir})", flush=True)
-    proc = subprocess.Popen(streamlit_command(lake_dir, model, host=host, port=port))
+    proc = subprocess.Popen(streamlit_command(lake_dir, model, host=host, port=port,
+                                              monitor_dir=monitor_dir))
     try:
         return proc.wait()
     except KeyboardInterrupt:

@@ -67,9 +67,22 @@ def tiny_model(models_dir: Path, lake_dir: Path, window_s: int = 300) -> Path:
     path = make_model(models_dir / "td_model_20261118_120000.onnx", list(FEATURES), weights,
                       window_s=window_s, stats={"move_vol_per_min": {}, "default_move_vol_per_min": 0.05},
                       meta_over={"splits": json.dumps(splits),
-                                 "feature_contract": str(CONTRACT_VERSION)})
+                                 "feature_contract": str(CONTRACT_VERSION),
+                                 "importance": json.dumps(tiny_importance())})
     (models_dir / "current").write_text(path.name + "\n")
     return path
+
+
+def tiny_importance() -> dict[str, Any]:
+    """The tiny model's ``importance`` key, as train writes it: the model reads move_z alone, so
+    shuffling any other column changes nothing (0) and move_z holds all the gain. (Fixture
+    values for the dashboard to show; train/'s own test measures real ones.)"""
+    from slotml.features.contract import FEATURES
+
+    zero = dict.fromkeys(FEATURES, 0.0)
+    return {"gain": {**zero, "move_z": 12.5}, "permutation": {**zero, "move_z": 0.031},
+            "permutation_std": {**zero, "move_z": 0.002}, "metric": "brier",
+            "slice": "calibration", "base": 0.21, "rows": 1000, "repeats": 3, "seed": 0}
 
 
 _SHARED: dict[Path, dict[str, Any]] = {}

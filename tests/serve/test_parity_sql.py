@@ -10,16 +10,17 @@ import numpy as np
 import pytest
 
 from slotml.features.build import build_training_set, fit_stats
-from slotml.features.contract import DEFAULT_POINTS, FEATURES
+from slotml.features.contract import CONTRACT_VERSION, DEFAULT_POINTS, FEATURES
 from slotml.features.synth import SynthConfig, generate, load_into
 from slotml.serve.online import OnlineFeatures
 
 POINTS = (*DEFAULT_POINTS, 0.2, 0.9)
 
 
-@pytest.mark.parametrize("window_s", [900, 12])
-def test_online_equals_duckdb_on_every_decision_row(window_s: int) -> None:
-    cfg = SynthConfig(symbols=("BTC", "ETH", "XRP"), n_windows=40, window_s=window_s,
+@pytest.mark.parametrize(("window_s", "contract"), [(900, CONTRACT_VERSION), (12, 3)])
+def test_online_equals_duckdb_on_every_decision_row(window_s: int, contract: int) -> None:
+    """Under the model's contract version (BNB: NaN for a contract-3 model, its code from 4)."""
+    cfg = SynthConfig(symbols=("BTC", "ETH", "XRP", "BNB"), n_windows=40, window_s=window_s,
                       snaps_per_window=30, seed=11, p_missing=0.1, p_one_sided=0.1,
                       p_null_move=0.08, p_null_ptb=0.05, p_null_size=0.1, p_unresolved=0.2,
                       p_no_final=0.2, p_pre_row=0.2, jitter=True)
@@ -27,10 +28,13 @@ def test_online_equals_duckdb_on_every_decision_row(window_s: int) -> None:
     con = duckdb.connect()
     load_into(con, snaps, res)
     stats = fit_stats(con)
-    table = build_training_set(con, POINTS, stats, float64=True)
+    table = build_training_set(con, POINTS, stats, float64=True, contract=contract)
     assert table.num_rows > 300
+    bnb = {str(a) for s, a in zip(table.column("symbol").to_pylist(),
+                                  table.column("asset").to_pylist(), strict=True) if s == "BNB"}
+    assert bnb == ({"nan"} if contract < 4 else {"5.0"})
 
-    online = OnlineFeatures(stats, keep_windows=10_000)
+    online = OnlineFeatures(stats, keep_windows=10_000, contract=contract)
     for r in res.to_pylist():
         online.add_resolution(r)  # each carries the times its fields became known
     for r in sorted(snaps.to_pylist(), key=lambda r: (r["tick_ms"], r["symbol"])):

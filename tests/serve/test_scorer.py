@@ -61,6 +61,13 @@ def test_default_contract_is_features_contract(tmp_path: Path) -> None:
     old = make_model(tmp_path / "old.onnx", feats, meta_over={"feature_contract": "0"})
     with pytest.raises(ModelFileError, match="feature contract '0'"):
         Scorer.load(old)
+    # contract 3 has the same features (only the asset table is shorter): it still loads
+    three = make_model(tmp_path / "three.onnx", feats, meta_over={"feature_contract": "3"})
+    assert Scorer.load(three).meta.feature_contract == "3"
+    newer = make_model(tmp_path / "newer.onnx", feats,
+                       meta_over={"feature_contract": str(CONTRACT_VERSION + 1)})
+    with pytest.raises(ModelFileError, match=f"feature contract '{CONTRACT_VERSION + 1}'.*scores contract 3, 4"):
+        Scorer.load(newer)
 
 
 def test_refuses_missing_corrupt_and_foreign_files(tmp_path: Path) -> None:
@@ -72,7 +79,10 @@ def test_refuses_missing_corrupt_and_foreign_files(tmp_path: Path) -> None:
         _load(junk)
     good = make_model(tmp_path / "good.onnx", ABC)
     truncated = tmp_path / "trunc.onnx"
-    truncated.write_bytes(good.read_bytes()[:-40])
+    # cut inside a metadata string (a fixed byte count can land on an entry boundary and leave
+    # a valid file that lacks only optional keys)
+    data = good.read_bytes()
+    truncated.write_bytes(data[:data.index(b"slotml_version") + 5])
     with pytest.raises(ModelFileError):
         _load(truncated)
     foreign = make_model(tmp_path / "foreign.onnx", ABC, meta_over={"slotml_format": None})

@@ -99,6 +99,9 @@ def test_filters_match_the_store(api) -> None:
                      "USING (symbol, window_s, slot_ts) WHERE " + cond)[0][0]
         assert len(got) == n and n > 0, flag
     assert get_json(api, "/slots", family="15m")["count"] == 0
+    for fam in ("1h", "4h", "1d"):  # every venue family is a valid filter (here: none collected)
+        assert get_json(api, "/slots", family=fam)["count"] == 0, fam
+        assert get_json(api, "/slots/summary", family=fam)["rows"] == [], fam
 
 
 def test_point_and_minute_give_the_contracts_row_per_window(api) -> None:
@@ -148,7 +151,8 @@ def test_csv_and_parquet_equal_json(api) -> None:
     ({"point": 1.5}, "point"), ({"point": 0}, "point"), ({"point": "nan"}, "point"),
     ({"point": 0.5, "minute": 5}, "minute"), ({"minute": 15}, "minute"),
     ({"symbol": "BTC' OR '1'='1"}, "symbol"), ({"family": "15x"}, "family"),
-    ({"family": "0m"}, "family"), ({"resolved": "maybe"}, "resolved"), ({"format": "xml"}, "format"),
+    ({"family": "0m"}, "family"), ({"family": "2h"}, "family"), ({"family": "1w"}, "family"),
+    ({"resolved": "maybe"}, "resolved"), ({"format": "xml"}, "format"),
 ])
 def test_bad_parameters_are_422_with_the_reason(api, params, loc) -> None:
     status, headers, body = get(api, "/slots", **params)

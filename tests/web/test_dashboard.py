@@ -130,6 +130,9 @@ def test_dashboard_in_chromium(dashboard: str, lake: dict, browser, tmp_path: Pa
     # the title is drawn in the chart itself too (SVG text), not only announced
     svg_text = {k: e.find_element(By.CSS_SELECTOR, "svg").text for k, e in charts().items()}
     assert any("Calibration" in t for t in svg_text.values()), svg_text
+    # the model's feature importance (its file's importance key), in its own section
+    wait_for(lambda: f"Feature importance — {lake['model'].name}" in charts(),
+             timeout=60, interval=0.5, what="feature importance chart")
 
     # switch the asset in the sidebar, as a person would, and read the heatmap's table
     pick_asset(browser, SYMBOL)

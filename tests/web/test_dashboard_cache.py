@@ -167,3 +167,41 @@ def test_page_shows_the_same_tables_with_and_without_the_cache(sim: dict, tmp_pa
     assert len(cached) == len(direct) >= 6  # heatmap, 2 calibration, 4 health (gaps may be empty)
     for a, b in zip(cached, direct, strict=True):
         assert a.equals(b), (a, b)
+
+
+def test_family_picker_names_the_venues_families(tmp_path: Path) -> None:
+    """A lake of a 15m and a 1h family: the picker offers both by the venue's names (1h, not
+    60m) with their window counts, preselects the one with most windows, and picking the other
+    redraws the heatmap and the health sections for it."""
+    import sys
+
+    import pyarrow as pa
+    import streamlit as st
+    from streamlit.testing.v1 import AppTest
+
+    from slotml.features.synth import SynthConfig, generate
+    from slotml.web.dashboard_run import APP
+    from tests.train.test_pipeline import write_lake
+
+    s15, r15 = generate(SynthConfig(symbols=("BTC", "ETH"), n_windows=12, seed=3))
+    s1h, r1h = generate(SynthConfig(symbols=("BTC",), window_s=3600, n_windows=5, seed=4))
+    write_lake(tmp_path / "lake", pa.concat_tables([s15, s1h]), pa.concat_tables([r15, r1h]))
+    st.cache_data.clear()
+    argv = sys.argv
+    sys.argv = [str(APP), "--lake-dir", str(tmp_path / "lake"), "--no-cache"]
+    try:
+        at = AppTest.from_file(str(APP), default_timeout=120)
+        at.run()
+        assert not at.exception and not at.error
+        picker = at.sidebar.selectbox[0]
+        assert picker.options == ["1h (5 windows)", "15m (24 windows)"]  # (asset, window) pairs
+        assert picker.value == 900
+        headers = [h.value for h in at.header]
+        assert any(h.endswith("BTC 15m") for h in headers) and any(h.endswith("— 15m") for h in headers)
+        picker.select(3600).run()
+        assert not at.exception and not at.error
+        headers = [h.value for h in at.header]
+        assert any(h.endswith("BTC 1h") for h in headers) and any(h.endswith("— 1h") for h in headers), headers
+        assert at.sidebar.selectbox[1].options == ["BTC"]  # the 1h family's assets only
+    finally:
+        sys.argv = argv

@@ -87,3 +87,20 @@ def test_feed_outages_on_known_rows() -> None:
            for r in slot_stats.feed_outages(con, W)]
     assert got == [("BTC", "price", 3, 60.0), ("ETH", "book", 2, 30.0)]
     assert len(slot_stats.feed_outages(con, W, min_ticks=1)) == 3
+
+
+def test_importance_rows_read_the_model_file(data, tmp_path) -> None:
+    """The dashboard's importance table: the model file's importance key, most important first,
+    one row per feature; a model file written before the key shows none."""
+    from slotml.features.contract import CONTRACT_VERSION, FEATURES
+    from slotml.serve.scorer import Scorer
+    from slotml.web.dashboard import importance_rows
+    from tests.serve.models import make_model
+
+    rows = importance_rows(Scorer.load(data["model"]).meta)
+    assert [r["feature"] for r in rows][0] == "move_z" and len(rows) == len(FEATURES)
+    assert rows[0]["permutation"] == 0.031 and rows[0]["gain_share"] == 1.0
+    assert sorted(r["feature"] for r in rows) == sorted(FEATURES)
+    old = make_model(tmp_path / "td_model_old.onnx", list(FEATURES),
+                     meta_over={"feature_contract": str(CONTRACT_VERSION), "importance": None})
+    assert importance_rows(Scorer.load(old).meta) == []
