@@ -64,6 +64,10 @@ def _register_backtest(sub: argparse._SubParsersAction) -> None:
                         "everything the model saw (its test days)")
     p.add_argument("--to", dest="slot_to", type=time_text, default=None,
                    help="end (exclusive) of window starts (epoch s or ISO date, UTC)")
+    p.add_argument("--window-s", type=integer(1, 7 * 86400, "seconds"), default=None,
+                   help="the window family to backtest: the model's own (recorded in its file; "
+                   "the default); another length is refused. A lake of several families is "
+                   "backtested on the model's only")
     p.add_argument("--lake-dir", type=existing_dir, default=None,
                    help="lake directory (default <data-dir>/lake)")
     p.add_argument("--png", type=output_file, default=None,
@@ -79,7 +83,7 @@ def _backtest(args: argparse.Namespace) -> int:
     import logging
     from pathlib import Path
 
-    from slotml.backtest.replay import default_range, replay, time_arg
+    from slotml.backtest.replay import check_family, default_range, replay, time_arg
     from slotml.backtest.verdict import pnl_png
     from slotml.errors import UserError
     from slotml.serve.gate import config_from_args
@@ -100,6 +104,7 @@ def _backtest(args: argparse.Namespace) -> int:
 
     con = connect(lake_dir)
     try:
+        check_family(con, scorer, args.window_s)
         result = replay(con, scorer, cfg, slot_from=slot_from, slot_to=slot_to,
                         policies=args.policies, fills=args.fills, latency_ms=args.latency_ms,
                         cancel_before_s=args.cancel_before_s, n_boot=args.bootstrap)

@@ -10,7 +10,11 @@ policy's order goes in (``price``) and what it got (``execute``: a ``Fill`` or N
   prints at its price (hftbacktest's conservative queue model), counting complementary prints:
   a Down BUY at q is matched against Up bids at 1 - q, so for an Up bid at P the prints that
   reach it are Up SELLs at P and Down BUYs at 1 - P. A print THROUGH the price fills the rest;
-  a print at the price fills what is left of it once the queue ahead is gone. The order is
+  a print at the price fills what is left of it once the queue ahead is gone. A BOOK through
+  the price fills the rest too, as in hftbacktest's exchange models (a buy fills in full once
+  the best ask is at or below it): the snapshots' touch range since the previous tick (schema
+  5) shows the side's ask at or below P, or the other token's bid at or above 1 - P, between two
+  ticks a 30 s grid would never show; the fill is dated at that tick. The order is
   cancelled ``cancel_before_s`` before the window's end. It needs the window's tape: a window
   whose tape has a recorded gap is excluded (``simulate`` counts it), and a lake without
   prints makes the model unavailable.
@@ -122,10 +126,10 @@ class MakerQueue:
             return None
         bid = row.bid(side)
         ahead = float(row.bid_size(side) or 0.0) if bid is not None and abs(bid - price) < EPS else 0.0
+        through = info.through_ms(side, price, placed, cancel)  # the book through our bid
         ts, at, sizes = _bid_hits(tape, side)
-        lo, hi = ts.searchsorted(placed, side="left"), ts.searchsorted(cancel, side="left")
-        if hi <= lo:
-            return None
+        lo = ts.searchsorted(placed, side="left")
+        hi = ts.searchsorted(cancel if through is None else min(cancel, through), side="left")
         left, first = size, None
         for x, q, t in zip(at[lo:hi].tolist(), sizes[lo:hi].tolist(), ts[lo:hi].tolist(), strict=True):
             if x < price - EPS:  # through our price: the rest fills
@@ -142,6 +146,9 @@ class MakerQueue:
                         left -= take
                         if left <= EPS:
                             break
+        if through is not None and left > EPS:
+            first = through if first is None else first
+            left = 0.0
         got = size - max(left, 0.0)
         if got <= EPS or first is None:
             return None

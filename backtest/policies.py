@@ -35,6 +35,14 @@ class Precomputed:
         p = self.p_up(vector)
         return p if outcome == UP else 1.0 - p
 
+    @property
+    def meta(self) -> Any:  # read at every decision (the guards): not through __getattr__'s miss
+        return self._scorer.meta
+
+    @property
+    def path(self) -> Any:
+        return self._scorer.path
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self._scorer, name)
 
@@ -50,7 +58,8 @@ class AlwaysEnter:
     def choose(self, vector: Any = None, fraction: float | None = None, *,
                prices: dict[str, float | None] | None = None, min_order_size: float | None = None,
                fee: FeeSchedule | None = None, taker: bool = False, move_pct: float | None = None,
-               minutes_into: float | None = None, context: dict | None = None) -> Decision:
+               minutes_into: float | None = None, context: dict | None = None,
+               now: float | None = None) -> Decision:
         prices = prices or {}
         up, down = prices.get(UP), prices.get(DOWN)
         if up is None and down is None:

@@ -31,13 +31,14 @@ from slotml.backtest.fills import (
     make_fill,
 )
 from slotml.backtest.policies import POLICIES, Precomputed, make_policy
-from slotml.backtest.rows import DecisionRow, Tape, WindowInfo
+from slotml.backtest.rows import TOUCH_COLUMNS, DecisionRow, Tape, WindowInfo
 from slotml.backtest.simulate import PolicyResult, group, simulate_fills
 from slotml.backtest.verdict import BacktestResult
 from slotml.errors import UserError
 from slotml.serve.gate import EntryGate, FeeSchedule, GateConfig
+from slotml.serve.guards import guard_rates
 from slotml.serve.scorer import Scorer
-from slotml.venue import parse_time
+from slotml.venue import family_text, parse_time
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +64,8 @@ def load_rows(con: Any, scorer: Scorer, slot_from: int | None, slot_to: int | No
     table = build_training_set(
         con, meta.decision_points, meta.stats, tolerance=meta.tolerance, lookback=meta.lookback,
         resolved_only=True, window_s=meta.window_s, slot_from=slot_from, slot_to=slot_to,
-        float64=True)  # exact prices; the vector is cast to float32 below, as the SQL's FLOAT
+        float64=True,  # exact prices; the vector is cast to float32 below, as the SQL's FLOAT
+        contract=meta.feature_contract)  # the model's own asset table
     cols = {name: table.column(name).to_numpy(zero_copy_only=False) for name in table.column_names}
     n = table.num_rows
     X = np.column_stack([np.asarray(cols[f], dtype=np.float64) for f in meta.features]).astype(
@@ -114,25 +116,25 @@ def _where(window_s: int, slot_from: int | None, slot_to: int | None) -> tuple[s
     return " AND ".join(where), params
 
 
-def _has_table(con: Any, name: str) -> bool:
+def _selectable(con: Any, table: str, column: str = "1") -> bool:
+    """Whether the lake has ``table`` (and ``column`` in it): older lakes lack the tape, the
+    depth columns (schema 2) or the touch range (schema 5)."""
     try:
-        con.execute(f"SELECT 1 FROM {name} LIMIT 0").fetchall()
+        con.execute(f"SELECT {column} FROM {table} LIMIT 0").fetchall()
         return True
-    except Exception:  # noqa: BLE001 - duckdb's CatalogException: no such view
+    except Exception:  # noqa: BLE001 - duckdb's CatalogException / BinderException
         return False
 
 
 def has_prints(con: Any) -> bool:
     """Whether the lake holds any trade prints (maker-queue needs them)."""
-    return _has_table(con, "slot_trades") and \
+    return _selectable(con, "slot_trades") and \
         con.execute("SELECT count(*) FROM (SELECT 1 FROM slot_trades LIMIT 1)").fetchall()[0][0] > 0
 
 
 def _depth(con: Any, keys: list[tuple[str, int, int, int]]) -> dict[tuple[str, int, int, int], tuple]:
     """Ask depth (five levels) and best-bid sizes of both tokens at the decision ticks."""
-    try:
-        con.execute("SELECT ask_up_l1 FROM slot_snapshots LIMIT 0").fetchall()
-    except Exception:  # noqa: BLE001 - a lake without depth columns
+    if not _selectable(con, "slot_snapshots", "ask_up_l1"):
         return {}
     import pyarrow as pa
 
@@ -189,7 +191,7 @@ def _split_windows(t: dict[str, Any], keys: set[tuple[str, int, int]],
 
 def _tapes(con: Any, keys: set[tuple[str, int, int]], w: str, params: list[Any]) -> dict:
     """Each window's prints as a ``Tape`` (both tokens, time order)."""
-    if not _has_table(con, "slot_trades"):
+    if not _selectable(con, "slot_trades"):
         return {}
     t = con.execute(
         f"SELECT symbol, window_s, slot_ts, ts_ms, outcome = 'Up' AS up, price, size, "
@@ -213,7 +215,7 @@ def _tapes(con: Any, keys: set[tuple[str, int, int]], w: str, params: list[Any])
 
 def _gaps(con: Any, w: str, params: list[Any]) -> set[tuple[str, int, int]]:
     """Windows whose tape has a recorded gap overlapping them."""
-    if not _has_table(con, "slot_tape_gaps"):
+    if not _selectable(con, "slot_tape_gaps"):
         return set()
     rows = con.execute(
         f"SELECT DISTINCT symbol, window_s, slot_ts FROM slot_tape_gaps WHERE {w} "
@@ -231,10 +233,12 @@ def _window_info(con: Any, keys: set[tuple[str, int, int]], window_s: int,
         f"SELECT symbol, window_s, slot_ts, resolved_up, fee_rate, fee_exponent, fee_taker_only, "
         f"min_order_size, end_ts, up_token_id, down_token_id FROM slot_resolutions WHERE {w} AND resolved_up IS NOT NULL",
         params).fetchall()
+    touch = TOUCH_COLUMNS if _selectable(con, "slot_snapshots", TOUCH_COLUMNS[0]) else ()
     snaps = con.execute(
-        f"SELECT symbol, window_s, slot_ts, tick_ms, ask_up, ask_down, bid_up, bid_down "
+        f"SELECT symbol, window_s, slot_ts, tick_ms, ask_up, ask_down, bid_up, bid_down"
+        f"{''.join(', ' + c for c in touch)} "
         f"FROM slot_snapshots WHERE {w} ORDER BY symbol, window_s, slot_ts, tick_ms", params).fetchnumpy()
-    later = _split_windows(snaps, keys, ("tick_ms", "ask_up", "ask_down", "bid_up", "bid_down"))
+    later = _split_windows(snaps, keys, ("tick_ms", "ask_up", "ask_down", "bid_up", "bid_down", *touch))
     tapes = _tapes(con, keys, w, params) if tape else {}
     gaps = _gaps(con, w, params) if tape else set()
     out = {}
@@ -242,13 +246,15 @@ def _window_info(con: Any, keys: set[tuple[str, int, int]], window_s: int,
         k = (sym, int(ws), int(slot))
         if k not in keys:
             continue
-        ticks, au, ad, bu, bd = later.get(k, ((),) * 5)
+        ticks, au, ad, bu, bd, *tr = later.get(k, ((),) * (5 + len(touch)))
+        tr = dict(zip(touch, tr, strict=True))
         fee = FeeSchedule.from_row({"fee_rate": rate, "fee_exponent": exp, "fee_taker_only": taker_only})
         end_ms = int(end_ts) * 1000 if end_ts is not None else (int(slot) + int(ws)) * 1000
         empty = Tape(np.zeros(0, np.int64), np.zeros(0, bool), np.zeros(0), np.zeros(0), np.zeros(0, bool))
         out[k] = WindowInfo(bool(up), fee, None if mos is None else float(mos), ticks, au, ad,
                             bu, bd, end_ms, tapes.get(k, empty) if tape else None, k in gaps,
-                            up_tok, down_tok)
+                            up_tok, down_tok, tr.get("ask_up_low", ()), tr.get("ask_down_low", ()),
+                            tr.get("bid_up_high", ()), tr.get("bid_down_high", ()))
     return out
 
 
@@ -260,8 +266,10 @@ def replay(con: Any, scorer: Scorer, config: GateConfig | None = None, *,
     """Every policy under every fill model over [from, to), and the verdict. A fill model that
     needs the trade tape is reported unavailable (with why) on a lake without prints; the
     others still run."""
-    # backtest decisions are not live decisions: they never go to a --decision-log file
-    config = replace(config or GateConfig(), decision_log=None)
+    # backtest decisions are not live decisions: they never go to a --decision-log file.
+    # Without a config (train's report, the challenger comparison) the model itself is judged:
+    # its age is not, so expiry is ignored there; `slotml backtest` passes the bot's options.
+    config = replace(config or GateConfig(on_expired="ignore"), decision_log=None)
     needs_tape = any(make_fill(f).needs_tape for f in fills)
     prints = has_prints(con) if needs_tape else False
     rows, windows, skipped = load_rows(con, scorer, slot_from, slot_to, tape=prints)
@@ -288,8 +296,29 @@ def replay(con: Any, scorer: Scorer, config: GateConfig | None = None, *,
     results = [by_cell[(pol, m.name)] for m in models for pol in policies]
     days = sorted({r.slot_ts // 86400 for r in rows if r.key in windows})
     gate = EntryGate(replace(config, policy="edge"), scorer)
+    kept = [r for r in rows if r.key in windows]
+    guards = guard_rates(scorer, gate.guards,
+                         np.stack([r.vector for r in kept]) if kept else np.zeros((0, scorer.meta.n_features)),
+                         np.array([r.slot_ts + r.point * r.window_s for r in kept], dtype=np.float64))
     return BacktestResult(results, len(rows), len(windows), skipped, slot_from, slot_to,
-                          scorer.path.name, days, unavailable, gate.policy(), n_boot, seed)
+                          scorer.path.name, days, unavailable, gate.policy(), n_boot, seed, guards,
+                          window_s=scorer.window_s)
+
+
+def check_family(con: Any, scorer: Scorer, wanted: int | None = None) -> int:
+    """The family to backtest: the model's (its file records the window length it was trained
+    on, and its features mean nothing on another). ``UserError`` in one line for a ``wanted``
+    (``--window-s``) that is not the model's, or a lake holding none of its windows."""
+    w = scorer.window_s
+    if wanted is not None and int(wanted) != w:
+        raise UserError(f"--window-s {wanted}: {scorer.path.name} was trained on {family_text(w)}; "
+                        f"backtest a model of {family_text(int(wanted))} or leave --window-s out")
+    fams = [int(r[0]) for r in con.execute(
+        "SELECT DISTINCT window_s FROM slot_snapshots ORDER BY 1").fetchall()]
+    if w not in fams:
+        held = ", ".join(family_text(f) for f in fams) or "no snapshots at all"
+        raise UserError(f"the lake holds no windows of {family_text(w)}, the model's: it holds {held}")
+    return w
 
 
 def default_range(scorer: Scorer) -> tuple[int | None, int | None]:

@@ -10,6 +10,9 @@ import numpy as np
 
 from slotml.serve.gate import UP, FeeSchedule
 
+# the lake's touch-range columns (``ingest.schema.TOUCH_COLUMNS``, schema 5; a test pins the two)
+TOUCH_COLUMNS = ("ask_up_low", "bid_up_high", "ask_down_low", "bid_down_high")
+
 
 @dataclass
 class DecisionRow:
@@ -80,6 +83,42 @@ class WindowInfo:
     tape_gap: bool = False
     up_token_id: str | None = None
     down_token_id: str | None = None
+    # the touch's range since the previous snapshot, per tick (schema 5; () in older lakes):
+    # the lowest best ask and highest best bid of each token, NaN where unknown
+    ask_lows_up: Sequence[float] = ()
+    ask_lows_down: Sequence[float] = ()
+    bid_highs_up: Sequence[float] = ()
+    bid_highs_down: Sequence[float] = ()
+
+    def through_ms(self, side: str, price: float, after_ms: int, until_ms: int) -> int | None:
+        """The first snapshot tick in (after_ms, until_ms] whose range since the previous tick
+        shows the book through a bid of ``side`` at ``price``: the side's ask at or below it, or
+        the other token's bid at or above 1 - price (the venue matches complementary bids). The
+        range covers (previous tick, tick], so the tick is when the fill is known at the latest."""
+        got = self._touch(side)
+        if got is None:
+            return None
+        ticks, cross = got
+        i, j = ticks.searchsorted((after_ms, until_ms), side="right").tolist()
+        hit = np.flatnonzero(cross[i:j] <= price + 1e-9)  # NaN: never
+        return int(ticks[i + hit[0]]) if hit.size else None
+
+    def _touch(self, side: str) -> tuple[np.ndarray, np.ndarray] | None:
+        """(ticks, the lowest price a bid of ``side`` was crossed at per tick: min(its ask's
+        low, 1 - the other bid's high)), once per window and side; None without a range (a lake
+        before schema 5 or a writer that does not record it: every value NaN)."""
+        cache = self.__dict__.setdefault("_touch_cache", {})
+        if side not in cache:
+            lows = self.ask_lows_up if side == UP else self.ask_lows_down
+            highs = self.bid_highs_down if side == UP else self.bid_highs_up
+            got = None
+            n = min(len(self.ticks), len(lows), len(highs))
+            if n:
+                cross = np.fmin(_floats(lows)[:n], 1.0 - _floats(highs)[:n])
+                if not np.isnan(cross).all():
+                    got = (np.asarray(self.ticks, dtype=np.int64)[:n], cross)
+            cache[side] = got
+        return cache[side]
 
     def bids(self, side: str) -> Sequence[float | None]:
         return self.bids_up if side == UP else self.bids_down

@@ -215,7 +215,8 @@ def simulate_fills(rows: Iterable[DecisionRow] | Grouped,
             prices = {UP: first.price(r, UP), DOWN: first.price(r, DOWN)}
             d = gate.choose(r.vector, r.point, prices=prices, min_order_size=info.min_order_size,
                             fee=info.fee, taker=taker, move_pct=getattr(r, filter_key),
-                            minutes_into=SCALE_MINUTES * r.point)
+                            minutes_into=SCALE_MINUTES * r.point,
+                            now=r.slot_ts + r.point * r.window_s)  # the decision instant: expiry
             if not d.enter:
                 last_code = d.code
                 continue

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from slotml.backtest.simulate import PolicyResult
+from slotml.venue import family_of, family_text
 
 VERDICT_FILL = "maker-queue"
 VERDICT_PAIR = ("edge", "filters")
@@ -86,6 +87,9 @@ class BacktestResult:
     edge_policy: tuple[str, float | None, float] = ("edge", 0.0, 0.25)
     n_boot: int = 2000
     seed: int = 0
+    # serve/guards.py guard_rates over the decision rows: out_of_distribution and expired
+    guards: dict[str, Any] | None = None
+    window_s: int | None = None  # the model's family: the only one backtested
 
     def __post_init__(self) -> None:
         self._idx = resample(len(self.days), self.n_boot, self.seed)
@@ -148,7 +152,8 @@ class BacktestResult:
             for k, v in (r.excluded or {}).items():
                 excl[f"{r.fill} {k}"] = v
         name, min_edge, kf = self.edge_policy
-        out = [f"backtest of {self.model} over {self.windows} resolved windows, {len(self.days)} "
+        fam = f" on {family_text(self.window_s)}" if self.window_s else ""
+        out = [f"backtest of {self.model}{fam} over {self.windows} resolved windows, {len(self.days)} "
                f"days ({self.rows} decision rows, {span}"
                f"{'; skipped ' + skipped if skipped else ''})",
                f"edge policy: min_edge {min_edge if min_edge is not None else 0.0:+.3f}, Kelly "
@@ -169,22 +174,38 @@ class BacktestResult:
             for mnt, v in mq.result.markouts_by_minute().items():
                 out.append(f"  {mnt:3d}  {v['fills']:5d}  {_cents(v['markout_10s']):>6}  "
                            f"{_cents(v['markout_60s']):>6}  {_cents(v['markout_res']):>6}")
+        if self.guards is not None:
+            out.append(guards_line(self.guards))
         out.append(self.verdict())
         return "\n".join(out)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"model": self.model, "rows": self.rows, "windows": self.windows,
+        return {"model": self.model, "window_s": self.window_s,
+                "family": family_of(self.window_s) if self.window_s else None,
+                "rows": self.rows, "windows": self.windows,
                 "days": len(self.days), "skipped": self.skipped, "slot_from": self.slot_from,
                 "slot_to": self.slot_to, "unavailable": self.unavailable,
                 "edge_policy": {"min_edge": self.edge_policy[1], "kelly_fraction": self.edge_policy[2]},
                 "results": [c.summary() for c in self.cells],
-                "difference": self.difference(), "verdict": self.verdict()}
+                "difference": self.difference(), "verdict": self.verdict(),
+                "guards": self.guards}
 
 
-def _pct(x: float | None, signed: bool = False) -> str:
+def guards_line(g: dict[str, Any]) -> str:
+    """How often the model's guards fired over the decision rows (each counted on its own)."""
+    n = g["rows"]
+    ood = (f"out_of_distribution {g['out_of_distribution']} ({_pct(g['ood_rate'], digits=2)}, "
+           f"--ood-max {g['ood_max']})" if g["ood_checked"] else
+           "out_of_distribution not checked (the model file has no feature_ranges)")
+    return (f"model guards over {n} decision rows: {ood}; expired {g['expired']} "
+            f"({_pct(g['expired_rate'], digits=2)}, --expires-after {g['expires_after_days']:g} "
+            f"days, --on-expired {g['on_expired']})")
+
+
+def _pct(x: float | None, signed: bool = False, digits: int = 1) -> str:
     if x is None:
         return "-"
-    return f"{x * 100:+.1f}%" if signed else f"{x * 100:.1f}%"
+    return f"{x * 100:+.{digits}f}%" if signed else f"{x * 100:.{digits}f}%"
 
 
 def _num(x: float | None, fmt: str) -> str:

@@ -114,7 +114,9 @@ def sim_config(book: str, seed: int, symbols: str = SYMBOLS) -> Any:
 def backtest(d: Path, model: Path | None = None, n_boot: int = 2000,
              rows: bool = False) -> tuple[Any, Any, Any]:
     """(BacktestResult, decision rows, windows) over the model's unseen days, as ``slotml
-    backtest`` computes them with its default options (rows and windows only if ``rows``)."""
+    backtest`` computes them with its default options (rows and windows only if ``rows``), except
+    expiry: the verdict judges the model on every unseen day, and a model past ``--expires-after``
+    would fall back to the filters and compare them with themselves (``--on-expired ignore``)."""
     from slotml.backtest.replay import default_range, load_rows, replay
     from slotml.lake import connect
     from slotml.serve.gate import GateConfig
@@ -124,7 +126,7 @@ def backtest(d: Path, model: Path | None = None, n_boot: int = 2000,
     lo, hi = default_range(scorer)
     con = connect(d / "lake")
     try:
-        result = replay(con, scorer, GateConfig(), slot_from=lo, slot_to=hi, n_boot=n_boot)
+        result = replay(con, scorer, GateConfig(on_expired="ignore"), slot_from=lo, slot_to=hi, n_boot=n_boot)
         got, windows, _ = load_rows(con, scorer, lo, hi, tape=False) if rows else (None, None, None)
     finally:
         con.close()

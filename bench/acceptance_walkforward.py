@@ -2,12 +2,14 @@
 unit test; not in ``make bench``)::
 
     python -m bench.acceptance_walkforward [--seeds 42,7,5] [--shift none|lag] [--sliding DAYS]
-                                           [--days 90] [--shift-day 60] [--work DIR] [--jobs N]
+                                           [--split-layout standard|recent] [--days 90]
+                                           [--shift-day 60] [--work DIR] [--jobs N]
 
 Per seed: the history of ``bench.acceptance_shift`` (4 assets, 15-minute windows, no trade
 prints, the sim's oracle beside it; ``--shift lag`` changes the world from ``--shift-day``),
-then ``slotml walkforward --initial-days 30 --every 7`` (expanding unless ``--sliding``) over its
-lake as a subprocess, exactly as a user runs it. Its periods' ``rows.npz`` (every out-of-sample
+then ``slotml walkforward --initial-days 30 --every 7`` (expanding unless ``--sliding``; the
+split layout of ``--split-layout``, passed through) over its lake as a subprocess, exactly as a
+user runs it. Its periods' ``rows.npz`` (every out-of-sample
 row: y, model, book, oracle) are pooled here:
 
 - ``none``: the issue's "pooled out-of-sample Brier over days 31-90 within 3% of the oracle's on
@@ -39,7 +41,7 @@ AIM = 1.03  # the issue's "within 3% of the oracle"
 COLUMNS = ("symbol", "slot_ts", "point", "y", "model", "oracle", "book")  # of a period's rows.npz
 
 
-def walk(h: dict[str, Any], out: Path, a: argparse.Namespace) -> list[dict[str, Any]]:
+def walk(h: dict[str, Any], out: Path, a: argparse.Namespace) -> tuple[list[dict[str, Any]], float]:
     """Run (or resume) ``slotml walkforward`` over the history's lake; its periods' rows."""
     data = Path(h["data"])
     cmd = [sys.executable, "-m", "slotml.cli", "walkforward", "--lake", str(data / "lake"),
@@ -49,9 +51,12 @@ def walk(h: dict[str, Any], out: Path, a: argparse.Namespace) -> list[dict[str, 
         cmd += ["--sliding", f"{a.sliding:g}"]
     if a.jobs:
         cmd += ["--jobs", str(a.jobs)]
+    if a.split_layout != "standard":
+        cmd += ["--split-layout", a.split_layout]
     t = time.perf_counter()
     subprocess.run(cmd, check=True)
-    print(f"   walkforward in {time.perf_counter() - t:.0f} s", file=sys.stderr, flush=True)
+    wall = time.perf_counter() - t
+    print(f"   walkforward in {wall:.0f} s", file=sys.stderr, flush=True)
     parts = []
     for d in sorted(out.glob("period_*")):
         if not (d / "done.json").exists():
@@ -60,7 +65,7 @@ def walk(h: dict[str, Any], out: Path, a: argparse.Namespace) -> list[dict[str, 
         z = np.load(d / "rows.npz")
         parts.append({"name": d.name, "period": done["period"],
                       **{k: z[k] for k in COLUMNS}})
-    return parts
+    return parts, wall
 
 
 def pooled(parts: list[dict[str, Any]]) -> dict[str, np.ndarray]:
@@ -80,10 +85,14 @@ def one_seed(seed: int, a: argparse.Namespace) -> dict[str, Any]:
     late = S + 14
     h = history(a.work, a.shift, D, S, seed)
     t0 = h["t_start"]
-    tag = f"wf-{a.shift}-seed{seed}-{D}d" + (f"-sliding{a.sliding:g}" if a.sliding else "")
-    parts = walk(h, a.work / tag, a)
-    rep: dict[str, Any] = {"seed": seed, "shift": a.shift, "sliding": a.sliding, "periods": {}}
-    lines = [f"== seed {seed}, shift {a.shift}, {'sliding ' + format(a.sliding, 'g') + ' d' if a.sliding else 'expanding'}",
+    tag = (f"wf-{a.shift}-seed{seed}-{D}d" + (f"-sliding{a.sliding:g}" if a.sliding else "")
+           + (f"-{a.split_layout}" if a.split_layout != "standard" else ""))
+    parts, wall = walk(h, a.work / tag, a)
+    rep: dict[str, Any] = {"seed": seed, "shift": a.shift, "sliding": a.sliding,
+                           "split_layout": a.split_layout, "walk_seconds": round(wall, 1),
+                           "periods": {}}
+    lines = [f"== seed {seed}, shift {a.shift}, {'sliding ' + format(a.sliding, 'g') + ' d' if a.sliding else 'expanding'}, "
+             f"split layout {a.split_layout} (walk {wall:.0f} s)",
              f"{'':<34} {'rows':>7} {'model':>6} {'oracle':>6} {'book':>6} {'model/oracle':>8}"]
     for p in parts:
         d0 = (int(p["slot_ts"].min()) - t0) // DAY if len(p["slot_ts"]) else -1
@@ -131,6 +140,8 @@ def main() -> int:
     ap.add_argument("--seeds", default="42,7,5")
     ap.add_argument("--shift", choices=["none", "lag"], default="none")
     ap.add_argument("--sliding", type=float, default=None, help="walkforward --sliding DAYS")
+    ap.add_argument("--split-layout", choices=["standard", "recent"], default="standard",
+                    help="walkforward --split-layout (work dirs of another layout are kept apart)")
     ap.add_argument("--days", type=int, default=90)
     ap.add_argument("--shift-day", type=int, default=60)
     ap.add_argument("--work", type=Path, default=Path("/tmp/slotml-shift"))

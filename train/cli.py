@@ -117,6 +117,11 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--calib-frac", type=fraction(0, 1, lo_open=True, hi_open=True), default=0.4,
                    help="share of the time before the test days used for calibration, in (0, 1) "
                    "(default 0.4)")
+    p.add_argument("--split-layout", choices=["standard", "recent"], default="standard",
+                   help="the slices' order in time: standard (fit | early stop | calibration | "
+                   "policy | test) or recent (calibration | policy | fit | early stop | test: the "
+                   "booster fits the latest days); embargoed either way, the test days last "
+                   "(default standard)")
     p.add_argument("--min-windows", type=count(1, 10**8),
                    help="minimum resolved windows in the training slice (default 200)")
     p.add_argument("--policy", choices=["edge", "design"], default="edge",
@@ -124,8 +129,9 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
                         "the backtest on the policy slice, maker-queue fills; default) or design "
                         "(no policy key: min_confidence and linear size)")
     p.add_argument("--policy-days", type=days(0, 3650, lo_open=False), default=None,
-                   help="days before the test days (after calibration) where --policy edge "
-                        "chooses its thresholds (default: 15%% of the span, at most --test-days)")
+                   help="days after calibration (before the test days; before the fit with "
+                        "--split-layout recent) where --policy edge chooses its thresholds "
+                        "(default: 15%% of the span, at most --test-days)")
 
 
 def train_config(args: argparse.Namespace, common: Any, *, test_days: float, final: bool = False,
@@ -144,7 +150,8 @@ def train_config(args: argparse.Namespace, common: Any, *, test_days: float, fin
         raise UserError(f"--points: {e}") from None
     split_kw = {"test_days": test_days, "final": final,
                 "embargo_windows": args.embargo_windows, "calib_frac": args.calib_frac,
-                "policy_days": args.policy_days if args.policy == "edge" else 0.0}
+                "policy_days": args.policy_days if args.policy == "edge" else 0.0,
+                "layout": args.split_layout}
     if args.min_windows is not None:
         split_kw["min_fit_windows"] = args.min_windows
     cfg = TrainConfig(

@@ -28,9 +28,14 @@ from slotml.serve.options import (
     DEFAULT_MIN_ENTRY_MINUTES,
     DEFAULT_MIN_MOVE_PCT,
 )
-
-ECE_BINS = 10
-EPS = 1e-15
+from slotml.serve.scores import (  # noqa: F401 - the scoring rules, re-exported for train's readers
+    ECE_BINS,
+    EPS,
+    brier,
+    ece,
+    log_loss,
+    reliability,
+)
 
 
 @dataclass(frozen=True)
@@ -42,16 +47,6 @@ class FilterRule:
     min_entry_minutes: float = DEFAULT_MIN_ENTRY_MINUTES
 
 
-def log_loss(y: np.ndarray, p: np.ndarray) -> float:
-    p = np.clip(np.asarray(p, np.float64), EPS, 1 - EPS)
-    y = np.asarray(y, np.float64)
-    return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
-
-
-def brier(y: np.ndarray, p: np.ndarray) -> float:
-    return float(np.mean((np.asarray(p, np.float64) - np.asarray(y, np.float64)) ** 2))
-
-
 def auc(y: np.ndarray, p: np.ndarray) -> float | None:
     """Area under the ROC curve (ties count half); None with a single outcome."""
     y = np.asarray(y)
@@ -60,33 +55,6 @@ def auc(y: np.ndarray, p: np.ndarray) -> float | None:
     from sklearn.metrics import roc_auc_score
 
     return float(roc_auc_score(y, np.asarray(p, np.float64)))
-
-
-def reliability(y: np.ndarray, p: np.ndarray, bins: int = ECE_BINS) -> dict[str, list]:
-    """Per equal-width bin: rows, mean predicted, observed Up rate (None for empty bins)."""
-    p = np.asarray(p, np.float64)
-    y = np.asarray(y, np.float64)
-    idx = np.clip((p * bins).astype(int), 0, bins - 1)
-    count = np.bincount(idx, minlength=bins)
-    sp = np.bincount(idx, weights=p, minlength=bins)
-    sy = np.bincount(idx, weights=y, minlength=bins)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mp, my = sp / count, sy / count
-    return {
-        "edges": [i / bins for i in range(bins + 1)],
-        "count": [int(c) for c in count],
-        "mean_pred": [None if c == 0 else float(v) for c, v in zip(count, mp, strict=True)],
-        "observed": [None if c == 0 else float(v) for c, v in zip(count, my, strict=True)],
-    }
-
-
-def ece(y: np.ndarray, p: np.ndarray, bins: int = ECE_BINS) -> float:
-    r = reliability(y, p, bins)
-    n = sum(r["count"])
-    if n == 0:
-        return float("nan")
-    return float(sum(c * abs(m - o) for c, m, o in zip(r["count"], r["mean_pred"], r["observed"], strict=True)
-                     if c) / n)
 
 
 def score(y: np.ndarray, p: np.ndarray) -> dict[str, Any]:

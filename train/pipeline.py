@@ -6,8 +6,8 @@ Statistics the features need (per-asset volatility) are fitted on the training s
 the split is decided on a first pass over the resolved rows (it depends only on window start
 times and outcomes), then the set is rebuilt with those statistics.
 
-About 520 lines, one module: the run is one sequence of steps over one config and one split;
-the steps themselves (split, fit, export, metrics, report) each have their own module.
+About 550 lines, one module: the run is one sequence of steps over one config and one split;
+the steps themselves (split, fit, export, metrics, importance, report) each have their own module.
 """
 
 from __future__ import annotations
@@ -223,6 +223,8 @@ def load_dataset(con: Any, cfg: TrainConfig, stages: Stages, manifest_id: int | 
         where, args = "window_s = ? AND slot_ts <= ?", [window_s, int(train.last_slot)]
         if cfg.slot_from is not None:
             where, args = where + " AND slot_ts >= ?", [*args, int(cfg.slot_from)]
+        if split.layout != "standard":  # calibration and policy come first: not the booster's
+            where, args = where + " AND slot_ts >= ?", [*args, int(train.first_slot)]
         stats = fit_stats(con, where, args)
     with stages("features"):
         t1 = build_training_set(con, cfg.points, stats, resolved_only=True, window_s=window_s,
@@ -372,6 +374,7 @@ def train_on_dataset(ds: TrainingSet, split: Split, cfg: TrainConfig,
     """Everything after the features: fit, export + calibrate + check, metrics, write."""
     from slotml.train import metrics as M
     from slotml.train.fit import fit_booster
+    from slotml.train.importance import format_importance, importance
     from slotml.train.mirror import with_mirror
     from slotml.train.onnx_export import (
         INPUT_NAME,
@@ -383,6 +386,7 @@ def train_on_dataset(ds: TrainingSet, split: Split, cfg: TrainConfig,
         set_metadata,
         write_atomic,
     )
+    from slotml.train.ranges import feature_ranges
     from slotml.train.report import (
         format_entry_policy,
         format_policy,
@@ -404,7 +408,12 @@ def train_on_dataset(ds: TrainingSet, split: Split, cfg: TrainConfig,
     if cfg.mirror:
         log.info("fitting and calibrating on each row and its Up/Down mirror (--no-mirror: off)")
     with stages("fit booster"):
-        fr = fit_booster(*fit_rows(fit), *fit_rows(es), cfg.params)
+        X_fit, y_fit = fit_rows(fit)
+        fr = fit_booster(X_fit, y_fit, *fit_rows(es), cfg.params)
+        # the gate's out-of-distribution ranges: the rows just fitted on (train/ranges.py)
+        ranges = feature_ranges(X_fit, ds.feature_names, "fit slice" + (
+            " and its Up/Down mirror" if cfg.mirror else ""))
+        del X_fit, y_fit
     with stages(f"export + {cfg.calibration} calibration + checks"):
         check_mask = _check_rows(split)
         ex = export_calibrated(fr.booster, ds.n_features, *fit_rows(cal), cfg.calibration,
@@ -443,6 +452,11 @@ def train_on_dataset(ds: TrainingSet, split: Split, cfg: TrainConfig,
             # no test days: carry the evaluation run that justified this model
             metrics = {"final": True, **_evaluation_summary(eval_card)}
 
+    with stages("feature importance (gain; permutation on the calibration days)"):
+        cal_sess = session(ex.model)
+        imp = importance(fr.booster, lambda X: run_batched(cal_sess, X, [OUTPUT_NAME])[0],
+                         ds.X[cal], ds.y[cal], ds.feature_names)
+
     stats = {**ds.stats}
     models_dir = cfg.models_dir
     stem = _model_stem(models_dir)
@@ -456,7 +470,8 @@ def train_on_dataset(ds: TrainingSet, split: Split, cfg: TrainConfig,
         stats=stats, calibration=cfg.calibration,
         feature_contract=str(ds.contract_version), slotml_version=__version__,
         splits=split.describe(), lake_manifest_id=ds.lake_manifest_id,
-        metrics=metrics, created_at=created,
+        metrics=metrics, created_at=created, importance=imp,
+        feature_ranges=ranges,
     ).to_metadata()
     mf.validate_metadata(meta, ds.feature_names, source="model being written",
                          contract_version=str(ds.contract_version))
@@ -498,6 +513,7 @@ def train_on_dataset(ds: TrainingSet, split: Split, cfg: TrainConfig,
             "export_checks": ex.check.describe(),
             "stats": stats,
             "metrics": metrics,
+            "importance": imp,
             "policy": None,
             "reliability_png": png_path.name if png_path else None,
             "timings_s": dict(stages.timings),
@@ -521,8 +537,8 @@ def train_on_dataset(ds: TrainingSet, split: Split, cfg: TrainConfig,
     if cfg.promote:
         promote(models_dir, model_path)
         promoted = True
-    report = (format_report(metrics, ds.window_s) + "\n\n" + format_entry_policy(card["entry_policy"])
-              + "\n\n" + format_policy(policy))
+    report = (format_report(metrics, ds.window_s) + "\n\n" + format_importance(imp) + "\n\n"
+              + format_entry_policy(card["entry_policy"]) + "\n\n" + format_policy(policy))
     return TrainResult(model_path=model_path, card_path=card_path, png_path=png_path,
                        metrics=metrics, card=card, report=report, promoted=promoted,
                        timings=dict(stages.timings), test_rows=test_rows)

@@ -1,20 +1,30 @@
-"""Temporal split: fit | early-stop | calibration | test, with an embargo between each.
+"""Temporal split: fit | early-stop | calibration | policy | test, with an embargo between each.
 
 Why this shape: the booster must be judged out of time, so every slice is a contiguous span of
-window start times, later slices strictly after earlier ones. Adjacent windows share
+window start times and the test slice is strictly after all the others. Adjacent windows share
 information (the previous window's outcome is a feature; volatility clusters), so at least one
 whole window (``embargo_windows``) is dropped at every boundary. All rows of one window
 (its decision points) share its ``slot_ts`` and therefore always fall on one side.
 
-Layout on the time axis (``|`` = embargo gap)::
+Layouts on the time axis (``|`` = embargo gap; ``--split-layout``)::
 
-    evaluation:  fit | early_stop | calibration | policy | test (last ``test_days``)
-    --final:     fit | early_stop | calibration | policy          (no test)
+    standard:    fit | early_stop | calibration | policy | test (last ``test_days``)
+    recent:      calibration | policy | fit | early_stop | test
+    --final:     the same without the test slice
+
+``recent`` gives the booster the most recent days (a weekly retrain after a regime change
+fits the new regime instead of only calibrating on it); the held-out slices move before the
+fit span. Leakage does not depend on their order: calibration and policy are days the booster
+did not fit, and the policy slice is distinct from calibration (isotonic is in-sample on its own
+days), whichever comes first; only the test slice must be last. Both layouts give the slices
+the same lengths: policy ``policy_days``, calibration ``calib_frac`` of the rest of the time
+before the test days, early stopping ``es_frac`` of the training span (the latest share of it).
 
 The calibration slice is never used to fit the booster; the policy slice (``policy_days``, 0 =
-none: ``--policy design``) is where the backtest chooses the edge policy's thresholds, after
-calibration because isotonic is in-sample on its own days; the test slice is used only for the
-report. Too little data is a ``UserError`` that says how much more is needed.
+none: ``--policy design``) is where the backtest chooses the edge policy's thresholds; the test
+slice is used only for the report. Too little data is a ``UserError`` that names the family (a
+daily family's 60 days are 60 windows per asset, far below what the slices need) and says how
+much more is needed.
 """
 
 from __future__ import annotations
@@ -26,9 +36,11 @@ import numpy as np
 
 from slotml.errors import UserError
 from slotml.train.dataset import TrainingSet
+from slotml.venue import family_text
 
 DAY_S = 86400
 POLICY_SHARE = 0.15  # the auto policy slice's share of the whole span, at most test_days
+LAYOUTS = ("standard", "recent")  # --split-layout: see the module docstring
 
 
 @dataclass(frozen=True)
@@ -51,8 +63,14 @@ class SplitConfig:
     # (--policy design); None = auto, min(test_days, POLICY_SHARE of the span)
     policy_days: float | None = 0.0
     min_policy_windows: int = 50
+    # standard: fit | early_stop | calibration | policy | test; recent: calibration | policy |
+    # fit | early_stop | test (the booster fits the latest days)
+    layout: str = "standard"
 
     def __post_init__(self) -> None:
+        if self.layout not in LAYOUTS:
+            raise UserError(f"--split-layout {self.layout!r}: not a layout; use one of "
+                            f"{', '.join(LAYOUTS)}")
         if self.embargo_windows < 1:
             raise UserError("the embargo must be at least one window")
         if not 0 < self.calib_frac < 1 or not 0 < self.es_frac < 1:
@@ -67,6 +85,16 @@ class SplitConfig:
         return (self.min_fit_windows + self.min_es_windows + self.min_calib_windows
                 + (0 if self.final else self.min_test_windows)
                 + (self.min_policy_windows if self.policy_days != 0 else 0))
+
+    def minimums_text(self) -> str:
+        """Where ``min_total_windows`` comes from: ``fit 200 + early stop 30 + ...``."""
+        parts = [("fit", self.min_fit_windows), ("early stop", self.min_es_windows),
+                 ("calibration", self.min_calib_windows)]
+        if self.policy_days != 0:
+            parts.append(("policy", self.min_policy_windows))
+        if not self.final:
+            parts.append(("test", self.min_test_windows))
+        return " + ".join(f"{name} {n}" for name, n in parts)
 
 
 @dataclass(frozen=True)
@@ -92,6 +120,7 @@ class Split:
     embargo_windows: int
     dropped_rows: int  # rows in embargo gaps
     policy: Slice | None = None  # where the backtest chooses the policy's thresholds
+    layout: str = "standard"  # SplitConfig.layout: the slices' order in time
 
     @property
     def train(self) -> Slice:
@@ -109,6 +138,7 @@ class Split:
             "policy": self.policy.describe() if self.policy is not None else None,
             "test": self.test.describe() if self.test is not None else None,
             "embargo_windows": self.embargo_windows,
+            "layout": self.layout,
         }
 
 
@@ -136,11 +166,20 @@ def _rate_text(per_day: float, more: int) -> str:
 
 
 def temporal_split(ds: TrainingSet, cfg: SplitConfig) -> Split:
-    """Split ``ds`` in time; raise ``UserError`` saying how much more data is needed."""
+    """Split ``ds`` in time; raise ``UserError`` naming the family and saying how much more
+    data is needed."""
+    try:
+        return _split(ds, cfg)
+    except UserError as e:
+        raise UserError(f"{family_text(ds.window_s)}: {e}") from None
+
+
+def _split(ds: TrainingSet, cfg: SplitConfig) -> Split:
     if len(ds) == 0:
         raise UserError(
             f"no resolved decision rows to train on; need at least {cfg.min_total_windows} "
-            "resolved windows (collect or backfill more, then export the lake)"
+            f"resolved windows ({cfg.minimums_text()}): collect or backfill more, then export "
+            "the lake"
         )
     total = ds.n_windows()
     slots = np.unique(ds.slot_ts)
@@ -149,9 +188,11 @@ def temporal_split(ds: TrainingSet, cfg: SplitConfig) -> Split:
     per_day = total / (span_s / DAY_S) if span_s > 0 else 0.0
     if total < cfg.min_total_windows:
         more = cfg.min_total_windows - total
+        assets = len(np.unique(ds.symbol))
         raise UserError(
-            f"too little data: {total} resolved windows, need at least {cfg.min_total_windows} "
-            f"({more} more{_rate_text(per_day, more)})"
+            f"too little data: {total} resolved windows ({assets} asset{'s' * (assets != 1)} over "
+            f"{span_s / DAY_S:.3g} days), need at least {cfg.min_total_windows} "
+            f"({cfg.minimums_text()}): {more} more{_rate_text(per_day, more)}"
         )
     classes = np.unique(ds.y)
     if len(classes) < 2:
@@ -187,15 +228,39 @@ def temporal_split(ds: TrainingSet, cfg: SplitConfig) -> Split:
         pre_end = test_start - gap
 
     first = float(slots[0])
-    policy: Slice | None = None
     policy_days = cfg.policy_days
     if policy_days is None:
         policy_days = POLICY_SHARE * span_s / DAY_S
         if not cfg.final:
             policy_days = min(policy_days, cfg.test_days)
-    if policy_days > 0:
-        policy_start = _boundary(slots, pre_end - policy_days * DAY_S)
-        pmask = (ds.slot_ts >= policy_start) & (ds.slot_ts < pre_end)
+    # Each slice is [lo, hi) in window starts; the next one starts an embargo after hi.
+    # Both layouts: the policy slice is policy_days long, calibration calib_frac of the rest of
+    # the time before the test days (less the policy slice and its gap), early stopping es_frac
+    # of the training span.
+    pol: tuple[float, float] | None = None
+    if cfg.layout == "recent":  # calibration | policy | fit | early_stop, from the first window
+        pol_s = policy_days * DAY_S + gap if policy_days > 0 else 0.0
+        rest_end = pre_end - pol_s
+        nxt = _boundary(slots, first + cfg.calib_frac * (rest_end - first) + gap)
+        cal = (first, min(nxt - gap, pre_end))
+        if policy_days > 0:
+            after = _boundary(slots, nxt + pol_s)
+            pol = (nxt, min(after - gap, pre_end))
+            nxt = after
+        train_from, train_end = float(nxt), pre_end
+    else:  # fit | early_stop | calibration | policy, from the test days back
+        rest_end = pre_end
+        if policy_days > 0:
+            policy_start = _boundary(slots, pre_end - policy_days * DAY_S)
+            pol = (policy_start, pre_end)
+            rest_end = policy_start - gap
+        calib_start = _boundary(slots, rest_end - cfg.calib_frac * (rest_end - first))
+        cal = (calib_start, rest_end)
+        train_from, train_end = first, calib_start - gap
+
+    policy: Slice | None = None
+    if pol is not None:
+        pmask = (ds.slot_ts >= pol[0]) & (ds.slot_ts < pol[1])
         policy = _slice(ds, "policy", pmask)
         if policy.windows < cfg.min_policy_windows:
             more = cfg.min_policy_windows - policy.windows
@@ -204,9 +269,7 @@ def temporal_split(ds: TrainingSet, cfg: SplitConfig) -> Split:
                 f"resolved windows, need at least {cfg.min_policy_windows}: raise --policy-days, "
                 f"use --policy design, or collect {more} more{_rate_text(per_day, more)}")
         keep |= pmask
-        pre_end = policy_start - gap
-    calib_start = _boundary(slots, pre_end - cfg.calib_frac * (pre_end - first))
-    cmask = (ds.slot_ts >= calib_start) & (ds.slot_ts < pre_end)
+    cmask = (ds.slot_ts >= cal[0]) & (ds.slot_ts < cal[1])
     calibration = _slice(ds, "calibration", cmask)
     if calibration.windows < cfg.min_calib_windows:
         more = cfg.min_calib_windows - calibration.windows
@@ -220,10 +283,9 @@ def temporal_split(ds: TrainingSet, cfg: SplitConfig) -> Split:
         raise UserError("the calibration slice holds only one outcome; collect more windows")
     keep |= cmask
 
-    train_end = calib_start - gap
-    es_start = _boundary(slots, train_end - cfg.es_frac * (train_end - first))
+    es_start = _boundary(slots, train_end - cfg.es_frac * (train_end - train_from))
     emask = (ds.slot_ts >= es_start) & (ds.slot_ts < train_end)
-    fmask = ds.slot_ts < es_start - gap
+    fmask = (ds.slot_ts >= train_from) & (ds.slot_ts < es_start - gap)
     early_stop = _slice(ds, "early_stop", emask)
     fit = _slice(ds, "fit", fmask)
     for sl, need in ((fit, cfg.min_fit_windows), (early_stop, cfg.min_es_windows)):
@@ -239,4 +301,4 @@ def temporal_split(ds: TrainingSet, cfg: SplitConfig) -> Split:
     keep |= emask | fmask
     return Split(fit=fit, early_stop=early_stop, calibration=calibration, test=test,
                  embargo_windows=cfg.embargo_windows, dropped_rows=int((~keep).sum()),
-                 policy=policy)
+                 policy=policy, layout=cfg.layout)

@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 
-from slotml.features.contract import ASSET_CODES, CONTRACT_VERSION, DEFAULT_POINTS, FEATURES
+from slotml.features.contract import CONTRACT_VERSION, DEFAULT_POINTS, FEATURES, asset_codes
 from slotml.train.dataset import TrainingSet
 from slotml.venue import SCALE_MINUTES
 
@@ -97,7 +97,7 @@ def synthetic_training_set(
         "snapshot_count": np.floor(t * 2) + 1,
         "hour": ((tick_ms // 3_600_000) % 24).astype(float),
         "weekday": ((tick_ms // 86_400_000 + 3) % 7).astype(float),
-        "asset": np.array([ASSET_CODES.get(s, math.nan) for s in symbols], float)[sym_w[wi]],
+        "asset": np.array([asset_codes().get(s, math.nan) for s in symbols], float)[sym_w[wi]],
         "prev_up": prev[wi],
         "prev_known_source": np.where(np.isnan(prev[wi]), 0.0, 2.0),
     }

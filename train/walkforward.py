@@ -128,6 +128,8 @@ def _options(cfg: WalkConfig) -> dict[str, Any]:
     t = cfg.train
     split = dataclasses.asdict(t.split)
     split.pop("test_days", None)
+    if split.get("layout") == "standard":  # absent = standard: plans written before
+        split.pop("layout")                # --split-layout keep their id (and resume)
     return {
         "initial_days": cfg.initial_days, "every_days": cfg.every_days,
         "sliding_days": cfg.sliding_days, "params": t.params, "calibration": t.calibration,
@@ -171,7 +173,8 @@ def make_plan(cfg: WalkConfig) -> dict[str, Any]:
     key = {"lake_manifest_id": int(manifest.id) if manifest.id else None,
            "window_s": window_s, "lake_from": first, "lake_to": end, "options": options}
     digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
-    return {**key, "plan_id": digest, "periods": [p.describe() for p in periods]}
+    return {**key, "plan_id": digest, "split_layout": cfg.train.split.layout,
+            "periods": [p.describe() for p in periods]}
 
 
 def _differences(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
@@ -183,6 +186,13 @@ def _differences(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> 
         elif a != b:
             out.append(f"{prefix}{k} {json.dumps(a, default=str)} -> {json.dumps(b, default=str)}")
     return out
+
+
+def _explicit(options: Any) -> Any:
+    """Options with the split's defaults that ``_options`` leaves out spelled out (for messages)."""
+    if not isinstance(options, dict) or not isinstance(options.get("split"), dict):
+        return options
+    return {**options, "split": {"layout": "standard", **options["split"]}}
 
 
 def check_resume(out_dir: Path, plan: dict[str, Any]) -> bool:
@@ -198,7 +208,8 @@ def check_resume(out_dir: Path, plan: dict[str, Any]) -> bool:
     if old.get("plan_id") == plan["plan_id"]:
         return True
     keys = ("lake_manifest_id", "window_s", "lake_from", "lake_to", "options")
-    diff = _differences({k: old.get(k) for k in keys}, {k: plan.get(k) for k in keys})
+    diff = _differences({k: _explicit(old.get(k)) for k in keys},
+                        {k: _explicit(plan.get(k)) for k in keys})
     shown = "; ".join(diff[:3]) + (f" and {len(diff) - 3} more" if len(diff) > 3 else "")
     raise UserError(f"--out {out_dir} holds a walk-forward with other options or another lake "
                     f"({shown or 'plan differs'}): rerun with its options or use another --out")

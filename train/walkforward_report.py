@@ -77,7 +77,8 @@ def build_report(out_dir: Path, plan: dict[str, Any], done: dict[int, dict[str, 
     all_rows = {k: np.concatenate(v) for k, v in pooled.items()}
     report = {
         "plan_id": plan["plan_id"], "lake_manifest_id": plan["lake_manifest_id"],
-        "options": plan["options"], "periods_planned": len(plan["periods"]),
+        "options": plan["options"], "split_layout": plan.get("split_layout", "standard"),
+        "periods_planned": len(plan["periods"]),
         "periods_finished": len(per),
         "pooled": score_rows(all_rows) if all_rows else None,
         "policy_pooled": sum_cells([done[i] for i in sorted(done)]),
@@ -132,7 +133,7 @@ def _f(v: float | None, fmt: str = ".4f") -> str:
 def render(report: dict[str, Any]) -> str:
     """The text summary the command prints."""
     lines = [f"walk-forward: {report['periods_finished']} of {report['periods_planned']} periods "
-             f"finished"]
+             f"finished (split layout {report.get('split_layout', 'standard')})"]
     p = report.get("pooled")
     if p:
         lines.append(f"pooled over {p['rows']:,} out-of-sample rows:")

@@ -39,7 +39,9 @@ def _tape(prints: list[tuple[int, str, float, float, str]]) -> Tape:
 def _info(prints=(), up=True, fee=FEE, **kw) -> WindowInfo:
     return WindowInfo(up, fee, 1.0, kw.get("ticks", ()), kw.get("asks_up", ()), kw.get("asks_down", ()),
                       kw.get("bids_up", ()), kw.get("bids_down", ()), (SLOT + 900) * 1000,
-                      _tape(list(prints)), kw.get("gap", False))
+                      _tape(list(prints)), kw.get("gap", False), None, None,
+                      kw.get("ask_lows_up", ()), kw.get("ask_lows_down", ()),
+                      kw.get("bid_highs_up", ()), kw.get("bid_highs_down", ()))
 
 
 def test_taker_walks_the_depth_and_pays_the_fee_per_level() -> None:
@@ -91,6 +93,41 @@ def test_maker_queue_latency_and_cancel() -> None:
     end = (SLOT + 900) * 1000 - T0
     assert mq.execute(_row(), through(end - 29_000), "Up", 0.50, 10) is None  # cancelled
     assert mq.execute(_row(), through(end - 31_000), "Up", 0.50, 10) is not None
+
+
+def test_maker_queue_fills_when_the_book_moves_through_between_ticks() -> None:
+    """The touch range (schema 5) shows the Up ask at our 0.50 bid between two 30 s ticks, or
+    a Down bid at 0.50 (its complement): filled in full at that tick, with no print at all."""
+    mq = MakerQueue(latency_ms=250, cancel_before_s=30)
+    ticks = [T0 + 30_000 * i for i in range(5)]
+    nan = float("nan")
+    calm = dict(ticks=ticks, ask_lows_up=[0.52] * 5, bid_highs_down=[0.48] * 5,
+                ask_lows_down=[0.50] * 5, bid_highs_up=[0.50] * 5)
+    assert mq.execute(_row(), _info(**calm), "Up", 0.50, 10) is None
+    dip = dict(calm, ask_lows_up=[0.52, 0.52, 0.50, 0.52, 0.52])
+    f = mq.execute(_row(), _info(**dip), "Up", 0.50, 10)
+    assert (f.shares, f.price, f.ms) == (10, 0.50, ticks[2])
+    comp = dict(calm, bid_highs_down=[0.48, 0.48, 0.48, 0.51, nan])
+    assert mq.execute(_row(), _info(**comp), "Up", 0.50, 10).ms == ticks[3]
+    # the decision tick's own range is before the order rested; NaN (unknown) never fills
+    early = dict(calm, ask_lows_up=[0.49, 0.52, 0.52, 0.52, 0.52])
+    assert mq.execute(_row(), _info(**early), "Up", 0.50, 10) is None
+    assert mq.execute(_row(), _info(**dict(calm, ask_lows_up=[nan] * 5)), "Up", 0.50, 10) is None
+    # a print at our price before the move still fills what it reaches first, then the book the rest
+    f = mq.execute(_row(), _info([(1000, "Up", 0.50, 104, "SELL")], **dip), "Up", 0.50, 10)
+    assert (f.shares, f.ms) == (10, T0 + 1000)
+    # past the cancel (30 s before the end), a through does not count
+    late = (SLOT + 900) * 1000 - 10_000
+    info = _info(ticks=[T0, late], ask_lows_up=[0.52, 0.40], bid_highs_down=[0.48, 0.48],
+                 ask_lows_down=[0.5, 0.5], bid_highs_up=[0.5, 0.5])
+    assert mq.execute(_row(), info, "Up", 0.50, 10) is None
+
+
+def test_backtest_names_the_stores_touch_columns() -> None:
+    from slotml.backtest.rows import TOUCH_COLUMNS
+    from slotml.ingest.schema import TOUCH_COLUMNS as STORE
+
+    assert TOUCH_COLUMNS == STORE
 
 
 @settings(max_examples=60, deadline=None)

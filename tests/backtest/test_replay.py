@@ -249,3 +249,85 @@ def test_backtest_bad_input_is_one_line(tmp_path: Path, capsys) -> None:
     assert len(err) == 1 and "no model file" in err[0]
     assert main(["backtest", "--model-path", str(model), "--policies", "edge,yolo"]) == 2
     assert "unknown policy yolo" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("contract", "bnb"), [("3", None), ("4", 5.0)])
+def test_a_model_scores_new_assets_with_its_own_contract(tmp_path: Path, contract: str,
+                                                         bnb: float | None) -> None:
+    """A contract-3 model (written before BNB had a code) still loads, and scores a BNB row with
+    asset NaN, as it was trained; a contract-4 one gets BNB's code. BTC and ETH keep their codes
+    under both. The lake rows (backtest, challenge, dashboard) and the online builder agree."""
+    from slotml.backtest.replay import load_rows
+    from slotml.serve import OnlineFeatures
+    from tests.serve.models import sigmoid
+
+    snaps, res = generate(SynthConfig(symbols=("BTC", "ETH", "BNB"), n_windows=6, seed=2))
+    con = duckdb.connect()
+    load_into(con, snaps, res)
+    w = [0.0] * len(FEATURES)
+    w[FEATURES.index("asset")] = 0.25  # the tiny model reads NaN as 0: p = sigmoid(0.25 * code)
+    scorer = Scorer.load(make_model(tmp_path / "m.onnx", list(FEATURES), w,
+                                    meta_over={"feature_contract": contract}))
+    rows, _, _ = load_rows(con, scorer, None, None, tape=False, skip_seen=False)
+    online = OnlineFeatures.for_model(scorer)
+    for r in res.to_pylist():
+        online.add_resolution(r)
+    for r in sorted(snaps.to_pylist(), key=lambda r: (r["tick_ms"], r["symbol"])):
+        online.add_snapshot(r)
+    want = {"BTC": 0.0, "ETH": 1.0, "BNB": bnb}
+    ia = FEATURES.index("asset")
+    got: dict[str, set[str]] = {}
+    for r in rows:
+        live = online.vector_at(r.symbol, r.window_s, r.slot_ts,
+                                r.slot_ts * 1000 + round(r.point * r.window_s * 1000))
+        assert live is not None and str(live[ia]) == str(r.vector[ia])
+        got.setdefault(r.symbol, set()).add(str(r.vector[ia]))
+        code = want[r.symbol]
+        p = scorer.p_up(r.vector)
+        assert p == pytest.approx(sigmoid(0.25 * (code or 0.0)), abs=1e-6)
+    assert got == {s: {"nan" if c is None else str(c)} for s, c in want.items()}
+
+
+def test_backtest_runs_the_models_family_only(tmp_path: Path, capsys) -> None:
+    """A lake holding a 15m and a 5m family backtests a 15m model on its 15m windows only: the
+    same result as a lake of the 15m family alone. ``--window-s`` defaults to the model's; another
+    length, or a model whose family the lake lacks, is one line and exit 2."""
+    import pyarrow as pa
+
+    from tests.train.test_pipeline import write_lake
+
+    _, s15, r15 = _synth_con()
+    s5, r5 = generate(SynthConfig(symbols=("BTC", "ETH"), window_s=300, n_windows=72, seed=9))
+    write_lake(tmp_path / "both", pa.concat_tables([s15, s5]), pa.concat_tables([r15, r5]))
+    write_lake(tmp_path / "one", s15, r15)
+    model = _contract_model(tmp_path, SynthConfig().start_ts)
+
+    def run(lake: str, *extra: str) -> tuple[int, dict | None, str]:
+        out = tmp_path / f"{lake}.json"
+        rc = main(["backtest", "--model-path", str(model), "--lake-dir", str(tmp_path / lake),
+                   "--data-dir", str(tmp_path), "--bootstrap", "100", "--json", str(out), *extra])
+        cap = capsys.readouterr()
+        return rc, json.loads(out.read_text()) if rc == 0 else None, cap.out + cap.err
+
+    rc, both, text = run("both")
+    assert rc == 0 and "on the 15m family (900 s windows) over" in text, text
+    rc, again, _ = run("both", "--window-s", "900")
+    rc1, one, _ = run("one")
+    assert rc == rc1 == 0 and both["window_s"] == 900 and both["family"] == "15m"
+    assert both["windows"] > 10 and both == again
+    assert both["results"] == one["results"] and both["windows"] == one["windows"]
+
+    rc, _, text = run("both", "--window-s", "300")
+    errors = [ln for ln in text.splitlines() if "error:" in ln]
+    assert rc == 2 and "Traceback" not in text and len(errors) == 1
+    assert errors[0].endswith("--window-s 300: td_model_t.onnx was trained on the 15m family "
+                              "(900 s windows); backtest a model of the 5m family (300 s windows) "
+                              "or leave --window-s out"), errors[0]
+    hourly = make_model(tmp_path / "h" / "td_model_h.onnx", list(FEATURES), window_s=3600,
+                        meta_over={"feature_contract": str(CONTRACT_VERSION)})
+    model = hourly
+    rc, _, text = run("both")
+    errors = [ln for ln in text.splitlines() if "error:" in ln]
+    assert rc == 2 and len(errors) == 1 and errors[0].endswith(
+        "the lake holds no windows of the 1h family (3600 s windows), the model's: it holds the "
+        "5m family (300 s windows), the 15m family (900 s windows)"), errors[0]

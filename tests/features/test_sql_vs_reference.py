@@ -10,7 +10,15 @@ import pyarrow as pa
 import pytest
 
 from slotml.features.build import build_training_set, fit_stats
-from slotml.features.contract import DEFAULT_POINTS, FEATURES, KEYS, LABELS
+from slotml.features.contract import (
+    CONTRACT_VERSION,
+    DEFAULT_POINTS,
+    FEATURES,
+    KEYS,
+    LABELS,
+    SCORABLE_CONTRACTS,
+    asset_codes,
+)
 from slotml.features.synth import (
     RESOLUTION_COLUMNS,
     SNAPSHOT_COLUMNS,
@@ -19,7 +27,7 @@ from slotml.features.synth import (
     load_into,
 )
 from slotml.ingest.schema import RESOLUTIONS, SNAPSHOTS
-from tests.features.helpers import diff_features, keyed, reference_set
+from tests.features.helpers import close, diff_features, keyed, reference_set
 
 ROUGH = SynthConfig(
     n_windows=24, p_missing=0.25, p_one_sided=0.15, p_null_move=0.15, p_null_ptb=0.05,
@@ -29,10 +37,11 @@ POINTS = (1 / 15, 5 / 15, 7 / 15, 10 / 15, 14 / 15)
 
 
 def _rough_lake(seed: int) -> duckdb.DuckDBPyConnection:
-    """Two families in one lake: 900 s windows and 9 s sim windows (same symbols)."""
+    """Two families in one lake: 900 s windows (BTC..XRP) and 9 s sim windows (BTC, ETH, DOGE:
+    coded from contract 4 on, and PEPE: an asset no contract knows)."""
     s1, r1 = generate(dataclasses.replace(ROUGH, seed=seed))
     s2, r2 = generate(dataclasses.replace(ROUGH, seed=seed + 100, window_s=9, n_windows=12,
-                                          symbols=("BTC", "ETH", "DOGE")))
+                                          symbols=("BTC", "ETH", "DOGE", "PEPE")))
     con = duckdb.connect()
     load_into(con, pa.concat_tables([s1, s2]), pa.concat_tables([r1, r2]))
     return con
@@ -61,8 +70,46 @@ def test_sql_equals_reference_on_rough_windows(seed: int) -> None:
         assert any(math.isnan(v) for v in col[name]), f"{name} never missing"
         assert any(not math.isnan(v) for v in col[name]), f"{name} always missing"
     assert {0.0, 1.0, 2.0} <= set(col["prev_known_source"])
-    assert any(math.isnan(v) for v in col["asset"])  # DOGE
+    assert any(math.isnan(v) for v in col["asset"])  # PEPE
     assert min(col["snapshot_count"]) >= 1
+
+
+@pytest.mark.parametrize("contract", SCORABLE_CONTRACTS)
+def test_sql_equals_reference_under_each_scorable_contract(contract: int) -> None:
+    """A model's own contract version codes ``asset`` in the SQL and the reference alike: DOGE
+    is NaN for a contract-3 model (it never knew it) and 4 from contract 4 on; the first four
+    assets' codes and every other feature are the same under every version."""
+    con = _rough_lake(8)
+    stats = fit_stats(con)
+    sql_rows = keyed(build_training_set(con, POINTS, stats, float64=True, contract=contract))
+    assert diff_features(sql_rows, reference_set(con, POINTS, stats, contract=contract)) == []
+    current = keyed(build_training_set(con, POINTS, stats, float64=True))
+    assert sql_rows.keys() == current.keys()
+    codes = asset_codes(contract)
+    seen = set()
+    for k, row in sql_rows.items():
+        sym = k[0]
+        want = float(codes[sym]) if sym in codes else math.nan
+        assert close(row["asset"], want, 0.0), (k, row["asset"], want)
+        seen.add(sym)
+    # DuckDB's parallel sums may move a last bit between two runs, nothing more
+    no_asset = [{k: {**r, "asset": 0.0} for k, r in t.items()} for t in (sql_rows, current)]
+    assert diff_features(*no_asset, tol=1e-12) == []
+    assert {"BTC", "ETH", "SOL", "XRP", "DOGE", "PEPE"} <= seen
+    assert ("DOGE" in codes) == (contract >= 4)
+
+
+def test_asset_codes_only_ever_append() -> None:
+    """Old codes never change meaning: each version's table extends the one before it."""
+    assert asset_codes(3) == {"BTC": 0, "ETH": 1, "SOL": 2, "XRP": 3}
+    assert asset_codes(4) == {**asset_codes(3), "DOGE": 4, "BNB": 5, "HYPE": 6, "ZEC": 7}
+    for v in range(2, CONTRACT_VERSION + 1):
+        old, new = asset_codes(v - 1), asset_codes(v)
+        assert {k: new[k] for k in old} == old
+    assert asset_codes() == asset_codes(CONTRACT_VERSION) and CONTRACT_VERSION in SCORABLE_CONTRACTS
+    for bad in ("test", "0", CONTRACT_VERSION + 1):
+        with pytest.raises(ValueError, match="feature contract"):
+            asset_codes(bad)
 
 
 def test_output_shape_types_and_order() -> None:
@@ -114,7 +161,7 @@ def test_fit_stats_respects_the_training_filter() -> None:
     cut = slots[len(slots) // 2]
     a = fit_stats(con, "slot_ts < ?", [cut])
     b = fit_stats(con)
-    assert set(a["move_vol_per_min"]) == {"BTC", "ETH", "SOL", "XRP", "DOGE"}
+    assert set(a["move_vol_per_min"]) == {"BTC", "ETH", "SOL", "XRP", "DOGE", "PEPE"}
     assert a["move_vol_per_min"] != b["move_vol_per_min"]
     # poisoning the rows after the cut does not move the training-days statistic
     con.execute("UPDATE slot_snapshots SET dir_move_pct = dir_move_pct * 50 WHERE slot_ts >= ?", [cut])

@@ -82,6 +82,23 @@ def test_model_file_metadata_card_plot_promote(synth, tmp_path):
     assert res.metrics["overall"]["model"]["log_loss"] < res.metrics["overall"]["base_rate"]["log_loss"] - 0.1
     assert o["oracle"]["brier"] <= o["model_same_rows"]["brier"] * 1.05
     assert "per decision minute" in res.report and "min 10.0" in res.report and "oracle" in res.report
+
+    # feature importance: in the model file, the card and the report, one finite value per feature
+    imp = parsed.importance
+    assert card["importance"] == imp and "feature importance" in res.report
+    for part in ("gain", "permutation", "permutation_std"):
+        assert sorted(imp[part]) == sorted(FEATURES) and all(np.isfinite(v) for v in imp[part].values())
+    assert imp["slice"] == "calibration" and imp["rows"] == int(split.calibration.mask.sum())
+    perm = imp["permutation"]
+    top = max(perm, key=perm.get)
+    print("permutation importance (Brier rise):", {f: round(v, 5) for f, v in perm.items()})
+    # a pure-noise input (the synthetic imbalance is uniform noise) next to nothing; the
+    # strongest input clearly positive, and one of the columns that carry the move's z-score
+    assert abs(perm["imbalance_up"]) < 0.002 and abs(perm["imbalance_down"]) < 0.002
+    noise = max(abs(perm["imbalance_up"]), abs(perm["imbalance_down"]))
+    assert perm[top] > 0.01 and perm[top] > 10 * noise
+    assert top in ("lead_blend_z", "lead_rv_z", "move_z", "lead_move_z", "dir_move_pct",
+                   "lead_move_pct", "up_mid", "bid_up", "ask_up", "bid_down", "ask_down")
     mf = res.metrics["manual_filters"]
     assert mf["available"] and 0 < mf["entries"] <= mf["windows"]
 
@@ -200,6 +217,35 @@ def test_cli_too_little_data_is_one_line_exit_2(tmp_path, capsys):
     assert "--params must be a JSON object" in capsys.readouterr().err
 
 
+def test_cli_a_family_with_too_few_windows_is_named_in_one_line(tmp_path, capsys):
+    """A daily family's 60 days are 60 windows per asset: `slotml train --window-s 86400` on a
+    lake that also holds a 15m family says so in one line (family, count, need), exit 2."""
+    import pyarrow as pa
+
+    from slotml.cli import main
+    from slotml.features.synth import SynthConfig, generate
+
+    s15, r15 = generate(SynthConfig(n_windows=200, seed=1))
+    s1d, r1d = generate(SynthConfig(symbols=("BTC",), window_s=86400, n_windows=60, seed=2))
+    write_lake(tmp_path / "lake", pa.concat_tables([s15, s1d]), pa.concat_tables([r15, r1d]))
+    def error_line() -> str:
+        err = capsys.readouterr().err  # the log's lines, then the one error line
+        errors = [ln for ln in err.splitlines() if "error:" in ln]
+        assert "Traceback" not in err and len(errors) == 1, err
+        return errors[0]
+
+    assert main(["train", "--data-dir", str(tmp_path), "--window-s", "86400"]) == 2
+    assert error_line() == (
+        "slotml train: error: the 1d family (86400 s windows): too little data: 60 resolved "
+        "windows (1 asset over 60 days), need at least 380 (fit 200 + early stop 30 + calibration "
+        "50 + policy 50 + test 50): 320 more (about 320.0 more days of collection)")
+    # the 15m family of the same lake passes the total (800 windows), and a later slice's
+    # shortfall names it too
+    assert main(["train", "--data-dir", str(tmp_path), "--window-s", "900", "--test-days", "0.05"]) == 2
+    line = error_line()
+    assert line.startswith("slotml train: error: the 15m family (900 s windows): the test slice"), line
+
+
 def test_book_probability_uses_the_quotes_there_are():
     from slotml.train.pipeline import book_probability_from_quotes
 
@@ -212,31 +258,56 @@ def test_book_probability_uses_the_quotes_there_are():
     assert np.isnan(got[4])
 
 
+def model_outputs(ds, split, cfg, y: np.ndarray) -> tuple[np.ndarray, dict]:
+    """The trained model file's outputs on every row, and its metrics, with outcomes ``y``."""
+    import onnxruntime as ort
+
+    d = ds.take(np.ones(len(ds), bool))
+    d.y = y
+    res = train_on_dataset(d, split, cfg)
+    sess = ort.InferenceSession(str(res.model_path), providers=["CPUExecutionProvider"])
+    return sess.run(None, {"features": ds.X})[0], res.metrics
+
+
 def test_test_days_are_used_for_nothing_but_the_report(tmp_path):
     """Flip every test-day outcome: the model file computes exactly the same function.
     Flip the calibration outcomes: the booster is unchanged, only the calibration moves."""
-    import onnxruntime as ort
-
     ds, _ = synthetic_training_set(n_windows=500, seed=5)
     cfg = TrainConfig(data_dir=tmp_path, lake_dir=tmp_path / "lake", models_dir=tmp_path / "m",
                       split=SplitConfig(test_days=1), params=FAST)
     split = temporal_split(ds, cfg.split)
 
-    def outputs(y: np.ndarray) -> tuple[np.ndarray, dict]:
-        d = ds.take(np.ones(len(ds), bool))
-        d.y = y
-        res = train_on_dataset(d, split, cfg)
-        sess = ort.InferenceSession(str(res.model_path), providers=["CPUExecutionProvider"])
-        return sess.run(None, {"features": ds.X})[0], res.metrics
-
-    base, m0 = outputs(ds.y)
+    base, m0 = model_outputs(ds, split, cfg, ds.y)
     y_test = ds.y.copy()
     y_test[split.test.mask] = 1 - y_test[split.test.mask]
-    same, m1 = outputs(y_test)
+    same, m1 = model_outputs(ds, split, cfg, y_test)
     assert np.array_equal(base, same)
     assert m1["overall"]["model"]["brier"] != m0["overall"]["model"]["brier"]  # the report did change
     y_cal = ds.y.copy()
     y_cal[split.calibration.mask] = 1 - y_cal[split.calibration.mask]
-    moved, m2 = outputs(y_cal)
+    moved, m2 = model_outputs(ds, split, cfg, y_cal)
+    assert not np.allclose(base, moved, atol=0.05)
+    assert m2["overall"]["model_uncalibrated"] == m0["overall"]["model_uncalibrated"]
+
+
+def test_recent_layout_fits_nothing_on_the_held_out_slices(tmp_path):
+    """--split-layout recent: flip the outcomes of the test AND the policy slice (both before
+    and after the booster's days now): the model file computes exactly the same function; flip
+    the calibration slice's: the booster is unchanged, only the calibration moves."""
+    ds, _ = synthetic_training_set(n_windows=500, seed=5)
+    cfg = TrainConfig(data_dir=tmp_path, lake_dir=tmp_path / "lake", models_dir=tmp_path / "m",
+                      split=SplitConfig(test_days=1, policy_days=0.5, layout="recent"), params=FAST)
+    split = temporal_split(ds, cfg.split)
+    assert split.calibration.last_slot < split.policy.first_slot < split.fit.first_slot
+
+    base, m0 = model_outputs(ds, split, cfg, ds.y)
+    held = split.test.mask | split.policy.mask
+    y_held = ds.y.copy()
+    y_held[held] = 1 - y_held[held]
+    same, _ = model_outputs(ds, split, cfg, y_held)
+    assert np.array_equal(base, same)
+    y_cal = ds.y.copy()
+    y_cal[split.calibration.mask] = 1 - y_cal[split.calibration.mask]
+    moved, m2 = model_outputs(ds, split, cfg, y_cal)
     assert not np.allclose(base, moved, atol=0.05)
     assert m2["overall"]["model_uncalibrated"] == m0["overall"]["model_uncalibrated"]

@@ -88,3 +88,37 @@ def test_train_policy_design_writes_no_policy_key(tmp_path: Path, capsys) -> Non
     meta, _ = _meta(tmp_path)
     assert meta.policy is None and meta.splits["policy"] is None
     assert "entry policy: design rule" in capsys.readouterr().out
+
+
+def test_split_layout_recent_through_the_cli(tmp_path: Path, capsys) -> None:
+    """--split-layout recent: calibration | policy | fit | early stop | test in the model file
+    and card; the policy is still chosen on its own slice (now before the fit), the feature
+    statistics on the booster's days only; a bad value is one line, exit 2."""
+    import pytest
+
+    from slotml.cli import main
+
+    _lake(tmp_path)
+    rc = main(["train", "--data-dir", str(tmp_path), "--test-days", "0.3", "--promote",
+               "--split-layout", "recent", "--params", json.dumps(FAST)])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    meta, name = _meta(tmp_path)
+    sp = meta.splits
+    assert sp["layout"] == "recent"
+    assert (sp["calibration"]["to"] < sp["policy"]["from"] <= sp["policy"]["to"] < sp["train"]["from"]
+            <= sp["early_stop"]["from"] <= sp["train"]["to"] == sp["early_stop"]["to"]
+            < sp["test"]["from"])
+    assert sp["test"]["from"] - sp["train"]["to"] == 2 * 900  # one embargo window between
+    pol = meta.policy
+    assert pol["name"] == "edge" and pol["slice"]["from"] == sp["policy"]["from"]
+    # statistics: the training slice's windows only (not the calibration and policy days)
+    fitted = sum(meta.stats["fit_windows"].values())
+    assert fitted == 4 * ((sp["train"]["to"] - sp["train"]["from"]) // 900 + 1)
+    card = json.loads((tmp_path / "models" / name.replace(".onnx", "_card.json")).read_text())
+    assert card["splits"]["layout"] == "recent"
+    with pytest.raises(SystemExit) as e:  # argparse's errors exit; UserErrors return 2
+        raise SystemExit(main(["train", "--data-dir", str(tmp_path), "--split-layout", "sideways"]))
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--split-layout" in err and "'sideways'" in err, err

@@ -66,7 +66,9 @@ def test_wider_embargo_drops_more_windows(ds):
 
 def test_too_few_windows_says_how_many_more(ds):
     small = ds.take(ds.slot_ts < ds.slot_ts.min() + 20 * ds.window_s)  # 80 windows
-    with pytest.raises(UserError, match=r"too little data: 80 resolved windows, need at least 330 \(250 more"):
+    with pytest.raises(UserError, match=r"^the 15m family \(900 s windows\): too little data: 80 resolved "
+                       r"windows \(4 assets over 0.208 days\), need at least 330 \(fit 200 \+ "
+                       r"early stop 30 \+ calibration 50 \+ test 50\): 250 more"):
         temporal_split(small, SplitConfig(test_days=0.1))
 
 
@@ -113,3 +115,101 @@ def test_in_span_keeps_window_starts_in_the_half_open_range(ds):
     assert len(sub) == int(((ds.slot_ts >= lo) & (ds.slot_ts < hi)).sum())
     assert in_span(ds, None, None) is ds
     assert in_span(ds, None, hi).slot_ts.max() < hi
+
+
+# ------------------------------------------------------------------ --split-layout recent
+
+ORDER_RECENT = ("calibration", "policy", "fit", "early_stop", "test")
+
+
+@pytest.mark.parametrize("final", [False, True])
+@pytest.mark.parametrize("policy_days", [None, 0.0])
+def test_recent_layout_puts_the_booster_on_the_latest_days(ds, final, policy_days):
+    """calibration | policy | fit | early_stop | test: disjoint, each one contiguous span of
+    window starts, in that order, an embargo (with rows in it) at every boundary, the test
+    slice the last test_days and the booster's slices right before it."""
+    cfg = SplitConfig(test_days=1.0, final=final, policy_days=policy_days, layout="recent", **SMALL)
+    sp = temporal_split(ds, cfg)
+    slices = [s for s in (getattr(sp, n) for n in ORDER_RECENT) if s is not None]
+    assert [s.name for s in slices] == [n for n in ORDER_RECENT
+                                        if not (n == "test" and final)
+                                        and not (n == "policy" and policy_days == 0)]
+    w = ds.window_s
+    masks = np.stack([s.mask for s in slices])
+    assert masks.sum(axis=0).max() == 1, "a row sits in two slices"
+    for s in slices:  # contiguous: every row of its span is in it (no other slice inside)
+        span = (ds.slot_ts >= s.first_slot) & (ds.slot_ts <= s.last_slot)
+        assert np.array_equal(span, s.mask), s.name
+        assert s.windows > 0
+    for a, b in zip(slices, slices[1:], strict=False):
+        assert a.last_slot < b.first_slot, (a.name, b.name)
+        gap_windows = (b.first_slot - (a.last_slot + w)) / w
+        assert gap_windows >= cfg.embargo_windows, (a.name, b.name, gap_windows)
+        assert ((ds.slot_ts >= a.last_slot + w) & (ds.slot_ts < b.first_slot)).any()
+    assert sp.dropped_rows == int((~masks.any(axis=0)).sum()) > 0
+    assert sp.calibration.first_slot == ds.slot_ts.min()  # the held-out slices come first
+    end = ds.slot_ts.max() + w
+    if final:
+        assert sp.test is None and sp.early_stop.last_slot == ds.slot_ts.max()
+    else:
+        # the test slice is the last test_days, untouched; the booster's days end one embargo
+        # before it (the standard layout puts calibration/policy there instead)
+        assert sp.test.first_slot >= end - 86400 > sp.test.first_slot - w
+        assert sp.test.last_slot == ds.slot_ts.max()
+        assert sp.early_stop.last_slot == sp.test.first_slot - (cfg.embargo_windows + 1) * w
+    d = sp.describe()
+    assert d["layout"] == "recent"
+    assert (d["train"]["from"], d["train"]["to"]) == (sp.fit.first_slot, sp.early_stop.last_slot)
+
+
+@pytest.mark.parametrize("final", [False, True])
+def test_recent_layout_keeps_the_standard_slice_lengths(ds, final):
+    """Only the order changes: each slice spans the same time (within an embargo or two)."""
+    kw = dict(test_days=1.0, final=final, policy_days=None, embargo_windows=2, **SMALL)
+    std = temporal_split(ds, SplitConfig(**kw))
+    rec = temporal_split(ds, SplitConfig(**kw, layout="recent"))
+    assert std.describe()["layout"] == "standard"
+    w = ds.window_s
+    for name in ("fit", "early_stop", "calibration", "policy", "test"):
+        a, b = getattr(std, name), getattr(rec, name)
+        if a is None:
+            assert b is None and name == "test" and final
+            continue
+        assert abs(a.windows - b.windows) <= 4 * 3 * 4, name  # 4 assets x a few windows
+        assert abs((a.last_slot - a.first_slot) - (b.last_slot - b.first_slot)) <= 6 * w, name
+    assert rec.dropped_rows == pytest.approx(std.dropped_rows, rel=0.2)
+
+
+def test_recent_layout_embargo_width(ds):
+    one = temporal_split(ds, SplitConfig(test_days=1.0, layout="recent", policy_days=None, **SMALL))
+    three = temporal_split(ds, SplitConfig(test_days=1.0, layout="recent", policy_days=None,
+                                           embargo_windows=3, **SMALL))
+    w = ds.window_s
+    for sp, k in ((one, 1), (three, 3)):
+        order = [sp.calibration, sp.policy, sp.fit, sp.early_stop, sp.test]
+        assert min((b.first_slot - a.last_slot - w) // w
+                   for a, b in zip(order, order[1:], strict=False)) == k
+
+
+def test_recent_layout_too_little_data_names_the_family(ds):
+    small = ds.take(ds.slot_ts < ds.slot_ts.min() + 20 * ds.window_s)  # 80 windows
+    with pytest.raises(UserError, match=r"^the 15m family \(900 s windows\): too little data: 80 "
+                       r"resolved windows"):
+        temporal_split(small, SplitConfig(test_days=0.1, layout="recent"))
+    # enough in total, not for the fit slice once calibration and policy came first
+    with pytest.raises(UserError, match=r"^the 15m family \(900 s windows\): the fit slice holds "
+                       r"\d+ resolved windows, need at least 2000: collect about \d+ more"):
+        temporal_split(ds, SplitConfig(test_days=1.0, layout="recent",
+                                       **{**SMALL, "min_fit_windows": 2000}))
+    # a hole at the start of the data: the calibration slice (first in time) is empty
+    start = ds.slot_ts.min()
+    hole = (ds.slot_ts > start) & (ds.slot_ts < start + 2.3 * 86400)  # calibration: ~2.1 days
+    with pytest.raises(UserError, match=r"^the 15m family \(900 s windows\): the calibration "
+                       r"slice holds \d+ resolved windows \(too few\)"):
+        temporal_split(ds.take(~hole), SplitConfig(test_days=1.0, layout="recent", **SMALL))
+
+
+def test_unknown_layout_is_a_user_error():
+    with pytest.raises(UserError, match=r"^--split-layout 'sideways': not a layout; use one of "
+                       r"standard, recent$"):
+        SplitConfig(layout="sideways")

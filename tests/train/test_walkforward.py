@@ -84,6 +84,11 @@ def test_walkforward_periods_resume_and_refusals(lake: Path, tmp_path: Path, cap
     report = json.loads((out / "report.json").read_text())
     assert report["run"]["reused"] == 1 and report["run"]["trained_now"] == 2
     assert (out / "report.png").read_bytes()[:4] == b"\x89PNG"
+    # the default layout is not in the plan's hashed options: plans written before
+    # --split-layout keep their id and resume
+    plan = json.loads((out / "plan.json").read_text())
+    assert plan["split_layout"] == report["split_layout"] == "standard"
+    assert "layout" not in plan["options"]["split"]
 
     # every period is scored by a model that never saw a window at or after its start
     ys, ps = [], []
@@ -138,6 +143,28 @@ def test_sliding_span(lake: Path, tmp_path: Path, capsys) -> None:
     assert card["splits"]["train"]["from"] >= test_from - 3 * DAY_S > START
 
 
+def test_recent_layout_walk_and_its_resume_refusal(lake: Path, tmp_path: Path, capsys) -> None:
+    """--split-layout recent reaches every period's training (the booster's days end right
+    before the period; calibration and policy come first) and is part of the plan: the same
+    --out with the standard layout is refused, naming it."""
+    out = tmp_path / "recent"
+    assert _cli(lake, out, "--split-layout", "recent", "--stop-after", "1", "--jobs", "1") == 0
+    assert "(split layout recent)" in capsys.readouterr().out
+    plan = json.loads((out / "plan.json").read_text())
+    assert plan["split_layout"] == "recent" and plan["options"]["split"]["layout"] == "recent"
+    done = json.loads((out / "period_000" / "done.json").read_text())
+    card = json.loads(next((out / "period_000").glob("*_card.json")).read_text())
+    sp = card["splits"]
+    assert sp["layout"] == "recent" and sp["calibration"]["from"] == START
+    assert sp["calibration"]["to"] < sp["policy"]["from"] <= sp["policy"]["to"] < sp["train"]["from"]
+    test_from = done["period"]["test_from"]
+    assert sp["train"]["to"] == done["trained_to"] == test_from - 2 * 900  # one embargo window
+    assert sp["test"]["from"] == test_from
+    assert _cli(lake, out, "--log-level", "WARNING") == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and 'split.layout "recent" -> "standard"' in err, err
+
+
 @pytest.mark.parametrize("args, words", [
     (["--initial-days", "0"], "--initial-days"),
     (["--every", "nan"], "--every"),
@@ -147,6 +174,7 @@ def test_sliding_span(lake: Path, tmp_path: Path, capsys) -> None:
     (["--initial-days", "40"], "the lake spans 10.00 days"),
     (["--every", "0.01"], "shorter than one window"),
     (["--name", "../up"], "--name '../up': a plain folder name"),
+    (["--split-layout", "sideways"], "--split-layout"),
 ])
 def test_bad_options_are_one_line_exit_2(lake: Path, tmp_path: Path, capsys, args, words) -> None:
     from slotml.cli import main
