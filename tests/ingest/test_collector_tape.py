@@ -65,13 +65,46 @@ def read_tape(db: DbUrl) -> tuple[list[dict], list[dict], list[dict], int]:
     return asyncio.run(go())
 
 
+VARIETIES = {"bare", "array", "no hash", "shared hash"}
+
+
+def sent_varieties(sim: Any, since: float, until: float) -> set[str]:
+    """Which print varieties the sim sent stamped between two instants: a bare-object frame, an
+    array of prints, a print without hash, two prints of one transaction (its seeded plan's
+    frames, those whose every print is in its record of what it sent)."""
+    from slotml.sim.services.prints import plan
+
+    out: set[str] = set()
+    hashes: Counter = Counter()
+    for sym in SYMBOLS:
+        for slot in range(int(since) // 5 * 5, int(until) + 1, 5):
+            m = sim.market(sym, slot)
+            sent = {content(ev) for tok in m.tokens
+                    for ev in get_json(f"{sim.control_url}/prints?token_id={tok}")[1]}
+            for second in range(m.start, m.end + 1):
+                for f in plan(sim.world, m, second):
+                    if not since <= f.t_ms / 1000 <= until or any(
+                            content(ev) not in sent for ev in f.events):
+                        continue
+                    out.add("bare" if f.bare else "array" if len(f.events) > 1 else "single")
+                    for ev in f.events:
+                        if ev.get("transaction_hash"):
+                            hashes[ev["transaction_hash"]] += 1
+                        else:
+                            out.add("no hash")
+    if hashes and max(hashes.values()) >= 2:
+        out.add("shared hash")
+    return out
+
+
 def collect(sim: Any, tmp: Path, run_s: float, drop_after: float | None = None,
-            **overrides: Any) -> TapeRun:
+            varieties: bool = False, **overrides: Any) -> TapeRun:
     cfg = collector_config(sim, tmp, **overrides)
     drop_at = None
     with CollectorThread(cfg) as c:
         t_start = time.time()
         wait_for(lambda: c.metrics.get("snapshots_written") > 0, timeout=15, what="first snapshots")
+        t_flowing = time.time()
         if drop_after is not None:
             # in the middle of a window, with prints flowing
             wait_for(lambda: time.time() >= t_start + drop_after and time.time() % 5 > 1.5
@@ -81,6 +114,13 @@ def collect(sim: Any, tmp: Path, run_s: float, drop_after: float | None = None,
             wait_for(lambda: c.collector.clob.reconnects >= 1 and c.collector.clob.connected,
                      timeout=10, what="the reconnect")
         time.sleep(max(0.0, t_start + run_s - time.time()))
+        if varieties:
+            # Which varieties a run sees follows the seeded plan over the seconds prints
+            # flowed: 8 s of it lack two prints of one transaction 1 time in 100, and a loaded
+            # run (47 prints) once had none. Go on until the sim has sent each
+            # variety at least 1.5 s ago (most runs: at once), then check what was stored.
+            wait_for(lambda: VARIETIES <= sent_varieties(sim, t_flowing, time.time() - 1.5),
+                     timeout=20, interval=0.25, what="every variety of print sent")
         health = get_json(f"http://127.0.0.1:{cfg.health_port}/health")[1]
         metrics = c.metrics
         t_stop = time.time()
@@ -96,8 +136,8 @@ def runs(tmp_path_factory) -> dict[str, TapeRun]:
     """The three runs side by side, each against a sim of its own (the drop is the sim's)."""
     tmps = {k: tmp_path_factory.mktemp(f"tape-{k}") for k in ("plain", "drop", "off")}
     how: dict[str, dict[str, Any]] = {
-        "plain": {"run_s": RUN_S, "raw_dir": tmps["plain"] / "raw"},
-        "drop": {"run_s": 12.0, "drop_after": 3.0},
+        "plain": {"run_s": RUN_S, "raw_dir": tmps["plain"] / "raw", "varieties": True},
+        "drop": {"run_s": 12.0, "drop_after": 3.0, "raw_dir": tmps["drop"] / "raw"},
         "off": {"run_s": 5.0, "trades": False},
     }
 
@@ -176,9 +216,21 @@ def test_start_gaps_for_windows_in_progress(runs) -> None:
     wins = windows_of(run)
     starts = [g for g in run.gaps if g["reason"] == "start"]
     assert starts, run.gaps
+    # when the collector first subscribed each token (its clob:sub capture lines)
+    subbed: dict[str, float] = {}
+    for line in read_raw(run.raw_dir):
+        if line["src"] == "clob:sub":
+            for tok in json.loads(line["body"])["tokens"]:
+                subbed.setdefault(tok, line["t"])
     for g in starts:
-        assert g["from_ts"] == g["slot_ts"] and g["slot_ts"] < g["to_ts"] < g["slot_ts"] + 5
+        # the gap runs from the window's start to the token's first subscription. (Not "ends
+        # before the window does": tokens listed before the websocket opens are subscribed at
+        # the open, which on a loaded box can come after the window in progress ended.)
+        assert g["from_ts"] == g["slot_ts"] < g["to_ts"] == subbed[g["token_id"]]
         assert wins[g["token_id"]][:3] == (g["symbol"], g["window_s"], g["slot_ts"])
+    # a token first subscribed after its window started has a start gap; no other token has
+    late = {t for t, at in subbed.items() if t in wins and wins[t][2] < at}
+    assert {g["token_id"] for g in starts} == late
     # both tokens of the window in progress when the collector subscribed
     first = min(g["to_ts"] for g in starts)
     slot = int(first // 5) * 5
@@ -214,7 +266,15 @@ def test_a_reconnect_mid_window_is_a_gap_and_nothing_twice(runs) -> None:
     assert rec, run.gaps
     assert {g["from_ts"] for g in rec} == {rec[0]["from_ts"]}  # one drop, one interval
     g0 = rec[0]
-    assert g0["from_ts"] <= run.drop_at <= g0["to_ts"] < run.drop_at + 5
+    # The gap starts at the last frame of the dropped connection, which the collector saw
+    # close after the drop. (Not "starts before the drop": on a loaded box the collector reads
+    # frames the sim sent before the drop some ms after the test asked for it: from_ts was
+    # 22 ms after drop_at once.)
+    lines = list(read_raw(run.raw_dir))
+    close = next(i for i, line in enumerate(lines) if line["src"] == "clob:close")
+    last_alive = max(line["t"] for line in lines[:close] if line["src"] in ("clob", "clob:open"))
+    assert g0["from_ts"] == last_alive <= lines[close]["t"]
+    assert run.drop_at <= lines[close]["t"] <= g0["to_ts"] < run.drop_at + 5
     slot = int(run.drop_at // 5) * 5
     mid = {t for t, w in wins.items() if w[2] == slot}
     assert mid and mid <= {g["token_id"] for g in rec}
