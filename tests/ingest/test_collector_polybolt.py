@@ -51,9 +51,17 @@ def run(tmp_path_factory) -> Run:
             wait_for(lambda: c.metrics.get("snapshots_written") > 0, timeout=15,
                      what="first snapshots")
             time.sleep(max(0.0, t_start + RUN_S - time.time()))
+            # The cutoff of the start-observation check below. A window that started 1.5 s
+            # before it had its start observation published 0.6-1.0 s in and filled at the
+            # next 0.5 s snapshot tick: no slack for a loaded box. So the collector gets up to
+            # 5 s more to fill those windows (it fails only if it never does).
+            t_stop = time.time()
+            wait_for(lambda: all(w.price_to_beat is not None
+                                 for w in list(c.collector.windows.values())
+                                 if w.info.slot_ts + 1.5 < t_stop),
+                     timeout=5, what="price_to_beat of the windows started before the cutoff")
             health = get_json(f"http://127.0.0.1:{cfg.health_port}/health")
             counters = c.metrics
-            t_stop = time.time()
         snaps, res = read_tables(cfg.common.db)
         outcomes = {r["slug"]: get_json(f"{sim.control_url}/outcome?slug={r['slug']}")[1]
                     for r in res}
