@@ -53,7 +53,7 @@ class SimServer:
         self.relay = Relay(world, self.faults, self.conns, self.stats)
         self.polybolt = PolyBolt(world, self.faults, self.conns, self.stats)
         self.binance = Binance(world, self.faults, self.conns, self.stats)
-        self.control = Control(world, self.faults, self.conns, self.stats, self.polybolt)
+        self.control = Control(world, self.faults, self.conns, self.stats, self.polybolt, books)
         self.orders = Orders(world)
         self._tasks: list[asyncio.Task] = []
         self._runner: web.AppRunner | None = None

@@ -8,11 +8,15 @@ here). REST and the websocket share this state so they never disagree about a tr
 from __future__ import annotations
 
 import math
+import time
+from collections import deque
 
 from slotml.sim.faults import Faults
 from slotml.sim.world import Market, World
 
 BOOK_LEAD_S = 0.25
+SENT_HISTORY_S = 120.0  # how long ``Books.history`` keeps the states sent
+DEPTH = 5  # levels a side it keeps (the collector records 5)
 
 
 def book_second(now: float) -> int:
@@ -27,6 +31,8 @@ class Books:
         self.world = world
         self.faults = faults
         self.sent: dict[str, dict[str, dict[str, dict[int, float]]]] = {}  # cond -> token -> side -> {c: size}
+        # (t_ms, cond, {token: (bids, asks)}): every state ``sent`` took, see ``note``
+        self.history: deque[tuple[int, str, dict[str, tuple[list, list]]]] = deque()
 
     def track(self, m: Market, second: int) -> None:
         if m.condition_id in self.sent:
@@ -36,6 +42,25 @@ class Books:
             m.up_token: {"bids": dict(up["bids"]), "asks": dict(up["asks"])},
             m.down_token: {"bids": dict(down["bids"]), "asks": dict(down["asks"])},
         }
+        self.note(m, int(time.time() * 1000))
+
+    def note(self, m: Market, t_ms: int) -> None:
+        """Keep the state ``sent`` now holds for ``m`` (top DEPTH levels), stamped ``t_ms``, for
+        the last SENT_HISTORY_S (``/_sim/books_sent`` answers it).
+
+        Why: the book loop's flicker changes sizes below the top at random, so what the venue
+        showed at an instant cannot be recomputed from the world afterwards; a test comparing two
+        collectors that captured the same tick a moment apart checks each one's book against
+        these states. Debug only: nothing in the sim reads it back."""
+        sent = self.sent.get(m.condition_id)
+        if sent is None:
+            return
+        h = self.history
+        h.append((t_ms, m.condition_id,
+                  {tok: (sorted(b["bids"].items(), reverse=True)[:DEPTH],
+                         sorted(b["asks"].items())[:DEPTH]) for tok, b in sent.items()}))
+        while h[0][0] < t_ms - SENT_HISTORY_S * 1000:
+            h.popleft()
 
     def book_now(self, m: Market, token: str, second: int) -> dict:
         """What the websocket last published for this token if tracked, else the world's book."""

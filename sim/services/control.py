@@ -17,6 +17,7 @@ from aiohttp import web
 
 from slotml.sim import render
 from slotml.sim.faults import KINDS, Faults, bad_frame
+from slotml.sim.services.books import Books
 from slotml.sim.services.connections import Connections
 from slotml.sim.services.polybolt import PolyBolt, pyth_at
 from slotml.sim.world import Market, World
@@ -26,8 +27,9 @@ SECRET_KEYS = ("order_key", "polybolt_key", "polybolt_secret", "polybolt_passphr
 
 class Control:
     def __init__(self, world: World, faults: Faults, conns: Connections, stats: Counter,
-                 polybolt: PolyBolt | None = None) -> None:
+                 polybolt: PolyBolt | None = None, books: Books | None = None) -> None:
         self.polybolt = polybolt
+        self.books = books
         self.world = world
         self.config = world.config
         self.faults = faults
@@ -42,6 +44,7 @@ class Control:
                 web.get("/_sim/quote", self.sim_quote),
                 web.get("/_sim/prices", self.sim_prices),
                 web.get("/_sim/outcome", self.sim_outcome),
+                web.get("/_sim/books_sent", self.sim_books_sent),
                 web.get("/_sim/stats", self.sim_stats),
                 web.get("/_sim/faults", self.sim_faults),
                 web.post("/_sim/faults", self.sim_fault_add),
@@ -113,6 +116,25 @@ class Control:
         p = self.world.path(sym)
         return web.json_response({"symbol": sym, "t": t, "spot": p.spot_at(t), "twap": p.twap_at(t),
                                   "pyth": pyth_at(p, t)})
+
+    async def sim_books_sent(self, request: web.Request) -> web.Response:
+        """Every book state the market channel sent for one market (``slug``), oldest first, as
+        ``{"t": epoch s, "books": {token: {"bids": [[price, size]...], "asks": ...}}}`` (top 5
+        levels, the last ``SENT_HISTORY_S``; ``Books.note``).
+
+        Why: the flicker between publications is random, so ``/_sim/quote`` (the world's book of
+        a second) cannot say which sizes below the top a collector saw at an instant; this can.
+        A test of two collectors capturing one tick a moment apart checks each side against it."""
+        m = self.world.market_by_slug(request.query.get("slug", ""))
+        if m is None or self.books is None:
+            return web.json_response({"error": "unknown slug"}, status=404)
+        def wire(levels: list) -> list:  # as the collector reads the wire's strings
+            return [[c / 100, float(render.sz(z))] for c, z in levels]
+
+        out = [{"t": t_ms / 1000, "books": {tok: {"bids": wire(bids), "asks": wire(asks)}
+                                           for tok, (bids, asks) in state.items()}}
+               for t_ms, cond, state in list(self.books.history) if cond == m.condition_id]
+        return web.json_response(out)
 
     async def sim_outcome(self, request: web.Request) -> web.Response:
         m = self.world.market_by_slug(request.query.get("slug", ""))

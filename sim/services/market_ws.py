@@ -163,6 +163,7 @@ class MarketWs:
 
     def _emit_changes(self, m: Market, changes: list[tuple[str, int, float, str]], t_ms: str) -> None:
         sent = self.books.sent[m.condition_id]
+        self.books.note(m, int(t_ms))
         tops = {}
         for token in (m.up_token, m.down_token):
             b = sent[token]

@@ -5,7 +5,15 @@ stream and resolved by the 1H-candle rule; and two processes (15m only, 5m only)
 same time produce the same rows for their families as the combined one.
 
 One sim, three collectors started together, one SQLite store each; the tests then read the
-stores and the sim's truth (``/_sim/outcome``).
+stores and the sim's truth (``/_sim/outcome``, and ``/_sim/books_sent``: every book state the sim
+sent, its random flicker included).
+
+The sim changes its books and relays its prices right on some snapshot ticks (a book of second s
+goes out at s - 0.25 s, the 15m family's ticks fall every 0.75 s), so two processes capturing the
+same tick a moment apart may see the states either side of a change. A row that differs between
+them is accepted only when each side's differing values are a state the sim really sent within
+the tick's tolerance window (``TOL`` before the tick, up to the row's own capture): books against
+the states sent, prices against the relay's observations, moves recomputed from those.
 """
 
 from __future__ import annotations
@@ -18,6 +26,8 @@ from typing import Any
 import pytest
 
 from slotml import venue
+from slotml.ingest.schema import DEPTH_COLUMNS, TOUCH_COLUMNS
+from slotml.ingest.snapshot import move_pct
 from slotml.sim.config import SimConfig
 from slotml.sim.runner import sim_in_thread
 from slotml.sim.services.binance import BINANCE_DELAY_S
@@ -25,6 +35,7 @@ from tests.ingest.collector_harness import (
     CollectorThread,
     collector_config,
     get_json,
+    last_published,
     read_tables,
 )
 from tests.util import wait_for
@@ -38,6 +49,11 @@ SYMBOLS = ("BTC", "ETH")
 RULE = {"5m": "twap60", "15m": "twap60", "1h": "binance1h"}
 # columns that depend on when a process looked (wall time), not on what the venue showed
 TIMING = {"id", "updated_at", "captured_at", "book_age_s", "resolved_at", "final_seen_at"}
+TOL = 0.5  # s before a tick a state the process shows may have been sent (delivery, a busy loop)
+BOOK = {tok: {f"{k}_{tok}" for k in ("bid", "ask", "bid_size", "ask_size", "spread")}
+        | {c for c in DEPTH_COLUMNS if f"_{tok}_l" in c} for tok in ("up", "down")}
+TOUCH = {tok: {c for c in TOUCH_COLUMNS if f"_{tok}_" in c} for tok in ("up", "down")}
+PRICES = {"chainlink_price", "chainlink_twap", "dir_move_pct", "abs_move_pct", "spot_move_pct"}
 
 
 @dataclass
@@ -48,6 +64,8 @@ class Stores:
     outcomes: dict[str, dict]
     counters: Any
     relay_delay: Any  # the sim's relay lag of the observation stamped s
+    world: Any  # the sim's world: the relay's observations (``path(symbol).spot_at`` ...)
+    books_sent: dict[str, list[dict]]  # slug -> every book state the sim sent (/_sim/books_sent)
 
 
 @pytest.fixture(scope="module")
@@ -95,12 +113,15 @@ def run(tmp_path_factory) -> Stores:
             wait_for(resolved, timeout=40, interval=0.25, what="the span's windows resolved")
             counters = c.metrics
         tables = {k: read_tables(v.common.db) for k, v in cfgs.items()}
-        outcomes = {}
+        outcomes, books_sent = {}, {}
         for r in tables["combined"][1]:
             if first <= r["slot_ts"] and r["end_ts"] <= last:
                 outcomes[r["slug"]] = get_json(f"{sim.control_url}/outcome?slug={r['slug']}")[1]
+                if r["window_s"] < LEN["1h"]:
+                    books_sent[r["slug"]] = get_json(
+                        f"{sim.control_url}/books_sent?slug={r['slug']}")[1]
     return Stores((first, last), tables["combined"], {f: tables[f] for f in ("15m", "5m")},
-                  outcomes, counters, sim.world.relay_delay)
+                  outcomes, counters, sim.world.relay_delay, sim.world, books_sent)
 
 
 def _inside(rows: list[dict], span: tuple[int, int], window_s: int) -> list[dict]:
@@ -159,11 +180,88 @@ def test_each_family_snapshotted_at_its_cadence(run: Stores, fam: str) -> None:
     assert all(r["dir_move_pct"] is not None for r in late)
 
 
+def _shown(states: list[dict], r: dict) -> list[int]:
+    """Indices of the sent states on display at some instant of row r's tolerance window: from
+    TOL before its tick to its capture (nothing sent later can be in it)."""
+    lo, hi = r["tick_ms"] / 1000 - TOL, r["captured_at"]
+    return [i for i, st in enumerate(states)
+            if st["t"] <= hi and (i + 1 == len(states) or states[i + 1]["t"] > lo)]
+
+
+def _book_cols(book: dict, tok: str) -> dict[str, Any]:
+    """A sent book state as the row's columns of that token."""
+    out: dict[str, Any] = {}
+    for side in ("bid", "ask"):
+        levels = book[f"{side}s"]
+        out[f"{side}_{tok}"] = levels[0][0] if levels else None
+        out[f"{side}_size_{tok}"] = levels[0][1] if levels else None
+        for k in range(5):
+            p, z = levels[k] if k < len(levels) else (None, None)
+            out[f"{side}_{tok}_l{k + 1}"], out[f"{side}_size_{tok}_l{k + 1}"] = p, z
+    bid, ask = out[f"bid_{tok}"], out[f"ask_{tok}"]
+    out[f"spread_{tok}"] = None if bid is None or ask is None else round(ask - bid, 10)
+    return out
+
+
+def _close(a: Any, b: Any) -> bool:
+    return a == b or (isinstance(a, float) and isinstance(b, float)
+                      and a == pytest.approx(b, rel=1e-12, abs=1e-12))
+
+
+def _unexplained(run: Stores, r: dict, prev: dict | None, diff: set[str], res: dict) -> list:
+    """The columns of ``diff`` whose value in row r is not what the sim sent within the row's
+    tolerance window (``prev``: the same process's previous row of the window, for the touch)."""
+    bad: list = []
+    states = run.books_sent[res["slug"]]
+    shown = _shown(states, r)
+    for tok, token in (("up", res["up_token_id"]), ("down", res["down_token_id"])):
+        if diff & BOOK[tok]:  # the token's whole book (every level) is one state the sim sent
+            got = {k: r[k] for k in BOOK[tok]}
+            if not any(all(_close(got[k], v) for k, v in _book_cols(states[i]["books"][token],
+                                                                      tok).items())
+                       for i in shown):
+                bad.append((tok, "book", got))
+        if diff & TOUCH[tok]:  # the best asks' low / bids' high over the states since prev
+            starts = _shown(states, prev) if prev is not None else range(len(states))
+            ranges = set()
+            for j in shown:
+                for i in starts:
+                    if i <= j:
+                        books = [states[x]["books"][token] for x in range(i, j + 1)]
+                        asks = [b["asks"][0][0] for b in books if b["asks"]]
+                        bids = [b["bids"][0][0] for b in books if b["bids"]]
+                        ranges.add((min(asks) if asks else None, max(bids) if bids else None))
+            got_t = (r[f"ask_{tok}_low"], r[f"bid_{tok}_high"])
+            if got_t not in ranges:
+                bad.append((tok, "touch", got_t, sorted(ranges, key=str)))
+    if diff & PRICES:  # the relay's observations shown in the window; moves from those
+        path = run.world.path(r["symbol"])
+        seconds = range(last_published(run.relay_delay, r["tick_ms"] / 1000 - TOL) - 1,
+                        last_published(run.relay_delay, r["captured_at"]) + 1)
+        if r["chainlink_price"] not in [path.spot_at(x) for x in seconds]:
+            bad.append(("chainlink_price", r["chainlink_price"]))
+        if r["chainlink_twap"] not in [path.twap_at(x) for x in seconds]:
+            bad.append(("chainlink_twap", r["chainlink_twap"]))
+        # no base before the relay sent the start's observation: moves NULL (an early row)
+        early = res["slot_ts"] + run.relay_delay(res["slot_ts"]) > r["tick_ms"] / 1000 - TOL
+        dir_move = move_pct(r["chainlink_twap"], res["price_to_beat"])
+        spot_move = move_pct(r["chainlink_price"], res["spot_price_to_beat"])
+        for k, want in (("dir_move_pct", dir_move), ("spot_move_pct", spot_move),
+                        ("abs_move_pct", None if dir_move is None else abs(dir_move))):
+            if not (_close(r[k], want) or (early and r[k] is None)):
+                bad.append((k, r[k], want))
+    for k in diff - PRICES - BOOK["up"] - BOOK["down"] - TOUCH["up"] - TOUCH["down"]:
+        bad.append((k, r[k]))  # nothing else may race
+    return bad
+
+
 @pytest.mark.parametrize("fam", ["15m", "5m"])
 def test_separate_processes_write_the_same_rows(run: Stores, fam: str) -> None:
     """The family's own process and the combined one, side by side: the same windows with the
     same resolution rows, the same snapshot keys (but for ticks one process missed), and the same
-    values in all but the timing columns."""
+    values in all but the timing columns, but where each process's value is a state the sim
+    sent within the tick's tolerance window (the other process caught the tick a moment apart,
+    across one of the sim's changes); identical rows remain the large majority."""
     w = LEN[fam]
     a_s, a_r = (_inside(x, run.span, w) for x in run.alone[fam])
     c_s, c_r = (_inside(x, run.span, w) for x in run.combined)
@@ -173,11 +271,33 @@ def test_separate_processes_write_the_same_rows(run: Stores, fam: str) -> None:
                                                                if k not in TIMING}
                 for r in rows}
 
+    def by_key(rows: list[dict]) -> tuple[dict[tuple, dict], dict[tuple, dict | None]]:
+        """Each row by key, and the same process's previous row of its window (or None)."""
+        rows = sorted(rows, key=lambda r: (r["symbol"], r["slot_ts"], r["tick_ms"]))
+        full = {(r["symbol"], r["slot_ts"], r["tick_ms"]): r for r in rows}
+        prev = {(r["symbol"], r["slot_ts"], r["tick_ms"]):
+                (p if p is not None and (p["symbol"], p["slot_ts"]) == (r["symbol"], r["slot_ts"])
+                 else None) for p, r in zip([None, *rows], rows, strict=False)}
+        return full, prev
+
     assert strip(a_r) == strip(c_r) and len(a_r) == len(SYMBOLS) * (run.span[1] - run.span[0]) // w
+    res = {(r["symbol"], r["slot_ts"]): r for r in c_r}
     sa, sc = strip(a_s), strip(c_s)
     common = sa.keys() & sc.keys()
     assert len(common) >= 0.95 * max(len(sa), len(sc))
-    same = sum(sa[k] == sc[k] for k in common)
+    same, unexplained = 0, []
+    sides = (by_key(a_s), by_key(c_s))
+    for k in sorted(common):
+        if sa[k] == sc[k]:
+            same += 1
+            continue
+        diff = {c for c in sa[k] if not _close(sa[k][c], sc[k][c])}
+        for name, (full, prev) in zip(("alone", "combined"), sides, strict=True):
+            bad = _unexplained(run, full[k], prev[k], diff, res[k[:2]])
+            if bad:
+                unexplained.append((k, name, sorted(diff), bad))
     print(f"{fam}: {len(sa)} rows alone, {len(sc)} combined, {len(common)} common, "
-          f"{same} identical outside the timing columns")
-    assert same >= 0.9 * len(common)
+          f"{same} identical outside the timing columns, {len(common) - same} differing, "
+          f"{len(unexplained)} sides of them not a state the sim sent")
+    assert not unexplained, unexplained
+    assert same >= 0.75 * len(common)
