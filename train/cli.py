@@ -117,11 +117,15 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--calib-frac", type=fraction(0, 1, lo_open=True, hi_open=True), default=0.4,
                    help="share of the time before the test days used for calibration, in (0, 1) "
                    "(default 0.4)")
-    p.add_argument("--split-layout", choices=["standard", "recent"], default="standard",
+    p.add_argument("--split-layout", choices=["standard", "recent", "latest"], default="standard",
                    help="the slices' order in time: standard (fit | early stop | calibration | "
-                   "policy | test) or recent (calibration | policy | fit | early stop | test: the "
-                   "booster fits the latest days); embargoed either way, the test days last "
-                   "(default standard)")
+                   "policy | test), recent (calibration | policy | fit | early stop | test: the "
+                   "booster fits the latest days) or latest (policy | fit | early stop = "
+                   "calibration | test: booster and calibration both on the latest days); "
+                   "embargoed, the test days last (default standard)")
+    p.add_argument("--half-life-days", type=days(0, 3650, lo_open=True), default=None,
+                   help="weigh the booster's fit rows by recency: a row's weight halves every "
+                   "this many days before the fit slice's last window (default: equal weights)")
     p.add_argument("--min-windows", type=count(1, 10**8),
                    help="minimum resolved windows in the training slice (default 200)")
     p.add_argument("--policy", choices=["edge", "design"], default="edge",
@@ -171,6 +175,7 @@ def train_config(args: argparse.Namespace, common: Any, *, test_days: float, fin
         prob_floor=args.prob_floor,
         mirror=not args.no_mirror,
         policy=args.policy,
+        half_life_days=args.half_life_days,
     )
     if cfg.oracle is not None and not cfg.oracle.exists():
         raise UserError(f"--oracle {cfg.oracle}: no such file")

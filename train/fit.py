@@ -94,9 +94,10 @@ class FitResult:
 
 def fit_booster(
     X_fit: np.ndarray, y_fit: np.ndarray, X_es: np.ndarray, y_es: np.ndarray,
-    params: dict[str, Any] | None = None,
+    params: dict[str, Any] | None = None, w_fit: np.ndarray | None = None,
 ) -> FitResult:
-    """Train with early stopping on the (later, out-of-time) ``X_es`` slice."""
+    """Train with early stopping on the (out-of-time) ``X_es`` slice; ``w_fit``: per-row weights
+    of the fit rows (``--half-life-days``), None for equal weights."""
     import xgboost as xgb
 
     t0 = time.perf_counter()
@@ -109,7 +110,8 @@ def fit_booster(
     history: dict[str, dict[str, list[float]]] = {}
     try:
         bins = int(p["max_bin"])
-        dfit = xgb.QuantileDMatrix(X_fit, label=y_fit.astype(np.float32), max_bin=bins)
+        dfit = xgb.QuantileDMatrix(X_fit, label=y_fit.astype(np.float32), max_bin=bins,
+                                   weight=None if w_fit is None else w_fit.astype(np.float32))
         des = xgb.QuantileDMatrix(X_es, label=y_es.astype(np.float32), ref=dfit, max_bin=bins)
         booster = xgb.train(
             p, dfit, num_boost_round=rounds, evals=[(des, "early_stop")],

@@ -62,6 +62,10 @@ class TrainConfig:
     # challenger sees the lake as it stood then; the split then runs on what is left.
     slot_from: int | None = None
     slot_to: int | None = None
+    # --half-life-days: a fit row's weight halves for every this many days between its window
+    # and the fit slice's last one (None: equal weights), so a retrain after a regime change
+    # leans on the new regime without dropping the old days' data
+    half_life_days: float | None = None
 
     @property
     def oracle_path(self) -> Path | None:
@@ -369,6 +373,16 @@ def _check_rows(split: Split) -> np.ndarray:
     return m
 
 
+def _recency_weights(slot_ts: np.ndarray, half_life_days: float | None,
+                     mirrored: bool) -> np.ndarray | None:
+    """Fit rows' weights: 1 for the latest window, halving every ``half_life_days`` before it
+    (a row and its mirror weigh the same); None without a half-life."""
+    if not half_life_days or len(slot_ts) == 0:
+        return None
+    w = np.exp2(-(float(slot_ts.max()) - slot_ts.astype(np.float64)) / (half_life_days * 86400.0))
+    return np.concatenate([w, w]) if mirrored else w
+
+
 def train_on_dataset(ds: TrainingSet, split: Split, cfg: TrainConfig,
                      stages: Stages | None = None) -> TrainResult:
     """Everything after the features: fit, export + calibrate + check, metrics, write."""
@@ -409,7 +423,8 @@ def train_on_dataset(ds: TrainingSet, split: Split, cfg: TrainConfig,
         log.info("fitting and calibrating on each row and its Up/Down mirror (--no-mirror: off)")
     with stages("fit booster"):
         X_fit, y_fit = fit_rows(fit)
-        fr = fit_booster(X_fit, y_fit, *fit_rows(es), cfg.params)
+        fr = fit_booster(X_fit, y_fit, *fit_rows(es), cfg.params, w_fit=_recency_weights(
+            ds.slot_ts[fit], cfg.half_life_days, mirrored=cfg.mirror))
         # the gate's out-of-distribution ranges: the rows just fitted on (train/ranges.py)
         ranges = feature_ranges(X_fit, ds.feature_names, "fit slice" + (
             " and its Up/Down mirror" if cfg.mirror else ""))
@@ -506,7 +521,8 @@ def train_on_dataset(ds: TrainingSet, split: Split, cfg: TrainConfig,
             "skipped": {**ds.skipped, "embargo_rows": split.dropped_rows},
             "splits": split.describe(),
             "booster": {"params": fr.params, "best_iteration": fr.best_iteration,
-                        "rounds_trained": fr.rounds_trained, "early_stop_logloss": fr.es_logloss},
+                        "rounds_trained": fr.rounds_trained, "early_stop_logloss": fr.es_logloss,
+                        "fit_half_life_days": cfg.half_life_days},
             "mirror_augmentation": cfg.mirror,
             "calibration": {"kind": cfg.calibration, "fitted_rows": ex.calibration.n,
                             **ex.calibration.info},

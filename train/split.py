@@ -10,6 +10,7 @@ Layouts on the time axis (``|`` = embargo gap; ``--split-layout``)::
 
     standard:    fit | early_stop | calibration | policy | test (last ``test_days``)
     recent:      calibration | policy | fit | early_stop | test
+    latest:      policy | fit | early_stop = calibration | test
     --final:     the same without the test slice
 
 ``recent`` gives the booster the most recent days (a weekly retrain after a regime change
@@ -19,6 +20,13 @@ did not fit, and the policy slice is distinct from calibration (isotonic is in-s
 days), whichever comes first; only the test slice must be last. Both layouts give the slices
 the same lengths: policy ``policy_days``, calibration ``calib_frac`` of the rest of the time
 before the test days, early stopping ``es_frac`` of the training span (the latest share of it).
+
+``latest`` calibrates on the early-stopping slice, so both the booster and the isotonic map see
+the latest days (after a shift, ``recent``'s calibration on the oldest days adapts nothing). The
+early-stopping slice only chooses the number of rounds, one integer, so calibrating on the same
+rows adds little in-sample bias; ``calib_frac`` is unused and the fit gets its days. Measured on
+the lag shift (README "Walk-forward"): 0.2-0.5 point of Brier/oracle better than ``recent`` on
+three histories, not yet on the stationary ones.
 
 The calibration slice is never used to fit the booster; the policy slice (``policy_days``, 0 =
 none: ``--policy design``) is where the backtest chooses the edge policy's thresholds; the test
@@ -40,7 +48,7 @@ from slotml.venue import family_text
 
 DAY_S = 86400
 POLICY_SHARE = 0.15  # the auto policy slice's share of the whole span, at most test_days
-LAYOUTS = ("standard", "recent")  # --split-layout: see the module docstring
+LAYOUTS = ("standard", "recent", "latest")  # --split-layout: see the module docstring
 
 
 @dataclass(frozen=True)
@@ -64,7 +72,8 @@ class SplitConfig:
     policy_days: float | None = 0.0
     min_policy_windows: int = 50
     # standard: fit | early_stop | calibration | policy | test; recent: calibration | policy |
-    # fit | early_stop | test (the booster fits the latest days)
+    # fit | early_stop | test (the booster fits the latest days); latest: policy | fit |
+    # early_stop = calibration | test
     layout: str = "standard"
 
     def __post_init__(self) -> None:
@@ -234,9 +243,9 @@ def _split(ds: TrainingSet, cfg: SplitConfig) -> Split:
         if not cfg.final:
             policy_days = min(policy_days, cfg.test_days)
     # Each slice is [lo, hi) in window starts; the next one starts an embargo after hi.
-    # Both layouts: the policy slice is policy_days long, calibration calib_frac of the rest of
-    # the time before the test days (less the policy slice and its gap), early stopping es_frac
-    # of the training span.
+    # Every layout: the policy slice is policy_days long, early stopping es_frac of the training
+    # span; calibration calib_frac of the rest of the time before the test days (less the
+    # policy slice and its gap), or the early-stopping slice itself (latest).
     pol: tuple[float, float] | None = None
     if cfg.layout == "recent":  # calibration | policy | fit | early_stop, from the first window
         pol_s = policy_days * DAY_S + gap if policy_days > 0 else 0.0
@@ -248,6 +257,14 @@ def _split(ds: TrainingSet, cfg: SplitConfig) -> Split:
             pol = (nxt, min(after - gap, pre_end))
             nxt = after
         train_from, train_end = float(nxt), pre_end
+    elif cfg.layout == "latest":  # policy | fit | early_stop = calibration, from the first window
+        train_from = first
+        if policy_days > 0:
+            after = _boundary(slots, first + policy_days * DAY_S + gap)
+            pol = (first, min(after - gap, pre_end))
+            train_from = float(after)
+        train_end = pre_end
+        cal = (_boundary(slots, train_end - cfg.es_frac * (train_end - train_from)), train_end)
     else:  # fit | early_stop | calibration | policy, from the test days back
         rest_end = pre_end
         if policy_days > 0:

@@ -137,6 +137,8 @@ def _options(cfg: WalkConfig) -> dict[str, Any]:
         "points": list(t.points), "tolerance": t.tolerance, "lookback": t.lookback,
         "prob_floor": t.prob_floor, "mirror": t.mirror, "policy": t.policy,
         "filters": dataclasses.asdict(t.filters), "split": split,
+        # absent when unset: plans written before --half-life-days keep their id (and resume)
+        **({"half_life_days": t.half_life_days} if t.half_life_days else {}),
         "lake": str(Path(t.lake_dir).resolve()),
     }
 

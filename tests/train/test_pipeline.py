@@ -311,3 +311,42 @@ def test_recent_layout_fits_nothing_on_the_held_out_slices(tmp_path):
     moved, m2 = model_outputs(ds, split, cfg, y_cal)
     assert not np.allclose(base, moved, atol=0.05)
     assert m2["overall"]["model_uncalibrated"] == m0["overall"]["model_uncalibrated"]
+
+
+def test_latest_layout_with_recency_weights_fits_nothing_on_the_held_out_slices(tmp_path):
+    """--split-layout latest --half-life-days: flipping the test and policy outcomes changes
+    nothing; the weights change the booster (the card says so); flipping the early-stop /
+    calibration outcomes moves the model."""
+    ds, _ = synthetic_training_set(n_windows=500, seed=5)
+    split_cfg = SplitConfig(test_days=1, policy_days=0.5, layout="latest")
+    cfg = TrainConfig(data_dir=tmp_path, lake_dir=tmp_path / "lake", models_dir=tmp_path / "m",
+                      split=split_cfg, params=FAST, half_life_days=0.5)
+    split = temporal_split(ds, cfg.split)
+    assert split.policy.last_slot < split.fit.first_slot < split.calibration.first_slot
+
+    base, _ = model_outputs(ds, split, cfg, ds.y)
+    held = split.test.mask | split.policy.mask
+    y_held = ds.y.copy()
+    y_held[held] = 1 - y_held[held]
+    same, _ = model_outputs(ds, split, cfg, y_held)
+    assert np.array_equal(base, same)
+    y_cal = ds.y.copy()
+    y_cal[split.calibration.mask] = 1 - y_cal[split.calibration.mask]
+    assert not np.allclose(base, model_outputs(ds, split, cfg, y_cal)[0], atol=0.05)
+    plain = TrainConfig(data_dir=tmp_path, lake_dir=tmp_path / "lake", models_dir=tmp_path / "p",
+                        split=split_cfg, params=FAST)
+    assert not np.allclose(base, model_outputs(ds, split, plain, ds.y)[0], atol=1e-4)
+    card = json.loads(sorted((tmp_path / "m").glob("*_card.json"))[-1].read_text())
+    assert card["booster"]["fit_half_life_days"] == 0.5
+    assert card["splits"]["calibration"] == card["splits"]["early_stop"]
+
+
+def test_recency_weights_halve_every_half_life():
+    from slotml.train.pipeline import _recency_weights
+
+    day = 86400
+    t = np.array([0, 5 * day, 10 * day, 10 * day])
+    w = _recency_weights(t, 5.0, mirrored=False)
+    assert w.tolist() == pytest.approx([0.25, 0.5, 1.0, 1.0])
+    assert _recency_weights(t, 5.0, mirrored=True).tolist() == pytest.approx([0.25, 0.5, 1, 1] * 2)
+    assert _recency_weights(t, None, mirrored=True) is None

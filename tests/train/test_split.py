@@ -162,6 +162,46 @@ def test_recent_layout_puts_the_booster_on_the_latest_days(ds, final, policy_day
     assert (d["train"]["from"], d["train"]["to"]) == (sp.fit.first_slot, sp.early_stop.last_slot)
 
 
+# ------------------------------------------------------------------ --split-layout latest
+
+@pytest.mark.parametrize("final", [False, True])
+@pytest.mark.parametrize("policy_days", [None, 0.0])
+def test_latest_layout_calibrates_on_the_early_stop_days(ds, final, policy_days):
+    """policy | fit | early_stop = calibration | test: the booster's slices and the
+    calibration are the latest days before the test slice, the policy slice the first days;
+    disjoint apart from calibration = early stop, an embargo (with rows) at every boundary."""
+    cfg = SplitConfig(test_days=1.0, final=final, policy_days=policy_days, layout="latest", **SMALL)
+    sp = temporal_split(ds, cfg)
+    assert np.array_equal(sp.calibration.mask, sp.early_stop.mask)
+    assert (sp.calibration.first_slot, sp.calibration.last_slot) == (
+        sp.early_stop.first_slot, sp.early_stop.last_slot)
+    order = [s for s in (sp.policy, sp.fit, sp.early_stop, sp.test) if s is not None]
+    assert [s.name for s in order] == [n for n in ("policy", "fit", "early_stop", "test")
+                                       if not (n == "test" and final)
+                                       and not (n == "policy" and policy_days == 0)]
+    w = ds.window_s
+    masks = np.stack([s.mask for s in order])
+    assert masks.sum(axis=0).max() == 1, "a row sits in two slices"
+    for s in order:
+        span = (ds.slot_ts >= s.first_slot) & (ds.slot_ts <= s.last_slot)
+        assert np.array_equal(span, s.mask), s.name
+        assert s.windows > 0
+    for a, b in zip(order, order[1:], strict=False):
+        assert (b.first_slot - (a.last_slot + w)) / w >= cfg.embargo_windows, (a.name, b.name)
+        assert ((ds.slot_ts >= a.last_slot + w) & (ds.slot_ts < b.first_slot)).any()
+    assert sp.dropped_rows == int((~masks.any(axis=0)).sum()) > 0
+    assert order[0].first_slot == ds.slot_ts.min()
+    if final:
+        assert sp.test is None and sp.early_stop.last_slot == ds.slot_ts.max()
+    else:
+        assert sp.early_stop.last_slot == sp.test.first_slot - (cfg.embargo_windows + 1) * w
+    # the fit takes the days standard gives calibration: it is longer than standard's fit
+    std = temporal_split(ds, SplitConfig(test_days=1.0, final=final, policy_days=policy_days,
+                                         **SMALL))
+    assert sp.fit.windows > std.fit.windows
+    assert sp.describe()["layout"] == "latest"
+
+
 @pytest.mark.parametrize("final", [False, True])
 def test_recent_layout_keeps_the_standard_slice_lengths(ds, final):
     """Only the order changes: each slice spans the same time (within an embargo or two)."""
@@ -211,5 +251,5 @@ def test_recent_layout_too_little_data_names_the_family(ds):
 
 def test_unknown_layout_is_a_user_error():
     with pytest.raises(UserError, match=r"^--split-layout 'sideways': not a layout; use one of "
-                       r"standard, recent$"):
+                       r"standard, recent, latest$"):
         SplitConfig(layout="sideways")
