@@ -290,6 +290,22 @@ def test_test_days_are_used_for_nothing_but_the_report(tmp_path):
     assert m2["overall"]["model_uncalibrated"] == m0["overall"]["model_uncalibrated"]
 
 
+def held_out_checks(ds, split, cfg) -> tuple[tuple[np.ndarray, dict], tuple[np.ndarray, dict]]:
+    """Flip the test and policy outcomes: the model is exactly the same; flip the calibration
+    slice's: it moves. Returns (outputs, metrics) on the true outcomes and on the flipped
+    calibration."""
+    base = model_outputs(ds, split, cfg, ds.y)
+    held = split.test.mask | split.policy.mask
+    y_held = ds.y.copy()
+    y_held[held] = 1 - y_held[held]
+    assert np.array_equal(base[0], model_outputs(ds, split, cfg, y_held)[0])
+    y_cal = ds.y.copy()
+    y_cal[split.calibration.mask] = 1 - y_cal[split.calibration.mask]
+    moved = model_outputs(ds, split, cfg, y_cal)
+    assert not np.allclose(base[0], moved[0], atol=0.05)
+    return base, moved
+
+
 def test_recent_layout_fits_nothing_on_the_held_out_slices(tmp_path):
     """--split-layout recent: flip the outcomes of the test AND the policy slice (both before
     and after the booster's days now): the model file computes exactly the same function; flip
@@ -300,16 +316,7 @@ def test_recent_layout_fits_nothing_on_the_held_out_slices(tmp_path):
     split = temporal_split(ds, cfg.split)
     assert split.calibration.last_slot < split.policy.first_slot < split.fit.first_slot
 
-    base, m0 = model_outputs(ds, split, cfg, ds.y)
-    held = split.test.mask | split.policy.mask
-    y_held = ds.y.copy()
-    y_held[held] = 1 - y_held[held]
-    same, _ = model_outputs(ds, split, cfg, y_held)
-    assert np.array_equal(base, same)
-    y_cal = ds.y.copy()
-    y_cal[split.calibration.mask] = 1 - y_cal[split.calibration.mask]
-    moved, m2 = model_outputs(ds, split, cfg, y_cal)
-    assert not np.allclose(base, moved, atol=0.05)
+    (base, m0), (moved, m2) = held_out_checks(ds, split, cfg)
     assert m2["overall"]["model_uncalibrated"] == m0["overall"]["model_uncalibrated"]
 
 
@@ -324,15 +331,7 @@ def test_latest_layout_with_recency_weights_fits_nothing_on_the_held_out_slices(
     split = temporal_split(ds, cfg.split)
     assert split.policy.last_slot < split.fit.first_slot < split.calibration.first_slot
 
-    base, _ = model_outputs(ds, split, cfg, ds.y)
-    held = split.test.mask | split.policy.mask
-    y_held = ds.y.copy()
-    y_held[held] = 1 - y_held[held]
-    same, _ = model_outputs(ds, split, cfg, y_held)
-    assert np.array_equal(base, same)
-    y_cal = ds.y.copy()
-    y_cal[split.calibration.mask] = 1 - y_cal[split.calibration.mask]
-    assert not np.allclose(base, model_outputs(ds, split, cfg, y_cal)[0], atol=0.05)
+    (base, _), _ = held_out_checks(ds, split, cfg)
     plain = TrainConfig(data_dir=tmp_path, lake_dir=tmp_path / "lake", models_dir=tmp_path / "p",
                         split=split_cfg, params=FAST)
     assert not np.allclose(base, model_outputs(ds, split, plain, ds.y)[0], atol=1e-4)
