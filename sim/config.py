@@ -45,6 +45,9 @@ class SimConfig:
     faults: tuple[str, ...] = field(default=())  # fault kinds active from start (see sim.faults)
     shift: str = "none"  # regime shift (sim/shift.py): none | lag
     shift_at: int | None = None  # the shift's epoch second (window-aligned; the CLI's --shift-day)
+    # tests only: keep every book state sent for GET /_sim/books_sent (services/books.py note);
+    # off by default, since a many-market run would keep ~100 MB of them
+    keep_sent_books: bool = False
 
     def __post_init__(self) -> None:
         fams = tuple(venue.family(f).name for f in (self.families or (self.family,)))

@@ -51,9 +51,10 @@ class Books:
         Why: the book loop's flicker changes sizes below the top at random, so what the venue
         showed at an instant cannot be recomputed from the world afterwards; a test comparing two
         collectors that captured the same tick a moment apart checks each one's book against
-        these states. Debug only: nothing in the sim reads it back."""
+        these states. Debug only: nothing in the sim reads it back; off unless
+        ``SimConfig.keep_sent_books`` (a many-market run would keep ~100 MB)."""
         sent = self.sent.get(m.condition_id)
-        if sent is None:
+        if sent is None or not self.world.config.keep_sent_books:
             return
         h = self.history
         h.append((t_ms, m.condition_id,

@@ -120,7 +120,8 @@ class Control:
     async def sim_books_sent(self, request: web.Request) -> web.Response:
         """Every book state the market channel sent for one market (``slug``), oldest first, as
         ``{"t": epoch s, "books": {token: {"bids": [[price, size]...], "asks": ...}}}`` (top 5
-        levels, the last ``SENT_HISTORY_S``; ``Books.note``).
+        levels, the last ``SENT_HISTORY_S``; ``Books.note``; empty unless the sim runs with
+        ``SimConfig.keep_sent_books``).
 
         Why: the flicker between publications is random, so ``/_sim/quote`` (the world's book of
         a second) cannot say which sizes below the top a collector saw at an instant; this can.
