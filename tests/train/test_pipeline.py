@@ -322,8 +322,8 @@ def test_recent_layout_fits_nothing_on_the_held_out_slices(tmp_path):
 
 def test_latest_layout_with_recency_weights_fits_nothing_on_the_held_out_slices(tmp_path):
     """--split-layout latest --half-life-days: flipping the test and policy outcomes changes
-    nothing; the weights change the booster (the card says so); flipping the early-stop /
-    calibration outcomes moves the model."""
+    nothing; flipping the early-stop / calibration outcomes moves the model; the card records
+    the half-life (that the weights reach XGBoost: the next test)."""
     ds, _ = synthetic_training_set(n_windows=500, seed=5)
     split_cfg = SplitConfig(test_days=1, policy_days=0.5, layout="latest")
     cfg = TrainConfig(data_dir=tmp_path, lake_dir=tmp_path / "lake", models_dir=tmp_path / "m",
@@ -331,13 +331,32 @@ def test_latest_layout_with_recency_weights_fits_nothing_on_the_held_out_slices(
     split = temporal_split(ds, cfg.split)
     assert split.policy.last_slot < split.fit.first_slot < split.calibration.first_slot
 
-    (base, _), _ = held_out_checks(ds, split, cfg)
-    plain = TrainConfig(data_dir=tmp_path, lake_dir=tmp_path / "lake", models_dir=tmp_path / "p",
-                        split=split_cfg, params=FAST)
-    assert not np.allclose(base, model_outputs(ds, split, plain, ds.y)[0], atol=1e-4)
+    held_out_checks(ds, split, cfg)
     card = json.loads(sorted((tmp_path / "m").glob("*_card.json"))[-1].read_text())
     assert card["booster"]["fit_half_life_days"] == 0.5
     assert card["splits"]["calibration"] == card["splits"]["early_stop"]
+
+
+def test_recency_weights_reach_the_booster():
+    """The same rows with the old half's outcomes flipped: equal weights see a coin, recency
+    weights (half-life 1 day over 20 days) see mostly the new relation."""
+    from slotml.train.fit import booster_predict, fit_booster
+    from slotml.train.pipeline import _recency_weights
+
+    rng = np.random.default_rng(3)
+    n = 4000
+    X = rng.normal(size=(n, 2)).astype(np.float32)
+    t = np.sort(rng.uniform(0, 20 * 86400, n))
+    y = (X[:, 0] > 0).astype(np.float32)
+    y[t < 10 * 86400] = 1 - y[t < 10 * 86400]  # the old regime: the opposite relation
+    params = {"nthread": 1, "num_boost_round": 30, "min_child_weight": 1}
+    probe = np.array([[2.0, 0.0], [-2.0, 0.0]], dtype=np.float32)
+    new = t >= 10 * 86400  # early stopping on the latest days, as the split does
+    flat = booster_predict(fit_booster(X, y, X[new], y[new], params).booster, probe)
+    recent = booster_predict(fit_booster(X, y, X[new], y[new], params, w_fit=_recency_weights(
+        t, 1.0, mirrored=False)).booster, probe)
+    assert abs(flat[0] - flat[1]) < 0.2  # both regimes weigh alike: no relation left
+    assert recent[0] > 0.8 and recent[1] < 0.2
 
 
 def test_recency_weights_halve_every_half_life():
