@@ -247,6 +247,7 @@ def _split(ds: TrainingSet, cfg: SplitConfig) -> Split:
     # span; calibration calib_frac of the rest of the time before the test days (less the
     # policy slice and its gap), or the early-stopping slice itself (latest).
     pol: tuple[float, float] | None = None
+    cal: tuple[float, float] | None = None  # None: latest, the early-stopping slice
     if cfg.layout == "recent":  # calibration | policy | fit | early_stop, from the first window
         pol_s = policy_days * DAY_S + gap if policy_days > 0 else 0.0
         rest_end = pre_end - pol_s
@@ -264,7 +265,6 @@ def _split(ds: TrainingSet, cfg: SplitConfig) -> Split:
             pol = (first, min(after - gap, pre_end))
             train_from = float(after)
         train_end = pre_end
-        cal = (_boundary(slots, train_end - cfg.es_frac * (train_end - train_from)), train_end)
     else:  # fit | early_stop | calibration | policy, from the test days back
         rest_end = pre_end
         if policy_days > 0:
@@ -286,6 +286,9 @@ def _split(ds: TrainingSet, cfg: SplitConfig) -> Split:
                 f"resolved windows, need at least {cfg.min_policy_windows}: raise --policy-days, "
                 f"use --policy design, or collect {more} more{_rate_text(per_day, more)}")
         keep |= pmask
+    es_start = _boundary(slots, train_end - cfg.es_frac * (train_end - train_from))
+    if cal is None:  # latest: calibration = early stopping
+        cal = (es_start, train_end)
     cmask = (ds.slot_ts >= cal[0]) & (ds.slot_ts < cal[1])
     calibration = _slice(ds, "calibration", cmask)
     if calibration.windows < cfg.min_calib_windows:
@@ -300,7 +303,6 @@ def _split(ds: TrainingSet, cfg: SplitConfig) -> Split:
         raise UserError("the calibration slice holds only one outcome; collect more windows")
     keep |= cmask
 
-    es_start = _boundary(slots, train_end - cfg.es_frac * (train_end - train_from))
     emask = (ds.slot_ts >= es_start) & (ds.slot_ts < train_end)
     fmask = (ds.slot_ts >= train_from) & (ds.slot_ts < es_start - gap)
     early_stop = _slice(ds, "early_stop", emask)

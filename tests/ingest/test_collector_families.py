@@ -170,18 +170,16 @@ def test_each_family_snapshotted_at_its_cadence(run: Stores, fam: str) -> None:
     missed = n_windows * PER_WINDOW - len(snaps)
     assert missed <= 0.05 * n_windows * PER_WINDOW, f"{missed} ticks missed"
     moved = [r for r in snaps if r["dir_move_pct"] is not None]
-    early, late = _early_late(run, fam)
+    early, late = _early_late(run, fam, snaps)
     assert late and len(moved) >= len(late)
     assert all(r["dir_move_pct"] is None for r in early)
     assert all(r["dir_move_pct"] is not None for r in late)
 
 
-def _early_late(run: Stores, fam: str) -> tuple[list[dict], list[dict]]:
-    """A move needs the start's observation: the family's rows captured before the relay
-    (Binance: its kline stream) published it, and those captured well after (a quarter second
-    for its delivery)."""
-    w = LEN[fam]
-    snaps = _inside(run.combined[0], run.span, w)
+def _early_late(run: Stores, fam: str, snaps: list[dict]) -> tuple[list[dict], list[dict]]:
+    """A move needs the start's observation: the family's rows (``snaps``) captured before the
+    relay (Binance: its kline stream) published it, and those captured well after (a quarter
+    second for its delivery)."""
     d = run.relay_delay if fam != "1h" else (lambda s: BINANCE_DELAY_S)
     early = [r for r in snaps if r["captured_at"] < r["slot_ts"] + d(r["slot_ts"])]
     late = [r for r in snaps if r["captured_at"] > r["slot_ts"] + d(r["slot_ts"]) + 0.25]
@@ -192,7 +190,8 @@ def test_some_rows_were_captured_before_the_start_price(run: Stores) -> None:
     """Not vacuous: the no-move-before-the-start-price check above saw rows, pooled over the
     families (one family alone can have none when the box is loaded: its first ticks are then
     all captured after a relay delay that can be ~0 s; seen once for 5m)."""
-    early = [r for fam in FAMS for r in _early_late(run, fam)[0]]
+    early = [r for fam in FAMS
+             for r in _early_late(run, fam, _inside(run.combined[0], run.span, LEN[fam]))[0]]
     assert early and all(r["dir_move_pct"] is None for r in early)
 
 
