@@ -134,7 +134,7 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
                         "(no policy key: min_confidence and linear size)")
     p.add_argument("--policy-days", type=days(0, 3650, lo_open=False), default=None,
                    help="days after calibration (before the test days; before the fit with "
-                        "--split-layout recent) where --policy edge chooses its thresholds "
+                        "--split-layout recent or latest) where --policy edge chooses its thresholds "
                         "(default: 15%% of the span, at most --test-days)")
 
 
