@@ -5,11 +5,12 @@ benchmark row.
 family x 7 assets at real lengths, every price source) and three collectors on it, side by side:
 - ``traced``: ``slotml collect`` under ``tracemalloc`` (10 frames), dumping a snapshot every
   ``--every`` minutes into DIR (compare two with ``--compare A B``);
-- ``plain``: the same command as the benchmark's measured collector;
-- ``arena2``: the same with ``MALLOC_ARENA_MAX=2`` (glibc's per-thread arenas fragment under the
-  store's worker threads; if this one stays flat the growth is the allocator's, not a leak);
-- ``mmap128k``: the same with ``MALLOC_MMAP_THRESHOLD_=131072`` (glibc's main heap creeping with
-  its in-use bytes flat is fragmentation; a fixed mmap threshold keeps blocks >= 128 KiB out of it).
+- ``plain``: the same command as the benchmark's measured collector (as shipped: glibc's mmap
+  threshold fixed at 128 KiB, ingest/heap.py);
+- ``dynamic``: the same with ``--mmap-threshold-kib 0``, glibc's dynamic threshold (the collector
+  before the fix: its main heap crept with its in-use bytes flat, fragmentation);
+- ``arena2``: ``dynamic`` with ``MALLOC_ARENA_MAX=2`` (glibc's per-thread arenas fragment under
+  the store's worker threads; if this one stays flat the growth is the arenas', not a leak).
 
 ``--runs`` picks which of them run (default all four).
 
@@ -60,8 +61,10 @@ def _rss(pid: int) -> dict[str, float]:
             if (m := re.search(rf"{k}:\s+(\d+) kB", text))}
 
 
-RUNS = {"traced": {}, "plain": {}, "arena2": {"MALLOC_ARENA_MAX": "2"},
-        "mmap128k": {"MALLOC_MMAP_THRESHOLD_": "131072"}}
+DYNAMIC = ["--mmap-threshold-kib", "0"]
+RUNS: dict[str, tuple[dict[str, str], list[str]]] = {  # name: (environment, extra flags)
+    "traced": ({}, []), "plain": ({}, []), "dynamic": ({}, DYNAMIC),
+    "arena2": ({"MALLOC_ARENA_MAX": "2"}, DYNAMIC)}
 
 
 def run(minutes: float, every_min: float, out: Path, runs: list[str]) -> None:
@@ -78,8 +81,8 @@ def run(minutes: float, every_min: float, out: Path, runs: list[str]) -> None:
             (tmp / name).mkdir()
             hp = _port()
             cmd = _collect_cmd(slotml, tmp / name, sim_port, hp, ["all"], True, extra,
-                               ",".join(FAMILIES), None)
-            env = {**os.environ, **RUNS[name]}
+                               ",".join(FAMILIES), None) + RUNS[name][1]
+            env = {**os.environ, **RUNS[name][0]}
             if name == "traced":
                 cmd = [sys.executable, "-c", _WRAPPER, str(out), str(60 * every_min), *cmd[1:]]
             procs[name] = (subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL,

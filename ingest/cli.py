@@ -98,6 +98,10 @@ def _register_collect(sub: argparse._SubParsersAction) -> None:
                    "at least 3)")
     p.add_argument("--no-trades", action="store_true",
                    help="do not record the trade tape (last_trade_price prints, tape gaps)")
+    p.add_argument("--mmap-threshold-kib", type=integer(0, 32 * 1024, "KiB"), default=128,
+                   help="fix glibc's mmap threshold at this many KiB so large frames are given "
+                   "back to the OS and RSS stays flat over days (ingest/heap.py), 0..32768; 0 = "
+                   "glibc's dynamic threshold; env MALLOC_MMAP_THRESHOLD_ wins (default 128)")
     p.set_defaults(func=_collect)
 
     r = sub.add_parser("rederive", help="rebuild snapshot rows and the trade tape from a "
@@ -118,13 +122,16 @@ def _register_collect(sub: argparse._SubParsersAction) -> None:
 
 def _collect(args: argparse.Namespace) -> int:
     import asyncio
+    import logging
 
     from slotml.ingest.collector import run_collector
     from slotml.ingest.config import config_from_args
+    from slotml.ingest.heap import fix_mmap_threshold
     from slotml.settings import start_command
 
     cfg = config_from_args(args)
     start_command(args, cfg)
+    logging.getLogger("slotml.ingest").info(fix_mmap_threshold(cfg.mmap_threshold_kib))
     return asyncio.run(run_collector(cfg))
 
 

@@ -70,6 +70,7 @@ class CollectorConfig:
     max_clock_offset: float = 5.0  # /health answers 503 beyond this (seconds vs venue stamps)
     lookahead_windows: int | None = None  # None = derived from the discovery interval
     trades: bool = True  # record the trade tape (slot_trades, slot_tape_gaps); --no-trades
+    mmap_threshold_kib: int = 128  # glibc's mmap threshold, fixed (ingest/heap.py); 0 = dynamic
 
     @property
     def fams(self) -> tuple[str, ...]:
@@ -196,4 +197,5 @@ def config_from_args(args) -> CollectorConfig:  # noqa: ANN001 - argparse.Namesp
         queue_max=args.queue_max,
         spool_max_mb=args.spool_max_mb,
         trades=not getattr(args, "no_trades", False),
+        mmap_threshold_kib=getattr(args, "mmap_threshold_kib", 128),
     )
