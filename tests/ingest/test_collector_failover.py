@@ -150,7 +150,8 @@ def test_null_settlement_prices_only_near_the_kill(run: Run) -> None:
             checked += 1
         if r["final_price"] is not None:
             assert r["final_price"] == pytest.approx(o["final_price"], rel=1e-12)
-        elif r["end_ts"] + 3 < run.t_stop:
+        elif r["end_ts"] + 5 < run.t_stop:  # ended long enough ago to have its final price
+            # (3 s left 0.7 s of slack over the relay's delay on a loaded box)
             assert near_kill(run, r["end_ts"]), (r["slug"], r["end_ts"] - run.t_kill)
     assert checked >= 2 * len(SYMBOLS), checked
     for r in run.snaps:

@@ -391,15 +391,23 @@ def test_windows_only_the_spool_knew_are_resolved_after_a_crash_in_an_outage(
         wait_for(lambda: _count(rig.db) > 10, timeout=30, what="first snapshots")
         rig.cut()
         t_cut = time.time()
-        time.sleep(6.5)  # discovery spools the next window or two
+
+        def new_windows() -> list[int]:
+            # windows first discovered during the cut: only the spool will know them
+            return sorted({int(x.split("-5s-")[1].split()[0]) for x in c1.text().splitlines()
+                           if "discovered btc-updown-5s-" in x and _log_ts(x) > t_cut})
+
+        wait_for(lambda: len(new_windows()) >= 2, timeout=30, interval=0.2,
+                 what="two windows discovered during the cut")
+        # their registrations (one resolution row per asset) are in the spool before the kill
+        wait_for(lambda: ((c1.health()[1] or {}).get("ledger") or {}).get("spooled", {})
+                 .get("r", 0) >= len(SYMBOLS) * len(new_windows()), timeout=10, interval=0.2,
+                 what="the new windows' rows spooled")
         c1.kill()
     finally:
         if c1.proc.poll() is None:
             c1.kill()
-    # windows first discovered during the cut, left to end before the restart: only the
-    # spool knew them
-    spool_only = sorted({int(x.split("-5s-")[1].split()[0]) for x in c1.text().splitlines()
-                         if "discovered btc-updown-5s-" in x and _log_ts(x) > t_cut})
+    spool_only = new_windows()  # left to end before the restart
     assert spool_only, c1.text()
     restart_at = max(spool_only) + 5 + 1.0
     time.sleep(max(0.0, restart_at - time.time()))
