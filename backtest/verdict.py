@@ -241,7 +241,11 @@ def pnl_png(result: BacktestResult, path: Path) -> Path:
     ax.set_xlabel("day")
     ax.set_ylabel("cumulative PnL ($)")
     ax.set_title(f"backtest ({fill}): {result.model}")
-    ax.legend()
+    if ax.get_lines()[:-1]:  # the zero line is not a policy
+        ax.legend()
+    else:
+        ax.text(0.5, 0.5, f"no policy was backtested with {fill} fills", transform=ax.transAxes,
+                ha="center")
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
