@@ -241,7 +241,7 @@ def pnl_png(result: BacktestResult, path: Path) -> Path:
     ax.set_xlabel("day")
     ax.set_ylabel("cumulative PnL ($)")
     ax.set_title(f"backtest ({fill}): {result.model}")
-    if ax.get_lines()[:-1]:  # the zero line is not a policy
+    if ax.get_legend_handles_labels()[0]:  # the policies' lines (the zero line has no label)
         ax.legend()
     else:
         ax.text(0.5, 0.5, f"no policy was backtested with {fill} fills", transform=ax.transAxes,

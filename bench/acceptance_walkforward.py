@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from bench.acceptance_shift import DAY, brier, history, line, train_and_predict
+from slotml.train.split import LAYOUTS
 
 AIM = 1.03  # the "within 3% of the oracle"
 COLUMNS = ("symbol", "slot_ts", "point", "y", "model", "oracle", "book")  # of a period's rows.npz
@@ -147,7 +148,7 @@ def main() -> int:
     ap.add_argument("--sliding", type=float, default=None, help="walkforward --sliding DAYS")
     ap.add_argument("--half-life-days", type=float, default=None,
                     help="walkforward --half-life-days (work dirs kept apart)")
-    ap.add_argument("--split-layout", choices=["standard", "recent", "latest"], default="standard",
+    ap.add_argument("--split-layout", choices=LAYOUTS, default="standard",
                     help="walkforward --split-layout (work dirs of another layout are kept apart)")
     ap.add_argument("--days", type=int, default=90)
     ap.add_argument("--shift-day", type=int, default=60)

@@ -28,6 +28,7 @@ def _register_collect(sub: argparse._SubParsersAction) -> None:
         ws_url,
     )
     from slotml.ingest.config import PRICE_SOURCES
+    from slotml.ingest.heap import MAX_KIB
     from slotml.settings import add_common_args
 
     p = sub.add_parser("collect", help="run the collector daemon (Gamma + CLOB + live-data -> store)",
@@ -98,9 +99,9 @@ def _register_collect(sub: argparse._SubParsersAction) -> None:
                    "at least 3)")
     p.add_argument("--no-trades", action="store_true",
                    help="do not record the trade tape (last_trade_price prints, tape gaps)")
-    p.add_argument("--mmap-threshold-kib", type=integer(0, 32 * 1024, "KiB"), default=128,
+    p.add_argument("--mmap-threshold-kib", type=integer(0, MAX_KIB, "KiB"), default=128,
                    help="fix glibc's mmap threshold at this many KiB so large frames are given "
-                   "back to the OS and RSS stays flat over days (ingest/heap.py), 0..32768; 0 = "
+                   f"back to the OS and RSS stays flat over days (ingest/heap.py), 0..{MAX_KIB}; 0 = "
                    "glibc's dynamic threshold; env MALLOC_MMAP_THRESHOLD_ wins (default 128)")
     p.set_defaults(func=_collect)
 

@@ -17,18 +17,18 @@ starts: it wins and is left alone.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 
 M_MMAP_THRESHOLD = -3  # glibc's malloc.h
 ENV = "MALLOC_MMAP_THRESHOLD_"
-MAX_KIB = 32 * 1024  # glibc refuses a fixed threshold above HEAP_MAX_SIZE / 2 (64-bit: 32 MiB)
+MAX_KIB = 32 * 1024  # --mmap-threshold-kib's top: glibc refuses a fixed threshold above HEAP_MAX_SIZE / 2 (64-bit: 32 MiB)
 
 
 def _libc() -> ctypes.CDLL | None:
-    name = ctypes.util.find_library("c")
+    # the running process's own symbols: libc is loaded already, and find_library("c") would
+    # spawn ldconfig at every start-up
     try:
-        libc = ctypes.CDLL(name)
+        libc = ctypes.CDLL(None)
         libc.gnu_get_libc_version  # noqa: B018 - only glibc has it
         libc.mallopt  # noqa: B018
     except (OSError, AttributeError, TypeError):
