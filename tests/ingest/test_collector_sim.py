@@ -18,6 +18,7 @@ import pytest
 from slotml.settings import DbUrl
 from slotml.sim.config import SimConfig
 from slotml.sim.runner import sim_in_thread
+from slotml.sim.services.books import BOOK_LEAD_S
 from tests.ingest.collector_harness import (
     BACKENDS,
     CollectorThread,
@@ -94,11 +95,11 @@ def collect(db: DbUrl, tmp: Path) -> Run:
         for r in snaps:
             m = sim.market(r["symbol"], r["slot_ts"])
             markets[(r["symbol"], r["slot_ts"])] = m
-            second = math.floor(r["tick_ms"] / 1000 + 0.25)  # the sim's book_second
             for tok in m.tokens:
-                if (tok, second) not in quotes:
-                    quotes[(tok, second)] = get_json(
-                        f"{sim.control_url}/quote?token_id={tok}&t={second}")[1]
+                for sec in _seconds(r):
+                    if (tok, sec) not in quotes:
+                        quotes[(tok, sec)] = get_json(
+                            f"{sim.control_url}/quote?token_id={tok}&t={sec}")[1]
             s = last_published(sim.world.relay_delay, r["captured_at"])
             for ss in (s, s - 1):
                 if (r["symbol"], ss) not in prices:
@@ -114,6 +115,25 @@ def collect(db: DbUrl, tmp: Path) -> Run:
             markets[(r["symbol"], prev.start)] = prev
         return Run(scfg, t_start, t_stop, snaps, res, quotes, prices, outcomes, markets,
                    sim.world.relay_delay, health, metrics_text, counters, tmp / "raw", cfg)
+
+
+def _seconds(r: dict) -> list[int]:
+    """The sim's book seconds whose quote row r may hold: the tick's (published at its second
+    - BOOK_LEAD_S), and the second before when the row itself shows its older token's book was
+    last updated before the tick's second began: that token's frame of the new second had not
+    arrived at capture (late on a loaded box), so the row rightly holds the previous state."""
+    second = math.floor(r["tick_ms"] / 1000 + BOOK_LEAD_S)
+    age = r["book_age_s"]
+    late = age is not None and r["captured_at"] - age < second
+    return [second, second - 1] if late else [second]
+
+
+def _quote(run: Run, r: dict, tok: str, top: tuple) -> tuple[dict, bool]:
+    """The sim's quote for row r's token and whether it is the previous second's: that one only
+    when the row is late (``_seconds``) and its top of book is that second's."""
+    qs = [run.quotes[(tok, sec)] for sec in _seconds(r)]
+    prev = next((q for q in qs[1:] if (q["bid"], q["ask"], q["bid_size"], q["ask_size"]) == top), None)
+    return (prev, True) if prev is not None else (qs[0], False)
 
 
 def last_published(delay, t: float) -> int:
@@ -156,10 +176,9 @@ def test_books_equal_what_the_sim_quoted_at_the_tick(run: Run) -> None:
     compared = nulls = 0
     for r in run.snaps:
         m = run.markets[(r["symbol"], r["slot_ts"])]
-        second = math.floor(r["tick_ms"] / 1000 + 0.25)
         for tok, side in ((m.up_token, "up"), (m.down_token, "down")):
-            q = run.quotes[(tok, second)]
             got = (r[f"bid_{side}"], r[f"ask_{side}"], r[f"bid_size_{side}"], r[f"ask_size_{side}"])
+            q, _ = _quote(run, r, tok, got)
             if got == (None, None, None, None) and (q["bid"] is not None or q["ask"] is not None):
                 nulls += 1  # no book yet on this connection: NULL, never a wrong value
                 continue
@@ -181,14 +200,15 @@ def test_depth_equals_the_sims_published_book(run: Run) -> None:
     exact = flickered = 0
     for r in run.snaps:
         m = run.markets[(r["symbol"], r["slot_ts"])]
-        second = math.floor(r["tick_ms"] / 1000 + 0.25)
+        second = math.floor(r["tick_ms"] / 1000 + BOOK_LEAD_S)
         before_flicker = r["captured_at"] < second + FLICKER_AFTER_S - 0.01
         for tok, token in ((m.up_token, "up"), (m.down_token, "down")):
             if r[f"bid_{token}"] is None and r[f"ask_{token}"] is None:
                 assert all(r[f"{sd}_{token}_l{k}"] is None for sd in ("bid", "ask", "bid_size",
                                                                        "ask_size") for k in range(1, 6))
                 continue  # no book yet (test_books_equal... bounds these)
-            q = run.quotes[(tok, second)]
+            q, held = _quote(run, r, tok, (r[f"bid_{token}"], r[f"ask_{token}"],
+                                           r[f"bid_size_{token}"], r[f"ask_size_{token}"]))
             moved = 0
             for side, key in (("bid", "bids"), ("ask", "asks")):
                 want = [tuple(lv) for lv in q[key]] + [(None, None)] * (5 - len(q[key]))
@@ -198,10 +218,10 @@ def test_depth_equals_the_sims_published_book(run: Run) -> None:
                 assert got[0] == want[0], f"{m.slug} {token} {side}: {got} vs {want}"
                 for (_, a), (_, b) in zip(got[1:], want[1:], strict=True):
                     if a != b:
-                        assert not before_flicker, f"{m.slug} {token} {side}: {got} vs {want}"
+                        assert held or not before_flicker, f"{m.slug} {token} {side}: {got} vs {want}"
                         assert 0.69 * b <= a <= 1.31 * b, (got, want)
                         moved += 1
-            assert moved <= 1, (r, q)
+            assert moved <= 1 or held, (r, q)  # a held book had a second more of flicker
             exact += moved == 0
             flickered += moved
     assert exact >= 0.4 * 2 * len(run.snaps), (exact, flickered)
