@@ -9,6 +9,7 @@ current champion. Nothing is degraded: on stationary data a refusal is a false a
 rule, and the aim is a refusal rate below 20%.
 
     python -m bench.challenge_rate [--weeks 20] [--initial-weeks 4] [--work-dir DIR]
+                                   [--history DIR] [--calibration isotonic|platt]
     python -m bench.challenge_rate --reeval [--work-dir DIR]   # the same pairs, other levels
 
 ``--reeval`` compares each week's stored (champion, challenger) pair again and says what the
@@ -17,7 +18,9 @@ rule would have decided with the Brier check alone and with the PnL check at 95%
 champions).
 
 Not part of ``make test`` (about a minute or two a week on 2 cores). Prints one line a week and a
-summary; writes ``<work-dir>/challenge_weeks.jsonl`` and the models' ``registry.jsonl``.
+summary; writes ``<work-dir>/challenge_weeks.jsonl`` (each week's decision, CIs, bootstrap shares
+and both models' thresholds) and the models' ``registry.jsonl``. The summary also reads the
+same pairs with expanded-percentile CIs (small-sample coverage, see ``expanded_ok``).
 """
 
 from __future__ import annotations
@@ -29,6 +32,9 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 DAY_S = 86400
 WEEK_S = 7 * DAY_S
@@ -55,6 +61,18 @@ def history(d: Path, days: float, seed: int) -> None:
     marker.write_text(key)
 
 
+def thresholds(models: Path, champion: str | None, challenger: str) -> dict[str, Any]:
+    """Each model's chosen edge-policy thresholds (its card's ``entry_policy.chosen``, without
+    the grid): were the two models trading the same min_edge when one was refused?"""
+    out: dict[str, Any] = {}
+    for name, f in (("champion", champion), ("challenger", challenger)):
+        card = models / f"{Path(f).stem}_card.json" if f else None
+        ok = card is not None and card.exists()
+        chosen = (json.loads(card.read_text()).get("entry_policy") or {}).get("chosen") if ok else None
+        out[name] = {k: chosen.get(k) for k in ("min_edge", "kelly_fraction", "fill")} if chosen else None
+    return out
+
+
 def first_slot(lake: Path) -> int:
     from slotml.lake import connect
 
@@ -73,6 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--work-dir", type=Path, default=Path("/tmp/slotml_bench_challenge"))
     ap.add_argument("--history", type=Path, default=None,
                     help="an exported data dir to use instead of backfilling one")
+    ap.add_argument("--calibration", choices=["isotonic", "platt"], default="isotonic",
+                    help="every model's calibration (train's --calibration; default isotonic)")
     ap.add_argument("--reeval", action="store_true",
                     help="re-compare the stored weekly pairs and report other levels")
     a = ap.parse_args(argv)
@@ -102,7 +122,8 @@ def main(argv: list[str] | None = None) -> int:
             continue
         slot_to = start + (a.initial_weeks + k) * WEEK_S
         cfg = TrainConfig(data_dir=hist, lake_dir=lake, models_dir=models,
-                          split=SplitConfig(test_days=7.0, policy_days=None), slot_to=slot_to)
+                          split=SplitConfig(test_days=7.0, policy_days=None), slot_to=slot_to,
+                          calibration=a.calibration)
         t0 = time.monotonic()
         o = run_challenge(cfg)
         b = o.decision.get("brier") or {}
@@ -111,6 +132,9 @@ def main(argv: list[str] | None = None) -> int:
                "champion": o.champion, "challenger": o.challenger.model_path.name,
                "brier_diff": b.get("difference"), "brier_ci": b.get("ci"),
                "pnl_diff": p.get("difference"), "pnl_ci": p.get("ci"),
+               "brier_share_over_margin": b.get("share_over_margin"), "brier_days": b.get("days"),
+               "pnl_share_worse": p.get("share_worse"), "pnl_days": p.get("days"),
+               "thresholds": thresholds(models, o.champion, o.challenger.model_path.name),
                "seconds": round(time.monotonic() - t0, 1)}
         with out_path.open("a") as f:
             f.write(json.dumps(rec) + "\n")
@@ -122,7 +146,32 @@ def main(argv: list[str] | None = None) -> int:
     rate = len(refused) / len(weeks) if weeks else float("nan")
     print(f"\nchallenges: {len(weeks)} weeks, refused {len(refused)} ({rate:.0%}): weeks {refused}; "
           f"aim < 20%: {'met' if rate < 0.2 else 'NOT met'}")
+    exp = [r["week"] for r in weeks if not expanded_ok(r)]
+    print(f"read with expanded-percentile CIs (Hesterberg; same pairs, approximate): refused "
+          f"{len(exp)} ({len(exp) / max(len(weeks), 1):.0%}): weeks {exp}")
     return 0
+
+
+def expanded_ok(r: dict[str, Any], level: float = 0.90, margin: float = 0.001) -> bool:
+    """Would the week's pair pass with both CIs widened to small-sample coverage (the
+    expanded percentile interval, Hesterberg 2015: alpha' / 2 = Phi(-sqrt(n / (n - 1)) *
+    t_{alpha / 2, n - 1}), n = the days resampled)? Read from the shares of bootstrap draws
+    the registry keeps; None shares (no CI) keep the week's own decision."""
+    from scipy import stats
+
+    def tail(n: int | None) -> float | None:
+        if not n or n < 2:
+            return None
+        t = stats.t.ppf(1 - (1 - level) / 2, n - 1)
+        return float(stats.norm.cdf(-np.sqrt(n / (n - 1)) * t))
+
+    ab, ap = tail(r.get("brier_days")), tail(r.get("pnl_days"))
+    so, sw = r.get("brier_share_over_margin"), r.get("pnl_share_worse")
+    if ab is None or so is None:
+        return bool(r["promoted"])
+    if so > ab:
+        return False
+    return not (ap is not None and sw is not None and sw > 1 - ap)
 
 
 def reeval(work: Path, hist: Path) -> int:
