@@ -36,6 +36,8 @@ from typing import Any
 
 import numpy as np
 
+from slotml.model_file import CALIBRATIONS
+
 DAY_S = 86400
 WEEK_S = 7 * DAY_S
 END = "2026-11-01"
@@ -91,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--work-dir", type=Path, default=Path("/tmp/slotml_bench_challenge"))
     ap.add_argument("--history", type=Path, default=None,
                     help="an exported data dir to use instead of backfilling one")
-    ap.add_argument("--calibration", choices=["isotonic", "platt"], default="isotonic",
+    ap.add_argument("--calibration", choices=CALIBRATIONS, default="isotonic",
                     help="every model's calibration (train's --calibration; default isotonic)")
     ap.add_argument("--reeval", action="store_true",
                     help="re-compare the stored weekly pairs and report other levels")
@@ -152,12 +154,17 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def expanded_ok(r: dict[str, Any], level: float = 0.90, margin: float = 0.001) -> bool:
+def expanded_ok(r: dict[str, Any]) -> bool:
     """Would the week's pair pass with both CIs widened to small-sample coverage (the
     expanded percentile interval, Hesterberg 2015: alpha' / 2 = Phi(-sqrt(n / (n - 1)) *
     t_{alpha / 2, n - 1}), n = the days resampled)? Read from the shares of bootstrap draws
-    the registry keeps; None shares (no CI) keep the week's own decision."""
+    the registry keeps (the margin is already in them); None shares (no CI) keep the week's
+    own decision. The level is the promotion rule's own."""
     from scipy import stats
+
+    from slotml.train.challenge import Rule
+
+    level = Rule().level
 
     def tail(n: int | None) -> float | None:
         if not n or n < 2:
