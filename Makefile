@@ -21,8 +21,13 @@ demo: install
 
 # The whole suite; prints its slowest tests. MySQL tests need SLOTML_TEST_MYSQL_URL's server
 # (.ci/run prepares one); without it they are reported loudly at the end, and fail under CI=true.
+# TEST_WORKERS pytest-xdist processes, one file each at a time (--dist loadfile keeps a module's
+# shared run in one process): much of the suite waits on the wall clock (real-time collector
+# scenarios), so two processes on two cores overlap that waiting with the CPU-bound tests.
+# TEST_WORKERS=0 runs in this process (pdb, -x).
+TEST_WORKERS ?= 2
 test: install
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 bench: install
 	$(BIN)/python -m bench $(BENCH_ARGS)

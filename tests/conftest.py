@@ -21,17 +21,30 @@ _mysql_state: dict[str, str | None] = {"error": None, "checked": None}
 
 
 def _mysql_url() -> DbUrl:
-    return DbUrl.parse(os.environ.get("SLOTML_TEST_MYSQL_URL", DEFAULT_TEST_MYSQL_URL))
+    """SLOTML_TEST_MYSQL_URL; under pytest-xdist (``make test``), each worker gets a database of
+    its own, ``<database>_<worker>`` (e.g. slotml_test_gw0; the test user may create
+    ``slotml_test_*``), so tests that drop every table never meet in one database."""
+    import dataclasses
+
+    url = DbUrl.parse(os.environ.get("SLOTML_TEST_MYSQL_URL", DEFAULT_TEST_MYSQL_URL))
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    return dataclasses.replace(url, database=f"{url.database}_{worker}") if worker else url
 
 
 def _mysql_reachable(url: DbUrl) -> str | None:
-    """None if we can log in, else the reason."""
+    """None if we can log in (creating a worker's own database first), else the reason."""
     import pymysql
 
     try:
         conn = pymysql.connect(host=url.host, port=url.port, user=url.user,
-                               password=url.password, database=url.database, connect_timeout=3)
-        conn.close()
+                               password=url.password, connect_timeout=3, autocommit=True)
+        try:
+            if os.environ.get("PYTEST_XDIST_WORKER"):
+                with conn.cursor() as cur:
+                    cur.execute(f"CREATE DATABASE IF NOT EXISTS `{url.database}`")
+            conn.select_db(url.database)
+        finally:
+            conn.close()
         return None
     except Exception as e:  # noqa: BLE001 - any failure means "not usable"
         return f"{type(e).__name__}: {e}"
@@ -49,6 +62,22 @@ def drop_all_tables(url: DbUrl) -> None:
                 cur.execute(f"DROP TABLE IF EXISTS `{name}`")
     finally:
         conn.close()
+
+
+@pytest.fixture(autouse=True)
+def _no_stale_log_handlers():
+    """A command run in-process (``main([...])``) points the root logger at the sys.stderr of
+    its moment, under capsys a capture file closed when the test ends; the next test's log
+    records (a sim thread's, say) would then print "--- Logging error" into that test's stderr.
+    Remove the plain StreamHandlers a test added (pytest's own capture handlers are subclasses)."""
+    import logging
+
+    root = logging.getLogger()
+    before = set(map(id, root.handlers))
+    yield
+    for h in list(root.handlers):
+        if type(h) is logging.StreamHandler and id(h) not in before:
+            root.removeHandler(h)
 
 
 @pytest.fixture(scope="session")
@@ -87,9 +116,6 @@ def any_db(request: pytest.FixtureRequest, tmp_path: Path) -> DbUrl:
     return request.getfixturevalue("mysql_db")
 
 
-_browser_state: dict[str, str | None] = {"error": None}
-
-
 @pytest.fixture(scope="session")
 def chromium() -> tuple[str, str]:
     """(chromium, chromedriver) paths for the browser tests, or skip (fail under CI=true).
@@ -101,7 +127,6 @@ def chromium() -> tuple[str, str]:
     driver = shutil.which("chromedriver")
     if not browser or not driver:
         missing = " and ".join(n for n, p in (("chromium", browser), ("chromedriver", driver)) if not p)
-        _browser_state["error"] = f"{missing} not found"
         msg = f"browser tests need {missing} (apt-get install chromium chromium-driver)"
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(msg + " - CI must run the browser tests (.ci/run installs them)")
@@ -109,16 +134,28 @@ def chromium() -> tuple[str, str]:
     return browser, driver
 
 
+def _skip_reason(terminalreporter, marker: str) -> str | None:
+    """The first skip reason containing ``marker``: read from the reports, so the loud lines
+    below also appear when the skips happened in pytest-xdist workers (other processes)."""
+    for rep in terminalreporter.stats.get("skipped", []):
+        reason = rep.longrepr[2] if isinstance(rep.longrepr, tuple) else str(rep.longrepr)
+        if marker in reason:
+            return reason.removeprefix("Skipped: ")
+    return None
+
+
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # noqa: ARG001
-    berr = _browser_state["error"]
-    if berr and os.environ.get("CI", "").lower() != "true":
+    if os.environ.get("CI", "").lower() == "true":
+        return  # under CI both fail the run instead of skipping
+    berr = _skip_reason(terminalreporter, "browser tests need")
+    if berr:
         terminalreporter.write_line("")
         terminalreporter.write_line(
             "!!! BROWSER TESTS DID NOT RUN: " + berr + ". Install Debian's chromium and "
             "chromium-driver (sudo bash .ci/run does it)", red=True, bold=True,
         )
-    err = _mysql_state["error"]
-    if err and os.environ.get("CI", "").lower() != "true":
+    err = _skip_reason(terminalreporter, "MySQL test server")
+    if err:
         terminalreporter.write_line("")
         terminalreporter.write_line(
             "!!! MySQL TESTS DID NOT RUN: " + err + ". Start MariaDB and create the test user "
