@@ -223,13 +223,25 @@ def _close(a: Any, b: Any) -> bool:
                       and a == pytest.approx(b, rel=1e-12, abs=1e-12))
 
 
-def _unexplained(run: Stores, r: dict, prev: dict | None, diff: set[str], res: dict) -> list:
+def _rolled(earlier: list[dict], tok: str) -> dict | None:
+    """The latest of ``earlier`` (the same process's previous rows of the window) whose read
+    started the token's touch range again: one that carried the token's book. A tick without it
+    (no book yet, or the stream stale) reads nothing, so the range goes on from before it."""
+    for p in reversed(earlier):
+        if p[f"bid_{tok}"] is not None or p[f"ask_{tok}"] is not None:
+            return p
+    return None
+
+
+def _unexplained(run: Stores, r: dict, earlier: list[dict], diff: set[str], res: dict) -> list:
     """The columns of ``diff`` whose value in row r is not what the sim sent within the row's
-    tolerance window (``prev``: the same process's previous row of the window, for the touch)."""
+    tolerance window (``earlier``: the same process's previous rows of the window, for the
+    touch)."""
     bad: list = []
     states = run.books_sent[res["slug"]]
     shown = _shown(states, r)
     for tok, token in (("up", res["up_token_id"]), ("down", res["down_token_id"])):
+        prev = _rolled(earlier, tok)
         if diff & BOOK[tok]:  # the token's whole book (every level) is one state the sim sent
             got = {k: r[k] for k in BOOK[tok]}
             if not any(all(_close(got[k], v) for k, v in _book_cols(states[i]["books"][token],
@@ -286,14 +298,16 @@ def test_separate_processes_write_the_same_rows(run: Stores, fam: str) -> None:
                                                                if k not in TIMING}
                 for r in rows}
 
-    def by_key(rows: list[dict]) -> tuple[dict[tuple, dict], dict[tuple, dict | None]]:
-        """Each row by key, and the same process's previous row of its window (or None)."""
+    def by_key(rows: list[dict]) -> tuple[dict[tuple, dict], dict[tuple, list[dict]]]:
+        """Each row by key, and the same process's earlier rows of its window (oldest first)."""
         rows = sorted(rows, key=lambda r: (r["symbol"], r["slot_ts"], r["tick_ms"]))
         full = {(r["symbol"], r["slot_ts"], r["tick_ms"]): r for r in rows}
-        prev = {(r["symbol"], r["slot_ts"], r["tick_ms"]):
-                (p if p is not None and (p["symbol"], p["slot_ts"]) == (r["symbol"], r["slot_ts"])
-                 else None) for p, r in zip([None, *rows], rows, strict=False)}
-        return full, prev
+        earlier: dict[tuple, list[dict]] = {}
+        for r in rows:
+            earlier[(r["symbol"], r["slot_ts"], r["tick_ms"])] = [
+                p for p in rows if (p["symbol"], p["slot_ts"]) == (r["symbol"], r["slot_ts"])
+                and p["tick_ms"] < r["tick_ms"]]
+        return full, earlier
 
     assert strip(a_r) == strip(c_r) and len(a_r) == len(SYMBOLS) * (run.span[1] - run.span[0]) // w
     res = {(r["symbol"], r["slot_ts"]): r for r in c_r}
@@ -307,8 +321,8 @@ def test_separate_processes_write_the_same_rows(run: Stores, fam: str) -> None:
             same += 1
             continue
         diff = {c for c in sa[k] if not _close(sa[k][c], sc[k][c])}
-        for name, (full, prev) in zip(("alone", "combined"), sides, strict=True):
-            bad = _unexplained(run, full[k], prev[k], diff, res[k[:2]])
+        for name, (full, earlier) in zip(("alone", "combined"), sides, strict=True):
+            bad = _unexplained(run, full[k], earlier[k], diff, res[k[:2]])
             if bad:
                 unexplained.append((k, name, sorted(diff), bad))
     print(f"{fam}: {len(sa)} rows alone, {len(sc)} combined, {len(common)} common, "
