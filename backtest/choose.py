@@ -8,6 +8,11 @@ the book is fair, and adverse selection takes it back: only queue-aware fills se
 pair with the largest PnL among those with at least ``MIN_FILLS`` fills wins (ties: the higher
 min_edge, the smaller fraction). Without a trade tape nothing is chosen (the model keeps the
 design's rule) and the reason is returned.
+
+At the default sizes (order 10 shares, market minimum 5) the fractions cannot differ: Kelly's
+f* = edge / (1 - cost) is at most 1, so 10 x 0.5 x f* <= 5 and every order is raised to the
+minimum. The grid's fractions then tie and the tie rule keeps the smallest; they matter once a
+bot's ``--order-size`` is large against the minimum (seen on every card of issue 20's runs).
 """
 
 from __future__ import annotations
