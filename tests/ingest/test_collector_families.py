@@ -260,7 +260,9 @@ def _unexplained(run: Stores, r: dict, earlier: list[dict], diff: set[str], res:
                         ranges.add((min(asks) if asks else None, max(bids) if bids else None))
             got_t = (r[f"ask_{tok}_low"], r[f"bid_{tok}_high"])
             if got_t not in ranges:
-                bad.append((tok, "touch", got_t, sorted(ranges, key=str)))
+                bad.append((tok, "touch", got_t, sorted(ranges, key=str), "since tick",
+                            None if prev is None else prev["tick_ms"],
+                            "earlier ticks", [p["tick_ms"] for p in earlier]))
     if diff & PRICES:  # the relay's observations shown in the window; moves from those
         path = run.world.path(r["symbol"])
         seconds = range(last_published(run.relay_delay, r["tick_ms"] / 1000 - TOL) - 1,
