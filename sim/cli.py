@@ -28,7 +28,7 @@ def _world_args(p: argparse.ArgumentParser) -> None:
                    help="windows that never resolve (default 0 for serve, 0.003 for backfill)")
     p.add_argument("--shift", choices=["none", "lag"], default="none",
                    help="a regime shift from --shift-day on (sim/shift.py): lag = the settlement "
-                        "TWAP lags spot 180 s more (default none: the world is unchanged)")
+                        "TWAP lags spot 200 s more (default none: the world is unchanged)")
     p.add_argument("--shift-day", type=days(0, 3650), default=None,
                    help="days after the start (serve: now; backfill: the history's first window) "
                         "at which --shift begins, rounded up to a window start")

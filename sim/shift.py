@@ -35,15 +35,16 @@ import numpy as np
 from slotml.errors import UserError
 
 SHIFTS = ("none", "lag")
-# Extra seconds the settlement TWAP lags spot after the shift. 180 s, measured with
-# ``python -m bench.acceptance_shift`` (seed 42, 90 days, shift at day 60; README "Regime
-# shift"): a model frozen at day 59 goes from 1.014x the oracle's Brier before the shift to
-# 1.047x after it (the control without a shift: 1.016x), while models retrained on post-shift
-# days score 1.028x over days 74-89. Larger lags hurt the frozen model more but leave too few
-# post-shift days to relearn the window's end: 200 s: frozen 1.058x, retrained 1.030-1.034x;
-# 240 s: frozen 1.090x, retrained 1.044-1.054x (the issue asks for both: >= 3% worse frozen,
-# the walk-forward within 3% of the oracle over days 74-90).
-SHIFT_LAG_S = 180
+# Extra seconds the settlement TWAP lags spot after the shift: 200 s, chosen on held-out seeds
+# 1 and 2 by the frozen-model aim alone, with the rule written down before the runs (the
+# smallest of 200 / 220 / 240 s whose model frozen at day 59 is >= 3.5% worse against the
+# oracle than the same model in the no-shift world, on both seeds): 200 s gave +3.86% / +3.66%
+# (220 s: +5.21%, 240 s: +6.65% on seed 1). ``python -m bench.acceptance_shift --lag-s L``
+# measures a lag; README "Regime shift" has the tables. It was 180 s, picked on seed 42, an
+# acceptance seed, where it left the frozen model +2.65% / +2.77% worse on seeds 5 and 7.
+# Larger lags hurt the frozen model more but leave fewer post-shift days to relearn the window's
+# end (the walk-forward must come within 3% of the oracle over days 74-90).
+SHIFT_LAG_S = 200
 
 
 @dataclass(frozen=True)
