@@ -305,10 +305,11 @@ def test_separate_processes_write_the_same_rows(run: Stores, fam: str) -> None:
         rows = sorted(rows, key=lambda r: (r["symbol"], r["slot_ts"], r["tick_ms"]))
         full = {(r["symbol"], r["slot_ts"], r["tick_ms"]): r for r in rows}
         earlier: dict[tuple, list[dict]] = {}
+        seen: dict[tuple, list[dict]] = {}  # window -> its rows so far (rows are in tick order)
         for r in rows:
-            earlier[(r["symbol"], r["slot_ts"], r["tick_ms"])] = [
-                p for p in rows if (p["symbol"], p["slot_ts"]) == (r["symbol"], r["slot_ts"])
-                and p["tick_ms"] < r["tick_ms"]]
+            so_far = seen.setdefault((r["symbol"], r["slot_ts"]), [])
+            earlier[(r["symbol"], r["slot_ts"], r["tick_ms"])] = list(so_far)
+            so_far.append(r)
         return full, earlier
 
     assert strip(a_r) == strip(c_r) and len(a_r) == len(SYMBOLS) * (run.span[1] - run.span[0]) // w
