@@ -117,6 +117,10 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--calib-frac", type=fraction(0, 1, lo_open=True, hi_open=True), default=0.4,
                    help="share of the time before the test days used for calibration, in (0, 1) "
                    "(default 0.4)")
+    p.add_argument("--es-days", type=days(0, 3650, lo_open=True), default=None,
+                   help="the early-stopping slice (with --split-layout latest also the "
+                   "calibration slice): the last N days of the training span (default: its "
+                   "latest 15%%)")
     p.add_argument("--split-layout", choices=["standard", "recent", "latest"], default="standard",
                    help="the slices' order in time: standard (fit | early stop | calibration | "
                    "policy | test), recent (calibration | policy | fit | early stop | test: the "
@@ -155,7 +159,7 @@ def train_config(args: argparse.Namespace, common: Any, *, test_days: float, fin
     split_kw = {"test_days": test_days, "final": final,
                 "embargo_windows": args.embargo_windows, "calib_frac": args.calib_frac,
                 "policy_days": args.policy_days if args.policy == "edge" else 0.0,
-                "layout": args.split_layout}
+                "layout": args.split_layout, "es_days": args.es_days}
     if args.min_windows is not None:
         split_kw["min_fit_windows"] = args.min_windows
     cfg = TrainConfig(

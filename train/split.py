@@ -61,6 +61,10 @@ class SplitConfig:
     # booster, fitted on 30 days instead of 40, lost < 0.2% of Brier (README "calibration").
     calib_frac: float = 0.4
     es_frac: float = 0.15  # latest share of the training span used for early stopping
+    # --es-days: the early-stopping slice as the last N days of the training span instead of
+    # es_frac of it (None: es_frac). With ``latest`` it is also the calibration slice, so a
+    # fixed week keeps the booster's fit close to now as the expanding span grows.
+    es_days: float | None = None
     embargo_windows: int = 1
     # Minimum resolved (asset, window) pairs per slice; below them training refuses to run.
     min_fit_windows: int = 200
@@ -84,6 +88,8 @@ class SplitConfig:
             raise UserError("the embargo must be at least one window")
         if not 0 < self.calib_frac < 1 or not 0 < self.es_frac < 1:
             raise UserError("calib_frac and es_frac must be fractions in (0, 1)")
+        if self.es_days is not None and not (0 < self.es_days < float("inf")):
+            raise UserError(f"--es-days must be a positive number of days, got {self.es_days}")
         if self.policy_days is not None and self.policy_days < 0:
             raise UserError(f"--policy-days must not be negative, got {self.policy_days}")
         if not self.final and self.test_days <= 0:
@@ -286,7 +292,8 @@ def _split(ds: TrainingSet, cfg: SplitConfig) -> Split:
                 f"resolved windows, need at least {cfg.min_policy_windows}: raise --policy-days, "
                 f"use --policy design, or collect {more} more{_rate_text(per_day, more)}")
         keep |= pmask
-    es_start = _boundary(slots, train_end - cfg.es_frac * (train_end - train_from))
+    es_len = cfg.es_frac * (train_end - train_from) if cfg.es_days is None else cfg.es_days * DAY_S
+    es_start = _boundary(slots, max(train_end - es_len, train_from))
     if cal is None:  # latest: calibration = early stopping
         cal = (es_start, train_end)
     cmask = (ds.slot_ts >= cal[0]) & (ds.slot_ts < cal[1])

@@ -130,6 +130,8 @@ def _options(cfg: WalkConfig) -> dict[str, Any]:
     split.pop("test_days", None)
     if split.get("layout") == "standard":  # absent = standard: plans written before
         split.pop("layout")                # --split-layout keep their id (and resume)
+    if split.get("es_days") is None:       # the same for --es-days
+        split.pop("es_days", None)
     return {
         "initial_days": cfg.initial_days, "every_days": cfg.every_days,
         "sliding_days": cfg.sliding_days, "params": t.params, "calibration": t.calibration,

@@ -253,3 +253,30 @@ def test_unknown_layout_is_a_user_error():
     with pytest.raises(UserError, match=r"^--split-layout 'sideways': not a layout; use one of "
                        r"standard, recent, latest$"):
         SplitConfig(layout="sideways")
+
+
+# ------------------------------------------------------------------ --es-days
+
+@pytest.mark.parametrize("layout", ["standard", "latest"])
+@pytest.mark.parametrize("es_days", [0.5, 1.5])
+def test_es_days_fixes_the_early_stop_slice_to_the_training_spans_last_days(ds, layout, es_days):
+    """--es-days N: early stopping (with latest also calibration) is the last N days of the
+    training span, whatever its length; the fit gets the rest."""
+    w = ds.window_s
+    sp = temporal_split(ds, SplitConfig(test_days=1.0, layout=layout, es_days=es_days, **SMALL))
+    frac = temporal_split(ds, SplitConfig(test_days=1.0, layout=layout, **SMALL))
+    es = sp.early_stop
+    assert es.last_slot == frac.early_stop.last_slot  # the training span ends where it did
+    assert es.last_slot + w - es.first_slot == pytest.approx(es_days * 86400, abs=w)
+    assert sp.fit.first_slot == frac.fit.first_slot
+    assert sp.fit.last_slot + w <= es.first_slot - w  # the embargo
+    if layout == "latest":
+        assert np.array_equal(sp.calibration.mask, es.mask)
+    else:
+        assert np.array_equal(sp.calibration.mask, frac.calibration.mask)
+
+
+@pytest.mark.parametrize("bad", [0.0, -1.0, float("nan"), float("inf")])
+def test_es_days_must_be_a_positive_number(bad):
+    with pytest.raises(UserError, match=r"^--es-days must be a positive number of days"):
+        SplitConfig(es_days=bad)
