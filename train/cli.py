@@ -117,6 +117,10 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--calib-frac", type=fraction(0, 1, lo_open=True, hi_open=True), default=0.4,
                    help="share of the time before the test days used for calibration, in (0, 1) "
                    "(default 0.4)")
+    p.add_argument("--refit-booster", action="store_true",
+                   help="after early stopping, refit the booster for the chosen rounds on the fit "
+                   "and early-stopping days together; the calibration map stays fitted on the "
+                   "first booster's scores of the calibration days")
     p.add_argument("--es-days", type=days(0, 3650, lo_open=True), default=None,
                    help="the early-stopping slice (with --split-layout latest also the "
                    "calibration slice): the last N days of the training span (default: its "
@@ -180,6 +184,7 @@ def train_config(args: argparse.Namespace, common: Any, *, test_days: float, fin
         mirror=not args.no_mirror,
         policy=args.policy,
         half_life_days=args.half_life_days,
+        refit_booster=args.refit_booster,
     )
     if cfg.oracle is not None and not cfg.oracle.exists():
         raise UserError(f"--oracle {cfg.oracle}: no such file")

@@ -132,6 +132,24 @@ def fit_booster(
                      es_logloss=es_loss, seconds=secs)
 
 
+def refit_booster(X: np.ndarray, y: np.ndarray, rounds: int, params: dict[str, Any],
+                  w: np.ndarray | None = None) -> Any:
+    """``--refit-booster``: the same booster parameters for a fixed ``rounds`` (the early-stopped fit's
+    best) on more rows, with nothing held out: the early-stopping days were only needed to
+    choose that number."""
+    import xgboost as xgb
+
+    p = {k: v for k, v in params.items() if k not in _TRAIN_KEYS}
+    X = np.ascontiguousarray(X, dtype=np.float32)
+    d = xgb.QuantileDMatrix(X, label=y.astype(np.float32), max_bin=int(p["max_bin"]),
+                            weight=None if w is None else w.astype(np.float32))
+    t0 = time.perf_counter()
+    booster = xgb.train(p, d, num_boost_round=rounds, verbose_eval=False)
+    log.info("booster refitted on %d rows for %d rounds in %.2fs", len(y), rounds,
+             time.perf_counter() - t0)
+    return booster
+
+
 def booster_predict(booster: Any, X: np.ndarray) -> np.ndarray:
     """XGBoost's own probabilities on float32 inputs (the reference for the ONNX check)."""
     import xgboost as xgb

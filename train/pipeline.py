@@ -66,6 +66,12 @@ class TrainConfig:
     # and the fit slice's last one (None: equal weights), so a retrain after a regime change
     # leans on the new regime without dropping the old days' data
     half_life_days: float | None = None
+    # --refit-booster: after early stopping, the booster is refitted for the chosen rounds on the fit
+    # AND early-stopping rows; the calibration map is still fitted on the first booster's
+    # scores of the calibration rows (out of its fit) and applied to the refit, as
+    # scikit-learn's CalibratedClassifierCV(ensemble=False) does. With --split-layout latest the
+    # booster then sees the days right before the test.
+    refit_booster: bool = False
 
     @property
     def oracle_path(self) -> Path | None:
@@ -387,7 +393,7 @@ def train_on_dataset(ds: TrainingSet, split: Split, cfg: TrainConfig,
                      stages: Stages | None = None) -> TrainResult:
     """Everything after the features: fit, export + calibrate + check, metrics, write."""
     from slotml.train import metrics as M
-    from slotml.train.fit import fit_booster
+    from slotml.train.fit import fit_booster, refit_booster
     from slotml.train.importance import format_importance, importance
     from slotml.train.mirror import with_mirror
     from slotml.train.onnx_export import (
@@ -425,14 +431,21 @@ def train_on_dataset(ds: TrainingSet, split: Split, cfg: TrainConfig,
         X_fit, y_fit = fit_rows(fit)
         fr = fit_booster(X_fit, y_fit, *fit_rows(es), cfg.params, w_fit=_recency_weights(
             ds.slot_ts[fit], cfg.half_life_days, mirrored=cfg.mirror))
+        booster, scorer, fitted = fr.booster, None, "fit slice"
+        if cfg.refit_booster:
+            X_fit, y_fit = fit_rows(fit | es)
+            booster, scorer, fitted = refit_booster(
+                X_fit, y_fit, fr.best_iteration + 1, fr.params, _recency_weights(
+                    ds.slot_ts[fit | es], cfg.half_life_days, mirrored=cfg.mirror)
+            ), fr.booster, "fit and early-stopping slices"
         # the gate's out-of-distribution ranges: the rows just fitted on (train/ranges.py)
-        ranges = feature_ranges(X_fit, ds.feature_names, "fit slice" + (
-            " and its Up/Down mirror" if cfg.mirror else ""))
+        ranges = feature_ranges(X_fit, ds.feature_names, fitted + (
+            f" and {'their' if cfg.refit_booster else 'its'} Up/Down mirror" if cfg.mirror else ""))
         del X_fit, y_fit
     with stages(f"export + {cfg.calibration} calibration + checks"):
         check_mask = _check_rows(split)
-        ex = export_calibrated(fr.booster, ds.n_features, *fit_rows(cal), cfg.calibration,
-                               ds.X[check_mask], cfg.prob_floor)
+        ex = export_calibrated(booster, ds.n_features, *fit_rows(cal), cfg.calibration,
+                               ds.X[check_mask], cfg.prob_floor, scorer=scorer)
         log.info("export checks passed on %d rows: raw vs XGBoost %.2g, calibrated vs sklearn %.2g",
                  ex.check.rows, ex.check.raw_max_abs_diff, ex.check.calibrated_max_abs_diff)
 
@@ -469,7 +482,7 @@ def train_on_dataset(ds: TrainingSet, split: Split, cfg: TrainConfig,
 
     with stages("feature importance (gain; permutation on the calibration days)"):
         cal_sess = session(ex.model)
-        imp = importance(fr.booster, lambda X: run_batched(cal_sess, X, [OUTPUT_NAME])[0],
+        imp = importance(booster, lambda X: run_batched(cal_sess, X, [OUTPUT_NAME])[0],
                          ds.X[cal], ds.y[cal], ds.feature_names)
 
     stats = {**ds.stats}
@@ -522,7 +535,7 @@ def train_on_dataset(ds: TrainingSet, split: Split, cfg: TrainConfig,
             "splits": split.describe(),
             "booster": {"params": fr.params, "best_iteration": fr.best_iteration,
                         "rounds_trained": fr.rounds_trained, "early_stop_logloss": fr.es_logloss,
-                        "fit_half_life_days": cfg.half_life_days},
+                        "fit_half_life_days": cfg.half_life_days, "refit": cfg.refit_booster},
             "mirror_augmentation": cfg.mirror,
             "calibration": {"kind": cfg.calibration, "fitted_rows": ex.calibration.n,
                             **ex.calibration.info},

@@ -141,6 +141,7 @@ def _options(cfg: WalkConfig) -> dict[str, Any]:
         "filters": dataclasses.asdict(t.filters), "split": split,
         # absent when unset: plans written before --half-life-days keep their id (and resume)
         **({"half_life_days": t.half_life_days} if t.half_life_days else {}),
+        **({"refit_booster": True} if t.refit_booster else {}),  # the same for --refit-booster
         "lake": str(Path(t.lake_dir).resolve()),
     }
 

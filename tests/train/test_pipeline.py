@@ -337,6 +337,48 @@ def test_latest_layout_with_recency_weights_fits_nothing_on_the_held_out_slices(
     assert card["splits"]["calibration"] == card["splits"]["early_stop"]
 
 
+def test_refit_keeps_the_held_out_slices_out_and_changes_the_booster(tmp_path):
+    """--refit (latest layout): the test and policy outcomes still change nothing; the
+    calibration outcomes still move the model; the booster differs from the early-stopped one
+    with the same rounds; the card says so (the map's wiring: the next test)."""
+    ds, _ = synthetic_training_set(n_windows=500, seed=5)
+    split_cfg = SplitConfig(test_days=1, policy_days=0.5, layout="latest")
+
+    def cfg(refit: bool, name: str) -> TrainConfig:
+        return TrainConfig(data_dir=tmp_path, lake_dir=tmp_path / "lake",
+                           models_dir=tmp_path / name, split=split_cfg, params=FAST, refit_booster=refit)
+
+    split = temporal_split(ds, split_cfg)
+    (out, m0), _ = held_out_checks(ds, split, cfg(True, "refit"))
+    plain, p0 = model_outputs(ds, split, cfg(False, "plain"), ds.y)
+    cards = [json.loads(sorted((tmp_path / n).glob("*_card.json"))[0].read_text())
+             for n in ("refit", "plain")]  # the first written: true outcomes
+    assert [c["booster"]["refit"] for c in cards] == [True, False]
+    assert cards[0]["booster"]["best_iteration"] == cards[1]["booster"]["best_iteration"]
+    assert m0["overall"]["model_uncalibrated"] != p0["overall"]["model_uncalibrated"]
+    assert not np.allclose(out, plain)
+
+
+def test_export_calibrates_a_refit_on_the_scorers_output():
+    """export_calibrated(..., scorer=b1): the map is fitted on b1's exported scores of the
+    calibration rows; the graph is b2's booster with that map."""
+    from slotml.train.fit import booster_predict, fit_booster, refit_booster
+    from slotml.train.onnx_export import booster_to_onnx, export_calibrated, raw_onnx_probabilities
+
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(3000, 3)).astype(np.float32)
+    y = (X[:, 0] + rng.normal(size=3000) > 0).astype(np.float32)
+    fr = fit_booster(X[:1500], y[:1500], X[1500:2000], y[1500:2000], dict(FAST))
+    b2 = refit_booster(X[:2000], y[:2000], fr.best_iteration + 1, fr.params)
+    ex = export_calibrated(b2, 3, X[1500:2000], y[1500:2000], "isotonic", X[2000:],
+                           scorer=fr.booster)
+    assert np.array_equal(ex.p_raw_calibration,
+                          raw_onnx_probabilities(booster_to_onnx(fr.booster, 3), X[1500:2000]))
+    assert np.allclose(raw_onnx_probabilities(ex.raw, X[2000:]), booster_predict(b2, X[2000:]),
+                       atol=1e-5)
+    assert not np.allclose(booster_predict(b2, X[2000:]), booster_predict(fr.booster, X[2000:]))
+
+
 def test_recency_weights_reach_the_booster():
     """The same rows with the old half's outcomes flipped: equal weights see a coin, recency
     weights (half-life 1 day over 20 days) see mostly the new relation."""
