@@ -3,7 +3,8 @@ unit test; not in ``make bench``)::
 
     python -m bench.acceptance_walkforward [--seeds 42,7,5] [--shift none|lag] [--sliding DAYS]
                                            [--split-layout standard|recent|latest]
-                                           [--half-life-days D] [--es-days D] [--refit-booster] [--days 90]
+                                           [--half-life-days D] [--es-days D]
+                                           [--refit-booster] [--days 90]
                                            [--shift-day 60] [--work DIR] [--jobs N]
 
 Per seed: the history of ``bench.acceptance_shift`` (4 assets, 15-minute windows, no trade
@@ -100,8 +101,8 @@ def one_seed(seed: int, a: argparse.Namespace) -> dict[str, Any]:
     parts, wall = walk(h, a.work / tag, a)
     rep: dict[str, Any] = {"seed": seed, "shift": a.shift, "sliding": a.sliding,
                            "split_layout": a.split_layout,
-                           "half_life_days": a.half_life_days, "es_days": a.es_days, "refit_booster": a.refit_booster,
-                           "walk_seconds": round(wall, 1),
+                           "half_life_days": a.half_life_days, "es_days": a.es_days,
+                           "refit_booster": a.refit_booster, "walk_seconds": round(wall, 1),
                            "periods": {}}
     lines = [f"== seed {seed}, shift {a.shift}, {'sliding ' + format(a.sliding, 'g') + ' d' if a.sliding else 'expanding'}, "
              f"split layout {a.split_layout} (walk {wall:.0f} s)",

@@ -109,10 +109,9 @@ def fit_booster(
     X_es = np.ascontiguousarray(X_es, dtype=np.float32)
     history: dict[str, dict[str, list[float]]] = {}
     try:
-        bins = int(p["max_bin"])
-        dfit = xgb.QuantileDMatrix(X_fit, label=y_fit.astype(np.float32), max_bin=bins,
-                                   weight=None if w_fit is None else w_fit.astype(np.float32))
-        des = xgb.QuantileDMatrix(X_es, label=y_es.astype(np.float32), ref=dfit, max_bin=bins)
+        dfit = _matrix(X_fit, y_fit, p, w_fit)
+        des = xgb.QuantileDMatrix(X_es, label=y_es.astype(np.float32), ref=dfit,
+                                  max_bin=int(p["max_bin"]))
         booster = xgb.train(
             p, dfit, num_boost_round=rounds, evals=[(des, "early_stop")],
             early_stopping_rounds=patience, evals_result=history, verbose_eval=False,
@@ -132,18 +131,24 @@ def fit_booster(
                      es_logloss=es_loss, seconds=secs)
 
 
+def _matrix(X: np.ndarray, y: np.ndarray, p: dict[str, Any], w: np.ndarray | None) -> Any:
+    """The training rows as XGBoost's quantised matrix (``w``: per-row weights or None)."""
+    import xgboost as xgb
+
+    return xgb.QuantileDMatrix(X, label=y.astype(np.float32), max_bin=int(p["max_bin"]),
+                               weight=None if w is None else w.astype(np.float32))
+
+
 def refit_booster(X: np.ndarray, y: np.ndarray, rounds: int, params: dict[str, Any],
                   w: np.ndarray | None = None) -> Any:
-    """``--refit-booster``: the same booster parameters for a fixed ``rounds`` (the early-stopped fit's
-    best) on more rows, with nothing held out: the early-stopping days were only needed to
-    choose that number."""
+    """``--refit-booster``: the early-stopped fit's parameters (``FitResult.params``) for a
+    fixed ``rounds`` (its best) on more rows, with nothing held out: the early-stopping days
+    were only needed to choose that number."""
     import xgboost as xgb
 
     p = {k: v for k, v in params.items() if k not in _TRAIN_KEYS}
-    X = np.ascontiguousarray(X, dtype=np.float32)
-    d = xgb.QuantileDMatrix(X, label=y.astype(np.float32), max_bin=int(p["max_bin"]),
-                            weight=None if w is None else w.astype(np.float32))
     t0 = time.perf_counter()
+    d = _matrix(np.ascontiguousarray(X, dtype=np.float32), y, p, w)
     booster = xgb.train(p, d, num_boost_round=rounds, verbose_eval=False)
     log.info("booster refitted on %d rows for %d rounds in %.2fs", len(y), rounds,
              time.perf_counter() - t0)

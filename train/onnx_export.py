@@ -336,9 +336,9 @@ def export_calibrated(booster: Any, n_features: int, X_cal: np.ndarray, y_cal: n
                       kind: str, X_check: np.ndarray, floor: float = PROB_FLOOR,
                       scorer: Any = None) -> Exported:
     """Export, fit the calibration on the export's own output, append it, check both parts.
-    ``scorer`` (``--refit-booster``): the booster whose exported output the calibration is fitted on,
-    one that did not fit the calibration rows; ``booster`` is then a refit on more rows, and
-    the map is applied to it."""
+    ``scorer`` (``--refit-booster``): the booster whose exported output the calibration is
+    fitted on, one that did not fit the calibration rows; ``booster`` is then a refit on more
+    rows, and the map is applied to it."""
     raw = booster_to_onnx(booster, n_features)
     p_raw = raw_onnx_probabilities(
         raw if scorer is None else booster_to_onnx(scorer, n_features), X_cal)

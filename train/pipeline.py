@@ -66,11 +66,11 @@ class TrainConfig:
     # and the fit slice's last one (None: equal weights), so a retrain after a regime change
     # leans on the new regime without dropping the old days' data
     half_life_days: float | None = None
-    # --refit-booster: after early stopping, the booster is refitted for the chosen rounds on the fit
-    # AND early-stopping rows; the calibration map is still fitted on the first booster's
-    # scores of the calibration rows (out of its fit) and applied to the refit, as
-    # scikit-learn's CalibratedClassifierCV(ensemble=False) does. With --split-layout latest the
-    # booster then sees the days right before the test.
+    # --refit-booster: after early stopping, the booster is refitted for the chosen rounds on
+    # the fit AND early-stopping rows; the calibration map is still fitted on the first
+    # booster's scores of the calibration rows (out of its fit) and applied to the refit, as
+    # scikit-learn's CalibratedClassifierCV(ensemble=False) does. With --split-layout latest
+    # the booster then sees the days right before the test.
     refit_booster: bool = False
 
     @property
@@ -432,15 +432,15 @@ def train_on_dataset(ds: TrainingSet, split: Split, cfg: TrainConfig,
         fr = fit_booster(X_fit, y_fit, *fit_rows(es), cfg.params, w_fit=_recency_weights(
             ds.slot_ts[fit], cfg.half_life_days, mirrored=cfg.mirror))
         booster, scorer, fitted = fr.booster, None, "fit slice"
-        if cfg.refit_booster:
+        if cfg.refit_booster:  # the early-stopped booster only scores the calibration rows
+            scorer, fitted = fr.booster, "fit and early-stopping slices"
             X_fit, y_fit = fit_rows(fit | es)
-            booster, scorer, fitted = refit_booster(
-                X_fit, y_fit, fr.best_iteration + 1, fr.params, _recency_weights(
-                    ds.slot_ts[fit | es], cfg.half_life_days, mirrored=cfg.mirror)
-            ), fr.booster, "fit and early-stopping slices"
+            booster = refit_booster(X_fit, y_fit, fr.best_iteration + 1, fr.params,
+                                    _recency_weights(ds.slot_ts[fit | es], cfg.half_life_days,
+                                                     mirrored=cfg.mirror))
         # the gate's out-of-distribution ranges: the rows just fitted on (train/ranges.py)
         ranges = feature_ranges(X_fit, ds.feature_names, fitted + (
-            f" and {'their' if cfg.refit_booster else 'its'} Up/Down mirror" if cfg.mirror else ""))
+            " and the Up/Down mirror" if cfg.mirror else ""))
         del X_fit, y_fit
     with stages(f"export + {cfg.calibration} calibration + checks"):
         check_mask = _check_rows(split)

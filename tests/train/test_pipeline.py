@@ -338,15 +338,15 @@ def test_latest_layout_with_recency_weights_fits_nothing_on_the_held_out_slices(
 
 
 def test_refit_keeps_the_held_out_slices_out_and_changes_the_booster(tmp_path):
-    """--refit (latest layout): the test and policy outcomes still change nothing; the
+    """--refit-booster (latest layout): the test and policy outcomes still change nothing; the
     calibration outcomes still move the model; the booster differs from the early-stopped one
     with the same rounds; the card says so (the map's wiring: the next test)."""
     ds, _ = synthetic_training_set(n_windows=500, seed=5)
     split_cfg = SplitConfig(test_days=1, policy_days=0.5, layout="latest")
 
     def cfg(refit: bool, name: str) -> TrainConfig:
-        return TrainConfig(data_dir=tmp_path, lake_dir=tmp_path / "lake",
-                           models_dir=tmp_path / name, split=split_cfg, params=FAST, refit_booster=refit)
+        return TrainConfig(data_dir=tmp_path, lake_dir=tmp_path / "lake", models_dir=tmp_path / name,
+                           split=split_cfg, params=FAST, refit_booster=refit)
 
     split = temporal_split(ds, split_cfg)
     (out, m0), _ = held_out_checks(ds, split, cfg(True, "refit"))
