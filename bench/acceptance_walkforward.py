@@ -4,7 +4,7 @@ unit test; not in ``make bench``)::
     python -m bench.acceptance_walkforward [--seeds 42,7,5] [--shift none|lag] [--sliding DAYS]
                                            [--split-layout standard|recent|latest]
                                            [--half-life-days D] [--es-days D]
-                                           [--refit-booster] [--days 90]
+                                           [--refit-booster] [--params JSON] [--days 90]
                                            [--shift-day 60] [--work DIR] [--jobs N]
 
 Per seed: the history of ``bench.acceptance_shift`` (4 assets, 15-minute windows, no trade
@@ -27,6 +27,7 @@ Work dirs are kept (``--work``; a finished history and walk are reused: the walk
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import subprocess
@@ -62,6 +63,8 @@ def walk(h: dict[str, Any], out: Path, a: argparse.Namespace) -> tuple[list[dict
         cmd += ["--es-days", f"{a.es_days:g}"]
     if a.refit_booster:
         cmd += ["--refit-booster"]
+    if a.params:
+        cmd += ["--params", a.params]
     t = time.perf_counter()
     subprocess.run(cmd, check=True)
     wall = time.perf_counter() - t
@@ -97,12 +100,14 @@ def one_seed(seed: int, a: argparse.Namespace) -> dict[str, Any]:
     tag = (f"wf-{a.shift}-seed{seed}-{D}d" + (f"-sliding{a.sliding:g}" if a.sliding else "")
            + (f"-{a.split_layout}" if a.split_layout != "standard" else "")
            + (f"-hl{a.half_life_days:g}" if a.half_life_days else "")
-           + (f"-es{a.es_days:g}" if a.es_days else "") + ("-refit" if a.refit_booster else ""))
+           + (f"-es{a.es_days:g}" if a.es_days else "") + ("-refit" if a.refit_booster else "")
+           + (f"-p{hashlib.sha256(a.params.encode()).hexdigest()[:8]}" if a.params else ""))
     parts, wall = walk(h, a.work / tag, a)
     rep: dict[str, Any] = {"seed": seed, "shift": a.shift, "sliding": a.sliding,
                            "split_layout": a.split_layout,
                            "half_life_days": a.half_life_days, "es_days": a.es_days,
-                           "refit_booster": a.refit_booster, "walk_seconds": round(wall, 1),
+                           "refit_booster": a.refit_booster, "params": a.params,
+                           "walk_seconds": round(wall, 1),
                            "periods": {}}
     lines = [f"== seed {seed}, shift {a.shift}, {'sliding ' + format(a.sliding, 'g') + ' d' if a.sliding else 'expanding'}, "
              f"split layout {a.split_layout} (walk {wall:.0f} s)",
@@ -159,6 +164,9 @@ def main() -> int:
                     help="walkforward --es-days (work dirs kept apart)")
     ap.add_argument("--refit-booster", action="store_true",
                     help="walkforward --refit-booster (work dirs kept apart)")
+    ap.add_argument("--params", default=None,
+                    help="walkforward --params JSON (work dirs kept apart; the frozen model keeps "
+                         "the defaults)")
     ap.add_argument("--split-layout", choices=LAYOUTS, default="standard",
                     help="walkforward --split-layout (work dirs of another layout are kept apart)")
     ap.add_argument("--days", type=int, default=90)
