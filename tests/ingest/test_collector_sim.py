@@ -244,8 +244,14 @@ def _before_first_price(run: Run) -> set[int]:
 def test_prices_equal_the_relays_latest_observation(run: Run) -> None:
     exact = 0
     early = _before_first_price(run)
+    stale = {"chainlink_price": 0, "chainlink_twap": 0}
     for r in run.snaps:
         if r["id"] in early:
+            continue
+        if r["chainlink_price"] is None or r["chainlink_twap"] is None:
+            # a relay stalled past stale_after on a loaded box: NULL, never an old price
+            for col in stale:
+                stale[col] += r[col] is None
             continue
         s = last_published(run.relay_delay, r["captured_at"])
         now, before = run.prices[(r["symbol"], s)], run.prices[(r["symbol"], s - 1)]
@@ -254,6 +260,9 @@ def test_prices_equal_the_relays_latest_observation(run: Run) -> None:
         assert r["chainlink_twap"] in (now["twap"], before["twap"]), r
         exact += (r["chainlink_price"], r["chainlink_twap"]) == (now["spot"], now["twap"])
     assert exact >= 0.85 * len(run.snaps)  # the rest: a frame in flight at the capture instant
+    # every such NULL is one the collector counted as stale (a NULL it cannot explain fails)
+    assert stale["chainlink_price"] <= run.counters.get("snapshot_nulls", column="spot", reason="stale")
+    assert stale["chainlink_twap"] <= run.counters.get("snapshot_nulls", column="twap60", reason="stale")
 
 
 def test_moves_use_the_settlement_series(run: Run) -> None:
