@@ -227,42 +227,45 @@ def test_depth_equals_the_sims_published_book(run: Run) -> None:
     assert exact >= 0.4 * 2 * len(run.snaps), (exact, flickered)
 
 
-def _before_first_price(run: Run) -> set[int]:
-    """Ids of the rows a symbol snapshotted before the collector's first relay frame for it had
-    arrived (a start-up race on a loaded box): their prices are rightly NULL (unknown), and
-    there are at most two per symbol."""
-    first: dict[str, float] = {}
+PRICE_COLS = {"chainlink_price": ("spot", "spot"), "chainlink_twap": ("twap", "twap60")}
+
+
+def _before_first_price(run: Run) -> set[tuple[int, str]]:
+    """(id, column) of the rows a symbol snapshotted before the collector's first relay frame of
+    that column's topic had arrived (a start-up race on a loaded box): their values are rightly
+    NULL (unknown), and there are at most two per symbol and column. Spot and TWAP are separate
+    frames, so one may arrive a capture before the other."""
+    first: dict[tuple[str, str], float] = {}
     for r in run.snaps:
-        if r["chainlink_price"] is not None:
-            first[r["symbol"]] = min(first.get(r["symbol"], math.inf), r["captured_at"])
-    early = [r for r in run.snaps if r["captured_at"] < first.get(r["symbol"], math.inf)]
-    assert all(r["chainlink_price"] is None and r["chainlink_twap"] is None for r in early)
+        for col in PRICE_COLS:
+            if r[col] is not None:
+                key = (r["symbol"], col)
+                first[key] = min(first.get(key, math.inf), r["captured_at"])
+    early = [(r, col) for r in run.snaps for col in PRICE_COLS
+             if r["captured_at"] < first.get((r["symbol"], col), math.inf)]
     assert len(early) <= 2 * len(first), early
-    return {r["id"] for r in early}
+    return {(r["id"], col) for r, col in early}
 
 
 def test_prices_equal_the_relays_latest_observation(run: Run) -> None:
     exact = 0
     early = _before_first_price(run)
-    stale = {"chainlink_price": 0, "chainlink_twap": 0}
+    stale = dict.fromkeys(PRICE_COLS, 0)
     for r in run.snaps:
-        if r["id"] in early:
-            continue
-        if r["chainlink_price"] is None or r["chainlink_twap"] is None:
-            # a relay stalled past stale_after on a loaded box: NULL, never an old price
-            for col in stale:
-                stale[col] += r[col] is None
-            continue
         s = last_published(run.relay_delay, r["captured_at"])
         now, before = run.prices[(r["symbol"], s)], run.prices[(r["symbol"], s - 1)]
-        # spot and TWAP are separate frames: each is the newest of its own topic
-        assert r["chainlink_price"] in (now["spot"], before["spot"]), r
-        assert r["chainlink_twap"] in (now["twap"], before["twap"]), r
+        for col, (key, _) in PRICE_COLS.items():
+            if r[col] is None:
+                # a relay stalled past stale_after on a loaded box: NULL, never an old price
+                stale[col] += (r["id"], col) not in early
+                continue
+            # spot and TWAP are separate frames: each is the newest of its own topic
+            assert r[col] in (now[key], before[key]), (col, r)
         exact += (r["chainlink_price"], r["chainlink_twap"]) == (now["spot"], now["twap"])
     assert exact >= 0.85 * len(run.snaps)  # the rest: a frame in flight at the capture instant
-    # every such NULL is one the collector counted as stale (a NULL it cannot explain fails)
-    assert stale["chainlink_price"] <= run.counters.get("snapshot_nulls", column="spot", reason="stale")
-    assert stale["chainlink_twap"] <= run.counters.get("snapshot_nulls", column="twap60", reason="stale")
+    # every later NULL is one the collector counted as stale (a NULL it cannot explain fails)
+    for col, (_, series) in PRICE_COLS.items():
+        assert stale[col] <= run.counters.get("snapshot_nulls", column=series, reason="stale"), col
 
 
 def test_moves_use_the_settlement_series(run: Run) -> None:
@@ -271,8 +274,10 @@ def test_moves_use_the_settlement_series(run: Run) -> None:
     early = _before_first_price(run)
     for r in run.snaps:
         w = res[(r["symbol"], r["slot_ts"])]
-        if r["id"] in early:
-            assert r["dir_move_pct"] is None
+        if (r["id"], "chainlink_twap") in early or (r["id"], "chainlink_price") in early:
+            # a series not yet seen: its move is unknown, never computed from the other series
+            assert (r["id"], "chainlink_twap") not in early or r["dir_move_pct"] is None
+            assert (r["id"], "chainlink_price") not in early or r["spot_move_pct"] is None
             continue
         if w["price_to_beat"] is None:
             assert r["dir_move_pct"] is None
