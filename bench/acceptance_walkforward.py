@@ -4,7 +4,8 @@ unit test; not in ``make bench``)::
     python -m bench.acceptance_walkforward [--seeds 42,7,5] [--shift none|lag] [--sliding DAYS]
                                            [--split-layout standard|recent|latest]
                                            [--half-life-days D] [--es-days D]
-                                           [--refit-booster] [--params JSON] [--days 90]
+                                           [--refit-booster] [--params JSON]
+                                           [--fit-points LIST] [--days 90]
                                            [--shift-day 60] [--work DIR] [--jobs N]
 
 Per seed: the history of ``bench.acceptance_shift`` (4 assets, 15-minute windows, no trade
@@ -65,6 +66,8 @@ def walk(h: dict[str, Any], out: Path, a: argparse.Namespace) -> tuple[list[dict
         cmd += ["--refit-booster"]
     if a.params:
         cmd += ["--params", a.params]
+    if a.fit_points:
+        cmd += ["--fit-points", a.fit_points]
     t = time.perf_counter()
     subprocess.run(cmd, check=True)
     wall = time.perf_counter() - t
@@ -101,12 +104,14 @@ def one_seed(seed: int, a: argparse.Namespace) -> dict[str, Any]:
            + (f"-{a.split_layout}" if a.split_layout != "standard" else "")
            + (f"-hl{a.half_life_days:g}" if a.half_life_days else "")
            + (f"-es{a.es_days:g}" if a.es_days else "") + ("-refit" if a.refit_booster else "")
-           + (f"-p{hashlib.sha256(a.params.encode()).hexdigest()[:8]}" if a.params else ""))
+           + (f"-p{hashlib.sha256(a.params.encode()).hexdigest()[:8]}" if a.params else "")
+           + (f"-fp{hashlib.sha256(a.fit_points.encode()).hexdigest()[:8]}" if a.fit_points else ""))
     parts, wall = walk(h, a.work / tag, a)
     rep: dict[str, Any] = {"seed": seed, "shift": a.shift, "sliding": a.sliding,
                            "split_layout": a.split_layout,
                            "half_life_days": a.half_life_days, "es_days": a.es_days,
                            "refit_booster": a.refit_booster, "params": a.params,
+                           "fit_points": a.fit_points,
                            "walk_seconds": round(wall, 1),
                            "periods": {}}
     lines = [f"== seed {seed}, shift {a.shift}, {'sliding ' + format(a.sliding, 'g') + ' d' if a.sliding else 'expanding'}, "
@@ -167,6 +172,9 @@ def main() -> int:
     ap.add_argument("--params", default=None,
                     help="walkforward --params JSON (work dirs kept apart; the frozen model keeps "
                          "the defaults)")
+    ap.add_argument("--fit-points", default=None,
+                    help="walkforward --fit-points LIST (work dirs kept apart; the frozen model "
+                         "keeps the defaults)")
     ap.add_argument("--split-layout", choices=LAYOUTS, default="standard",
                     help="walkforward --split-layout (work dirs of another layout are kept apart)")
     ap.add_argument("--days", type=int, default=90)

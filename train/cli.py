@@ -106,6 +106,10 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--window-s", type=integer(1, 7 * 86400, "seconds"),
                    help="window family to train (default: the lake's only one)")
     p.add_argument("--points", type=window_fractions, help="decision points as fractions of the window (default 5/15,7/15,10/15)")
+    p.add_argument("--fit-points", type=window_fractions,
+                   help="extra points whose rows the booster also fits and early-stops on (e.g. "
+                   "every minute: 1/15,...,14/15); calibration, policy and test stay on --points, "
+                   "the points the model is scored at (default: none)")
     p.add_argument("--tolerance", type=window_fraction, default="1/15",
                    help="max age of the decision row, fraction of the window (default 1/15); "
                    "recorded in the model, which every reader then uses")
@@ -160,6 +164,11 @@ def train_config(args: argparse.Namespace, common: Any, *, test_days: float, fin
         points = parse_points(args.points) if args.points else DEFAULT_POINTS
     except ValueError as e:
         raise UserError(f"--points: {e}") from None
+    try:
+        fit_points = parse_points(args.fit_points) if args.fit_points else ()
+    except ValueError as e:
+        raise UserError(f"--fit-points: {e}") from None
+    fit_points = tuple(f for f in fit_points if not any(abs(f - q) < 1e-9 for q in points))
     split_kw = {"test_days": test_days, "final": final,
                 "embargo_windows": args.embargo_windows, "calib_frac": args.calib_frac,
                 "policy_days": args.policy_days if args.policy == "edge" else 0.0,
@@ -177,6 +186,7 @@ def train_config(args: argparse.Namespace, common: Any, *, test_days: float, fin
         oracle=Path(args.oracle) if args.oracle else None,
         window_s=args.window_s,
         points=points,
+        fit_points=fit_points,
         tolerance=parse_fraction(args.tolerance, "--tolerance"),
         lookback=parse_fraction(args.lookback, "--lookback"),
         eval_card=eval_card,

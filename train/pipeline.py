@@ -30,7 +30,7 @@ from slotml.errors import UserError
 from slotml.features.contract import DEFAULT_LOOKBACK, DEFAULT_POINTS, DEFAULT_TOLERANCE
 from slotml.train.dataset import TrainingSet
 from slotml.train.metrics import FilterRule
-from slotml.train.split import Split, SplitConfig, temporal_split
+from slotml.train.split import Split, SplitConfig, scored_only, temporal_split
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +51,11 @@ class TrainConfig:
     oracle: Path | None = None  # None: <data-dir>/sim/oracle.parquet when present
     window_s: int | None = None  # None: the only family in the lake
     points: tuple[float, ...] = DEFAULT_POINTS
+    # --fit-points: extra points (not in ``points``) whose rows only the booster's fit and
+    # early stopping see: neighbouring minutes of a window share the map from move and time
+    # left to P(Up), so the booster learns it from more rows; the model is still calibrated,
+    # given its policy and scored on ``points`` alone (train/split.py ``scored_only``)
+    fit_points: tuple[float, ...] = ()
     tolerance: float = DEFAULT_TOLERANCE  # of the window: max age of the decision row
     lookback: float = DEFAULT_LOOKBACK  # of the window: move_velocity's lookback
     filters: FilterRule = field(default_factory=FilterRule)
@@ -72,6 +77,11 @@ class TrainConfig:
     # scikit-learn's CalibratedClassifierCV(ensemble=False) does. With --split-layout latest
     # the booster then sees the days right before the test.
     refit_booster: bool = False
+
+    @property
+    def build_points(self) -> tuple[float, ...]:
+        """The points whose rows are built: the decision points and any ``fit_points``."""
+        return tuple(sorted({*self.points, *self.fit_points}))
 
     @property
     def oracle_path(self) -> Path | None:
@@ -217,7 +227,7 @@ def load_dataset(con: Any, cfg: TrainConfig, stages: Stages, manifest_id: int | 
     with stages("features (split pass)"):
         if split_pass is None:
             # all rows (unresolved ones are counted, then dropped, by dataset_from_arrow)
-            t0 = build_training_set(con, cfg.points, None, resolved_only=False,
+            t0 = build_training_set(con, cfg.build_points, None, resolved_only=False,
                                     window_s=window_s, slot_from=cfg.slot_from,
                                     slot_to=cfg.slot_to, **shape)
             ds0 = dataset_from_arrow(t0, window_s=window_s, points=cfg.points, stats={},
@@ -237,7 +247,7 @@ def load_dataset(con: Any, cfg: TrainConfig, stages: Stages, manifest_id: int | 
             where, args = where + " AND slot_ts >= ?", [*args, int(train.first_slot)]
         stats = fit_stats(con, where, args)
     with stages("features"):
-        t1 = build_training_set(con, cfg.points, stats, resolved_only=True, window_s=window_s,
+        t1 = build_training_set(con, cfg.build_points, stats, resolved_only=True, window_s=window_s,
                                 slot_from=cfg.slot_from, slot_to=cfg.slot_to, **shape)
         ds = dataset_from_arrow(t1, window_s=window_s, points=cfg.points, stats=stats,
                                 manifest_id=manifest_id, **shape)
@@ -247,6 +257,8 @@ def load_dataset(con: Any, cfg: TrainConfig, stages: Stages, manifest_id: int | 
             and np.array_equal(ds.symbol, ds0.symbol) and np.array_equal(ds.point, ds0.point))
     if not same:  # the lake changed between the passes (an export landed): split again
         split = temporal_split(ds, cfg.split)
+    if cfg.fit_points:
+        split = scored_only(split, ds, cfg.points)
     return ds, split
 
 

@@ -37,7 +37,7 @@ much more is needed.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -165,6 +165,21 @@ def _slice(ds: TrainingSet, name: str, mask: np.ndarray) -> Slice:
         last_slot=int(slots.max()) if len(slots) else None,
         windows=ds.n_windows(mask), rows=int(mask.sum()),
     )
+
+
+def scored_only(split: Split, ds: TrainingSet, points: tuple[float, ...]) -> Split:
+    """``--fit-points``: rows at the extra points stay in the fit and early-stopping slices
+    only; calibration, policy and test keep the rows at ``points``, where the model is scored
+    (an isotonic map fitted on other minutes would be judged on rows it never meant)."""
+    at = np.isclose(ds.point[:, None], np.asarray(points, dtype=np.float64)[None, :],
+                    rtol=0.0, atol=1e-9).any(axis=1)
+
+    def cut(s: Slice | None) -> Slice | None:
+        return None if s is None else _slice(ds, s.name, s.mask & at)
+
+    cal = cut(split.calibration)
+    assert cal is not None
+    return replace(split, calibration=cal, policy=cut(split.policy), test=cut(split.test))
 
 
 def _boundary(slots: np.ndarray, t: float) -> int:

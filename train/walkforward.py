@@ -142,6 +142,7 @@ def _options(cfg: WalkConfig) -> dict[str, Any]:
         # absent when unset: plans written before --half-life-days keep their id (and resume)
         **({"half_life_days": t.half_life_days} if t.half_life_days else {}),
         **({"refit_booster": True} if t.refit_booster else {}),  # the same for --refit-booster
+        **({"fit_points": list(t.fit_points)} if t.fit_points else {}),  # and for --fit-points
         "lake": str(Path(t.lake_dir).resolve()),
     }
 
@@ -297,7 +298,7 @@ def split_pass(base: TrainConfig, plan: dict[str, Any], period: Period) -> Any:
         try:
             refresh(con, base.lake_dir)
             shape = {"tolerance": base.tolerance, "lookback": base.lookback}
-            t0 = build_training_set(con, base.points, None, resolved_only=False,
+            t0 = build_training_set(con, base.build_points, None, resolved_only=False,
                                     window_s=plan["window_s"], **shape)
         finally:
             con.close()

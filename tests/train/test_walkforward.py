@@ -165,6 +165,26 @@ def test_recent_layout_walk_and_its_resume_refusal(lake: Path, tmp_path: Path, c
     assert len(err.splitlines()) == 1 and 'split.layout "recent" -> "standard"' in err, err
 
 
+def test_fit_points_reach_the_fit_only(lake: Path, tmp_path: Path, capsys) -> None:
+    """--fit-points: the booster fits and early-stops on the extra points' rows too (more fit
+    rows than the plain walk's), while calibration, test rows and the model's decision points
+    stay on the default points; the option is part of the plan."""
+    plain, dense = tmp_path / "plain", tmp_path / "dense"
+    for out, extra in ((plain, ()), (dense, ("--fit-points", "6/15,8/15,7/15"))):
+        assert _cli(lake, out, "--stop-after", "1", "--jobs", "1", *extra) == 0
+    capsys.readouterr()
+    plan = json.loads((dense / "plan.json").read_text())
+    assert plan["options"]["fit_points"] == [6 / 15, 8 / 15]  # 7/15 is a decision point already
+    cards = [json.loads(next((o / "period_000").glob("*_card.json")).read_text()) for o in (plain, dense)]
+    assert cards[1]["splits"]["train"]["rows"] > 1.5 * cards[0]["splits"]["train"]["rows"]
+    for k in ("calibration", "test"):
+        assert cards[1]["splits"][k] == cards[0]["splits"][k], k
+    assert cards[1]["decision_points"] == cards[0]["decision_points"] == [5 / 15, 7 / 15, 10 / 15]
+    rows = [np.load(o / "period_000" / "rows.npz") for o in (plain, dense)]
+    assert np.array_equal(rows[0]["point"], rows[1]["point"])
+    assert not np.array_equal(rows[0]["model"], rows[1]["model"])
+
+
 @pytest.mark.parametrize("args, words", [
     (["--initial-days", "0"], "--initial-days"),
     (["--every", "nan"], "--every"),
@@ -175,6 +195,7 @@ def test_recent_layout_walk_and_its_resume_refusal(lake: Path, tmp_path: Path, c
     (["--every", "0.01"], "shorter than one window"),
     (["--name", "../up"], "--name '../up': a plain folder name"),
     (["--split-layout", "sideways"], "--split-layout"),
+    (["--fit-points", "6/15,1"], "--fit-points"),
 ])
 def test_bad_options_are_one_line_exit_2(lake: Path, tmp_path: Path, capsys, args, words) -> None:
     from slotml.cli import main
