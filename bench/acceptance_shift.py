@@ -1,8 +1,12 @@
 """Issue 20's regime shift, measured (minutes, not a unit test; not in ``make bench``):
-``python -m bench.acceptance_shift [--days 90] [--shift-day 60] [--seed 42] [--work DIR]``.
+``python -m bench.acceptance_shift [--days 90] [--shift-day 60] [--seed 42] [--shift lag|unlag]
+[--work DIR]``.
 
 Two histories of the same seed (4 assets, 15m, no trade prints: the model does not read them),
-``--shift none`` (the control) and ``--shift lag`` from ``--shift-day`` (sim/shift.py), each
+the shifted world (``--shift lag`` or ``unlag`` from ``--shift-day``, sim/shift.py) and its
+control, the world where nothing changes at the shift day (for ``lag`` the unshifted world; for
+``unlag``, whose days before the shift are lagged, a world lagged throughout: ``lag`` from day
+0), each
 backfilled into SQLite, exported to a lake, then trained with train/'s own pipeline (defaults:
 isotonic, mirror on) on spans of it:
 
@@ -46,7 +50,7 @@ def history(work: Path, shift: str, days: int, shift_day: int, seed: int) -> dic
     from slotml.sim.config import SimConfig
     from slotml.sim.shift import shift_second
 
-    lag = f"{sh.SHIFT_LAG_S}s-" if shift == "lag" else ""
+    lag = f"{sh.SHIFT_LAG_S}s-" if shift in ("lag", "unlag") else ""
     data = work / f"{shift}-{lag}seed{seed}-{days}d-at{shift_day}"
     t_start, t_end = span(900, days, END)
     at = shift_second(t_start, shift_day, 900)
@@ -156,6 +160,7 @@ def main() -> int:
     ap.add_argument("--days", type=int, default=90)
     ap.add_argument("--shift-day", type=int, default=60)
     ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--shift", choices=["lag", "unlag"], default="lag")
     ap.add_argument("--work", type=Path, default=Path("/tmp/slotml-shift"))
     ap.add_argument("--out", type=Path, help="JSON report")
     ap.add_argument("--skip", action="append", default=[], choices=["frozen", "before", "retrained", "weekly"])
@@ -171,16 +176,19 @@ def main() -> int:
     late = S + 14  # the issue's "days 74-90" for a shift at 60 in 90 days
     report: dict[str, Any] = {"days": D, "shift_day": S, "seed": a.seed}
     lines = [f"{'rows':>42} {'model':>6} {'oracle':>6} {'book':>6} {'model/oracle':>8}"]
-    for shift in ("none", "lag"):
-        h = history(a.work, shift, D, S, a.seed)
-        assert h["shift_at"] == h["t_start"] + S * DAY
+    control = ("none", S) if a.shift == "lag" else ("lag", 0)  # nothing changes at day S
+    for shift, day0 in (control, (a.shift, S)):
+        h = history(a.work, shift, D, day0, a.seed)
+        assert h["shift_at"] == h["t_start"] + day0 * DAY
         t0 = h["t_start"]
-        if "frozen" in a.skip and shift == "none":
+        if shift != a.shift:
+            shift = "control"  # the report's key, for either kind
+        if "frozen" in a.skip and shift == "control":
             continue
         fz = train_and_predict(h, test_days=D - S)
         # the test slice starts a window or so before the shift (its end is the last window's
         # start): the frozen model saw nothing from the shift on, and is scored from it on
-        assert fz["trained_to"] < h["shift_at"] and fz["test_from"] <= h["shift_at"], fz["trained_to"]
+        assert fz["trained_to"] < t0 + S * DAY and fz["test_from"] <= t0 + S * DAY, fz["trained_to"]
         lines.append(f"-- {shift}: model frozen at day {S - 1} (fitted + calibrated on days 0-{S - 1})")
         rep = periods(fz, t0, S, D)
         lines += [line(n, b) for n, b in rep]
@@ -190,24 +198,24 @@ def main() -> int:
             lines.append(line(f"pooled {late}-{D - 1}", b))
             report[f"{shift}/frozen"][f"pooled {late}-{D - 1}"] = b
         lines += by_point(fz, (fz["slot_ts"] - t0) // DAY >= S, report[f"{shift}/frozen"])
-        if shift != "lag":
+        if shift == "control":
             continue
         if "before" not in a.skip:
             bf = train_and_predict(h, test_days=21, slot_to=h["shift_at"])
-            lines.append(f"-- lag: model frozen at day {S - 22}, scored on the pre-shift days")
+            lines.append(f"-- {a.shift}: model frozen at day {S - 22}, scored on the pre-shift days")
             rep = periods(bf, t0, S - 21, S)
             lines += [line(n, b) for n, b in rep]
-            report["lag/before"] = dict(rep)
+            report[f"{a.shift}/before"] = dict(rep)
         if "retrained" not in a.skip:
             for name, frm in (("all", None), ("post", h["shift_at"])):
                 rt = train_and_predict(h, test_days=D - late, slot_from=frm)
                 span = f"0-{late - 1}" if frm is None else f"{S}-{late - 1}"
-                lines.append(f"-- lag: retrained on days {span} ({name}), scored on days {late}-{D - 1}")
+                lines.append(f"-- {a.shift}: retrained on days {span} ({name}), scored on days {late}-{D - 1}")
                 rep = periods(rt, t0, late, D)
                 lines += [line(n, b) for n, b in rep]
-                report[f"lag/retrained_{name}"] = dict(rep)
-                lines += by_point(rt, (rt["slot_ts"] - t0) // DAY >= late, report[f"lag/retrained_{name}"])
-        if "weekly" not in a.skip and shift == "lag":
+                report[f"{a.shift}/retrained_{name}"] = dict(rep)
+                lines += by_point(rt, (rt["slot_ts"] - t0) // DAY >= late, report[f"{a.shift}/retrained_{name}"])
+        if "weekly" not in a.skip:
             # a weekly walk-forward's stand-in: each 7-day period scored by a model fitted on the
             # post-shift days before it (expanding), the predictions pooled over days late..end
             parts = []
@@ -219,12 +227,12 @@ def main() -> int:
             keeps = [((pp["slot_ts"] - t0) // DAY >= lo) for pp, lo in zip(parts, range(late, D, 7), strict=True)]
             wk = {k: np.concatenate([pp[k][kp] for pp, kp in zip(parts, keeps, strict=True)]) for k in
                   ("slot_ts", "point", "y", "model", "oracle", "book")}
-            lines.append(f"-- lag: retrained weekly on the post-shift days so far (from day {S}), "
+            lines.append(f"-- {a.shift}: retrained weekly on the post-shift days so far (from day {S}), "
                          f"scored on the next 7 days from day {late}")
             rep = periods(wk, t0, late, D)
             lines += [line(n, b) for n, b in rep]
-            report["lag/retrained_weekly_post"] = dict(rep)
-            lines += by_point(wk, (wk["slot_ts"] - t0) // DAY >= late, report["lag/retrained_weekly_post"])
+            report[f"{a.shift}/retrained_weekly_post"] = dict(rep)
+            lines += by_point(wk, (wk["slot_ts"] - t0) // DAY >= late, report[f"{a.shift}/retrained_weekly_post"])
     text = "\n".join(lines)
     print(text)
     if a.out:

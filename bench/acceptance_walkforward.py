@@ -161,7 +161,7 @@ def one_seed(seed: int, a: argparse.Namespace) -> dict[str, Any]:
 def main() -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.acceptance_walkforward")
     ap.add_argument("--seeds", default="42,7,5")
-    ap.add_argument("--shift", choices=["none", "lag"], default="none")
+    ap.add_argument("--shift", choices=["none", "lag", "unlag"], default="none")
     ap.add_argument("--sliding", type=float, default=None, help="walkforward --sliding DAYS")
     ap.add_argument("--half-life-days", type=float, default=None,
                     help="walkforward --half-life-days (work dirs kept apart)")

@@ -169,12 +169,17 @@ def _one_symbol(world: World, sym: str, starts: np.ndarray, grid: np.ndarray, t_
     path = world.path(sym)
     shift = world.shift  # a regime shift (sim/shift.py): the settlement TWAP's lag per second
     # earlier only if the lagged TWAP needs it: known_sum's running sum starts at t0 (its last bits)
-    t0 = min(int(starts[0]) - 200, shift.spot_from(int(starts[0]), t_end + 5))
+    # (and earlier by the lag itself where the history opens lagged: --shift unlag)
+    first = int(starts[0]) - 200
+    t0 = min(first - int(shift.lag(first)), shift.spot_from(int(starts[0]), t_end + 5))
     spot = path.spot(t0, t_end + 5)
     tw = twap_of(spot)  # tw[i] = TWAP at second t0 + 59 + i
 
     def twap(t: np.ndarray) -> np.ndarray:
-        return tw[t - shift.lag(t) - t0 - 59]
+        i = t - shift.lag(t) - t0 - 59
+        if i.size and int(i.min()) < 0:  # numpy would wrap to the END of the path, silently
+            raise AssertionError(f"internal: TWAP read {-int(i.min())} s before the path starts")
+        return tw[i]
 
     def settle(t: np.ndarray) -> np.ndarray:
         return twap(t) if rule == "twap60" else spot[t - t0]

@@ -221,7 +221,7 @@ class AssetPath:
     def twap(self, t0: int, t1: int) -> np.ndarray:
         """60 s TWAP at each second t0..t1: the mean of spot over (t-60, t] (over
         (t-lag-60, t-lag] after a ``--shift lag``, sim/shift.py)."""
-        if not self.shift.active or t1 <= self.shift.at:
+        if not self.shift.lagged_between(int(t0), int(t1)):
             return twap_of(self.spot(t0 - 59, t1))
         ts = np.arange(int(t0), int(t1) + 1)
         src = ts - self.shift.lag(ts)

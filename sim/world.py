@@ -317,7 +317,8 @@ class World:
         path = self.path(m.symbol)
         shift = self.shift
         lag_end = int(shift.lag(m.end))  # > 0: settles on the TWAP lag_end s earlier (sim/shift.py)
-        t0 = m.start - 70 - lag_end
+        lag_max = max(lag_end, int(shift.lag(m.start)))  # --shift unlag: the start's, before it
+        t0 = m.start - 70 - lag_max
         # the Binance candle rules read the path (the sim's Binance price is its spot path):
         # binance1h: open = the first second, close = the last second inside the window;
         # binance_noon: the close of the (scaled) minute candle opening at each noon, ``off``
@@ -325,7 +326,7 @@ class World:
         off = max(1, round(60 / self.time_scale)) - 1 if m.settlement == "binance_noon" else 0
         spot = path.spot(t0, m.end + off)
         ts = np.arange(m.start, m.end + 1)
-        if m.settlement == "twap60" and lag_end:
+        if m.settlement == "twap60" and lag_max:
             settle = twap_of(spot)[ts - shift.lag(ts) - t0 - 59]
         elif m.settlement == "twap60":
             settle = twap_of(spot[m.start - 59 - t0: m.end - t0 + 1])

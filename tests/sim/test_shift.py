@@ -126,6 +126,46 @@ def test_the_oracle_knows_the_lag() -> None:
         assert abs(np.mean(p_new[b]) - np.mean(y[b])) < 0.06, (lo, hi)  # ~400 windows per bin
 
 
+def test_unlag_is_the_lagged_world_before_and_the_plain_world_after(off) -> None:
+    """--shift unlag: up to the shift second the world of a lag that began before the history,
+    after it the unshifted world (windows starting after the shift are byte-identical to it);
+    the served world still equals the backfilled one, oracle included."""
+    un = _gen(shift="unlag", shift_at=AT)
+    lagged = _gen(shift="lag", shift_at=T_START - 3600)  # lagged throughout the history
+
+    def part(rows, keep, key="slot_ts"):
+        return [r for r in rows if keep(r[key])]
+
+    def oracle(g, keep):
+        return {k: [v for v, s in zip(vs, g.oracle["slot_ts"], strict=True) if keep(s)] for k, vs in g.oracle.items()}
+
+    after, before = (lambda s: s > AT), (lambda s: s + 900 <= AT)
+    assert part(un.snapshots, after) == part(off.snapshots, after) and len(part(off.snapshots, after)) > 1000
+    def res(g):  # the first window after the shift carries the shifted one's outcome
+        return [{k: v for k, v in r.items() if k != "prev_resolved_up" or r["slot_ts"] > AT + 900}
+                for r in part(g.resolutions, after)]
+
+    assert res(un) == res(off)
+    assert oracle(un, after) == oracle(off, after)
+    assert part(un.snapshots, before) == part(lagged.snapshots, before)
+    assert part(un.resolutions, before) == part(lagged.resolutions, before)
+    assert oracle(un, before) == oracle(lagged, before) and len(oracle(un, before)["p_up"]) > 1000
+    assert part(un.snapshots, before) != part(off.snapshots, before)
+    world = World(SimConfig(seed=21, symbols=SYMS, shift="unlag", shift_at=AT))
+    for r in un.snapshots[::53]:
+        t = r["tick_ms"] // 1000
+        assert r["chainlink_twap"] == world.path(r["symbol"]).twap_at(t - 2)
+    for i in range(0, len(un.oracle["p_up"]), 89):
+        m = world.market(un.oracle["symbol"][i], un.oracle["slot_ts"][i])
+        assert un.oracle["p_up"][i] == pytest.approx(
+            world.window(m).oracle_at(un.oracle["tick_ms"][i] // 1000), abs=1e-12)
+    # the window starting at the shift second: its base lagged (stamped at the shift second),
+    # its final not; decided at its end
+    wd, path = world.window(world.market("BTC", AT)), world.path("BTC")
+    assert wd.p2b == pytest.approx(path.spot(AT - SHIFT_LAG_S - 59, AT - SHIFT_LAG_S).mean(), rel=1e-12)
+    assert wd.final == pytest.approx(path.spot(AT + 900 - 59, AT + 900).mean(), rel=1e-12)
+
+
 def test_shift_helpers() -> None:
     assert shift_second(1000 * 900 + 1, 1, 900) == 1000 * 900 + 86400 + 900  # rounded up
     assert shift_second(1000 * 900, 0.5, 900) == 1000 * 900 + 43200
@@ -135,6 +175,12 @@ def test_shift_helpers() -> None:
     assert Shift().lag(np.array([5, 6])).tolist() == [0, 0] and not Shift().active
     assert Shift().spot_from(1000, 5000) == 941 and s.spot_from(0, 100) == -59
     assert s.spot_from(0, 500) == 101 - SHIFT_LAG_S - 59 and s.spot_from(400, 500) == 400 - SHIFT_LAG_S - 59
+    u = Shift("unlag", 100)
+    assert u.lag(100) == SHIFT_LAG_S and u.lag(101) == 0
+    assert u.lag(np.array([99, 100, 101])).tolist() == [SHIFT_LAG_S, SHIFT_LAG_S, 0]
+    assert u.spot_from(0, 500) == -SHIFT_LAG_S - 59 and u.spot_from(101, 500) == 101 - 59
+    assert u.lagged_between(100, 101) and not u.lagged_between(101, 900)
+    assert s.lagged_between(100, 101) and not s.lagged_between(0, 100)
 
 
 @pytest.mark.parametrize("extra, needle", [
