@@ -234,6 +234,23 @@ def last_published(delay, t: float) -> int:
     return s
 
 
+# a snapshot's price columns: (the sim's /prices key, the collector's snapshot_nulls series)
+PRICE_COLS = {"chainlink_price": ("spot", "spot"), "chainlink_twap": ("twap", "twap60")}
+
+
+def first_price_seen(snaps: list[dict]) -> dict[tuple[str, str], float]:
+    """(symbol, price column) -> the first capture holding a value in it. Spot and TWAP are
+    separate relay frames, so at start-up one can arrive a capture before the other: before its
+    first frame a column is rightly NULL (the collector counts it ``no_data``)."""
+    first: dict[tuple[str, str], float] = {}
+    for r in snaps:
+        for col in PRICE_COLS:
+            if r[col] is not None:
+                key = (r["symbol"], col)
+                first[key] = min(first.get(key, r["captured_at"]), r["captured_at"])
+    return first
+
+
 def sim_truth(sim: Any, snaps: list[dict]) -> tuple[dict, dict]:
     """What the sim quoted for every row's tick (books) and around its capture (prices)."""
     quotes: dict[tuple[str, int], dict] = {}

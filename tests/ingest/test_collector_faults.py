@@ -20,10 +20,12 @@ from slotml.sim.config import SimConfig
 from slotml.sim.runner import sim_in_thread
 from tests.ingest.collector_harness import (
     BACKENDS,
+    PRICE_COLS,
     CollectorThread,
     backend_run,
     book_second,
     collector_config,
+    first_price_seen,
     get_json,
     last_published,
     read_tables,
@@ -199,25 +201,19 @@ def test_prices_are_never_wrong(frun: FaultRun) -> None:
     """
     silent = _at(frun, 32, "ws_silent")
     m = frun.metrics
-    cols = {"chainlink_price": ("spot", "spot"), "chainlink_twap": ("twap", "twap60")}
-    first: dict[tuple[str, str], float] = {}
-    for r in frun.snaps:
-        for c in cols:
-            if r[c] is not None:
-                first[r["symbol"], c] = min(first.get((r["symbol"], c), r["captured_at"]),
-                                            r["captured_at"])
-    unexplained = dict.fromkeys(cols, 0)
+    first = first_price_seen(frun.snaps)
+    unexplained = dict.fromkeys(PRICE_COLS, 0)
     for r in frun.snaps:
         if _in(r["captured_at"], silent, silent + STALE + 0.3):
             continue
         s = last_published(frun.relay_delay, r["captured_at"])
         allowed = [frun.prices[(r["symbol"], x)] for x in (s, s - 1)]
-        for col, (key, _) in cols.items():
+        for col, (key, _) in PRICE_COLS.items():
             if r[col] is not None:
                 assert r[col] in [p[key] for p in allowed], (col, r)
             elif r["captured_at"] > first.get((r["symbol"], col), float("inf")):
                 unexplained[col] += 1
-    for col, (_, series) in cols.items():
+    for col, (_, series) in PRICE_COLS.items():
         assert unexplained[col] <= m.get("snapshot_nulls", column=series, reason="stale"), col
         # the start-up race is a frame or two, not a missing topic
         assert all((sym, col) in first for sym in SYMBOLS), (col, first)

@@ -21,9 +21,11 @@ from slotml.sim.runner import sim_in_thread
 from slotml.sim.services.books import BOOK_LEAD_S
 from tests.ingest.collector_harness import (
     BACKENDS,
+    PRICE_COLS,
     CollectorThread,
     backend_run,
     collector_config,
+    first_price_seen,
     get_json,
     get_text,
     read_tables,
@@ -227,20 +229,11 @@ def test_depth_equals_the_sims_published_book(run: Run) -> None:
     assert exact >= 0.4 * 2 * len(run.snaps), (exact, flickered)
 
 
-PRICE_COLS = {"chainlink_price": ("spot", "spot"), "chainlink_twap": ("twap", "twap60")}
-
-
 def _before_first_price(run: Run) -> set[tuple[int, str]]:
     """(id, column) of the rows a symbol snapshotted before the collector's first relay frame of
     that column's topic had arrived (a start-up race on a loaded box): their values are rightly
-    NULL (unknown), and there are at most two per symbol and column. Spot and TWAP are separate
-    frames, so one may arrive a capture before the other."""
-    first: dict[tuple[str, str], float] = {}
-    for r in run.snaps:
-        for col in PRICE_COLS:
-            if r[col] is not None:
-                key = (r["symbol"], col)
-                first[key] = min(first.get(key, math.inf), r["captured_at"])
+    NULL (unknown), and there are at most two per symbol and column."""
+    first = first_price_seen(run.snaps)
     early = [(r, col) for r in run.snaps for col in PRICE_COLS
              if r["captured_at"] < first.get((r["symbol"], col), math.inf)]
     assert len(early) <= 2 * len(first), early
