@@ -235,7 +235,8 @@ def parse_market(event: dict, family: str, window_s: int, scale: int = 1) -> Mar
     end = venue.parse_time(market.get("endDate") or event.get("endDate"), ms=True)
     if start is None or end is None:
         raise ParseError("no_window_times", slug)
-    if end <= start:
+    slot_ts, end_ts = int(round(start)), int(round(end))
+    if slot_ts <= 0 or end_ts <= slot_ts:  # compared as stored: 1e-320 and 0.5 both round to 0
         raise ParseError("bad_window_times", slug)
     outcomes = json_field(market, "outcomes")
     tokens = json_field(market, "clobTokenIds")
@@ -261,8 +262,8 @@ def parse_market(event: dict, family: str, window_s: int, scale: int = 1) -> Mar
         symbol=symbol,
         family=fam,
         window_s=window_s,
-        slot_ts=int(round(start)),
-        end_ts=int(round(end)),
+        slot_ts=slot_ts,
+        end_ts=end_ts,
         slug=slug,
         condition_id=cid,
         up_token_id=up,

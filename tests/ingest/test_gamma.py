@@ -96,6 +96,10 @@ def test_resolution_follows_outcome_order() -> None:
     ({"eventStartTime": None}, "no_window_times"),
     ({"conditionId": ""}, "no_condition_id"),
     ({"slug": "bitcoin-above-100k"}, "bad_slug"),
+    # found by test_wire_fuzz: distinct floats that round to the same stored second
+    ({"eventStartTime": 1e-320, "endDate": 0.5}, "bad_window_times"),
+    ({"eventStartTime": 1_788_600_000.2, "endDate": 1_788_600_000.4}, "bad_window_times"),
+    ({"eventStartTime": -900, "endDate": 100}, "bad_window_times"),
 ])
 def test_bad_metadata_raises_parse_error(changes: dict, reason: str) -> None:
     with pytest.raises(ParseError) as ei:
