@@ -19,24 +19,69 @@ from slotml.train import metrics as M
 
 SCORES = ("n", "log_loss", "brier", "ece", "auc")
 PLOT_FILL = "maker-queue"  # the verdict's fill model, as in backtest/verdict.py
+RATIO_DRAWS = 2000  # day bootstrap draws for the Brier ratios' CIs (as train --challenge)
+RATIO_LEVEL = 0.90
+DAY_S = 86_400
 
 
 def _short(s: dict[str, Any]) -> dict[str, Any]:
     return {k: s.get(k) for k in SCORES}
 
 
+def brier_ratio(y: np.ndarray, p: np.ndarray, ref: np.ndarray, slot_ts: np.ndarray, *,
+                n_boot: int = RATIO_DRAWS, level: float = RATIO_LEVEL, seed: int = 0) -> dict[str, Any]:
+    """Brier of ``p`` over Brier of ``ref`` on the same rows, and ``p``'s Brier above ``ref``'s,
+    each with a CI that resamples whole UTC days (``backtest.verdict.resample``): a day's rows
+    share its prices, so they are not independent draws. A single history's ratio moves by
+    about this much from one set of days to another."""
+    from slotml.backtest.verdict import resample
+
+    days, inv = np.unique(np.asarray(slot_ts, dtype=np.int64) // DAY_S, return_inverse=True)
+    k = len(days)
+    se_p = np.bincount(inv, (p - y) ** 2, minlength=k)
+    se_r = np.bincount(inv, (ref - y) ** 2, minlength=k)
+    n = np.bincount(inv, minlength=k).astype(np.float64)
+    out: dict[str, Any] = {
+        "rows": int(len(y)), "days": int(k),
+        "ratio": float(se_p.sum() / se_r.sum()) if se_r.sum() > 0 else None,
+        "excess": float((se_p.sum() - se_r.sum()) / n.sum()) if k else None,
+        "level": level, "draws": n_boot, "ratio_ci": None, "excess_ci": None}
+    if k < 2 or out["ratio"] is None:
+        return out
+    idx = resample(k, n_boot, seed)
+    a = (1 - level) / 2 * 100
+    sp, sr = se_p[idx].sum(axis=1), se_r[idx].sum(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratios = sp / sr
+    ratios = ratios[np.isfinite(ratios)]
+    if ratios.size:
+        out["ratio_ci"] = [float(v) for v in np.percentile(ratios, [a, 100 - a])]
+    out["excess_ci"] = [float(v) for v in np.percentile((sp - sr) / n[idx].sum(axis=1), [a, 100 - a])]
+    return out
+
+
 def score_rows(rows: dict[str, np.ndarray]) -> dict[str, Any]:
-    """Model and book on all rows; oracle, model and book on the rows the oracle covers."""
+    """Model and book on all rows; oracle, model and book on the rows the oracle covers; the
+    model's Brier over the book's and the oracle's with day-resampled CIs."""
     y = rows["y"]
     out = {"rows": int(len(y)), "model": _short(M.score(y, rows["model"])),
            "book_mid": _short(M.score(y, rows["book"]))}
+    slot_ts = rows.get("slot_ts")
+    book = np.isfinite(rows["book"])
+    if slot_ts is not None and book.any():
+        out["model_over_book"] = brier_ratio(y[book], rows["model"][book], rows["book"][book],
+                                             slot_ts[book])
     o = rows.get("oracle")
     have = np.isfinite(o) if o is not None else np.zeros(len(y), bool)
     if have.any():
+        oc = np.clip(o[have], 0.0, 1.0)
         out["oracle"] = {"coverage": float(have.mean()),
-                         "oracle": _short(M.score(y[have], np.clip(o[have], 0.0, 1.0))),
+                         "oracle": _short(M.score(y[have], oc)),
                          "model_same_rows": _short(M.score(y[have], rows["model"][have])),
                          "book_mid_same_rows": _short(M.score(y[have], rows["book"][have]))}
+        if slot_ts is not None:
+            out["oracle"]["model_over_oracle"] = brier_ratio(y[have], rows["model"][have], oc,
+                                                             slot_ts[have])
     return out
 
 
@@ -146,6 +191,13 @@ def render(report: dict[str, Any]) -> str:
         for name, s in named:
             lines.append(f"  {name:22s} {_f(s.get('log_loss')):>9s} {_f(s.get('brier')):>8s} "
                          f"{_f(s.get('ece')):>8s}")
+        for name, r in (("book mid", p.get("model_over_book")),
+                        ("oracle", p.get("oracle", {}).get("model_over_oracle"))):
+            if r and r["ratio"] is not None:
+                ci = r["ratio_ci"]
+                lines.append(f"  model Brier / {name}: {r['ratio']:.4f}x" + (
+                    f" ({r['level']:.0%} CI over {r['days']} resampled days {ci[0]:.4f}-{ci[1]:.4f}x)"
+                    if ci else ""))
     lines.append("per period (Brier model / book / oracle):")
     for s in report["periods"]:
         sc = s["scores"]

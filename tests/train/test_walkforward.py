@@ -11,6 +11,7 @@ import pytest
 
 from slotml.train import metrics as M
 from slotml.train.walkforward import DAY_S, plan_periods
+from slotml.train.walkforward_report import brier_ratio
 from tests.train.test_pipeline import write_lake
 
 START = 1_767_225_600  # features/synth.py's first window
@@ -68,6 +69,29 @@ def test_plan_expanding_and_sliding() -> None:
     assert (odd[-1].test_to - odd[-1].test_from) / DAY_S == pytest.approx(1.49, abs=0.01)
 
 
+def test_brier_ratio_resamples_whole_days() -> None:
+    """The CI resamples days, not rows: days that are copies of one another leave no spread,
+    however much the rows inside a day differ; days that differ do."""
+    rng = np.random.default_rng(3)
+    n = 400
+    y = (rng.random(n) < 0.5).astype(float)
+    p, ref = rng.random(n), np.clip(y + rng.normal(0, 0.3, n), 0, 1)
+    same = np.arange(n) % 4  # rows 0..3 of every "day" repeat: identical days
+    yy, pp, rr = y[same], p[same], ref[same]
+    slot = (np.arange(n) // 4) * DAY_S  # 100 days of 4 rows each
+    r = brier_ratio(yy, pp, rr, slot)
+    want = np.mean((pp - yy) ** 2) / np.mean((rr - yy) ** 2)
+    assert r["days"] == 100 and r["ratio"] == pytest.approx(want)
+    assert r["ratio_ci"] == pytest.approx([want, want])
+    assert r["excess"] == pytest.approx(np.mean((pp - yy) ** 2) - np.mean((rr - yy) ** 2))
+    r2 = brier_ratio(y, p, ref, slot)  # days that differ: a real interval around the ratio
+    assert r2["ratio_ci"][0] < r2["ratio"] < r2["ratio_ci"][1]
+    assert r2["excess_ci"][0] < r2["excess"] < r2["excess_ci"][1]
+    one = brier_ratio(y, p, ref, np.zeros(n, np.int64))  # one day: no interval to draw
+    assert one["ratio_ci"] is None and one["ratio"] == pytest.approx(
+        np.mean((p - y) ** 2) / np.mean((ref - y) ** 2))
+
+
 def test_walkforward_periods_resume_and_refusals(lake: Path, tmp_path: Path, capsys) -> None:
     out = tmp_path / "wf"
     # a run stopped after one period (as if killed): the other periods are left to the next run
@@ -80,6 +104,7 @@ def test_walkforward_periods_resume_and_refusals(lake: Path, tmp_path: Path, cap
     assert _cli(lake, out) == 0
     text = capsys.readouterr().out
     assert "walk-forward: 3 of 3 periods finished" in text and "oracle" in text
+    assert "model Brier / oracle: " in text and "resampled days" in text
     assert (out / "period_000" / "done.json").stat().st_mtime_ns == first  # reused
     report = json.loads((out / "report.json").read_text())
     assert report["run"]["reused"] == 1 and report["run"]["trained_now"] == 2
@@ -111,6 +136,12 @@ def test_walkforward_periods_resume_and_refusals(lake: Path, tmp_path: Path, cap
     assert pooled["model"]["brier"] == pytest.approx(M.brier(y, p))
     assert pooled["model"]["log_loss"] == pytest.approx(M.log_loss(y, p))
     assert {"book_mid", "oracle"} <= set(pooled) and pooled["oracle"]["coverage"] > 0.9
+    r = pooled["oracle"]["model_over_oracle"]  # the ratio the issue's aims read, with its CI
+    assert r["ratio"] == pytest.approx(
+        pooled["oracle"]["model_same_rows"]["brier"] / pooled["oracle"]["oracle"]["brier"])
+    assert r["ratio_ci"][0] <= r["ratio"] <= r["ratio_ci"][1] and r["days"] >= 2
+    assert pooled["model_over_book"]["ratio"] == pytest.approx(
+        pooled["model"]["brier"] / pooled["book_mid"]["brier"])
     cells = {(c["policy"], c["fill"]): c for c in report["policy_pooled"]}
     assert ("edge", "taker") in cells and cells[("edge", "taker")]["periods"] == 3
     assert cells[("edge", "taker")]["pnl"] == pytest.approx(sum(
