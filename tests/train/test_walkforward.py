@@ -237,3 +237,28 @@ def test_bad_options_are_one_line_exit_2(lake: Path, tmp_path: Path, capsys, arg
     assert e.value.code == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and words in err, err
+
+
+def test_frozen_worse_ci_pairs_the_two_worlds_by_day() -> None:
+    """bench.acceptance_shift's (b) reading: days are resampled together in both worlds, so a
+    shifted world whose every day is the control's with the model's errors scaled by 1.05 reads
+    +5% with no spread, whatever the days themselves do."""
+    from bench.acceptance_shift import DAY, worse_ci
+
+    rng = np.random.default_rng(5)
+    n = 30 * 40
+    t0 = 1_785_715_200
+    slot = t0 + (np.arange(n) // 40) * DAY
+    y = (rng.random(n) < 0.5).astype(float)
+    oracle = np.clip(y * 0.6 + rng.random(n) * 0.4, 0, 1)
+    model = np.clip(oracle + rng.normal(0, 0.1 + 0.1 * (np.arange(n) // 40 % 3), n), 0, 1)
+    control = {"slot_ts": slot, "y": y, "oracle": oracle, "model": model}
+    # the same rows, the model's squared error 1.05x the control's on every day
+    err = model - y
+    shifted = {**control, "model": y + err * np.sqrt(1.05)}
+    w = worse_ci(shifted, control, t0, 0, 30)
+    assert w["days"] == 30 and w["worse"] == pytest.approx(0.05)
+    assert w["ci"] == pytest.approx([0.05, 0.05])
+    noisy = {**control, "model": np.clip(model + rng.normal(0, 0.05, n), 0, 1)}
+    v = worse_ci(noisy, control, t0, 0, 30)
+    assert v["ci"][0] < v["worse"] < v["ci"][1]
