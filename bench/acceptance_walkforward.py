@@ -23,7 +23,8 @@ row: y, model, book, oracle) are pooled here:
   the end against the oracle's, the frozen model's beside it.
 
 Each aim's ratio is printed with its 90% CI over resampled days (``walkforward_report.brier_ratio``):
-how far one history's reading moves with its days.
+how far one history's reading moves with its days. With several seeds, the ratio across them
+last: mean, standard deviation, the 95% t-interval of the mean, seeds within the aim.
 
 ``--reference`` (a shift): the same walk over the world shifted from day 0, scored on the same
 days: the walk's Brier above the oracle there is what all of the shifted world's data buys, and
@@ -151,6 +152,7 @@ def one_seed(seed: int, a: argparse.Namespace) -> dict[str, Any]:
     rep[f"pooled {first}-{D - 1}"] = b
     lines.append(line(f"pooled days {first}-{D - 1}", b))
     if a.shift == "none":
+        rep["aim_ratio"] = b["ratio"]
         rep["met"] = bool(b["ratio"] <= AIM)
         ci = with_ci(allr, day >= first, b)
         lines.append(f"aim: within {AIM - 1:.0%} of the oracle over days {first}-{D - 1}: "
@@ -174,6 +176,7 @@ def one_seed(seed: int, a: argparse.Namespace) -> dict[str, Any]:
         lines.append(f"{name:<34} {w['rows']:>7} {w['model']:.4f} {f['frozen']:.4f} {w['oracle']:.4f} "
                      f"{w['ratio']:>5.3f}x {f['ratio']:>5.3f}x")
     w = rep["after_shift"][f"pooled days {late}-{D - 1}"]["walkforward"]
+    rep["aim_ratio"] = w["ratio"]
     rep["met"] = bool(w["ratio"] <= AIM)
     ci = with_ci(allr, (day >= late) & np.isfinite(allr["frozen"]), w)
     lines.append(f"aim: walk-forward within {AIM - 1:.0%} of the oracle over days {late}-{D - 1}: "
@@ -243,9 +246,23 @@ def main() -> int:
         r = one_seed(s, a)
         print("\n".join(r["lines"]), flush=True)
         out.append(r["report"])
+    if len(out) > 1:
+        print(across_seeds(out), flush=True)
     if a.out:
         a.out.write_text(json.dumps(out, indent=1, default=float))
     return 0
+
+
+def across_seeds(reports: list[dict[str, Any]], level: float = 0.95) -> str:
+    """The aim's ratio over seeds: mean, standard deviation, the t-interval of the mean and how
+    many seeds read within the aim (the seeds are independent worlds; their days are not)."""
+    from scipy import stats
+
+    x = np.array([r["aim_ratio"] for r in reports])
+    n, m, sd = len(x), float(x.mean()), float(x.std(ddof=1))
+    lo, hi = stats.t.interval(level, n - 1, loc=m, scale=sd / np.sqrt(n))
+    return (f"across {n} seeds: mean {m:.4f}x, sd {sd:.4f}, {level:.0%} t-interval of the mean "
+            f"{lo:.4f}-{hi:.4f}x; {int((x <= AIM).sum())} of {n} seeds within {AIM - 1:.0%}")
 
 
 if __name__ == "__main__":  # pragma: no cover
