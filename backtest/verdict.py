@@ -43,11 +43,14 @@ def _ratio(pnl: np.ndarray, staked: np.ndarray, idx: np.ndarray) -> np.ndarray:
         return np.where(s > 0, pnl[idx].sum(axis=1) / np.where(s > 0, s, 1.0), np.nan)
 
 
-def _interval(x: np.ndarray) -> tuple[float, float] | None:
+def interval(x: np.ndarray, level: float = 0.95) -> tuple[float, float] | None:
+    """The two-sided percentile interval of bootstrap draws ``x`` (non-finite draws dropped);
+    None with fewer than 10 draws left."""
     x = x[np.isfinite(x)]
     if x.size < 10:
         return None
-    lo, hi = np.percentile(x, [2.5, 97.5])
+    a = (1 - level) / 2 * 100
+    lo, hi = np.percentile(x, [a, 100 - a])
     return float(lo), float(hi)
 
 
@@ -96,7 +99,7 @@ class BacktestResult:
         self.cells: list[CellStats] = []
         for r in self.results:
             pnl, staked = daily(r, self.days)
-            ci = _interval(_ratio(pnl, staked, self._idx)) if self.days else None
+            ci = interval(_ratio(pnl, staked, self._idx)) if self.days else None
             sd = float(np.std(pnl, ddof=1)) if len(pnl) > 1 else 0.0
             sharpe = float(np.mean(pnl) / sd) if sd > 0 else None
             self.cells.append(CellStats(r.policy, r.fill, r, ci, sharpe))
@@ -115,7 +118,7 @@ class BacktestResult:
         ra, rb = ca.result.pnl_per_staked, cb.result.pnl_per_staked
         point = None if ra is None or rb is None else ra - rb
         diffs = _ratio(pa, sa, self._idx) - _ratio(pb, sb, self._idx)
-        return {"a": a, "b": b, "fill": fill, "difference": point, "ci95": _interval(diffs)}
+        return {"a": a, "b": b, "fill": fill, "difference": point, "ci95": interval(diffs)}
 
     def verdict(self) -> str:
         """One line: does the model (edge policy) beat the filters as a maker (maker-queue)?"""

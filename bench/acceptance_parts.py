@@ -281,7 +281,7 @@ def pooled_ci(cells: list[dict[str, Any]], minus: list[dict[str, Any]] | None = 
               n_boot: int = 2000, seed: int = 0) -> tuple[float, float] | None:
     """Day-block bootstrap CI of PnL per staked over every (seed, day) of ``cells`` (or of the
     paired difference with ``minus``: the same resampled days for both)."""
-    from slotml.backtest.verdict import _interval, _ratio, resample
+    from slotml.backtest.verdict import _ratio, interval, resample
 
     def cat(cs: list[dict[str, Any]], k: str) -> np.ndarray:
         return np.concatenate([np.asarray(c["daily"][k], float) for c in cs]) if cs else np.zeros(0)
@@ -293,7 +293,7 @@ def pooled_ci(cells: list[dict[str, Any]], minus: list[dict[str, Any]] | None = 
     x = _ratio(pnl, staked, idx)
     if minus is not None:
         x = x - _ratio(cat(minus, "pnl"), cat(minus, "staked"), idx)
-    return _interval(x)
+    return interval(x)
 
 
 def pooled_cell(cells: list[dict[str, Any]]) -> dict[str, Any]:

@@ -51,15 +51,6 @@ class Rule:
     policy: str = "edge"
 
 
-def _ci(x: np.ndarray, level: float) -> tuple[float, float] | None:
-    x = x[np.isfinite(x)]
-    if x.size < 10:
-        return None
-    a = (1 - level) / 2 * 100
-    lo, hi = np.percentile(x, [a, 100 - a])
-    return float(lo), float(hi)
-
-
 def comparison_span(champion: Any, challenger: Any) -> tuple[int | None, int | None]:
     """[from, to) of window starts: the challenger's test slice, from after the champion's
     last seen window (both ``Scorer``); (None, None) when the challenger has no test slice."""
@@ -79,7 +70,7 @@ def paired_brier(con: Any, champion: Any, challenger: Any, slot_from: int, slot_
                  rule: Rule) -> dict[str, Any]:
     """The paired per-window Brier difference (challenger − champion) and its day-bootstrap CI."""
     from slotml.backtest.replay import load_rows
-    from slotml.backtest.verdict import resample
+    from slotml.backtest.verdict import interval, resample
 
     def scored(scorer: Any) -> tuple[dict[tuple[str, int, float], float], dict]:
         rows, windows, _ = load_rows(con, scorer, slot_from, slot_to, tape=False)
@@ -111,7 +102,7 @@ def paired_brier(con: Any, champion: Any, challenger: Any, slot_from: int, slot_
     idx = resample(len(days), rule.n_boot, rule.seed)
     with np.errstate(invalid="ignore", divide="ignore"):
         boots = s_day[idx].sum(axis=1) / n_day[idx].sum(axis=1)
-    ci = _ci(boots, rule.level) if len(days) >= rule.min_days else None
+    ci = interval(boots, rule.level) if len(days) >= rule.min_days else None
     return {**out, "windows": int(len(uw)), "days": int(len(days)),
             "brier_challenger": float(np.mean((a - y) ** 2)),
             "brier_champion": float(np.mean((b - y) ** 2)),
@@ -125,7 +116,7 @@ def paired_pnl(con: Any, champion: Any, challenger: Any, slot_from: int, slot_to
     """Maker PnL in dollars (challenger − champion, mean per day) over the same days, paired
     day bootstrap; PnL per staked beside it."""
     from slotml.backtest.replay import replay
-    from slotml.backtest.verdict import daily, resample
+    from slotml.backtest.verdict import daily, interval, resample
 
     res = {name: replay(con, s, None, slot_from=slot_from, slot_to=slot_to,
                         policies=(rule.policy,), fills=(rule.fill,), n_boot=10, seed=rule.seed)
@@ -145,7 +136,7 @@ def paired_pnl(con: Any, champion: Any, challenger: Any, slot_from: int, slot_to
                          "pnl": cells["champion"].pnl, "pnl_per_staked": rb},
             "difference": float(d.mean()) if days else None,
             "difference_per_staked": None if ra is None or rb is None else ra - rb,
-            "ci": _ci(diffs, rule.level) if len(days) >= rule.min_days else None,
+            "ci": interval(diffs, rule.level) if len(days) >= rule.min_days else None,
             # share of bootstrap draws where the challenger earned less (any CI level afterwards)
             "share_worse": float(np.mean(diffs[np.isfinite(diffs)] < 0)) if np.isfinite(diffs).any() else None}
 

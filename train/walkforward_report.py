@@ -34,7 +34,7 @@ def brier_ratio(y: np.ndarray, p: np.ndarray, ref: np.ndarray, slot_ts: np.ndarr
     each with a CI that resamples whole UTC days (``backtest.verdict.resample``): a day's rows
     share its prices, so they are not independent draws. A single history's ratio moves by
     about this much from one set of days to another."""
-    from slotml.backtest.verdict import resample
+    from slotml.backtest.verdict import interval, resample
 
     days, inv = np.unique(np.asarray(slot_ts, dtype=np.int64) // DAY_S, return_inverse=True)
     k = len(days)
@@ -49,14 +49,12 @@ def brier_ratio(y: np.ndarray, p: np.ndarray, ref: np.ndarray, slot_ts: np.ndarr
     if k < 2 or out["ratio"] is None:
         return out
     idx = resample(k, n_boot, seed)
-    a = (1 - level) / 2 * 100
     sp, sr = se_p[idx].sum(axis=1), se_r[idx].sum(axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):
-        ratios = sp / sr
-    ratios = ratios[np.isfinite(ratios)]
-    if ratios.size:
-        out["ratio_ci"] = [float(v) for v in np.percentile(ratios, [a, 100 - a])]
-    out["excess_ci"] = [float(v) for v in np.percentile((sp - sr) / n[idx].sum(axis=1), [a, 100 - a])]
+        ratio_ci = interval(sp / sr, level)
+    excess_ci = interval((sp - sr) / n[idx].sum(axis=1), level)
+    out["ratio_ci"] = list(ratio_ci) if ratio_ci else None
+    out["excess_ci"] = list(excess_ci) if excess_ci else None
     return out
 
 
