@@ -1,10 +1,11 @@
 """Issue 20's regime shift, measured (minutes, not a unit test; not in ``make bench``):
-``python -m bench.acceptance_shift [--days 90] [--shift-day 60] [--seed 42] [--shift lag|unlag]
+``python -m bench.acceptance_shift [--days 90] [--shift-day 60] [--seed 42] [--shift lag|unlag|backload]
 [--work DIR]``.
 
 Two histories of the same seed (4 assets, 15m, no trade prints: the model does not read them),
-the shifted world (``--shift lag`` or ``unlag`` from ``--shift-day``, sim/shift.py) and its
-control, the world where nothing changes at the shift day (for ``lag`` the unshifted world; for
+the shifted world (``--shift lag``, ``unlag`` or ``backload`` from ``--shift-day``, sim/shift.py) and
+its control, the world where nothing changes at the shift day (for ``lag`` and ``backload`` the
+unshifted world; for
 ``unlag``, whose days before the shift are lagged, a world lagged throughout: ``lag`` from day
 0), each
 backfilled into SQLite, exported to a lake, then trained with train/'s own pipeline (defaults:
@@ -50,7 +51,8 @@ def history(work: Path, shift: str, days: int, shift_day: int, seed: int) -> dic
     from slotml.sim.config import SimConfig
     from slotml.sim.shift import shift_second
 
-    lag = f"{sh.SHIFT_LAG_S}s-" if shift in ("lag", "unlag") else ""
+    lag = (f"{sh.SHIFT_LAG_S}s-" if shift in ("lag", "unlag")
+           else f"{sh.BACKLOAD_X:g}x{sh.BACKLOAD_S}s-" if shift == "backload" else "")
     data = work / f"{shift}-{lag}seed{seed}-{days}d-at{shift_day}"
     t_start, t_end = span(900, days, END)
     at = shift_second(t_start, shift_day, 900)
@@ -183,23 +185,30 @@ def main() -> int:
     ap.add_argument("--days", type=int, default=90)
     ap.add_argument("--shift-day", type=int, default=60)
     ap.add_argument("--seed", type=int, default=42)
-    ap.add_argument("--shift", choices=["lag", "unlag"], default="lag")
+    ap.add_argument("--shift", choices=["lag", "unlag", "backload"], default="lag")
     ap.add_argument("--work", type=Path, default=Path("/tmp/slotml-shift"))
     ap.add_argument("--out", type=Path, help="JSON report")
     ap.add_argument("--skip", action="append", default=[], choices=["frozen", "before", "retrained", "weekly"])
     ap.add_argument("--lag-s", type=int, default=None,
                     help="experiment: another SHIFT_LAG_S than sim/shift.py's (patched in-process)")
+    ap.add_argument("--backload-x", type=float, default=None,
+                    help="experiment: another BACKLOAD_X than sim/shift.py's (patched in-process)")
     a = ap.parse_args()
-    if a.lag_s is not None:
-        import slotml.sim.shift as sh
+    import slotml.sim.shift as sh
 
+    if a.lag_s is not None:
         sh.SHIFT_LAG_S = a.lag_s
+    if a.backload_x is not None:
+        if not 1 <= a.backload_x < sh.BLOCK_S / sh.BACKLOAD_S:
+            print(f"--backload-x must be in [1, {sh.BLOCK_S / sh.BACKLOAD_S:g})", file=sys.stderr)
+            return 2
+        sh.BACKLOAD_X = a.backload_x
     logging.basicConfig(level=logging.WARNING)
     D, S = a.days, a.shift_day
     late = S + 14  # the issue's "days 74-90" for a shift at 60 in 90 days
     report: dict[str, Any] = {"days": D, "shift_day": S, "seed": a.seed}
     lines = [f"{'rows':>42} {'model':>6} {'oracle':>6} {'book':>6} {'model/oracle':>8}"]
-    control = ("none", S) if a.shift == "lag" else ("lag", 0)  # nothing changes at day S
+    control = ("lag", 0) if a.shift == "unlag" else ("none", S)  # nothing changes at day S
     frozen: dict[str, dict[str, Any]] = {}
     for shift, day0 in (control, (a.shift, S)):
         h = history(a.work, shift, D, day0, a.seed)

@@ -1,7 +1,8 @@
 """Issue 20's walk-forward acceptance, measured with the real ``slotml walkforward`` (minutes, not a
 unit test; not in ``make bench``)::
 
-    python -m bench.acceptance_walkforward [--seeds 42,7,5] [--shift none|lag] [--sliding DAYS]
+    python -m bench.acceptance_walkforward [--seeds 42,7,5] [--shift none|lag|unlag|backload]
+                                           [--sliding DAYS]
                                            [--split-layout standard|recent|latest]
                                            [--half-life-days D] [--es-days D]
                                            [--refit-booster] [--params JSON]
@@ -17,7 +18,7 @@ row: y, model, book, oracle) are pooled here:
 
 - ``none``: the issue's "pooled out-of-sample Brier over days 31-90 within 3% of the oracle's on
   the same rows" (the periods cover day 30 on: day 30 is the first out-of-sample day);
-- ``lag``: Brier per period for the walk-forward and for a model frozen at day ``shift-1``
+- a shift (``lag``, ``unlag``, ``backload``): Brier per period for the walk-forward and for a model frozen at day ``shift-1``
   (``acceptance_shift.train_and_predict``, fitted and calibrated on the days before the shift),
   on the same rows from the shift on; and the walk-forward's pooled Brier over days shift+14 to
   the end against the oracle's, the frozen model's beside it.
@@ -208,7 +209,7 @@ def reference(seed: int, a: argparse.Namespace, tag: str, w: dict[str, float],
 def main() -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.acceptance_walkforward")
     ap.add_argument("--seeds", default="42,7,5")
-    ap.add_argument("--shift", choices=["none", "lag", "unlag"], default="none")
+    ap.add_argument("--shift", choices=["none", "lag", "unlag", "backload"], default="none")
     ap.add_argument("--sliding", type=float, default=None, help="walkforward --sliding DAYS")
     ap.add_argument("--half-life-days", type=float, default=None,
                     help="walkforward --half-life-days (work dirs kept apart)")
@@ -233,7 +234,7 @@ def main() -> int:
     ap.add_argument("--out", type=Path, help="JSON report")
     a = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    if a.shift == "lag" and not 0 < a.shift_day < a.shift_day + 14 < a.days:
+    if a.shift != "none" and not 0 < a.shift_day < a.shift_day + 14 < a.days:
         print(f"--shift-day {a.shift_day}: needs 14 days after it within --days {a.days}", file=sys.stderr)
         return 2
     try:

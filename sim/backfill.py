@@ -48,6 +48,7 @@ from slotml.sim.oracle import known_sum, p_up
 from slotml.sim.prices import _rng, asset_key, twap_of
 from slotml.sim.render import FEE_SCHEDULE, MIN_ORDER_SIZE, TICK
 from slotml.sim.services.books import BOOK_LEAD_S
+from slotml.sim.shift import backload_weights
 from slotml.sim.touch import touch_ranges
 from slotml.sim.trades import trade_rows
 from slotml.sim.world import World
@@ -193,11 +194,13 @@ def _one_symbol(world: World, sym: str, starts: np.ndarray, grid: np.ndarray, t_
     wend = wstart + w
     v, lam, jvar = path.block_stats_array(wstart)
     te = wend - shift.lag(wend)  # the settlement is decided at te (World.compute_window)
+    backloaded = shift.backloaded(wstart)  # --shift backload: the window's variance profile
+    profile = backload_weights() if backloaded.any() else None
 
     def oracle_at(ts: np.ndarray) -> np.ndarray:
         tc = np.minimum(ts, te)
         return p_up(rule=rule, spot_t=spot[tc - t0], m=(te - tc).astype(float), v=v, lam=lam,
-                    jvar=jvar, p2b=p2b[widx],
+                    jvar=jvar, p2b=p2b[widx], profile=profile, profile_on=backloaded,
                     known_sum=known_sum(spot, t0, tc, te) if rule == "twap60" else 0.0)
 
     oracle = oracle_at(grid)
@@ -206,7 +209,8 @@ def _one_symbol(world: World, sym: str, starts: np.ndarray, grid: np.ndarray, t_
     def maker() -> np.ndarray:
         noise = np.array([draws[i].noise[k] for i, k in zip(widx, grid - wstart, strict=True)])
         return maker_prob(rule=rule, spot=spot, spot_t0=t0, ts=np.minimum(grid, te + MAKER.lag_s), end=te,
-                          p2b=p2b[widx], vbar=world.vbar[sym], noise=noise, v_regime=v + lam * jvar)
+                          p2b=p2b[widx], vbar=world.vbar[sym], noise=noise, v_regime=v + lam * jvar,
+                          profile=profile, profile_on=backloaded)
 
     pm = regime_prob(cfg.book, oracle, maker, lambda lead: oracle_at(np.minimum(grid + lead, wend)))
     books = quote_books(pm, grid, wstart, w, draws, widx)

@@ -26,10 +26,11 @@ def _world_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--settlement", choices=["twap60", "spot"], default="twap60")
     p.add_argument("--unresolved-fraction", type=fraction(), default=None,
                    help="windows that never resolve (default 0 for serve, 0.003 for backfill)")
-    p.add_argument("--shift", choices=["none", "lag", "unlag"], default="none",
+    p.add_argument("--shift", choices=["none", "lag", "unlag", "backload"], default="none",
                    help="a regime shift from --shift-day on (sim/shift.py): lag = the settlement "
                         "TWAP lags spot 200 s more from then on; unlag = it lagged 200 s more "
-                        "until then (default none: the world is unchanged)")
+                        "until then; backload = each 15-minute window's volatility moves to its "
+                        "last 5 minutes (default none: the world is unchanged)")
     p.add_argument("--shift-day", type=days(0, 3650), default=None,
                    help="days after the start (serve: now; backfill: the history's first window) "
                         "at which --shift begins, rounded up to a window start")
@@ -82,7 +83,7 @@ def _shift_at(args: argparse.Namespace, anchor: float) -> int | None:
 
     if args.shift == "none":
         if args.shift_day is not None:
-            raise UserError("--shift-day needs --shift lag or unlag")
+            raise UserError("--shift-day needs --shift lag, unlag or backload")
         return None
     if args.shift_day is None:
         raise UserError(f"--shift {args.shift} needs --shift-day")

@@ -43,7 +43,7 @@ class SimConfig:
     polybolt_delay_s: float = 0.8  # publish lag of an observation (jitter +-0.2 s)
     polybolt_ping_s: float = 25.0  # the server's ping interval (tests scale it down)
     faults: tuple[str, ...] = field(default=())  # fault kinds active from start (see sim.faults)
-    shift: str = "none"  # regime shift (sim/shift.py): none | lag | unlag
+    shift: str = "none"  # regime shift (sim/shift.py): none | lag | unlag | backload
     shift_at: int | None = None  # the shift's epoch second (window-aligned; the CLI's --shift-day)
     # tests only: keep every book state sent for GET /_sim/books_sent (services/books.py note);
     # off by default, since a many-market run would keep ~100 MB of them
@@ -85,6 +85,9 @@ class SimConfig:
         self.shift_spec  # noqa: B018 - validates shift / shift_at (one-line UserError)
         if self.shift in ("lag", "unlag") and self.settlement != "twap60":
             raise UserError(f"--shift {self.shift} delays the settlement TWAP: it needs --settlement twap60")
+        if self.shift == "backload" and (fams != ("15m",) or self.time_scale != 1):
+            raise UserError("--shift backload reshapes each 15-minute block: it needs the 15m family "
+                            "alone at time scale 1")
 
     def check_backfill(self) -> None:
         """``slotml sim backfill`` writes one Chainlink-settled family at its real length."""

@@ -135,14 +135,15 @@ def top5_size(z: np.ndarray) -> np.ndarray:
 
 
 def maker_prob(*, rule: str, spot: np.ndarray, spot_t0: int, ts: np.ndarray, end: int,
-               p2b, vbar: float, noise: np.ndarray, v_regime=None,
+               p2b, vbar: float, noise: np.ndarray, v_regime=None, profile=None, profile_on=True,
                params: MakerParams = MAKER) -> np.ndarray:
     """The maker's P(Up) at each second in ``ts`` (vectorised; may span many windows when
     ``end``/``p2b``/``noise`` are arrays aligned with ts).
 
     ``spot`` holds spot at seconds spot_t0.. (covering ts - lag - 60 .. end). ``vbar`` is the
     asset's long-run variance per second (no regime, no intraday profile, jumps as diffusion).
-    ``noise`` is the window's persistent noise at each ts.
+    ``noise`` is the window's persistent noise at each ts. ``profile``/``profile_on``: the
+    variance profile of a ``--shift backload`` window (``oracle.p_up``): the maker knows it.
     """
     tl = ts - params.lag_s
     s_lag = spot[tl - spot_t0]
@@ -151,7 +152,8 @@ def maker_prob(*, rule: str, spot: np.ndarray, spot_t0: int, ts: np.ndarray, end
     v = vbar
     if params.regime_weight and v_regime is not None:
         v = vbar ** (1.0 - params.regime_weight) * np.asarray(v_regime, dtype=np.float64) ** params.regime_weight
-    p = p_up(rule=rule, spot_t=s_lag, m=m, v=v, lam=0.0, jvar=0.0, p2b=p2b, known_sum=known)
+    p = p_up(rule=rule, spot_t=s_lag, m=m, v=v, lam=0.0, jvar=0.0, p2b=p2b, known_sum=known,
+             profile=profile, profile_on=profile_on)
     z = ndtri(np.clip(p, 1e-9, 1 - 1e-9))
     return ndtr(params.shade * z + noise)
 

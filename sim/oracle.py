@@ -12,7 +12,9 @@ jumps per second with N(0, jvar) sizes. The settlement value is
   jumps at uniform seconds, Y ~ N(0, v sum c^2/3600 + N jvar mean(c^2)/3600) (Gaussian
   approximation of the position mixture).
 
-P(Up) mixes over N ~ Poisson(lam m), N <= 6. ``tests/sim/test_oracle.py`` checks it against a
+P(Up) mixes over N ~ Poisson(lam m), N <= 6. ``profile`` (``--shift backload``, sim/shift.py):
+the increments in the last ``late_s`` seconds before T carry ``late_x`` times v, the earlier ones
+``early_x`` times (the diffusion part only; the sums of c^2 split at ``late_s``). ``tests/sim/test_oracle.py`` checks it against a
 Monte Carlo of the same process.
 """
 
@@ -33,12 +35,23 @@ def sum_c2(m: np.ndarray) -> np.ndarray:
     return k * (k + 1) * (2 * k + 1) / 6.0 + np.maximum(m - 60.0, 0.0) * 3600.0
 
 
-def p_up(*, rule: str, spot_t, m, v, lam, jvar, p2b, known_sum=0.0) -> np.ndarray:
+def profiled(c2_or_m: np.ndarray, m: np.ndarray, rule: str, profile, on) -> np.ndarray:
+    """The diffusion's sum of c^2 (twap60) or seconds (spot) over the m seconds left, weighted
+    by a variance profile (late_s, late_x, early_x) where ``on`` (bool, broadcast)."""
+    late_s, late_x, early_x = profile
+    h = np.minimum(m, late_s)
+    head = sum_c2(h) if rule == "twap60" else h
+    return np.where(on, late_x * head + early_x * (c2_or_m - head), c2_or_m)
+
+
+def p_up(*, rule: str, spot_t, m, v, lam, jvar, p2b, known_sum=0.0, profile=None,
+         profile_on=True) -> np.ndarray:
     """P(settlement at T >= p2b | information at t). Arrays broadcast.
 
     spot_t: spot at t; m: seconds left (T - t, >= 0); v: diffusion variance per second; lam: jump
     intensity per second; jvar: jump size variance; p2b: price to beat; known_sum: for twap60, the
-    sum of spot over the window seconds already seen, i.e. over [max(T-59, ...), t].
+    sum of spot over the window seconds already seen, i.e. over [max(T-59, ...), t]; profile:
+    None, or (late_s, late_x, early_x) applied where ``profile_on`` (see ``profiled``).
     """
     spot_t = np.asarray(spot_t, dtype=np.float64)
     m = np.asarray(m, dtype=np.float64)
@@ -48,13 +61,13 @@ def p_up(*, rule: str, spot_t, m, v, lam, jvar, p2b, known_sum=0.0) -> np.ndarra
     p2b = np.asarray(p2b, dtype=np.float64)
     if rule == "spot":
         ystar = np.log(p2b / spot_t)
-        base_var = m * v
+        base_var = m * v if profile is None else profiled(m, m, rule, profile, profile_on) * v
         jump_coef = jvar
     elif rule == "twap60":
         n_f = np.minimum(m, 60.0)
         ystar = (p2b - np.asarray(known_sum, dtype=np.float64) / 60.0) / spot_t - n_f / 60.0
         c2 = sum_c2(m)
-        base_var = v * c2 / 3600.0
+        base_var = v * (c2 if profile is None else profiled(c2, m, rule, profile, profile_on)) / 3600.0
         jump_coef = jvar * np.where(m > 0, c2 / np.maximum(m, 1.0), 0.0) / 3600.0
     else:
         raise ValueError(f"unknown settlement rule {rule!r}")

@@ -30,7 +30,7 @@ import numpy as np
 from scipy.signal import lfilter
 
 from slotml.errors import UserError
-from slotml.sim.shift import NO_SHIFT, Shift
+from slotml.sim.shift import NO_SHIFT, Shift, backload_profile
 
 EPOCH = 1704067200  # 2024-01-01T00:00:00Z: the coarse chain starts here
 BLOCK_S = 900
@@ -184,8 +184,15 @@ class AssetPath:
         sl = slice(b0, b0 + BLOCKS_PER_DAY)
         var_d = (1 - self.p.jump_share) * c.var_s[sl]
         r = _rng(self.seed, self.key, 1, day)
-        e = r.standard_normal((BLOCKS_PER_DAY, BLOCK_S)) * np.sqrt(var_d)[:, None]
+        z = r.standard_normal((BLOCKS_PER_DAY, BLOCK_S))
+        e = z * np.sqrt(var_d)[:, None]
         inc = e - ((e.sum(axis=1) - c.dtot[sl]) / BLOCK_S)[:, None]
+        starts = EPOCH + (day * BLOCKS_PER_DAY + np.arange(BLOCKS_PER_DAY)) * BLOCK_S
+        late = np.flatnonzero(self.shift.backloaded(starts))
+        if late.size:  # --shift backload: the same draws, the block's variance moved to its end;
+            g = backload_profile()  # the bridge to the same block total weighs each second by it
+            eb = z[late] * np.sqrt(var_d[late][:, None] * g)
+            inc[late] = eb - g * ((eb.sum(axis=1) - c.dtot[sl][late]) / BLOCK_S)[:, None]
         for i in np.flatnonzero(c.njump[sl]):
             n = int(c.njump[b0 + i])
             pos = r.integers(0, BLOCK_S, n)

@@ -33,6 +33,19 @@ window as ending at ``end - SHIFT_LAG_S`` (and as decided after that), so the or
 truth and the book follows. Nothing changes at or before the shift second: the same seed gives
 byte-identical history there, and with ``--shift none`` (the default) everywhere.
 
+``--shift backload`` (a second kind, measured because the lag makes the world MORE predictable):
+from the shift on, each 15-minute block delivers its diffusion variance unevenly, ``BACKLOAD_X``
+times the block's rate in its last ``BACKLOAD_S`` seconds and the rest (so the block's total, and
+the coarse chain of ``sim/prices.py``, stay as they are) in its first 900 - BACKLOAD_S: the
+window's volatility moves to its end, as around a scheduled release. The features read the
+volatility of earlier windows and of the window so far, and divide the move by sqrt(time left):
+a model fitted before the shift is overconfident after it (the variance still to come is larger
+than the minutes say), most at the late decision points; the oracle is less sharp there than
+before (the outcome is decided later), so the world becomes harder, not easier. Up/Down stays
+symmetric (the mirror holds), and retraining can learn it (the profile is the same every window).
+The oracle and the default maker know the profile. It is exact for 15-minute windows (one block
+each); the sim refuses it for other families. Jumps stay uniform in the block.
+
 Boundary: the lag applies to seconds strictly after the shift second ``at`` (window-aligned), so
 every window that ends by ``at`` is untouched; the window starting at ``at`` keeps its
 price_to_beat (the TWAP at ``at``) and settles on the lagged TWAP, like every later window.
@@ -46,7 +59,7 @@ import numpy as np
 
 from slotml.errors import UserError
 
-SHIFTS = ("none", "lag", "unlag")
+SHIFTS = ("none", "lag", "unlag", "backload")
 # Extra seconds the settlement TWAP lags spot after the shift: 200 s, chosen on held-out seeds
 # 1 and 2 by the frozen-model aim alone, with the rule written down before the runs (the
 # smallest of 200 / 220 / 240 s whose model frozen at day 59 is >= 3.5% worse against the
@@ -57,6 +70,12 @@ SHIFTS = ("none", "lag", "unlag")
 # Larger lags hurt the frozen model more but leave fewer post-shift days to relearn the window's
 # end (the walk-forward must come within 3% of the oracle over days 74-90).
 SHIFT_LAG_S = 200
+# ``backload``: the last BACKLOAD_S seconds of each 15-minute block carry BACKLOAD_X times the
+# block's diffusion rate, the first 900 - BACKLOAD_S the rest (0.5x for 300 s and 2x). Fixed
+# before any run with it (README "Walk-forward", the backload shift), not tuned.
+BACKLOAD_S = 300
+BACKLOAD_X = 2.0
+BLOCK_S = 900
 
 
 @dataclass(frozen=True)
@@ -86,6 +105,13 @@ class Shift:
             return np.where((t > self.at) == after, SHIFT_LAG_S, 0).astype(np.int64)
         return SHIFT_LAG_S if (int(t) > self.at) == after else 0
 
+    def backloaded(self, block_start):
+        """Whether the 15-minute block(s) starting at epoch second(s) ``block_start`` carry the
+        ``backload`` profile: every block starting at or after the shift second."""
+        if isinstance(block_start, np.ndarray):
+            return np.full(block_start.shape, False) if self.kind != "backload" else block_start >= self.at
+        return self.kind == "backload" and int(block_start) >= self.at
+
     def lagged_between(self, first: int, last: int) -> bool:
         """Whether any second of first..last is lagged."""
         if self.kind == "lag":
@@ -103,6 +129,18 @@ class Shift:
 
 
 NO_SHIFT = Shift()
+
+
+def backload_profile() -> np.ndarray:
+    """Variance multipliers of a backloaded block's 900 increments (mean 1: the block's total
+    is kept): increment j moves the price from second j to j + 1 of the block."""
+    early = (BLOCK_S - BACKLOAD_X * BACKLOAD_S) / (BLOCK_S - BACKLOAD_S)
+    return np.where(np.arange(BLOCK_S) >= BLOCK_S - BACKLOAD_S, BACKLOAD_X, early)
+
+
+def backload_weights() -> tuple[float, float, float]:
+    """(late seconds, late multiplier, early multiplier): the oracle's view of the profile."""
+    return float(BACKLOAD_S), BACKLOAD_X, (BLOCK_S - BACKLOAD_X * BACKLOAD_S) / (BLOCK_S - BACKLOAD_S)
 
 
 def shift_second(anchor: float, shift_day: float, window_s: int) -> int:

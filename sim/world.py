@@ -31,6 +31,7 @@ from slotml.sim.maker import (
 )
 from slotml.sim.oracle import known_sum, p_up
 from slotml.sim.prices import AssetPath, PriceModel, _rng, asset_key, twap_of
+from slotml.sim.shift import backload_weights
 
 NAMES = {"BTC": "Bitcoin", "ETH": "Ethereum", "SOL": "Solana", "XRP": "XRP"}
 SERIES_IDS = {"BTC": 10192, "ETH": 10191, "SOL": 10423, "XRP": 10422}
@@ -341,13 +342,15 @@ class World:
         tc = np.minimum(ts, te)
         v, lam, jvar = path.block_stats(m.start)
         rule = "twap60" if m.settlement == "twap60" else "spot"  # a candle close is a spot price
+        profile = backload_weights() if shift.backloaded(m.start) else None  # --shift backload
         oracle = p_up(rule=rule, spot_t=spot[tc - t0], m=(te - tc).astype(float), v=v,
-                      lam=lam, jvar=jvar, p2b=p2b,
+                      lam=lam, jvar=jvar, p2b=p2b, profile=profile,
                       known_sum=known_sum(spot, t0, tc, te) if m.settlement == "twap60" else 0.0)
         draws = draws or self.draws(m.symbol, m.start, m.window_s)
         p = regime_prob(self.config.book, oracle, lambda: maker_prob(
             rule=rule, spot=spot, spot_t0=t0, ts=np.minimum(ts, te + MAKER.lag_s), end=te,
-            p2b=p2b, vbar=self.vbar[m.symbol], noise=draws.noise, v_regime=v + lam * jvar),
+            p2b=p2b, vbar=self.vbar[m.symbol], noise=draws.noise, v_regime=v + lam * jvar,
+            profile=profile),
             lambda lead: oracle[np.minimum(np.arange(len(oracle)) + lead, len(oracle) - 1)])
         pts = np.concatenate([[m.start - 1], ts])
         pp = np.concatenate([[0.5], p])
