@@ -232,8 +232,17 @@ def main() -> int:
     ap.add_argument("--work", type=Path, default=Path("/tmp/slotml-shift"))
     ap.add_argument("--jobs", type=int, default=None)
     ap.add_argument("--out", type=Path, help="JSON report")
+    ap.add_argument("--backload-x", type=float, default=None,
+                    help="experiment: another BACKLOAD_X than sim/shift.py's (patched in-process)")
     a = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
+    if a.backload_x is not None:
+        import slotml.sim.shift as sh
+
+        if not 1 <= a.backload_x < sh.BLOCK_S / sh.BACKLOAD_S:
+            print(f"--backload-x must be in [1, {sh.BLOCK_S / sh.BACKLOAD_S:g})", file=sys.stderr)
+            return 2
+        sh.BACKLOAD_X = a.backload_x
     if a.shift != "none" and not 0 < a.shift_day < a.shift_day + 14 < a.days:
         print(f"--shift-day {a.shift_day}: needs 14 days after it within --days {a.days}", file=sys.stderr)
         return 2
