@@ -28,7 +28,9 @@ V = (0.0006**2) / 60 * 0.8
 def test_profile_keeps_the_block_total() -> None:
     g = backload_profile()
     assert g.shape == (900,) and g.mean() == pytest.approx(1.0)
-    assert g[-BACKLOAD_S:].tolist() == [BACKLOAD_X] * BACKLOAD_S and g[0] == pytest.approx(0.5)
+    early = (900 - BACKLOAD_X * BACKLOAD_S) / (900 - BACKLOAD_S)
+    assert g[-BACKLOAD_S:].tolist() == [BACKLOAD_X] * BACKLOAD_S and g[0] == pytest.approx(early)
+    assert 0 < early < 1 < BACKLOAD_X
     late_s, late_x, early_x = backload_weights()
     assert (late_s, late_x) == (BACKLOAD_S, BACKLOAD_X) and early_x == pytest.approx(g[0])
     s = Shift("backload", AT)
@@ -51,10 +53,14 @@ def test_path_same_before_same_block_ends_variance_moved_to_the_end() -> None:
         inc = np.diff(x[first: first + (len(x) - first) // 900 * 900 + 1]).reshape(-1, 900) ** 2
         return float(inc[:, -BACKLOAD_S:].sum() / inc.sum())
 
-    # diffusion: 2/3 of the variance in the last 300 s (1/3 without), jumps (20%) uniform
+    # diffusion: BACKLOAD_X * 300 / 900 of the variance in the last 300 s (1/3 without), jumps
+    # (BTC: 20%) uniform over the block
+    js, third = plain.p.jump_share, BACKLOAD_S / 900
     before, after = late_share(a, 0), late_share(b, k)
-    print(f"late share of the variance: plain {late_share(a, k):.3f}, backloaded {after:.3f}")
-    assert 0.25 < before < 0.42 and 0.5 < after < 0.72, (before, after)
+    expected = (1 - js) * BACKLOAD_X * third + js * third
+    print(f"late share of the variance: plain {late_share(a, k):.3f}, backloaded {after:.3f} "
+          f"(expected {expected:.3f})")
+    assert abs(before - third) < 0.08 and abs(after - expected) < 0.08, (before, after, expected)
 
 
 def _mc(rule: str, spot_t: float, past: np.ndarray, m: int, p2b: float, n: int, rng) -> float:
@@ -116,7 +122,7 @@ def test_the_oracle_knows_the_profile_and_a_frozen_rule_does_not() -> None:
     assert len(y) > 10000
     b_new, b_old = np.mean((p_new - y) ** 2), np.mean((p_old - y) ** 2)
     print(f"post-shift Brier, minutes 5-10: oracle {b_new:.4f}, the plain rule's {b_old:.4f}")
-    assert b_new < b_old, (b_new, b_old)  # measured 0.1976 vs 0.1987 (seed 23)
+    assert b_new < 0.995 * b_old, (b_new, b_old)  # measured 0.2280 vs 0.2306 (seed 23)
     assert np.mean(np.abs(p_old - 0.5)) > np.mean(np.abs(p_new - 0.5))  # the plain rule: too sharp
     assert abs(np.mean(p_new) - np.mean(y)) < 0.03
     for lo, hi in ((0.05, 0.3), (0.3, 0.7), (0.7, 0.95)):
