@@ -190,6 +190,7 @@ def test_shift_helpers() -> None:
     (["--shift", "lag", "--shift-day", "0.1", "--settlement", "spot"], "needs --settlement twap60"),
     (["--shift", "drift", "--shift-day", "0.1"], "invalid choice"),
     (["--shift", "lag", "--shift-day", "-1"], "--shift-day"),
+    (["--shift", "backload", "--shift-day", "0.1", "--family", "5m"], "needs the 15m family alone"),
 ])
 def test_bad_shift_options_exit_2_with_one_line(tmp_path: Path, capsys, extra, needle) -> None:
     args = ["sim", "backfill", "--days", "0.2", "--end", str(END), "--db", f"sqlite:///{tmp_path}/x.db",
@@ -203,10 +204,11 @@ def test_bad_shift_options_exit_2_with_one_line(tmp_path: Path, capsys, extra, n
     assert len(err) == 1 and needle in err[0], err
 
 
-def test_cli_backfill_with_a_shift(tmp_path: Path, capsys) -> None:
+@pytest.mark.parametrize("kind", ["lag", "backload"])
+def test_cli_backfill_with_a_shift(tmp_path: Path, capsys, kind: str) -> None:
     db = f"sqlite:///{tmp_path}/x.db"
     args = ["sim", "backfill", "--days", "0.1", "--end", str(END), "--symbols", "BTC", "--db", db,
-            "--data-dir", str(tmp_path), "--log-level", "WARNING", "--shift", "lag", "--shift-day", "0.05"]
+            "--data-dir", str(tmp_path), "--log-level", "WARNING", "--shift", kind, "--shift-day", "0.05"]
     assert main(args) == 0
     assert "backfilled" in capsys.readouterr().out
 
