@@ -1,5 +1,5 @@
 """Issue 20's regime shift, measured (minutes, not a unit test; not in ``make bench``):
-``python -m bench.acceptance_shift [--days 90] [--shift-day 60] [--seed 42] [--shift lag|unlag|backload]
+``python -m bench.acceptance_shift [--days 90] [--shift-day 60] [--seed 42] [--shift backload|lag|unlag]
 [--work DIR]``.
 
 Two histories of the same seed (4 assets, 15m, no trade prints: the model does not read them),
@@ -185,7 +185,7 @@ def main() -> int:
     ap.add_argument("--days", type=int, default=90)
     ap.add_argument("--shift-day", type=int, default=60)
     ap.add_argument("--seed", type=int, default=42)
-    ap.add_argument("--shift", choices=["lag", "unlag", "backload"], default="lag")
+    ap.add_argument("--shift", choices=["lag", "unlag", "backload"], default="backload")
     ap.add_argument("--work", type=Path, default=Path("/tmp/slotml-shift"))
     ap.add_argument("--out", type=Path, help="JSON report")
     ap.add_argument("--skip", action="append", default=[], choices=["frozen", "before", "retrained", "weekly"])

@@ -1,6 +1,6 @@
 """A regime shift: from one second on, the world changes in a way a frozen model cannot absorb.
 
-``--shift lag`` (issue 20): after the shift second, the settlement TWAP (the published
+``--shift lag`` (the first shift measured for issue 20): after the shift second, the settlement TWAP (the published
 ``crypto_prices_twap_sixty`` stream, hence price_to_beat, the final price and every move the
 collector records) is the 60 s TWAP of spot ``SHIFT_LAG_S`` seconds EARLIER: the oracle stream
 lags spot by ~30 s + SHIFT_LAG_S instead of ~30 s. The outcome of a window then hinges on spot up
@@ -33,7 +33,8 @@ window as ending at ``end - SHIFT_LAG_S`` (and as decided after that), so the or
 truth and the book follows. Nothing changes at or before the shift second: the same seed gives
 byte-identical history there, and with ``--shift none`` (the default) everywhere.
 
-``--shift backload`` (a second kind, measured because the lag makes the world MORE predictable):
+``--shift backload`` (issue 20's shift since 2026-12-08; measured because the lag makes the world
+MORE predictable, which left a "within 3% of the oracle" aim at the walk's own expected ratio):
 from the shift on, each 15-minute block delivers its diffusion variance unevenly, ``BACKLOAD_X``
 times the block's rate in its last ``BACKLOAD_S`` seconds and the rest (so the block's total, and
 the coarse chain of ``sim/prices.py``, stay as they are) in its first 900 - BACKLOAD_S: the
