@@ -136,16 +136,17 @@ class Shift:
 NO_SHIFT = Shift()
 
 
-def backload_profile() -> np.ndarray:
-    """Variance multipliers of a backloaded block's 900 increments (mean 1: the block's total
-    is kept): increment j moves the price from second j to j + 1 of the block."""
-    early = (BLOCK_S - BACKLOAD_X * BACKLOAD_S) / (BLOCK_S - BACKLOAD_S)
-    return np.where(np.arange(BLOCK_S) >= BLOCK_S - BACKLOAD_S, BACKLOAD_X, early)
-
-
 def backload_weights() -> tuple[float, float, float]:
-    """(late seconds, late multiplier, early multiplier): the oracle's view of the profile."""
+    """(late seconds, late multiplier, early multiplier): the oracle's view of the profile, the
+    early multiplier set so the block's total variance is kept."""
     return float(BACKLOAD_S), BACKLOAD_X, (BLOCK_S - BACKLOAD_X * BACKLOAD_S) / (BLOCK_S - BACKLOAD_S)
+
+
+def backload_profile() -> np.ndarray:
+    """Variance multipliers of a backloaded block's 900 increments (mean 1): increment j moves
+    the price from second j to j + 1 of the block."""
+    late_s, late_x, early_x = backload_weights()
+    return np.where(np.arange(BLOCK_S) >= BLOCK_S - late_s, late_x, early_x)
 
 
 def shift_second(anchor: float, shift_day: float, window_s: int) -> int:
