@@ -175,6 +175,20 @@ def worse_ci(shifted: dict[str, Any], control: dict[str, Any], t0: int, lo: int,
             "ci": list(ci) if ci else None, "level": level, "days": hi - lo}
 
 
+def set_backload_x(x: float | None) -> bool:
+    """``--backload-x``: patch sim/shift.py's BACKLOAD_X in-process (an experiment); False (and
+    one line on stderr) when the early rate it leaves would not be positive."""
+    if x is None:
+        return True
+    import slotml.sim.shift as sh
+
+    if not 1 <= x < sh.BLOCK_S / sh.BACKLOAD_S:
+        print(f"--backload-x must be in [1, {sh.BLOCK_S / sh.BACKLOAD_S:g})", file=sys.stderr)
+        return False
+    sh.BACKLOAD_X = x
+    return True
+
+
 def line(name: str, b: dict[str, float]) -> str:
     return (f"{name:<34} {b['rows']:>7} {b['model']:.4f} {b['oracle']:.4f} {b['book']:.4f} "
             f"{b['ratio']:>7.3f}x")
@@ -194,15 +208,12 @@ def main() -> int:
     ap.add_argument("--backload-x", type=float, default=None,
                     help="experiment: another BACKLOAD_X than sim/shift.py's (patched in-process)")
     a = ap.parse_args()
-    import slotml.sim.shift as sh
-
     if a.lag_s is not None:
+        import slotml.sim.shift as sh
+
         sh.SHIFT_LAG_S = a.lag_s
-    if a.backload_x is not None:
-        if not 1 <= a.backload_x < sh.BLOCK_S / sh.BACKLOAD_S:
-            print(f"--backload-x must be in [1, {sh.BLOCK_S / sh.BACKLOAD_S:g})", file=sys.stderr)
-            return 2
-        sh.BACKLOAD_X = a.backload_x
+    if not set_backload_x(a.backload_x):
+        return 2
     logging.basicConfig(level=logging.WARNING)
     D, S = a.days, a.shift_day
     late = S + 14  # the issue's "days 74-90" for a shift at 60 in 90 days

@@ -48,7 +48,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.acceptance_shift import DAY, brier, history, line, train_and_predict
+from bench.acceptance_shift import DAY, brier, history, line, set_backload_x, train_and_predict
 from slotml.train.split import LAYOUTS
 from slotml.train.walkforward_report import brier_ratio
 
@@ -236,13 +236,8 @@ def main() -> int:
                     help="experiment: another BACKLOAD_X than sim/shift.py's (patched in-process)")
     a = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    if a.backload_x is not None:
-        import slotml.sim.shift as sh
-
-        if not 1 <= a.backload_x < sh.BLOCK_S / sh.BACKLOAD_S:
-            print(f"--backload-x must be in [1, {sh.BLOCK_S / sh.BACKLOAD_S:g})", file=sys.stderr)
-            return 2
-        sh.BACKLOAD_X = a.backload_x
+    if not set_backload_x(a.backload_x):
+        return 2
     if a.shift != "none" and not 0 < a.shift_day < a.shift_day + 14 < a.days:
         print(f"--shift-day {a.shift_day}: needs 14 days after it within --days {a.days}", file=sys.stderr)
         return 2

@@ -14,7 +14,8 @@ jumps per second with N(0, jvar) sizes. The settlement value is
 
 P(Up) mixes over N ~ Poisson(lam m), N <= 6. ``profile`` (``--shift backload``, sim/shift.py):
 the increments in the last ``late_s`` seconds before T carry ``late_x`` times v, the earlier ones
-``early_x`` times (the diffusion part only; the sums of c^2 split at ``late_s``). ``tests/sim/test_oracle.py`` checks it against a
+``early_x`` times (the diffusion part only; the sums of c^2 split at ``late_s``).
+``tests/sim/test_oracle.py`` (and ``test_backload.py``, with the profile) check it against a
 Monte Carlo of the same process.
 """
 
